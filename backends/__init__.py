@@ -1,0 +1,1 @@
+"""Backends, installed as lazygrad.backends: each module renders kernels for one runtime and runs them."""

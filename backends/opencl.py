@@ -1,0 +1,236 @@
+"""OpenCL backend: renders a Plan as OpenCL C and runs it with pyopencl (PoCL on a CPU, or a vendor's GPU driver).
+
+One work-item computes one output element; a reduction loops inside it. float16 is stored as `half` and computed in
+float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 extension.
+"""
+from __future__ import annotations
+import math
+import os
+import threading
+import time
+import numpy as np
+from lazygrad.codegen.lower import Plan, Instr, lower
+from lazygrad.device import Allocator
+from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
+from lazygrad.helpers import DEBUG, disk_cache_get, disk_cache_put
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+
+# what each dtype is called in memory (pointer element type) and in arithmetic
+STORAGE = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int", "int64": "long",
+           "float16": "half", "float32": "float", "float64": "double"}
+COMPUTE = {**STORAGE, "bool": "bool", "float16": "float"}
+
+
+class KernelError(RuntimeError):
+  """A generated kernel failed to compile or launch; the message carries the source and the backend's words."""
+
+
+def literal(value, dtype: DType) -> str:
+  if dtype is bool_: return "1" if value else "0"
+  if dtype.is_float:
+    v = float(value)
+    if math.isnan(v): return "NAN"
+    if math.isinf(v): return "INFINITY" if v > 0 else "(-INFINITY)"
+    return repr(v) + ("" if dtype is float64 else "f")
+  v = int(value)
+  if dtype.itemsize == 8: return f"{v}L" if v != -2**63 else "(-9223372036854775807L-1)"
+  return str(v) if v != -2**31 else "(-2147483647-1)"
+
+
+def reduce_identity(op: ReduceOps, dtype: DType):
+  if op is ReduceOps.SUM: return 0
+  if dtype.is_float: return -math.inf
+  if dtype is bool_: return 0
+  return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
+
+
+def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
+  """One instruction's C expression. `dtype` is the result's, src_dtypes the operands'."""
+  a = args[0]
+  b = args[1] if len(args) > 1 else None
+  fl = src_dtypes[0].is_float
+  if op is UnaryOps.NEG: return f"(!{a})" if src_dtypes[0] is bool_ else f"(-{a})"
+  if op is UnaryOps.NOT: return f"(!{a})"
+  if op is UnaryOps.EXP2: return f"exp2({a})"
+  if op is UnaryOps.LOG2: return f"log2({a})"
+  if op is UnaryOps.SIN: return f"sin({a})"
+  if op is UnaryOps.SQRT: return f"sqrt({a})"
+  if op is UnaryOps.RECIP: return f"(1.0f/{a})" if dtype is not float64 else f"(1.0/{a})"
+  if op is UnaryOps.CAST:
+    if dtype is bool_: return f"({a}!=0)"
+    if dtype is float16: return f"round_half((float)({a}))"
+    return f"(({COMPUTE[dtype.name]})({a}))"
+  if op is BinaryOps.ADD: return f"({a}+{b})" if src_dtypes[0] is not bool_ else f"({a}||{b})"
+  if op is BinaryOps.SUB: return f"({a}-{b})"
+  if op is BinaryOps.MUL: return f"({a}*{b})" if src_dtypes[0] is not bool_ else f"({a}&&{b})"
+  if op is BinaryOps.DIV: return f"({a}/{b})"
+  if op is BinaryOps.IDIV: return f"({a}/{b})"
+  if op is BinaryOps.MOD: return f"({a}%{b})"
+  if op is BinaryOps.MAX:  # NaN wins, as in torch.maximum
+    return f"((({a}>{b})||isnan({a}))?{a}:{b})" if fl else f"(({a}>{b})?{a}:{b})"
+  if op is BinaryOps.CMPLT: return f"({a}<{b})"
+  if op is BinaryOps.CMPEQ: return f"({a}=={b})"
+  if op is BinaryOps.AND: return f"({a}&{b})" if src_dtypes[0] is not bool_ else f"({a}&&{b})"
+  if op is BinaryOps.OR: return f"({a}|{b})" if src_dtypes[0] is not bool_ else f"({a}||{b})"
+  if op is BinaryOps.XOR: return f"({a}^{b})" if src_dtypes[0] is not bool_ else f"({a}!={b})"
+  if op is TernaryOps.WHERE: return f"({a}?{b}:{args[2]})"
+  raise NotImplementedError(f"OpenCL renderer: no rule for {op}")
+
+
+def render(plan: Plan) -> tuple[str, str]:
+  """Plan -> (OpenCL C source, kernel name). A pure function of the plan."""
+  for d in plan.bufs:
+    if d is bfloat16: raise TypeError("OpenCL backend: bfloat16 is not supported; use float16 or float32")
+  itype = "long" if plan.big_index else "int"
+  ivar = lambda name: name
+  lines: list[str] = []
+  names: dict[int, str] = {}
+
+  def val(i: Instr) -> str: return names[id(i)]
+
+  def line(i: Instr, indent: str):
+    ctype = COMPUTE[i.dtype.name]
+    if i.op == "const": names[id(i)] = literal(i.arg, i.dtype); return
+    if i.op == "index":
+      expr = i.arg.render(ivar)
+    elif i.op == "load":
+      bufno, idx, valid = i.arg
+      ptr, index = f"data{bufno}", idx.render(ivar)
+      if i.dtype is float16: read = f"vload_half({index}, {ptr})"
+      elif i.dtype is bool_: read = f"({ptr}[{index}]!=0)"
+      else: read = f"{ptr}[{index}]"
+      expr = read if valid.min == 1 else f"({valid.render(ivar)}?{read}:{literal(0, i.dtype)})"
+    elif i.op == "alu":
+      expr = alu(i.arg, i.dtype, [val(s) for s in i.srcs], [s.dtype for s in i.srcs])
+    elif i.op == "reduce":
+      names[id(i)] = "acc"; return
+    else: raise NotImplementedError(i.op)
+    lines.append(f"{indent}{ctype} {i.name} = {expr};")
+    names[id(i)] = i.name
+
+  for i in plan.instrs:
+    if i.region == "pre": line(i, "  ")
+  if plan.reduce is not None:
+    r = plan.reduce
+    acc_t = COMPUTE[r.dtype.name]
+    lines.append(f"  {acc_t} acc = {literal(reduce_identity(r.arg, r.dtype), r.dtype)};")
+    lines.append(f"  for ({itype} ridx = 0; ridx < {plan.red_size}; ridx++) {{")
+    for i in plan.instrs:
+      if i.region == "loop": line(i, "    ")
+    x = val(r.srcs[0])
+    upd = alu(BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX, r.dtype, ["acc", x], [r.dtype, r.dtype])
+    lines.append(f"    acc = {upd};")
+    lines.append("  }")
+  for i in plan.instrs:
+    if i.region == "post": line(i, "  ")
+
+  out, v = plan.bufs[0], val(plan.value)
+  if out is float16: store = f"vstore_half({v}, gidx, data0);"
+  elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
+  else: store = f"data0[gidx] = {v};"
+  params = [f"__global {STORAGE[d.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
+                                                     for n, d in enumerate(plan.bufs) if n > 0]
+  head = []
+  if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):
+    head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
+  if "round_half" in "\n".join(lines):
+    head.append("float round_half(float x) { ushort t; vstore_half(x, 0, (__private half*)&t); "
+                "return vload_half(0, (__private const half*)&t); }")
+  src = "\n".join(head + [
+    f"__kernel void {plan.name}({', '.join(params)}) {{",
+    f"  {itype} gidx = get_global_id(0);",
+    f"  if (gidx >= {plan.out_size}) return;",
+    *lines,
+    f"  {store}",
+    "}"])
+  return src, plan.name
+
+
+class CLAllocator(Allocator):
+  def __init__(self, dev: "Device"):
+    super().__init__()
+    self.dev = dev
+
+  def _alloc(self, nbytes):
+    import pyopencl as cl
+    try: return cl.Buffer(self.dev.ctx, cl.mem_flags.READ_WRITE, nbytes)
+    except cl.MemoryError as e: raise MemoryError(f"OpenCL: out of device memory allocating {nbytes} bytes") from e
+
+  def _free(self, handle): handle.release()
+
+  def copyin(self, handle, host: np.ndarray):
+    import pyopencl as cl
+    cl.enqueue_copy(self.dev.queue, handle, np.ascontiguousarray(host), is_blocking=True)
+
+  def copyout(self, host: np.ndarray, handle):
+    import pyopencl as cl
+    cl.enqueue_copy(self.dev.queue, host, handle, is_blocking=True)
+
+
+def _pick_device(index: int):
+  """OPENCL:N counts GPUs first, then every other device, across platforms."""
+  import pyopencl as cl
+  try: platforms = cl.get_platforms()
+  except cl.Error as e:
+    raise RuntimeError("OpenCL: no platform found. `pip install pocl-binary-distribution` gives a CPU device; "
+                       "a GPU needs its vendor's OpenCL driver (see OCL_ICD_VENDORS in the README)") from e
+  devices = [d for p in platforms for d in p.get_devices()]
+  gpus = [d for d in devices if d.type & cl.device_type.GPU]
+  ordered = gpus + [d for d in devices if not d.type & cl.device_type.GPU]
+  if not ordered: raise RuntimeError("OpenCL: platforms found but no device")
+  if index >= len(ordered):
+    raise ValueError(f"OPENCL:{index} does not exist; this machine has {len(ordered)} OpenCL device(s): " +
+                     ", ".join(f"OPENCL:{n} {d.name.strip()}" for n, d in enumerate(ordered)))
+  return ordered[index]
+
+
+class Device:
+  def __init__(self, index: int):
+    import pyopencl as cl
+    self.cl = cl
+    self.device = _pick_device(index)
+    self.ctx = cl.Context([self.device])
+    self.queue = cl.CommandQueue(self.ctx)
+    self.allocator = CLAllocator(self)
+    self.name = f"OPENCL:{index}"
+    self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
+    self.kernels: dict = {}  # kernel AST -> (plan, cl.Kernel)
+    self.lock = threading.Lock()
+
+  def compile(self, src: str, name: str):
+    """Source -> built program, through the on-disk binary cache."""
+    cl = self.cl
+    key = self.ident + "\n" + src
+    binary = disk_cache_get("opencl", key)
+    if binary is not None:
+      try: return cl.Program(self.ctx, [self.device], [binary]).build()
+      except cl.Error: pass  # a stale or foreign binary: build from source
+    try:
+      prg = cl.Program(self.ctx, src).build()
+    except cl.Error as e:
+      raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
+    disk_cache_put("opencl", key, prg.binaries[0])
+    return prg
+
+  def exec(self, ast, buffers, origin: str = ""):
+    """Run one kernel AST over device buffers (buffers[0] is the output)."""
+    entry = self.kernels.get(ast)
+    if entry is None:
+      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
+      src, name = render(plan)
+      if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
+      st = time.perf_counter()
+      prg = self.compile(src, name)
+      if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
+      entry = self.kernels[ast] = (plan, self.cl.Kernel(prg, name), src)
+    plan, kernel, src = entry
+    if plan.out_size == 0: return
+    with self.lock:
+      try:
+        kernel(self.queue, (plan.out_size,), None, *[b.handle for b in buffers])
+      except self.cl.Error as e:
+        raise KernelError(f"OpenCL failed to launch kernel {plan.name}{' (from ' + origin + ')' if origin else ''}:"
+                          f" {e}\n--- source ---\n{src}") from None
+
+  def synchronize(self):
+    self.queue.finish()

@@ -1,0 +1,29 @@
+"""lazygrad: PyTorch's user experience on a lazy, fusing compiler. `import lazygrad as lg`."""
+from lazygrad.tensor import Tensor, ShapeError, no_grad, enable_grad, manual_seed, cat, stack, where, grad_enabled
+from lazygrad.dtype import (DType, bool_ as bool, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
+                            promote_types)
+from lazygrad.device import kernel_count, memory_stats, synchronize
+from lazygrad.dtype import float16 as half, float32 as float, float64 as double, int32 as int, int64 as long
+
+tensor = Tensor
+zeros, ones, full, empty = Tensor.zeros, Tensor.ones, Tensor.full, Tensor.empty
+arange, linspace, eye = Tensor.arange, Tensor.linspace, Tensor.eye
+rand, randn, randint, randperm = Tensor.rand, Tensor.randn, Tensor.randint, Tensor.randperm
+
+
+def _like(name):
+  def fn(t, *args, **kwargs): return getattr(t, name)(*args, **kwargs)
+  fn.__name__ = name
+  return fn
+
+
+zeros_like, ones_like, full_like, empty_like = _like("zeros_like"), _like("ones_like"), _like("full_like"), _like("empty_like")
+rand_like, randn_like = _like("rand_like"), _like("randn_like")
+matmul, maximum, minimum = _like("matmul"), _like("maximum"), _like("minimum")
+exp, log, sqrt, sin, cos, tanh, sigmoid, relu, abs = (_like(n) for n in ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs"))
+sum, mean, amax, amin, argmax, argmin, softmax, log_softmax, logsumexp = (
+  _like(n) for n in ("sum", "mean", "amax", "amin", "argmax", "argmin", "softmax", "log_softmax", "logsumexp"))
+reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
+  _like(n) for n in ("reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "flip", "clamp"))
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""Lowering: a kernel AST becomes a Plan, a short list of SSA instructions with their index math, that every renderer shares.
+
+A kernel computes one output element per flat index `gidx`; if it reduces, a loop over the flat reduce index `ridx`
+runs inside. Each instruction belongs to a region: "pre" (needs neither the loop nor its result), "loop" (depends on
+`ridx`) or "post" (depends on the reduction's result). Renderers emit pre, then the loop, then post.
+"""
+from __future__ import annotations
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+from lazygrad.dtype import DType, bool_
+from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps
+from lazygrad.shape import unravel
+from lazygrad.symbolic import Node, Num, Var
+
+
+@dataclass(eq=False)
+class Instr:
+  op: str                 # "load", "const", "index", "alu", "reduce"
+  dtype: DType
+  srcs: tuple[Instr, ...]
+  arg: Any
+  region: str = "pre"
+  name: str = ""
+  uses: int = 0
+
+
+@dataclass
+class Plan:
+  name: str
+  bufs: list[DType]          # buffer 0 is the output, stored contiguously
+  buf_sizes: list[int]
+  out_size: int
+  red_size: int              # 0 when the kernel does not reduce
+  instrs: list[Instr]
+  reduce: Instr | None
+  value: Instr               # what is stored at out[gidx]
+  ast: KernelOp = field(repr=False)
+
+  @property
+  def big_index(self) -> bool:
+    """Whether index math needs 64 bits."""
+    return max([self.out_size * max(self.red_size, 1), *self.buf_sizes]) >= 2**31 - 1
+
+
+def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
+  out_size = prod(ast.shape)
+  reduces = [n for n in ast.walk() if n.op in ReduceOps]
+  assert len(reduces) <= 1, "a kernel holds at most one reduction"
+  red_shape = [reduces[0].src[0].shape[a] for a in reduces[0].arg] if reduces else []
+  red_size = prod(red_shape) if reduces else 0
+  gidx = Var("gidx", 0, max(out_size - 1, 0))
+  ridx = Var("ridx", 0, max(red_size - 1, 0))
+
+  instrs: list[Instr] = []
+  cse: dict[tuple, Instr] = {}
+  memo: dict[tuple, Instr] = {}
+
+  def emit(op, dtype, srcs, arg) -> Instr:
+    argkey = tuple(a.key if isinstance(a, Node) else a for a in arg) if isinstance(arg, tuple) else (
+      arg.key if isinstance(arg, Node) else arg)
+    key = (op, dtype.name, tuple(id(s) for s in srcs), argkey)
+    if key in cse: return cse[key]
+    nodes = [a for a in (arg if isinstance(arg, tuple) else (arg,)) if isinstance(a, Node)]
+    if op == "reduce": region = "post"
+    elif any(s.region == "post" for s in srcs): region = "post"
+    elif any(s.region == "loop" for s in srcs) or any("ridx" in n.vars() for n in nodes): region = "loop"
+    else: region = "pre"
+    ins = Instr(op, dtype, tuple(srcs), arg, region, f"v{len(instrs)}")
+    for s in srcs: s.uses += 1
+    instrs.append(ins)
+    cse[key] = ins
+    return ins
+
+  def lo(node: KernelOp, idxs: list[Node]) -> Instr:
+    key = (node, tuple(i.key for i in idxs))
+    if key in memo: return memo[key]
+    if node.op is BufferOps.LOAD:
+      bufno, st = node.arg
+      flat, valid = st.expr(idxs)
+      out = emit("const", node.dtype, (), 0) if valid == Num(0) else emit("load", node.dtype, (), (bufno, flat, valid))
+    elif node.op is BufferOps.CONST:
+      out = emit("const", node.dtype, (), node.arg)
+    elif node.op is BufferOps.VIEW:
+      flat, valid = node.arg.expr(idxs)
+      if valid == Num(0): out = emit("const", node.dtype, (), 0)
+      else:
+        out = lo(node.src[0], unravel(node.src[0].shape, flat))
+        if valid != Num(1):
+          out = emit("alu", node.dtype, (emit("index", bool_, (), valid), out, emit("const", node.dtype, (), 0)),
+                     TernaryOps.WHERE)
+    elif node.op in ReduceOps:
+      src_shape, axes = node.src[0].shape, node.arg
+      red_idxs = iter(unravel(red_shape, ridx))
+      full = [next(red_idxs) if d in axes else idxs[d] for d in range(len(src_shape))]
+      out = emit("reduce", node.dtype, (lo(node.src[0], full),), node.op)
+    elif isinstance(node.op, (UnaryOps, BinaryOps, TernaryOps)):
+      out = emit("alu", node.dtype, tuple(lo(s, idxs) for s in node.src), node.op)
+    else:
+      raise NotImplementedError(f"cannot lower {node.op} in a kernel")
+    memo[key] = out
+    return out
+
+  value = lo(ast, unravel(ast.shape, gidx))
+  reduce = next((i for i in instrs if i.op == "reduce"), None)
+  kind = "r" if reduces else "e"
+  name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
+  return Plan(name, bufs, buf_sizes, out_size, red_size, instrs, reduce, value, ast)

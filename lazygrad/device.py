@@ -1,0 +1,134 @@
+"""Devices: the registry behind LAZYGRAD_DEVICE, device buffers, and an allocator that reuses freed memory.
+
+A backend is a module `lazygrad.backends.<name>` with a `Device(index)` class that provides `allocator`
+(an Allocator), `render(plan) -> (source, name)`, `compile(source, name) -> program`, `launch(program, buffers,
+plan)` and `synchronize()`. Backends are loaded by name, so nothing here knows any of them.
+"""
+from __future__ import annotations
+import importlib
+import os
+import threading
+from collections import defaultdict
+from lazygrad.dtype import DType
+
+BACKENDS = ("OPENCL", "TRITON")
+_lock = threading.RLock()  # guards the registry, allocators' caches and counters across Python threads
+_devices: dict[str, object] = {}
+_kernel_count = 0
+
+
+def default_device() -> str:
+  return canonical(os.environ.get("LAZYGRAD_DEVICE", "OPENCL"))
+
+
+def canonical(name) -> str:
+  """"opencl" -> "OPENCL:0"; unknown names raise ValueError naming what was passed."""
+  if name is None: return default_device()
+  if not isinstance(name, str): raise TypeError(f"device must be a string like 'OPENCL' or 'TRITON:0', got {name!r}")
+  base, _, index = name.upper().partition(":")
+  if base == "GPU" or base == "CUDA": base = "TRITON" if base == "CUDA" else "OPENCL"
+  if base == "CPU": base = "OPENCL"
+  if base not in BACKENDS or (index and not index.isdigit()):
+    raise ValueError(f"unknown device {name!r}; expected one of {', '.join(BACKENDS)} (optionally with ':N')")
+  return f"{base}:{int(index or 0)}"
+
+
+def get(name: str):
+  """The backend device object for a canonical or plain device name, created on first use."""
+  name = canonical(name)
+  with _lock:
+    if name not in _devices:
+      base, index = name.split(":")
+      module = importlib.import_module(f"lazygrad.backends.{base.lower()}")
+      _devices[name] = module.Device(int(index))
+    return _devices[name]
+
+
+def count_kernel():
+  global _kernel_count
+  with _lock: _kernel_count += 1
+
+
+def kernel_count() -> int:
+  """The number of kernels launched so far in this process, on every device."""
+  return _kernel_count
+
+
+class Allocator:
+  """Hands out device memory, keeping freed blocks by size for reuse. Backends implement _alloc/_free/copies."""
+
+  def __init__(self):
+    self.cache: dict[int, list] = defaultdict(list)
+    self.in_use = self.peak = self.cached = 0
+
+  def alloc(self, nbytes: int):
+    with _lock:
+      if self.cache[nbytes]:
+        self.cached -= nbytes
+        handle = self.cache[nbytes].pop()
+      else:
+        try: handle = self._alloc(max(nbytes, 1))
+        except MemoryError:
+          self.empty_cache()
+          handle = self._alloc(max(nbytes, 1))
+      self.in_use += nbytes
+      self.peak = max(self.peak, self.in_use)
+      return handle
+
+  def free(self, handle, nbytes: int):
+    with _lock:
+      self.in_use -= nbytes
+      self.cached += nbytes
+      self.cache[nbytes].append(handle)
+
+  def empty_cache(self):
+    with _lock:
+      for nbytes, handles in self.cache.items():
+        for h in handles: self._free(h)
+      self.cache.clear()
+      self.cached = 0
+
+  def _alloc(self, nbytes: int): raise NotImplementedError
+  def _free(self, handle): raise NotImplementedError
+  def copyin(self, handle, host): raise NotImplementedError
+  def copyout(self, host, handle): raise NotImplementedError
+
+
+class Buffer:
+  """Device memory for `size` elements of `dtype`; returned to its allocator when the last reference goes."""
+
+  def __init__(self, device: str, size: int, dtype: DType):
+    self.device, self.size, self.dtype = canonical(device), size, dtype
+    self.nbytes = size * dtype.itemsize
+    self.allocator = get(self.device).allocator
+    self.handle = self.allocator.alloc(self.nbytes)
+
+  def __del__(self):
+    if getattr(self, "handle", None) is not None:
+      try: self.allocator.free(self.handle, self.nbytes)
+      except Exception: pass  # interpreter shutdown
+      self.handle = None
+
+  def copyin(self, host):
+    self.allocator.copyin(self.handle, host)
+    return self
+
+  def numpy(self):
+    import numpy as np
+    out = np.empty(self.size, dtype=self.dtype.np)
+    if self.size: self.allocator.copyout(out, self.handle)
+    return out
+
+  def __repr__(self): return f"<Buffer {self.device} {self.size} {self.dtype.name}>"
+
+
+def memory_stats(device=None) -> dict:
+  """Bytes in use, peak and cached (freed, kept for reuse) for a device (default: the default device)."""
+  dev = get(canonical(device))
+  a = dev.allocator
+  return {"in_use": a.in_use, "peak": a.peak, "cached": a.cached}
+
+
+def synchronize(device=None):
+  get(canonical(device)).synchronize()
+

@@ -1,0 +1,216 @@
+"""The primitive differentiable ops. `forward` works on LazyBuffers; `backward` is written with Tensor ops, so a
+gradient is itself differentiable (create_graph) and fuses with everything around it.
+
+Everything else a user calls is composed from these in tensor.py.
+"""
+from __future__ import annotations
+import math
+from typing import TYPE_CHECKING
+from lazygrad.dtype import DType
+from lazygrad.lazy import LazyBuffer
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+if TYPE_CHECKING: from lazygrad.tensor import Tensor
+
+
+class Function:
+  def __init__(self, *tensors: Tensor):
+    self.needs_input_grad = [t.requires_grad for t in tensors]
+    self.requires_grad = any(self.needs_input_grad)
+    if self.requires_grad: self.parents = tensors
+
+  def forward(self, *args, **kwargs) -> LazyBuffer: raise NotImplementedError
+  def backward(self, grad: Tensor): raise NotImplementedError
+
+  @classmethod
+  def apply(cls, *tensors: Tensor, **kwargs) -> Tensor:
+    from lazygrad.tensor import Tensor, grad_enabled
+    ctx = cls(*tensors)
+    ret = Tensor._from_lazy(ctx.forward(*[t.lazydata for t in tensors], **kwargs))
+    if ctx.requires_grad and grad_enabled():
+      ret.requires_grad, ret._ctx = True, ctx
+    return ret
+
+  @property
+  def inputs(self): return self.parents
+
+
+# ---- unary
+
+class Neg(Function):
+  def forward(self, x): return x.e(UnaryOps.NEG)
+  def backward(self, g): return -g
+
+class Exp2(Function):
+  def forward(self, x): return x.e(UnaryOps.EXP2)
+  def backward(self, g): return g * self.parents[0].exp2() * math.log(2)
+
+class Log2(Function):
+  def forward(self, x): return x.e(UnaryOps.LOG2)
+  def backward(self, g): return g / (self.parents[0] * math.log(2))
+
+class Sin(Function):
+  def forward(self, x): return x.e(UnaryOps.SIN)
+  def backward(self, g): return g * self.parents[0].cos()
+
+class Sqrt(Function):
+  def forward(self, x): return x.e(UnaryOps.SQRT)
+  def backward(self, g): return g / (self.parents[0].sqrt() * 2)
+
+class Reciprocal(Function):
+  def forward(self, x): return x.e(UnaryOps.RECIP)
+  def backward(self, g):
+    x = self.parents[0]
+    return -g / (x * x)
+
+class Relu(Function):
+  def forward(self, x): return x.e(BinaryOps.MAX, x.const_like(0))
+  def backward(self, g): return g * (self.parents[0] > 0).cast(g.dtype)
+
+class Cast(Function):
+  def forward(self, x, dtype: DType):
+    self.input_dtype = x.dtype
+    return x.cast(dtype)
+  def backward(self, g): return g.cast(self.input_dtype)
+
+
+# ---- binary (sources already broadcast to one shape and promoted to one dtype)
+
+class Add(Function):
+  def forward(self, x, y): return x.e(BinaryOps.ADD, y)
+  def backward(self, g): return g if self.needs_input_grad[0] else None, g if self.needs_input_grad[1] else None
+
+class Sub(Function):
+  def forward(self, x, y): return x.e(BinaryOps.SUB, y)
+  def backward(self, g): return g if self.needs_input_grad[0] else None, -g if self.needs_input_grad[1] else None
+
+class Mul(Function):
+  def forward(self, x, y): return x.e(BinaryOps.MUL, y)
+  def backward(self, g):
+    x, y = self.parents
+    return g * y if self.needs_input_grad[0] else None, g * x if self.needs_input_grad[1] else None
+
+class Div(Function):
+  def forward(self, x, y): return x.e(BinaryOps.DIV, y)
+  def backward(self, g):
+    x, y = self.parents
+    return (g / y if self.needs_input_grad[0] else None,
+            -g * x / (y * y) if self.needs_input_grad[1] else None)
+
+class Maximum(Function):
+  def forward(self, x, y): return x.e(BinaryOps.MAX, y)
+  def backward(self, g):
+    # ties share the gradient equally, as torch.maximum does
+    x, y = self.parents
+    share = (x > y).cast(g.dtype) + (x == y).cast(g.dtype) * 0.5
+    return g * share if self.needs_input_grad[0] else None, g * (1 - share) if self.needs_input_grad[1] else None
+
+
+class IDiv(Function):  # integers only: no gradient
+  def forward(self, x, y): return x.e(BinaryOps.IDIV, y)
+
+class Mod(Function):
+  def forward(self, x, y): return x.e(BinaryOps.MOD, y)
+
+class Less(Function):
+  def forward(self, x, y): return x.e(BinaryOps.CMPLT, y)
+
+class Equal(Function):
+  def forward(self, x, y): return x.e(BinaryOps.CMPEQ, y)
+
+class Not(Function):
+  def forward(self, x): return x.e(UnaryOps.NOT)
+
+class BitAnd(Function):
+  def forward(self, x, y): return x.e(BinaryOps.AND, y)
+
+class BitOr(Function):
+  def forward(self, x, y): return x.e(BinaryOps.OR, y)
+
+class BitXor(Function):
+  def forward(self, x, y): return x.e(BinaryOps.XOR, y)
+
+
+class Where(Function):
+  def __init__(self, cond, x, y):
+    super().__init__(x, y)
+    self.cond = cond
+  @classmethod
+  def apply(cls, cond, x, y):
+    from lazygrad.tensor import Tensor, grad_enabled
+    ctx = cls(cond, x, y)
+    ret = Tensor._from_lazy(cond.lazydata.e(TernaryOps.WHERE, x.lazydata, y.lazydata))
+    if ctx.requires_grad and grad_enabled(): ret.requires_grad, ret._ctx = True, ctx
+    return ret
+  def backward(self, g):
+    zero = g.zeros_like()
+    return (self.cond.where(g, zero) if self.needs_input_grad[0] else None,
+            self.cond.where(zero, g) if self.needs_input_grad[1] else None)
+
+
+# ---- reductions (axes kept as size 1)
+
+class Sum(Function):
+  def forward(self, x, axes):
+    self.input_shape = x.shape
+    return x.r(ReduceOps.SUM, axes)
+  def backward(self, g): return g.expand(self.input_shape)
+
+class Max(Function):
+  def forward(self, x, axes):
+    self.axes, self.ret = axes, x.r(ReduceOps.MAX, axes)
+    return self.ret
+  def backward(self, g):
+    # the gradient is split evenly between tied maxima, as torch.amax does
+    from lazygrad.tensor import Tensor
+    x = self.parents[0]
+    is_max = (x == Tensor._from_lazy(self.ret).expand(x.shape)).cast(g.dtype)
+    count = is_max.sum(self.axes, keepdim=True)
+    return (is_max / count) * g.expand(x.shape)
+
+
+# ---- movement
+
+class Reshape(Function):
+  def forward(self, x, shape):
+    self.input_shape = x.shape
+    return x.reshape(shape)
+  def backward(self, g): return g.reshape(self.input_shape)
+
+class Permute(Function):
+  def forward(self, x, order):
+    self.order = order
+    return x.permute(order)
+  def backward(self, g):
+    inverse = [0] * len(self.order)
+    for i, o in enumerate(self.order): inverse[o] = i
+    return g.permute(inverse)
+
+class Expand(Function):
+  def forward(self, x, shape):
+    self.input_shape = x.shape
+    return x.expand(shape)
+  def backward(self, g):
+    axes = tuple(i for i, (a, b) in enumerate(zip(self.input_shape, g.shape)) if a != b)
+    return g.sum(axes, keepdim=True) if axes else g
+
+class Pad(Function):
+  def forward(self, x, padding):
+    self.bounds = tuple((b, b + s) for (b, _), s in zip(padding, x.shape))
+    return x.pad(padding)
+  def backward(self, g): return g._shrink(self.bounds)
+
+class Shrink(Function):
+  def forward(self, x, bounds):
+    self.padding = tuple((b, s - e) for (b, e), s in zip(bounds, x.shape))
+    return x.shrink(bounds)
+  def backward(self, g): return g._pad(self.padding)
+
+class Flip(Function):
+  def forward(self, x, axes):
+    self.axes = axes
+    return x.flip(axes)
+  def backward(self, g): return g.flip(self.axes)
+
+class Contiguous(Function):
+  def forward(self, x, force=False): return x.contiguous(force)
+  def backward(self, g): return g

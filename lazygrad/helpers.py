@@ -1,0 +1,64 @@
+"""Small shared helpers: environment knobs, the on-disk cache folder, and list utilities."""
+from __future__ import annotations
+import functools
+import hashlib
+import os
+import pathlib
+import tempfile
+from math import prod  # re-exported: one definition for every room
+
+DEBUG = int(os.environ.get("LAZYGRAD_DEBUG", "0") or 0)
+
+
+def getenv(name: str, default=0):
+  return type(default)(os.environ.get(name, default))
+
+
+@functools.cache
+def cache_dir() -> pathlib.Path:
+  """Where compiled kernels are kept between processes (LAZYGRAD_CACHE_DIR, else ~/.cache/lazygrad)."""
+  base = os.environ.get("LAZYGRAD_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                               os.path.expanduser("~/.cache"), "lazygrad")
+  path = pathlib.Path(base)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError:
+    path = pathlib.Path(tempfile.gettempdir()) / "lazygrad-cache"
+    path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def disk_cache_get(table: str, key: str) -> bytes | None:
+  path = cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()
+  try: return path.read_bytes()
+  except OSError: return None
+
+
+def disk_cache_put(table: str, key: str, data: bytes):
+  """Write atomically, so a process reading at the same time never sees half a file."""
+  folder = cache_dir() / table
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / hashlib.sha256(key.encode()).hexdigest()
+  tmp = path.with_suffix(f".{os.getpid()}.tmp")
+  try:
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+  except OSError:
+    pass  # a cache that cannot be written only costs a recompile
+
+
+def argsort(x): return sorted(range(len(x)), key=x.__getitem__)
+
+
+def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
+  """A dim in [-ndim, ndim) as a non-negative index, else IndexError as PyTorch words it."""
+  lo, hi = (-ndim, ndim - 1) if ndim > 0 else (-1, 0)
+  if not isinstance(dim, int) or isinstance(dim, bool):
+    raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+  if not lo <= dim <= hi:
+    raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dimension{'s' if ndim != 1 else ''} "
+                     f"(expected to be in range of [{lo}, {hi}])")
+  return dim % max(ndim, 1)
+
+
+__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "argsort", "normalize_dim", "prod"]

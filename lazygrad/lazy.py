@@ -1,0 +1,184 @@
+"""LazyBuffer: an unevaluated node of the op graph, and `realize`, which schedules and runs what a result needs.
+
+A base LazyBuffer holds an op and its sources (or, once realized, a device Buffer). A view LazyBuffer points at a
+base and holds a ShapeTracker: movement ops make views and never copy.
+"""
+from __future__ import annotations
+import sys
+import time
+import weakref
+from math import prod
+import numpy as np
+from lazygrad import device as devices
+from lazygrad.dtype import DType, bool_
+from lazygrad.helpers import DEBUG
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, ELEMENTWISE
+from lazygrad.shape import ShapeTracker
+
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurse through long elementwise chains
+
+# equal nodes built twice are one node, so a recomputed expression (an op's backward, say) is scheduled once
+_node_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class LazyBuffer:
+  def __init__(self, device: str, st: ShapeTracker, dtype: DType, op=None, srcs=(), arg=None, base=None):
+    self.device, self.st, self.dtype = device, st, dtype
+    self._base = base  # None for a base
+    if base is None:
+      self.op, self.srcs, self.arg = op, tuple(srcs), arg
+      self.realized: devices.Buffer | None = None
+      self.origin = ""  # the user op that made this node, for kernel error messages
+
+  def __repr__(self):
+    if self._base is not None: return f"<LB view {self.shape} of {self._base!r}>"
+    return f"<LB {self.device} {self.shape} {self.dtype.name} {'realized' if self.realized else self.op}>"
+
+  @property
+  def base(self) -> LazyBuffer: return self if self._base is None else self._base
+  @property
+  def shape(self) -> tuple[int, ...]: return self.st.shape
+  @property
+  def size(self) -> int: return prod(self.st.shape)
+  @property
+  def is_realized(self) -> bool: return self.base.realized is not None
+
+  # ---- creation
+
+  @staticmethod
+  def new(device, shape, dtype, op, srcs=(), arg=None) -> LazyBuffer:
+    key = None
+    if op not in (LoadOps.EMPTY, LoadOps.FROM_HOST):
+      key = (device, tuple(shape), dtype.name, op, tuple(id(s) for s in srcs), repr(arg))
+      hit = _node_cache.get(key)
+      if hit is not None and hit.realized is None and len(hit.srcs) == len(srcs) and all(a is b for a, b in zip(hit.srcs, srcs)):
+        return hit
+    lb = LazyBuffer(device, ShapeTracker.from_shape(shape), dtype, op, srcs, arg)
+    lb._cache_key = key
+    if key is not None: _node_cache[key] = lb
+    return lb
+
+  @staticmethod
+  def from_numpy(x: np.ndarray, device: str) -> LazyBuffer:
+    from lazygrad.dtype import from_numpy_dtype
+    dtype = from_numpy_dtype(x.dtype)
+    lb = LazyBuffer(device, ShapeTracker.from_shape(x.shape), dtype, LoadOps.FROM_HOST)
+    lb.realized = devices.Buffer(device, x.size, dtype)
+    if x.size: lb.realized.copyin(x.reshape(-1))
+    return lb
+
+  @staticmethod
+  def const(value, dtype: DType, device: str, shape=()) -> LazyBuffer:
+    value = bool(value) if dtype is bool_ else (int(value) if dtype.is_int else float(value))
+    lb = LazyBuffer.new(device, (), dtype, LoadOps.CONST, (), value)
+    return lb.reshape((1,) * len(shape)).expand(tuple(shape)) if shape else lb
+
+  @staticmethod
+  def empty(shape, dtype: DType, device: str) -> LazyBuffer:
+    return LazyBuffer(device, ShapeTracker.from_shape(shape), dtype, LoadOps.EMPTY)
+
+  def const_like(self, value) -> LazyBuffer: return LazyBuffer.const(value, self.dtype, self.device, self.shape)
+
+  @property
+  def const_value(self):
+    """The value if this is a broadcast constant (and not padded), else None."""
+    b = self.base
+    if b.realized is None and b.op is LoadOps.CONST and all(v.mask is None for v in self.st.views): return b.arg
+    return None
+
+  # ---- compute
+
+  def e(self, op, *others: LazyBuffer, dtype: DType | None = None, arg=None) -> LazyBuffer:
+    srcs = (self, *others)
+    assert all(s.shape == self.shape for s in srcs), f"elementwise sources differ in shape: {[s.shape for s in srcs]}"
+    if dtype is None:
+      dtype = bool_ if op in (BinaryOps.CMPLT, BinaryOps.CMPEQ, UnaryOps.NOT) else (srcs[-1].dtype if op is TernaryOps.WHERE else self.dtype)
+    # algebraic shortcuts that keep backward graphs small
+    if op in (BinaryOps.ADD, BinaryOps.SUB, BinaryOps.MUL, BinaryOps.DIV) and dtype is self.dtype and others[0].dtype is dtype:
+      b = others[0].const_value
+      a = self.const_value
+      if b is not None and ((op in (BinaryOps.ADD, BinaryOps.SUB) and b == 0) or (op in (BinaryOps.MUL, BinaryOps.DIV) and b == 1)): return self
+      if a is not None and op is BinaryOps.ADD and a == 0: return others[0]
+      if a is not None and op is BinaryOps.MUL and a == 1: return others[0]
+    if op is UnaryOps.CAST and dtype is self.dtype: return self
+    return LazyBuffer.new(self.device, self.shape, dtype, op, srcs, arg)
+
+  def cast(self, dtype: DType) -> LazyBuffer: return self.e(UnaryOps.CAST, dtype=dtype)
+
+  def r(self, op: ReduceOps, axes: tuple[int, ...]) -> LazyBuffer:
+    """Reduce over `axes`, keeping them as size 1."""
+    axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
+    if not axes: return self
+    shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+    return LazyBuffer.new(self.device, shape, self.dtype, op, (self,), axes)
+
+  def contiguous(self, force: bool = False) -> LazyBuffer:
+    """A contiguous version; a copy only where the view needs one (or `force` asks for a new buffer)."""
+    if not force and (self._base is None or (self.st.contiguous and self.size == self.base.size)):
+      return self if self._base is None else self.base.reshape(self.shape)
+    return LazyBuffer.new(self.device, self.shape, self.dtype, LoadOps.CONTIGUOUS, (self,))
+
+  # ---- movement: views only
+
+  def _view(self, st: ShapeTracker) -> LazyBuffer:
+    base = self.base
+    if st.contiguous and st.shape == base.shape: return base
+    return LazyBuffer(self.device, st, self.dtype, base=base)
+
+  def reshape(self, shape) -> LazyBuffer:
+    return self if tuple(shape) == self.shape else self._view(self.st.reshape(tuple(shape)))
+  def permute(self, order) -> LazyBuffer:
+    return self if tuple(order) == tuple(range(len(order))) else self._view(self.st.permute(tuple(order)))
+  def expand(self, shape) -> LazyBuffer:
+    return self if tuple(shape) == self.shape else self._view(self.st.expand(tuple(shape)))
+  def pad(self, padding) -> LazyBuffer:
+    return self if all(p == (0, 0) for p in padding) else self._view(self.st.pad(tuple(padding)))
+  def shrink(self, bounds) -> LazyBuffer:
+    return self if all(b == (0, s) for b, s in zip(bounds, self.shape)) else self._view(self.st.shrink(tuple(bounds)))
+  def flip(self, axes) -> LazyBuffer:
+    axes = tuple(a for a in axes if self.shape[a] > 1)
+    return self if not axes else self._view(self.st.flip(axes))
+
+  # ---- evaluation
+
+  def realize(self) -> LazyBuffer:
+    realize(self)
+    return self
+
+  def numpy(self) -> np.ndarray:
+    lb = self.contiguous()
+    realize(lb)
+    host = lb.base.realized.numpy() if lb.size else np.empty(0, lb.dtype.np)
+    return host.reshape(self.shape)
+
+
+def realize(*lbs: LazyBuffer):
+  """Schedule and run every kernel needed to give these buffers' bases device memory."""
+  from lazygrad.schedule import schedule
+  todo = [lb.base for lb in lbs if lb.base.realized is None]
+  if not todo: return
+  start = time.perf_counter() if DEBUG >= 1 else 0
+  items = schedule(todo)
+  launched = run_schedule(items)
+  if DEBUG >= 1:
+    devices.get(todo[0].device).synchronize()
+    print(f"realize: {launched} kernel(s) in {(time.perf_counter() - start) * 1e3:.2f} ms")
+
+
+def run_schedule(items) -> int:
+  launched = 0
+  for si in items:
+    out = si.out
+    out.realized = devices.Buffer(out.device, out.size, out.dtype)
+    if si.ast is not None and out.size:
+      dev = devices.get(out.device)
+      if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
+                           f"{len(si.inputs)} input(s){' for ' + si.origin if si.origin else ''}")
+      dev.exec(si.ast, [out.realized] + [i.realized for i in si.inputs], si.origin)
+      devices.count_kernel()
+      launched += 1
+    # the graph below a realized node is no longer needed: let it be freed
+    if getattr(out, "_cache_key", None) is not None and _node_cache.get(out._cache_key) is out:
+      del _node_cache[out._cache_key]
+    out.op, out.srcs, out.arg = None, (), None
+  return launched

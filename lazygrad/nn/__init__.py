@@ -1,0 +1,2 @@
+"""Neural-network building blocks; `lazygrad.nn.functional` holds the functional forms."""
+from lazygrad.nn import functional

@@ -1,0 +1,84 @@
+"""The op vocabulary: the primitive ops the lazy graph is made of, and the kernel AST node built from them."""
+from __future__ import annotations
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any
+from lazygrad.dtype import DType
+
+
+class UnaryOps(Enum):
+  NEG = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIP = auto(); CAST = auto()
+  NOT = auto()  # logical not, on bool
+
+
+class BinaryOps(Enum):
+  ADD = auto(); SUB = auto(); MUL = auto(); DIV = auto(); MAX = auto(); CMPLT = auto(); CMPEQ = auto()
+  IDIV = auto()  # integer division truncating toward zero, as C does
+  MOD = auto()   # integer remainder with the sign of the dividend, as C does
+  AND = auto(); OR = auto(); XOR = auto()
+
+
+class TernaryOps(Enum):
+  WHERE = auto()
+
+
+class ReduceOps(Enum):
+  SUM = auto(); MAX = auto()
+
+
+class MovementOps(Enum):
+  RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
+
+
+class LoadOps(Enum):
+  CONST = auto()       # a scalar broadcast to a shape; arg is the value
+  FROM_HOST = auto()   # data copied from the host; the buffer is realized at creation
+  EMPTY = auto()       # uninitialised memory
+  CONTIGUOUS = auto()  # a contiguous copy of its source's view, made only when the view is not contiguous already
+
+
+class BufferOps(Enum):
+  LOAD = auto()  # arg: (buffer number, ShapeTracker)
+  VIEW = auto()  # arg: ShapeTracker applied to a computed (not loaded) source
+  CONST = auto()  # arg: the value
+
+
+Op = UnaryOps | BinaryOps | TernaryOps | ReduceOps | MovementOps | LoadOps | BufferOps
+ELEMENTWISE = (UnaryOps, BinaryOps, TernaryOps)
+
+
+@dataclass(frozen=True, eq=False)
+class KernelOp:
+  """A node of a kernel's AST. Identity is structural so equal trees hash alike (kernel caching, CSE)."""
+  op: Op
+  src: tuple[KernelOp, ...]
+  dtype: DType
+  shape: tuple[int, ...]
+  arg: Any = None
+  argkey: Any = field(init=False, repr=False, compare=False)
+  hashval: int = field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):
+    arg = self.arg.key if hasattr(self.arg, "key") else self.arg
+    if isinstance(arg, tuple): arg = tuple(a.key if hasattr(a, "key") else a for a in arg)
+    object.__setattr__(self, "argkey", arg)
+    object.__setattr__(self, "hashval", hash((self.op, tuple(s.hashval for s in self.src), self.dtype.name, self.shape, arg)))
+
+  def __hash__(self): return self.hashval
+  def __eq__(self, other):
+    if self is other: return True
+    return (isinstance(other, KernelOp) and self.hashval == other.hashval and self.op is other.op and
+            self.dtype is other.dtype and self.shape == other.shape and self.argkey == other.argkey and
+            all(a == b for a, b in zip(self.src, other.src)))
+
+  def walk(self):
+    """Every node once, sources before users (iterative: kernels can be deep)."""
+    seen, order, stack = set(), [], [(self, False)]
+    while stack:
+      node, expanded = stack.pop()
+      if expanded: order.append(node); continue
+      if node in seen: continue
+      seen.add(node)
+      stack.append((node, True))
+      stack.extend((s, False) for s in reversed(node.src) if s not in seen)
+    return order

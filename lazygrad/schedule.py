@@ -1,0 +1,124 @@
+"""The scheduler: cut a lazy graph into kernels, deciding which nodes get a real buffer.
+
+Rules, in order:
+- what the caller asks for, every reduction and every CONTIGUOUS node get a buffer;
+- everything elementwise is inlined into the kernels that read it (recomputed rather than stored), and views of
+  inlined nodes become index math, so broadcasting never materializes;
+- a reduction whose only reader is elementwise work of its own shape (through at most a reshape) is not stored: that
+  work runs in the reduction's kernel, after its loop ("elementwise after a reduction fuses into it").
+"""
+from __future__ import annotations
+from dataclasses import dataclass
+from lazygrad.lazy import LazyBuffer
+from lazygrad.ops import KernelOp, BufferOps, ReduceOps, LoadOps, ELEMENTWISE
+
+
+@dataclass
+class ScheduleItem:
+  ast: KernelOp | None      # None: only allocate (EMPTY)
+  out: LazyBuffer           # a base
+  inputs: list[LazyBuffer]  # realized bases, in the order of the AST's buffer numbers 1..n
+  origin: str = ""
+
+
+def _graph(outs: list[LazyBuffer]):
+  """Unrealized bases reachable from outs in topological order, and each one's readers (reader, through a view)."""
+  order, readers, seen = [], {}, set()
+  stack = [(b, False) for b in outs]
+  while stack:
+    node, done = stack.pop()
+    if done: order.append(node); continue
+    if id(node) in seen: continue
+    seen.add(id(node))
+    readers.setdefault(node, [])
+    stack.append((node, True))
+    for s in node.srcs:
+      b = s.base
+      if b.realized is not None: continue
+      readers.setdefault(b, []).append((node, s))
+      if id(b) not in seen: stack.append((b, False))
+  return order, readers
+
+
+def _is_elementwise(n: LazyBuffer) -> bool: return isinstance(n.op, ELEMENTWISE)
+
+
+def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
+  outs = list({id(o): o for o in outs}.values())
+  order, readers = _graph(outs)
+  stored = {id(o) for o in outs}
+  stored |= {id(n) for n in order if n.op in ReduceOps or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY)}
+
+  # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
+  fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
+  for r in order:
+    if r.op not in ReduceOps or id(r) in {id(o) for o in outs}: continue
+    node, ok = r, True
+    while True:
+      rs = readers.get(node, [])
+      if len(rs) != 1: ok = False; break
+      reader, via = rs[0]
+      if not _is_elementwise(reader) or not (via is node or (via.st.contiguous and via.size == node.size)): ok = False; break
+      if any(s.base is node for s in reader.srcs if s is not via): ok = False; break  # read twice
+      node = reader
+      if id(node) in stored: break
+    if ok and id(node) in stored and id(node) not in fused_into and not _reads_reduce(node, r, stored):
+      stored.discard(id(r))
+      fused_into[id(node)] = r
+
+  items = []
+  for node in order:
+    if id(node) not in stored: continue
+    if node.op is LoadOps.EMPTY: items.append(ScheduleItem(None, node, [])); continue
+    inputs: list[LazyBuffer] = []
+    ast = _build_ast(node, stored, inputs)
+    items.append(ScheduleItem(ast, node, inputs, node.origin))
+  return items
+
+
+def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:
+  """Whether root's inlined tree holds an unstored reduction other than `allowed` (one reduction per kernel)."""
+  stack, seen = [root], set()
+  while stack:
+    n = stack.pop()
+    for s in n.srcs:
+      b = s.base
+      if b.realized is not None or id(b) in seen or (id(b) in stored and b is not allowed): continue
+      seen.add(id(b))
+      if b.op in ReduceOps and b is not allowed: return True
+      if b is not allowed: stack.append(b)
+  return False
+
+
+def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> KernelOp:
+  memo: dict[int, KernelOp] = {}
+
+  def load(lb: LazyBuffer) -> KernelOp:
+    base = lb.base
+    for n, b in enumerate(inputs):
+      if b is base: break
+    else:
+      inputs.append(base)
+      n = len(inputs) - 1
+    return KernelOp(BufferOps.LOAD, (), base.dtype, lb.shape, (n + 1, lb.st))
+
+  def view_of(lb: LazyBuffer) -> KernelOp:
+    base = lb.base
+    if base.realized is not None or (id(base) in stored and base is not root): return load(lb)
+    node = inline(base)
+    if lb is base: return node
+    if lb.st.contiguous and lb.size == base.size and lb.shape == base.shape: return node
+    return KernelOp(BufferOps.VIEW, (node,), base.dtype, lb.shape, lb.st)
+
+  def inline(base: LazyBuffer) -> KernelOp:
+    if id(base) in memo: return memo[id(base)]
+    if base.op is LoadOps.CONST: out = KernelOp(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
+    elif base.op is LoadOps.CONTIGUOUS: out = view_of(base.srcs[0])
+    elif base.op in ReduceOps: out = KernelOp(base.op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
+    elif isinstance(base.op, ELEMENTWISE):
+      out = KernelOp(base.op, tuple(view_of(s) for s in base.srcs), base.dtype, base.shape, base.arg)
+    else: raise RuntimeError(f"cannot schedule {base.op}")
+    memo[id(base)] = out
+    return out
+
+  return inline(root)

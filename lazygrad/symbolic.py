@@ -1,0 +1,296 @@
+"""A small integer expression algebra for index math: expressions know their range and simplify as they are built.
+
+Division and modulo are by positive constants. Rewrites that move terms across `//` or `%` are only made when every
+term is known to be non-negative, so C's truncating division and Python's floor division agree on the result.
+"""
+from __future__ import annotations
+from functools import cached_property
+from math import gcd
+
+
+class Node:
+  min: int
+  max: int
+
+  # building
+  def __add__(self, other): return make_sum([self, to_node(other)])
+  def __radd__(self, other): return make_sum([to_node(other), self])
+  def __sub__(self, other): return make_sum([self, to_node(other) * -1])
+  def __rsub__(self, other): return make_sum([to_node(other), self * -1])
+  def __neg__(self): return self * -1
+  def __mul__(self, b: int): return make_mul(self, b)
+  def __rmul__(self, b: int): return make_mul(self, b)
+  def __floordiv__(self, b: int): return make_div(self, b)
+  def __mod__(self, b: int): return make_mod(self, b)
+  def lt(self, b: int) -> Node: return make_lt(self, b)
+  def ge(self, b: int) -> Node: return make_ge(self, b)
+
+  @cached_property
+  def key(self) -> str: return self.render()
+  def __hash__(self): return hash(self.key)
+  def __eq__(self, other): return isinstance(other, Node) and self.key == other.key
+  def __repr__(self): return f"<{self.render()} in [{self.min}, {self.max}]>"
+
+  def render(self, var=None) -> str:
+    """C-like text; `var(name)` renames variables (a renderer may map a loop variable to a tensor name)."""
+    raise NotImplementedError
+
+  def vars(self) -> set[str]:
+    return set().union(*(n.vars() for n in self.children())) if self.children() else set()
+
+  def children(self) -> tuple[Node, ...]: return ()
+
+  def substitute(self, values: dict[str, Node | int]) -> Node:
+    """Replace variables by expressions."""
+    raise NotImplementedError
+
+  def evaluate(self, env: dict):
+    """The value for variables bound to ints or NumPy arrays, with C's division semantics."""
+    raise NotImplementedError
+
+
+class Num(Node):
+  def __init__(self, v: int): self.v = self.min = self.max = int(v)
+  def render(self, var=None): return str(self.v) if self.v >= 0 else f"({self.v})"
+  def substitute(self, values): return self
+  def evaluate(self, env): return self.v
+
+
+class Var(Node):
+  def __init__(self, name: str, lo: int, hi: int):
+    assert lo <= hi, f"empty range for {name}: [{lo}, {hi}]"
+    self.name, self.min, self.max = name, lo, hi
+  def render(self, var=None): return var(self.name) if var else self.name
+  def vars(self): return {self.name}
+  def substitute(self, values): return to_node(values[self.name]) if self.name in values else self
+  def evaluate(self, env): return env[self.name]
+
+
+class Mul(Node):
+  def __init__(self, a: Node, b: int):
+    self.a, self.b = a, b
+    self.min, self.max = sorted((a.min * b, a.max * b))
+  def render(self, var=None): return f"({self.a.render(var)}*{self.b})"
+  def children(self): return (self.a,)
+  def substitute(self, values): return self.a.substitute(values) * self.b
+  def evaluate(self, env): return self.a.evaluate(env) * self.b
+
+
+class Sum(Node):
+  def __init__(self, terms: list[Node]):
+    self.terms = terms
+    self.min, self.max = sum(t.min for t in terms), sum(t.max for t in terms)
+  def render(self, var=None):
+    text = self.terms[0].render(var)
+    for t in self.terms[1:]:
+      if isinstance(t, Num) and t.v < 0: text += f"-{-t.v}"
+      elif isinstance(t, Mul) and t.b < 0:
+        text += f"-{t.a.render(var)}" if t.b == -1 else f"-({t.a.render(var)}*{-t.b})"
+      else: text += f"+{t.render(var)}"
+    return f"({text})"
+  def children(self): return tuple(self.terms)
+  def substitute(self, values): return make_sum([t.substitute(values) for t in self.terms])
+  def evaluate(self, env): return sum(t.evaluate(env) for t in self.terms)
+
+
+class Div(Node):
+  def __init__(self, a: Node, b: int):
+    self.a, self.b = a, b
+    self.min, self.max = a.min // b, a.max // b
+  def render(self, var=None): return f"({self.a.render(var)}/{self.b})"
+  def children(self): return (self.a,)
+  def substitute(self, values): return self.a.substitute(values) // self.b
+  def evaluate(self, env): return _c_div(self.a.evaluate(env), self.b)
+
+
+class Mod(Node):
+  def __init__(self, a: Node, b: int):
+    self.a, self.b = a, b
+    self.min, self.max = (0, b - 1) if a.min >= 0 else (-(b - 1), b - 1)
+  def render(self, var=None): return f"({self.a.render(var)}%{self.b})"
+  def children(self): return (self.a,)
+  def substitute(self, values): return self.a.substitute(values) % self.b
+  def evaluate(self, env):
+    a = self.a.evaluate(env)
+    return a - _c_div(a, self.b) * self.b
+
+
+class Lt(Node):
+  """a < b, as 0 or 1."""
+  def __init__(self, a: Node, b: int):
+    self.a, self.b, self.min, self.max = a, b, 0, 1
+  def render(self, var=None): return f"({self.a.render(var)}<{self.b})"
+  def children(self): return (self.a,)
+  def substitute(self, values): return self.a.substitute(values).lt(self.b)
+  def evaluate(self, env): return (self.a.evaluate(env) < self.b) * 1
+
+
+class Ge(Node):
+  """a >= b, as 0 or 1."""
+  def __init__(self, a: Node, b: int):
+    self.a, self.b, self.min, self.max = a, b, 0, 1
+  def render(self, var=None): return f"({self.a.render(var)}>={self.b})"
+  def children(self): return (self.a,)
+  def substitute(self, values): return self.a.substitute(values).ge(self.b)
+  def evaluate(self, env): return (self.a.evaluate(env) >= self.b) * 1
+
+
+class And(Node):
+  def __init__(self, terms: list[Node]):
+    self.terms, self.min, self.max = terms, 0, 1
+  def render(self, var=None): return "(" + "&&".join(t.render(var) for t in self.terms) + ")"
+  def children(self): return tuple(self.terms)
+  def substitute(self, values): return make_and([t.substitute(values) for t in self.terms])
+  def evaluate(self, env):
+    out = 1
+    for t in self.terms: out = out * t.evaluate(env)
+    return out
+
+
+def _c_div(a, b: int):
+  """Division truncating toward zero, as C and Triton do (works on ints and NumPy arrays)."""
+  import numpy as np
+  q = np.abs(a) // b
+  return np.where(np.asarray(a) < 0, -q, q) if isinstance(a, np.ndarray) else (-q if a < 0 else q)
+
+
+def to_node(x) -> Node:
+  if isinstance(x, Node): return x
+  if isinstance(x, (int, bool)): return Num(int(x))
+  raise TypeError(f"not an index expression: {x!r}")
+
+
+def _split(n: Node) -> tuple[Node, int]:
+  """n as (base, factor)."""
+  if isinstance(n, Mul): return n.a, n.b
+  return n, 1
+
+
+def make_mul(a: Node, b: int) -> Node:
+  b = int(b)
+  if b == 0: return Num(0)
+  if b == 1: return a
+  if isinstance(a, Num): return Num(a.v * b)
+  if isinstance(a, Mul): return make_mul(a.a, a.b * b)
+  if isinstance(a, Sum): return make_sum([make_mul(t, b) for t in a.terms])
+  return Mul(a, b)
+
+
+def make_sum(nodes: list[Node]) -> Node:
+  flat: list[Node] = []
+  for n in nodes:
+    flat.extend(n.terms if isinstance(n, Sum) else [n])
+  const, coeffs, order = 0, {}, []
+  for n in flat:
+    if isinstance(n, Num): const += n.v; continue
+    base, f = _split(n)
+    if base.key not in coeffs: order.append(base); coeffs[base.key] = 0
+    coeffs[base.key] += f
+  terms = [make_mul(b, coeffs[b.key]) for b in order if coeffs[b.key] != 0]
+  terms = _merge_div_mod(terms)
+  if const != 0: terms.append(Num(const))
+  if not terms: return Num(0)
+  if len(terms) == 1: return terms[0]
+  return Sum(terms)
+
+
+def _merge_div_mod(terms: list[Node]) -> list[Node]:
+  """(x//c)*(c*k) + (x%c)*k  ->  x*k: what ravelling an unravelled index gives back."""
+  for i, t in enumerate(terms):
+    base, f = _split(t)
+    if not isinstance(base, Div) or f % base.b != 0 or base.a.min < 0: continue
+    k = f // base.b
+    for j, u in enumerate(terms):
+      ubase, uf = _split(u)
+      if isinstance(ubase, Mod) and ubase.b == base.b and ubase.a == base.a and uf == k:
+        rest = [x for n, x in enumerate(terms) if n not in (i, j)]
+        return _regroup([*rest, make_mul(base.a, k)])
+  # ((x//c)%m)*(c*k) + (x%c)*k  ->  (x%(c*m))*k
+  for i, t in enumerate(terms):
+    base, f = _split(t)
+    if not (isinstance(base, Mod) and isinstance(base.a, Div)) or base.a.a.min < 0: continue
+    c, m, x = base.a.b, base.b, base.a.a
+    if f % c != 0: continue
+    k = f // c
+    for j, u in enumerate(terms):
+      ubase, uf = _split(u)
+      if isinstance(ubase, Mod) and ubase.b == c and ubase.a == x and uf == k:
+        rest = [y for n, y in enumerate(terms) if n not in (i, j)]
+        return _regroup([*rest, make_mul(make_mod(x, c * m), k)])
+  return terms
+
+
+def _regroup(terms: list[Node]) -> list[Node]:
+  s = make_sum(terms)
+  return list(s.terms) if isinstance(s, Sum) else ([] if isinstance(s, Num) and s.v == 0 else [s])
+
+
+def make_div(a: Node, b: int) -> Node:
+  b = int(b)
+  assert b > 0, "index division by a non-positive number"
+  if b == 1: return a
+  if isinstance(a, Num): return Num(a.v // b)
+  if a.min >= 0 and a.max < b: return Num(0)
+  if a.min >= 0:
+    if isinstance(a, Div): return make_div(a.a, a.b * b)
+    if isinstance(a, Mul) and a.b % b == 0: return make_mul(a.a, a.b // b)
+    if isinstance(a, Mul) and b % a.b == 0 and a.b > 0: return make_div(a.a, b // a.b)
+    if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      whole = [t for t in a.terms if _split(t)[1] % b == 0 or (isinstance(t, Num) and t.v % b == 0)]
+      rest = [t for t in a.terms if not any(t is w for w in whole)]
+      if whole:
+        return make_sum([*(_exact_div(t, b) for t in whole), make_div(make_sum(rest), b) if rest else Num(0)])
+      # every term's factor shares g with b: divide them through
+      g = b
+      for t in a.terms: g = gcd(g, _split(t)[1] if not isinstance(t, Num) else t.v)
+      if g > 1: return make_div(make_sum([_exact_div(t, g) for t in a.terms]), b // g)
+  return Div(a, b)
+
+
+def _exact_div(t: Node, b: int) -> Node:
+  if isinstance(t, Num): return Num(t.v // b)
+  base, f = _split(t)
+  return make_mul(base, f // b)
+
+
+def make_mod(a: Node, b: int) -> Node:
+  b = int(b)
+  assert b > 0, "index modulo by a non-positive number"
+  if b == 1: return Num(0)
+  if isinstance(a, Num): return Num(a.v % b)
+  if a.min >= 0 and a.max < b: return a
+  if a.min >= 0:
+    if isinstance(a, Mod) and a.b % b == 0: return make_mod(a.a, b)
+    if isinstance(a, Mul) and a.b % b == 0: return Num(0)
+    if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      kept = [t for t in a.terms if not (_split(t)[1] % b == 0 and not isinstance(t, Num)) and
+              not (isinstance(t, Num) and t.v % b == 0)]
+      if len(kept) < len(a.terms): return make_mod(make_sum(kept), b) if kept else Num(0)
+  return Mod(a, b)
+
+
+def make_lt(a: Node, b: int) -> Node:
+  if a.max < b: return Num(1)
+  if a.min >= b: return Num(0)
+  # (x*c) < b  <=>  x < ceil(b/c) for c > 0
+  if isinstance(a, Mul) and a.b > 0: return make_lt(a.a, -(-b // a.b))
+  return Lt(a, b)
+
+
+def make_ge(a: Node, b: int) -> Node:
+  if a.min >= b: return Num(1)
+  if a.max < b: return Num(0)
+  if isinstance(a, Mul) and a.b > 0: return make_ge(a.a, -(-b // a.b))  # x*c >= b  <=>  x >= ceil(b/c)
+  return Ge(a, b)
+
+
+def make_and(nodes: list[Node]) -> Node:
+  terms = []
+  for n in nodes:
+    if isinstance(n, Num):
+      if n.v == 0: return Num(0)
+      continue
+    terms.extend(n.terms if isinstance(n, And) else [n])
+  uniq = list({t.key: t for t in terms}.values())
+  if not uniq: return Num(1)
+  return uniq[0] if len(uniq) == 1 else And(uniq)

@@ -1,0 +1,1006 @@
+"""Tensor: the user API. Creation, math, reductions, movement, indexing and `backward`, all composed from the
+primitive Functions in function.py. Nothing runs until a result is needed (`.numpy()`, `.item()`, `.realize()`).
+"""
+from __future__ import annotations
+import math
+import threading
+from typing import Iterable, Sequence
+import numpy as np
+from lazygrad import function as F
+from lazygrad import device as devices
+from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
+                            int32, int64, promote_types)
+from lazygrad.helpers import argsort, normalize_dim, prod
+from lazygrad.lazy import LazyBuffer, realize
+
+
+class ShapeError(ValueError, RuntimeError):
+  """Shapes that do not fit together. A ValueError, and a RuntimeError as PyTorch raises for the same mistakes."""
+
+
+# ---- autograd mode (per thread, as in PyTorch)
+
+_grad_state = threading.local()
+
+
+def grad_enabled() -> bool: return getattr(_grad_state, "enabled", True)
+
+
+class _GradMode:
+  def __init__(self, enabled: bool): self.enabled = enabled
+  def __enter__(self):
+    self.prev = grad_enabled()
+    _grad_state.enabled = self.enabled
+  def __exit__(self, *exc): _grad_state.enabled = self.prev
+  def __call__(self, fn):
+    import functools
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      with _GradMode(self.enabled): return fn(*args, **kwargs)
+    return wrapper
+
+
+def no_grad(): return _GradMode(False)
+def enable_grad(): return _GradMode(True)
+
+
+# ---- random numbers: generated on the host from one seeded generator, as torch's CPU generator does
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int):
+  global _rng
+  _rng = np.random.default_rng(seed)
+
+
+def _shape_arg(shape) -> tuple[int, ...]:
+  if len(shape) == 1 and isinstance(shape[0], (tuple, list)): shape = tuple(shape[0])
+  out = []
+  for s in shape:
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+      raise TypeError(f"a shape takes ints, got {tuple(shape)!r}")
+    if s < 0: raise ValueError(f"negative dimension in shape {tuple(shape)}")
+    out.append(int(s))
+  return tuple(out)
+
+
+def broadcast_shape(*shapes, op: str = "broadcast") -> tuple[int, ...]:
+  ndim = max(len(s) for s in shapes)
+  padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+  out = []
+  for d, sizes in enumerate(zip(*padded)):
+    big = {s for s in sizes if s != 1}
+    if len(big) > 1:
+      raise ShapeError(f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast "
+                       f"(dimension {d - ndim}: {' vs '.join(str(s) for s in sizes)})")
+    out.append(big.pop() if big else 1)
+  return tuple(out)
+
+
+def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) and not isinstance(x, np.ndarray)
+
+
+class Tensor:
+  __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected op
+
+  def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
+    dtype = None if dtype is None else to_dtype(dtype)
+    device = devices.canonical(device)
+    if isinstance(data, LazyBuffer):
+      lb = data
+    else:
+      if isinstance(data, Tensor): data = data.numpy()
+      if isinstance(data, np.ndarray): arr = data
+      else:
+        arr = np.asarray(data)
+        if arr.dtype == object: raise TypeError(f"cannot make a tensor of {type(data).__name__} {data!r}")
+        if dtype is None:  # Python data takes torch's defaults
+          if arr.dtype.kind == "f": arr = arr.astype(np.float32)
+          elif arr.dtype.kind in "iu": arr = arr.astype(np.int64)
+      if arr.dtype.kind not in "biuf": raise TypeError(f"cannot make a tensor from a NumPy array of dtype {arr.dtype}")
+      if dtype is not None and np.dtype(dtype.np) != arr.dtype: arr = arr.astype(dtype.np)
+      lb = LazyBuffer.from_numpy(np.ascontiguousarray(arr), device)
+    self.lazydata: LazyBuffer = lb
+    self.requires_grad: bool = bool(requires_grad)
+    self.grad: Tensor | None = None
+    self._ctx: F.Function | None = None
+    if requires_grad and not (self.dtype.is_float):
+      raise RuntimeError(f"only floating point tensors can require gradients, got dtype {self.dtype.name}")
+
+  @staticmethod
+  def _from_lazy(lb: LazyBuffer) -> Tensor:
+    t = Tensor.__new__(Tensor)
+    t.lazydata, t.requires_grad, t.grad, t._ctx = lb, False, None, None
+    return t
+
+  # ---- properties
+
+  @property
+  def shape(self) -> tuple[int, ...]: return self.lazydata.shape
+  @property
+  def dtype(self) -> DType: return self.lazydata.dtype
+  @property
+  def device(self) -> str: return self.lazydata.device
+  @property
+  def ndim(self) -> int: return len(self.shape)
+  def dim(self) -> int: return self.ndim
+  def numel(self) -> int: return prod(self.shape)
+  def size(self, dim=None):
+    return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim, "size")]
+  def element_size(self) -> int: return self.dtype.itemsize
+  @property
+  def is_leaf(self) -> bool: return self._ctx is None
+  @property
+  def T(self) -> Tensor:
+    if self.ndim > 2: raise ShapeError(f"T: expected a tensor of at most 2 dimensions, got shape {self.shape}")
+    return self.permute(*reversed(range(self.ndim)))
+  @property
+  def mT(self) -> Tensor: return self.transpose(-2, -1)
+
+  def __len__(self):
+    if self.ndim == 0: raise TypeError("len() of a 0-d tensor")
+    return self.shape[0]
+
+  def __repr__(self):
+    grad = ", requires_grad=True" if self.requires_grad else ""
+    return f"tensor({np.array2string(self.numpy(), separator=', ', prefix='tensor(')}, dtype={self.dtype.name}, device='{self.device}'{grad})"
+
+  def __bool__(self): return bool(self.item())
+  def __int__(self): return int(self.item())
+  def __float__(self): return float(self.item())
+  def __index__(self):
+    if self.dtype.is_float: raise TypeError("only integer tensors can be used as an index")
+    return int(self.item())
+  __hash__ = object.__hash__
+
+  # ---- evaluation
+
+  def realize(self) -> Tensor:
+    self.lazydata.realize()
+    return self
+
+  def numpy(self) -> np.ndarray: return self.lazydata.numpy()
+
+  def item(self):
+    if self.numel() != 1: raise ShapeError(f"item: a Tensor with {self.numel()} elements (shape {self.shape}) cannot be converted to a Python number")
+    return self.numpy().reshape(-1)[0].item()
+
+  def tolist(self): return self.numpy().tolist()
+
+  def detach(self) -> Tensor: return Tensor._from_lazy(self.lazydata)
+
+  def clone(self) -> Tensor: return F.Contiguous.apply(self, force=True)
+
+  def contiguous(self) -> Tensor: return F.Contiguous.apply(self)
+
+  def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    if requires_grad and not self.dtype.is_float:
+      raise RuntimeError(f"only floating point tensors can require gradients, got dtype {self.dtype.name}")
+    self.requires_grad = requires_grad
+    return self
+
+  def assign(self, other) -> Tensor:
+    """Replace this tensor's data in place (same shape and dtype); what optimizers use to update parameters."""
+    other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
+    if other.shape != self.shape: raise ShapeError(f"assign: shape {other.shape} does not match {self.shape}")
+    if other.dtype is not self.dtype: other = other.cast(self.dtype)
+    self.lazydata = other.lazydata
+    return self
+
+  def zero_(self) -> Tensor: return self.assign(self.zeros_like())
+  def fill_(self, value) -> Tensor: return self.assign(self.full_like(value))
+
+  # ---- dtype and device
+
+  def cast(self, dtype) -> Tensor:
+    dtype = to_dtype(dtype)
+    return self if dtype is self.dtype else F.Cast.apply(self, dtype=dtype)
+
+  def to(self, *args, dtype=None, device=None) -> Tensor:
+    for a in args:
+      if isinstance(a, str) and a.split(":")[0].upper() in devices.BACKENDS + ("CPU", "GPU", "CUDA"): device = a
+      else: dtype = a
+    out = self
+    if device is not None and devices.canonical(device) != self.device:
+      out = Tensor(self.detach().numpy(), device=device, requires_grad=self.requires_grad)
+    return out.cast(dtype) if dtype is not None else out
+
+  def float(self): return self.cast(float32)
+  def half(self): return self.cast(float16)
+  def double(self): return self.cast(float64)
+  def int(self): return self.cast(int32)
+  def long(self): return self.cast(int64)
+  def bool(self): return self.cast(bool_)
+  def type_as(self, other: Tensor): return self.cast(other.dtype)
+  def is_floating_point(self) -> bool: return self.dtype.is_float
+
+  # ---- creation
+
+  @staticmethod
+  def _const(value, dtype: DType, device: str, shape=()) -> Tensor:
+    return Tensor._from_lazy(LazyBuffer.const(value, dtype, device, shape))
+
+  @staticmethod
+  def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if not _is_number(fill_value): raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
+    dtype = to_dtype(dtype) if dtype is not None else (
+      bool_ if isinstance(fill_value, (bool, np.bool_)) else default_int if isinstance(fill_value, (int, np.integer)) else default_float)
+    t = Tensor._const(fill_value, dtype, devices.canonical(device), _shape_arg((shape,) if isinstance(shape, int) else tuple(shape)))
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+  @staticmethod
+  def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor.full(_shape_arg(shape), 0.0, dtype=dtype or default_float, device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor.full(_shape_arg(shape), 1.0, dtype=dtype or default_float, device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    t = Tensor._from_lazy(LazyBuffer.empty(_shape_arg(shape), to_dtype(dtype or default_float), devices.canonical(device)))
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+  @staticmethod
+  def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if end is None: start, end = 0, start
+    if step == 0: raise ValueError("arange: step must be nonzero")
+    if dtype is None: dtype = default_int if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else default_float
+    dtype = to_dtype(dtype)
+    n = max(0, math.ceil((end - start) / step))
+    values = (start + np.arange(n, dtype=np.float64) * step)
+    return Tensor(values.astype(dtype.np), device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def linspace(start, end, steps: int, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if steps < 0: raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
+    dtype = to_dtype(dtype or default_float)
+    return Tensor(np.linspace(start, end, steps, dtype=np.float64).astype(dtype.np), device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    m = n if m is None else m
+    dtype = to_dtype(dtype or default_float)
+    # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
+    row = Tensor._const(1, dtype, devices.canonical(device), (1,))._pad(((0, m),))  # [1, 0, ..., 0] of length m+1
+    t = row.expand(n, m + 1).reshape(n * (m + 1))._shrink(((0, n * m),)).reshape(n, m) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
+    return t.contiguous().requires_grad_(requires_grad) if requires_grad else t
+
+  @staticmethod
+  def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype = to_dtype(dtype or default_float)
+    return Tensor(_rng.random(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    dtype = to_dtype(dtype or default_float)
+    return Tensor(_rng.standard_normal(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
+
+  @staticmethod
+  def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
+    if high is None: low, high = 0, low
+    if size is None: raise TypeError("randint: size is required, e.g. randint(0, 10, (3, 4))")
+    if high <= low: raise ValueError(f"randint: empty range [{low}, {high})")
+    dtype = to_dtype(dtype or default_int)
+    return Tensor(_rng.integers(low, high, _shape_arg(size if isinstance(size, (tuple, list)) else (size,))).astype(dtype.np), device=device)
+
+  @staticmethod
+  def randperm(n: int, dtype=None, device=None) -> Tensor:
+    return Tensor(_rng.permutation(n).astype(to_dtype(dtype or default_int).np), device=device)
+
+  def full_like(self, value, dtype=None) -> Tensor: return Tensor.full(self.shape, value, dtype=dtype or self.dtype, device=self.device)
+  def zeros_like(self, dtype=None) -> Tensor: return self.full_like(0, dtype)
+  def ones_like(self, dtype=None) -> Tensor: return self.full_like(1, dtype)
+  def empty_like(self, dtype=None) -> Tensor: return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=self.device)
+  def rand_like(self, dtype=None) -> Tensor: return Tensor.rand(*self.shape, dtype=dtype or self.dtype, device=self.device)
+  def randn_like(self, dtype=None) -> Tensor: return Tensor.randn(*self.shape, dtype=dtype or self.dtype, device=self.device)
+
+  # ---- autograd
+
+  def _toposort(self) -> list[Tensor]:
+    order, seen, stack = [], set(), [(self, False)]
+    while stack:
+      t, done = stack.pop()
+      if done: order.append(t); continue
+      if id(t) in seen: continue
+      seen.add(id(t))
+      if t._ctx is None: continue
+      stack.append((t, True))
+      stack.extend((p, False) for p in t._ctx.parents if p.requires_grad and id(p) not in seen)
+    return order
+
+  def backward(self, gradient: Tensor | None = None, retain_graph: bool = False, create_graph: bool = False):
+    if not self.requires_grad:
+      raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    if gradient is None:
+      if self.numel() != 1:
+        raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this output has shape {self.shape}: "
+                           f"pass a gradient of that shape to backward()")
+      gradient = Tensor._const(1.0, self.dtype, self.device, self.shape)
+    elif not isinstance(gradient, Tensor): gradient = Tensor(gradient, dtype=self.dtype, device=self.device)
+    if gradient.shape != self.shape:
+      raise ShapeError(f"backward: gradient shape {gradient.shape} does not match output shape {self.shape}")
+    grads: dict[int, Tensor] = {id(self): gradient}
+    with _GradMode(create_graph):
+      for t in reversed(self._toposort()):
+        g = grads.pop(id(t), None)
+        if g is None or t._ctx is None: continue
+        ctx = t._ctx
+        if not hasattr(ctx, "parents"):
+          raise RuntimeError("trying to backward through the graph a second time; pass retain_graph=True the first time")
+        new = ctx.backward(g)
+        new = new if isinstance(new, tuple) else (new,)
+        for p, pg in zip(ctx.parents, new):
+          if pg is None or not p.requires_grad: continue
+          if pg.shape != p.shape: raise RuntimeError(f"internal: gradient shape {pg.shape} != {p.shape} in {type(ctx).__name__}")
+          if pg.dtype is not p.dtype: pg = pg.cast(p.dtype)
+          if p._ctx is None:  # a leaf: accumulate into .grad
+            if not create_graph: pg = pg.detach()
+            p.grad = pg if p.grad is None else (p.grad + pg if create_graph else (p.grad.detach() + pg).detach())
+          else:
+            grads[id(p)] = pg if id(p) not in grads else grads[id(p)] + pg
+        if not retain_graph: del ctx.parents
+    return None
+
+  # ---- broadcasting and binary ops
+
+  def _operand(self, other, op: str):
+    if isinstance(other, Tensor):
+      if other.device != self.device:
+        raise ValueError(f"{op}: tensors are on different devices: {self.device} and {other.device}")
+      return other
+    if _is_number(other): return other.item() if isinstance(other, np.generic) else other
+    if isinstance(other, (list, tuple, np.ndarray)): return Tensor(other, device=self.device)
+    raise TypeError(f"{op}: unsupported operand type {type(other).__name__}")
+
+  def _broadcasted(self, other, op: str, reverse: bool = False, dtype: DType | None = None) -> tuple[Tensor, Tensor]:
+    other = self._operand(other, op)
+    out_dtype = dtype or result_type(self, other)
+    if not isinstance(other, Tensor): other = Tensor._const(other, out_dtype, self.device)
+    x, y = self.cast(out_dtype), other.cast(out_dtype)
+    shape = broadcast_shape(x.shape, y.shape, op=op)
+    x, y = x._broadcast_to(shape), y._broadcast_to(shape)
+    return (y, x) if reverse else (x, y)
+
+  def _broadcast_to(self, shape) -> Tensor:
+    if self.shape == tuple(shape): return self
+    t = self.reshape((1,) * (len(shape) - self.ndim) + self.shape) if self.ndim < len(shape) else self
+    return t.expand(shape)
+
+  def add(self, other, alpha=1, reverse=False):
+    if alpha != 1: other = other * alpha
+    return F.Add.apply(*self._broadcasted(other, "add", reverse))
+  def sub(self, other, alpha=1, reverse=False):
+    if alpha != 1: other = other * alpha
+    x, y = self._broadcasted(other, "sub", reverse)
+    if x.dtype is bool_: raise TypeError("sub: subtraction of bool tensors is not supported; use logical_xor or ~")
+    return F.Sub.apply(x, y)
+  def mul(self, other, reverse=False): return F.Mul.apply(*self._broadcasted(other, "mul", reverse))
+  def div(self, other, reverse=False, rounding_mode=None):
+    if rounding_mode == "floor": return self.floor_divide(other) if not reverse else Tensor._wrap(other, self).floor_divide(self)
+    if rounding_mode == "trunc":
+      x, y = self._broadcasted(other, "div", reverse)
+      return F.IDiv.apply(x, y) if not x.dtype.is_float else F.Div.apply(x, y).trunc()
+    if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+    dtype = result_type(self, self._operand(other, "div"))
+    return F.Div.apply(*self._broadcasted(other, "div", reverse, dtype=dtype if dtype.is_float else default_float))
+
+  @staticmethod
+  def _wrap(value, like: Tensor) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor._const(value, result_type(like, value), like.device)
+
+  def floor_divide(self, other, reverse=False) -> Tensor:
+    x, y = self._broadcasted(other, "floor_divide", reverse)
+    if x.dtype.is_float: return (x / y).floor()
+    q = F.IDiv.apply(x, y)
+    # C truncates toward zero; floor differs when the remainder is non-zero and the signs differ
+    r = F.Mod.apply(x, y)
+    fix = (r != 0) & ((r < 0) != (y < 0))
+    return q - fix.cast(q.dtype)
+
+  def remainder(self, other, reverse=False) -> Tensor:
+    """Python's %, with the sign of the divisor."""
+    x, y = self._broadcasted(other, "remainder", reverse)
+    if x.dtype.is_float: return x - (x / y).floor() * y
+    r = F.Mod.apply(x, y)
+    return (((r != 0) & ((r < 0) != (y < 0)))).where(r + y, r)
+
+  def fmod(self, other) -> Tensor:
+    """C's fmod, with the sign of the dividend."""
+    x, y = self._broadcasted(other, "fmod")
+    if x.dtype.is_float: return x - (x / y).trunc() * y
+    return F.Mod.apply(x, y)
+
+  def pow(self, exponent, reverse=False) -> Tensor:
+    if reverse:  # scalar ** tensor
+      base = self._operand(exponent, "pow")
+      if not isinstance(base, Tensor): base = Tensor._const(base, result_type(self, base), self.device)
+      return base.pow(self)
+    if _is_number(exponent) and not isinstance(exponent, bool):
+      e = exponent
+      if e == 0: return self.ones_like(dtype=result_type(self, e))
+      if float(e) == int(e) and abs(int(e)) <= 16:  # exact by repeated multiplication, negative bases included
+        n, acc, base = abs(int(e)), None, self
+        while n:
+          if n & 1: acc = base if acc is None else acc * base
+          n >>= 1
+          if n: base = base * base
+        if e < 0:
+          if not self.dtype.is_float: raise RuntimeError("pow: integers to negative integer powers are not allowed")
+          return acc.reciprocal()
+        return acc if acc.dtype is result_type(self, e) else acc.cast(result_type(self, e))
+      if e == 0.5: return self.sqrt() if self.dtype.is_float else self.float().sqrt()
+    x, y = self._broadcasted(exponent, "pow")
+    if not x.dtype.is_float:
+      return (x.float().pow(y.float())).round().cast(x.dtype)
+    mag = (y * x.abs().log2()).exp2()
+    # a negative base has a real power only for integer exponents: the sign is that of (-1)**y
+    y_int = y == y.trunc()
+    odd = (y.remainder(2) == 1)
+    neg = x < 0
+    signed = (neg & odd).where(-mag, mag)
+    nan = Tensor._const(math.nan, x.dtype, x.device, x.shape)
+    return (neg & ~y_int).where(nan, signed)
+
+  def maximum(self, other) -> Tensor:
+    x, y = self._broadcasted(other, "maximum")
+    return F.Maximum.apply(x, y)
+  def minimum(self, other) -> Tensor:
+    x, y = self._broadcasted(other, "minimum")
+    if x.dtype is bool_: return x & y
+    return -F.Maximum.apply(-x, -y)
+
+  # comparisons: results are bool, never differentiable
+  def _cmp(self, other, op, reverse=False):
+    x, y = self._broadcasted(other, op, reverse)
+    return x, y
+  def __lt__(self, other): return F.Less.apply(*self._cmp(other, "lt"))
+  def __gt__(self, other): return F.Less.apply(*self._cmp(other, "gt", reverse=True))
+  def __le__(self, other): return F.Not.apply(F.Less.apply(*self._cmp(other, "le", reverse=True)))
+  def __ge__(self, other): return F.Not.apply(F.Less.apply(*self._cmp(other, "ge")))
+  def __eq__(self, other): return F.Equal.apply(*self._cmp(other, "eq"))
+  def __ne__(self, other): return F.Not.apply(F.Equal.apply(*self._cmp(other, "ne")))
+  def lt(self, o): return self < o
+  def gt(self, o): return self > o
+  def le(self, o): return self <= o
+  def ge(self, o): return self >= o
+  def eq(self, o): return self == o
+  def ne(self, o): return self != o
+  def equal(self, other: Tensor) -> bool: return self.shape == other.shape and bool((self == other).all().item())
+
+  def _bitwise(self, other, fn, op):
+    x, y = self._broadcasted(other, op)
+    if x.dtype.is_float: raise TypeError(f"{op}: not supported for floating point tensors (got {x.dtype.name})")
+    return fn.apply(x, y)
+  def bitwise_and(self, other): return self._bitwise(other, F.BitAnd, "bitwise_and")
+  def bitwise_or(self, other): return self._bitwise(other, F.BitOr, "bitwise_or")
+  def bitwise_xor(self, other): return self._bitwise(other, F.BitXor, "bitwise_xor")
+  def bitwise_not(self):
+    if self.dtype.is_float: raise TypeError(f"bitwise_not: not supported for floating point tensors (got {self.dtype.name})")
+    return F.Not.apply(self) if self.dtype is bool_ else F.BitXor.apply(*self._broadcasted(-1, "bitwise_not"))
+  def logical_not(self): return F.Not.apply(self.bool())
+  def logical_and(self, other): return self.bool() & (other.bool() if isinstance(other, Tensor) else bool(other))
+  def logical_or(self, other): return self.bool() | (other.bool() if isinstance(other, Tensor) else bool(other))
+  def logical_xor(self, other): return self.bool() ^ (other.bool() if isinstance(other, Tensor) else bool(other))
+
+  __add__ = add
+  def __radd__(self, other): return self.add(other, reverse=True)
+  __sub__ = sub
+  def __rsub__(self, other): return self.sub(other, reverse=True)
+  __mul__ = mul
+  def __rmul__(self, other): return self.mul(other, reverse=True)
+  __truediv__ = div
+  def __rtruediv__(self, other): return self.div(other, reverse=True)
+  __floordiv__ = floor_divide
+  def __rfloordiv__(self, other): return self.floor_divide(other, reverse=True)
+  __mod__ = remainder
+  def __rmod__(self, other): return self.remainder(other, reverse=True)
+  __pow__ = pow
+  def __rpow__(self, other): return self.pow(other, reverse=True)
+  def __matmul__(self, other): return self.matmul(other)
+  def __rmatmul__(self, other): return Tensor._wrap_tensor(other, self).matmul(self)
+  def __neg__(self): return self.neg()
+  def __and__(self, other): return self.bitwise_and(other)
+  def __rand__(self, other): return self.bitwise_and(other)
+  def __or__(self, other): return self.bitwise_or(other)
+  def __ror__(self, other): return self.bitwise_or(other)
+  def __xor__(self, other): return self.bitwise_xor(other)
+  def __rxor__(self, other): return self.bitwise_xor(other)
+  def __invert__(self): return self.bitwise_not()
+  def __abs__(self): return self.abs()
+  def __iadd__(self, other): return self.assign(self + other) if not self.requires_grad else self + other
+  def __isub__(self, other): return self.assign(self - other) if not self.requires_grad else self - other
+  def __imul__(self, other): return self.assign(self * other) if not self.requires_grad else self * other
+  def __itruediv__(self, other): return self.assign(self / other) if not self.requires_grad else self / other
+
+  @staticmethod
+  def _wrap_tensor(x, like: Tensor) -> Tensor: return x if isinstance(x, Tensor) else Tensor(x, device=like.device)
+
+  # ---- unary math
+
+  def _float(self) -> Tensor: return self if self.dtype.is_float else self.cast(default_float)
+  def neg(self):
+    if self.dtype is bool_: raise TypeError("neg: negation of a bool tensor is not supported; use ~ or logical_not")
+    return F.Neg.apply(self)
+  def exp2(self): return F.Exp2.apply(self._float())
+  def log2(self): return F.Log2.apply(self._float())
+  def exp(self): return (self._float() * (1 / math.log(2))).exp2()
+  def log(self): return self._float().log2() * math.log(2)
+  def log10(self): return self._float().log2() * math.log10(2)
+  def log1p(self): return (self._float() + 1).log()
+  def expm1(self): return self.exp() - 1
+  def sqrt(self): return F.Sqrt.apply(self._float())
+  def rsqrt(self): return self.sqrt().reciprocal()
+  def sin(self): return F.Sin.apply(self._float())
+  def cos(self): return (math.pi / 2 - self._float()).sin()
+  def tan(self): return self.sin() / self.cos()
+  def reciprocal(self): return F.Reciprocal.apply(self._float())
+  def relu(self): return F.Relu.apply(self)
+  def sigmoid(self):
+    # exp of a non-positive number only, so large inputs neither overflow nor lose precision
+    x = self._float()
+    e = (-x.abs()).exp()
+    return (x >= 0).where(1 / (1 + e), e / (1 + e))
+  def tanh(self): return self._float().mul(2).sigmoid().mul(2) - 1
+  def abs(self):
+    if self.dtype is bool_: return self
+    return self.relu() + (-self).relu() if self.dtype.is_float else (self < 0).where(-self, self)
+  def sign(self):
+    if self.dtype is bool_: return self
+    one = self.ones_like()
+    return (self > 0).where(one, (self < 0).where(-one, self * 0))
+  def square(self): return self * self
+  def trunc(self):
+    if not self.dtype.is_float: return self
+    # every float32 of magnitude >= 2**23 is an integer already (and may not fit an int64)
+    return (self.abs() < 2.0**23).where(self.cast(int64).cast(self.dtype), self)
+  def floor(self):
+    t = self.trunc()
+    return (t > self).where(t - 1, t) if self.dtype.is_float else self
+  def ceil(self):
+    t = self.trunc()
+    return (t < self).where(t + 1, t) if self.dtype.is_float else self
+  def round(self):
+    """Round half to even, as torch.round does."""
+    if not self.dtype.is_float: return self
+    f = self.floor()
+    diff = self - f
+    even = (f.remainder(2) == 0)
+    up = (diff > 0.5) | ((diff == 0.5) & ~even)
+    return up.where(f + 1, f)
+  def isnan(self): return self != self
+  def isinf(self): return self.abs() == math.inf if self.dtype.is_float else self.zeros_like(bool_)
+  def isfinite(self): return ~(self.isnan() | self.isinf())
+  def clamp(self, min=None, max=None):
+    if min is None and max is None: raise ValueError("clamp: at least one of min and max must be given")
+    out = self
+    if min is not None: out = out.maximum(min)
+    if max is not None: out = out.minimum(max)
+    return out
+  clip = clamp
+  def where(self, x, y):
+    """self is the condition: cond.where(x, y) == torch.where(cond, x, y)."""
+    cond = self if self.dtype is bool_ else self != 0
+    xt = x if isinstance(x, Tensor) else None
+    yt = y if isinstance(y, Tensor) else None
+    dtype = result_type(*(v for v in (x, y)))
+    ref = xt if xt is not None else yt if yt is not None else None
+    dev = cond.device
+    xv = xt.cast(dtype) if xt is not None else Tensor._const(x, dtype, dev)
+    yv = yt.cast(dtype) if yt is not None else Tensor._const(y, dtype, dev)
+    shape = broadcast_shape(cond.shape, xv.shape, yv.shape, op="where")
+    return F.Where.apply(cond._broadcast_to(shape), xv._broadcast_to(shape), yv._broadcast_to(shape))
+  def masked_fill(self, mask: Tensor, value): return mask.where(value, self)
+  def lerp(self, end, weight): return self + (end - self) * weight
+
+  # ---- reductions
+
+  def _axes(self, dim, op: str) -> tuple[int, ...]:
+    if dim is None: return tuple(range(self.ndim))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    axes = tuple(normalize_dim(d, self.ndim, op) for d in dims)
+    if len(set(axes)) != len(axes): raise RuntimeError(f"{op}: dim {dim} appears more than once")
+    return axes
+
+  def _reduce(self, fn, dim, keepdim: bool, op: str) -> Tensor:
+    axes = self._axes(dim, op)
+    if self.ndim == 0: return self
+    out = fn.apply(self, axes=axes)
+    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+
+  def sum(self, dim=None, keepdim=False, dtype=None) -> Tensor:
+    x = self.cast(dtype) if dtype is not None else self.cast(default_int) if self.dtype is bool_ or self.dtype.is_int and self.dtype is not int64 else self
+    return x._reduce(F.Sum, dim, keepdim, "sum")
+
+  def max(self, dim=None, keepdim=False):
+    """The maximum; with `dim`, a (values, indices) pair as torch.max returns."""
+    if dim is None: return self.amax()
+    return MaxResult(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+
+  def min(self, dim=None, keepdim=False):
+    if dim is None: return self.amin()
+    return MaxResult(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+
+  def amax(self, dim=None, keepdim=False) -> Tensor:
+    if self.numel() == 0 and (dim is None or any(self.shape[a] == 0 for a in self._axes(dim, "amax"))):
+      raise IndexError(f"amax: cannot reduce over an empty dimension of a tensor of shape {self.shape}")
+    return self._reduce(F.Max, dim, keepdim, "amax")
+
+  def amin(self, dim=None, keepdim=False) -> Tensor:
+    if self.dtype is bool_: return ~((~self).amax(dim, keepdim))
+    return -((-self).amax(dim, keepdim))
+
+  def mean(self, dim=None, keepdim=False, dtype=None) -> Tensor:
+    x = self.cast(dtype) if dtype is not None else self
+    if not x.dtype.is_float:
+      raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating point, got {x.dtype.name}")
+    axes = self._axes(dim, "mean")
+    n = prod(self.shape[a] for a in axes)
+    s = x.sum(dim, keepdim)
+    return s / n if n else s * math.nan
+
+  def var(self, dim=None, unbiased=None, keepdim=False, correction=None) -> Tensor:
+    if correction is None: correction = 1 if unbiased is None or unbiased else 0
+    x = self._float()
+    axes = self._axes(dim, "var")
+    n = prod(self.shape[a] for a in axes)
+    dev = x - x.mean(axes, keepdim=True)
+    return (dev * dev).sum(axes, keepdim) / max(0, n - correction)
+
+  def std(self, dim=None, unbiased=None, keepdim=False, correction=None) -> Tensor:
+    return self.var(dim, unbiased, keepdim, correction).sqrt()
+
+  def var_mean(self, dim=None, unbiased=None, keepdim=False, correction=None):
+    return self.var(dim, unbiased, keepdim, correction), self.mean(dim, keepdim)
+
+  def prod(self, dim=None, keepdim=False) -> Tensor:
+    # product by a log-depth tree of multiplications along each axis: exact signs and zeros
+    axes = self._axes(dim, "prod")
+    x = self
+    for a in axes:
+      while x.shape[a] > 1:
+        n = x.shape[a]
+        if n % 2: x = x._pad(tuple((0, 1) if i == a else (0, 0) for i in range(x.ndim)), value=1)
+        half = x.shape[a] // 2
+        lo = x._shrink(tuple((0, half) if i == a else (0, s) for i, s in enumerate(x.shape)))
+        hi = x._shrink(tuple((half, 2 * half) if i == a else (0, s) for i, s in enumerate(x.shape)))
+        x = lo * hi
+      if x.shape[a] == 0: x = Tensor.ones(*[1 if i == a else s for i, s in enumerate(x.shape)], dtype=x.dtype, device=x.device)
+    return x if keepdim else x.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+  def logsumexp(self, dim, keepdim=False) -> Tensor:
+    x = self._float()
+    m = x.amax(dim, keepdim=True).detach()
+    m = m.isinf().where(0.0, m)  # all -inf (or +inf) rows: leave the values as they are
+    out = (x - m).exp().sum(dim, keepdim=True).log() + m
+    return out if keepdim else out.squeeze(self._axes(dim, "logsumexp"))
+
+  def softmax(self, dim=-1, dtype=None) -> Tensor:
+    x = self.cast(dtype) if dtype is not None else self._float()
+    m = x.amax(dim, keepdim=True).detach()
+    e = (x - m).exp()
+    return e / e.sum(dim, keepdim=True)
+
+  def log_softmax(self, dim=-1, dtype=None) -> Tensor:
+    x = self.cast(dtype) if dtype is not None else self._float()
+    m = x.amax(dim, keepdim=True).detach()
+    shifted = x - m
+    return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+  def argmax(self, dim=None, keepdim=False) -> Tensor:
+    """The first index of the maximum (NaN counts as the maximum, as in torch)."""
+    if dim is None:
+      out = self.reshape(-1).argmax(0)
+      return out.reshape((1,) * self.ndim) if keepdim else out
+    axis = normalize_dim(dim, self.ndim, "argmax")
+    n = self.shape[axis]
+    if n == 0: raise IndexError(f"argmax: cannot take the argmax of an empty dimension (shape {self.shape}, dim {dim})")
+    x = self.isnan().where(math.inf, self) if self.dtype.is_float else self.cast(int64) if self.dtype is bool_ else self
+    is_max = x == x.amax(axis, keepdim=True)
+    # n - index, largest for the first position: its max over the axis gives the first maximum
+    countdown = Tensor.arange(n, 0, -1, dtype=int32, device=self.device).reshape(*(n if i == axis else 1 for i in range(self.ndim)))
+    first = is_max.where(countdown, 0).amax(axis, keepdim=keepdim)
+    return (n - first).cast(int64)
+
+  def argmin(self, dim=None, keepdim=False) -> Tensor:
+    x = self.isnan().where(-math.inf, self) if self.dtype.is_float else self.cast(int64) if self.dtype is bool_ else self
+    return (-x).argmax(dim, keepdim)
+
+  def any(self, dim=None, keepdim=False) -> Tensor: return self.bool()._reduce(F.Max, dim, keepdim, "any")
+  def all(self, dim=None, keepdim=False) -> Tensor: return self.logical_not().any(dim, keepdim).logical_not()
+  def count_nonzero(self, dim=None) -> Tensor: return (self != 0).sum(dim)
+
+  def norm(self, p=2, dim=None, keepdim=False) -> Tensor:
+    x = self._float()
+    if p == 2 or p == "fro": return (x * x).sum(dim, keepdim).sqrt()
+    if p == 1: return x.abs().sum(dim, keepdim)
+    if p == math.inf: return x.abs().amax(dim, keepdim)
+    if p == -math.inf: return x.abs().amin(dim, keepdim)
+    if p == 0: return (x != 0).sum(dim, keepdim).cast(x.dtype)
+    return x.abs().pow(p).sum(dim, keepdim).pow(1 / p)
+
+  def cumsum(self, dim=0) -> Tensor:
+    """Inclusive prefix sum: a window sum over a padded view (quadratic in the axis length, one kernel)."""
+    axis = normalize_dim(dim, self.ndim, "cumsum") if self.ndim else 0
+    if self.ndim == 0: return self
+    x = self.cast(default_int) if (self.dtype is bool_ or (self.dtype.is_int and self.dtype is not int64)) else self
+    n = x.shape[axis]
+    if n == 0: return x
+    return _window_sum(x.transpose(axis, -1), n).transpose(axis, -1)
+
+  # ---- movement
+
+  def reshape(self, *shape) -> Tensor:
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1: raise ShapeError(f"reshape: only one dimension can be inferred, got shape {shape}")
+    if -1 in shape:
+      known = prod(s for s in shape if s != -1)
+      if known == 0 or self.numel() % known:
+        raise ShapeError(f"reshape: shape {shape} is invalid for input of size {self.numel()} (shape {self.shape})")
+      shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+    if any(s < 0 for s in shape): raise ShapeError(f"reshape: invalid shape {shape}")
+    if prod(shape) != self.numel():
+      raise ShapeError(f"reshape: shape {shape} is invalid for input of size {self.numel()} (shape {self.shape})")
+    return self if shape == self.shape else F.Reshape.apply(self, shape=shape)
+  view = reshape
+
+  def view_as(self, other: Tensor) -> Tensor: return self.reshape(other.shape)
+
+  def permute(self, *order) -> Tensor:
+    order = order[0] if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
+    if len(order) != self.ndim:
+      raise ShapeError(f"permute: order {tuple(order)} does not match the {self.ndim} dims of shape {self.shape}")
+    order = tuple(normalize_dim(d, self.ndim, "permute") for d in order)
+    if sorted(order) != list(range(self.ndim)): raise ShapeError(f"permute: order {tuple(order)} repeats a dim")
+    return F.Permute.apply(self, order=order)
+
+  def expand(self, *shape) -> Tensor:
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    if len(shape) < self.ndim:
+      raise ShapeError(f"expand: the number of sizes ({len(shape)}) must be at least the number of dims of shape {self.shape}")
+    x = self.reshape((1,) * (len(shape) - self.ndim) + self.shape) if len(shape) > self.ndim else self
+    new = tuple(s if n == -1 else n for s, n in zip(x.shape, shape))
+    for s, n in zip(x.shape, new):
+      if s != n and s != 1:
+        raise ShapeError(f"expand: shape {self.shape} cannot be expanded to {tuple(shape)} (a dim of size {s} is not 1)")
+    return x if new == x.shape else F.Expand.apply(x, shape=new)
+
+  def expand_as(self, other: Tensor) -> Tensor: return self.expand(other.shape)
+  def broadcast_to(self, shape) -> Tensor: return self.expand(shape)
+
+  def transpose(self, dim0=0, dim1=1) -> Tensor:
+    a, b = normalize_dim(dim0, self.ndim, "transpose"), normalize_dim(dim1, self.ndim, "transpose")
+    order = list(range(self.ndim))
+    order[a], order[b] = order[b], order[a]
+    return self.permute(order)
+  swapaxes = transpose
+
+  def movedim(self, source, destination) -> Tensor:
+    src = [normalize_dim(s, self.ndim, "movedim") for s in (source if isinstance(source, (tuple, list)) else (source,))]
+    dst = [normalize_dim(d, self.ndim, "movedim") for d in (destination if isinstance(destination, (tuple, list)) else (destination,))]
+    order = [d for d in range(self.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)): order.insert(d, s)
+    return self.permute(order)
+
+  def squeeze(self, dim=None) -> Tensor:
+    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    axes = self._axes(dim, "squeeze") if self.ndim else ()
+    return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
+
+  def unsqueeze(self, dim: int) -> Tensor:
+    d = normalize_dim(dim, self.ndim + 1, "unsqueeze")
+    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+  def flatten(self, start_dim=0, end_dim=-1) -> Tensor:
+    if self.ndim == 0: return self.reshape(1)
+    s, e = normalize_dim(start_dim, self.ndim, "flatten"), normalize_dim(end_dim, self.ndim, "flatten")
+    if s > e: raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    return self.reshape(self.shape[:s] + (prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+
+  def unflatten(self, dim: int, sizes) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "unflatten")
+    return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+
+  def flip(self, *dims) -> Tensor:
+    dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+    axes = tuple(normalize_dim(d, self.ndim, "flip") for d in dims)
+    return F.Flip.apply(self, axes=axes) if axes else self
+
+  def _pad(self, padding, value=0.0) -> Tensor:
+    """Pad with ((before, after), ...) per dim, all non-negative."""
+    padding = tuple(tuple(p) for p in padding)
+    if all(p == (0, 0) for p in padding): return self
+    out = F.Pad.apply(self, padding=padding)
+    if value != 0:  # padding reads zero; other values are a where over the same mask
+      mask = F.Pad.apply(Tensor._const(True, bool_, self.device, self.shape), padding=padding)
+      out = mask.where(out, value)
+    return out
+
+  def _shrink(self, bounds) -> Tensor:
+    bounds = tuple(tuple(b) for b in bounds)
+    return self if all(b == (0, s) for b, s in zip(bounds, self.shape)) else F.Shrink.apply(self, bounds=bounds)
+
+  def pad(self, pad: Sequence[int], value=0.0) -> Tensor:
+    """torch.nn.functional.pad's constant mode: pairs from the last dim backwards; negative values crop."""
+    if len(pad) % 2 or len(pad) // 2 > self.ndim:
+      raise ShapeError(f"pad: padding length {len(pad)} must be even and at most twice the dims of shape {self.shape}")
+    pairs = [(0, 0)] * self.ndim
+    for i in range(len(pad) // 2): pairs[self.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    x = self._shrink(tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape)))
+    return x._pad(tuple((max(0, b), max(0, a)) for b, a in pairs), value)
+
+  def repeat(self, *repeats) -> Tensor:
+    repeats = repeats[0] if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+    if len(repeats) < self.ndim: raise ShapeError(f"repeat: {len(repeats)} repeats for shape {self.shape}; need at least {self.ndim}")
+    x = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
+    inter = [d for s in x.shape for d in (1, s)]
+    expanded = x.reshape(inter).expand([d for r, s in zip(repeats, x.shape) for d in (r, s)])
+    return expanded.reshape(tuple(r * s for r, s in zip(repeats, x.shape)))
+
+  def split(self, split_size_or_sections, dim=0) -> tuple[Tensor, ...]:
+    axis = normalize_dim(dim, self.ndim, "split")
+    n = self.shape[axis]
+    if isinstance(split_size_or_sections, int):
+      if split_size_or_sections <= 0: raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+      sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)] or [0]
+    else:
+      sizes = list(split_size_or_sections)
+      if sum(sizes) != n: raise ShapeError(f"split: sections {sizes} do not add up to {n}, the size of dim {dim} of shape {self.shape}")
+    out, start = [], 0
+    for s in sizes:
+      out.append(self._shrink(tuple((start, start + s) if i == axis else (0, d) for i, d in enumerate(self.shape))))
+      start += s
+    return tuple(out)
+
+  def chunk(self, chunks: int, dim=0) -> tuple[Tensor, ...]:
+    axis = normalize_dim(dim, self.ndim, "chunk")
+    return self.split(max(1, math.ceil(self.shape[axis] / chunks)), dim)
+
+  def unbind(self, dim=0) -> tuple[Tensor, ...]:
+    return tuple(t.squeeze(dim) for t in self.split(1, dim))
+
+  def tril(self, diagonal=0) -> Tensor: return self._triangle(diagonal, lower=True)
+  def triu(self, diagonal=0) -> Tensor: return self._triangle(diagonal, lower=False)
+  def _triangle(self, k, lower):
+    r, c = self.shape[-2:]
+    rows = Tensor.arange(r, device=self.device).reshape(r, 1)
+    cols = Tensor.arange(c, device=self.device).reshape(1, c)
+    keep = (cols <= rows + k) if lower else (cols >= rows + k)
+    return keep.where(self, 0)
+
+  # ---- indexing
+
+  def __getitem__(self, index) -> Tensor:
+    index = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(i, (Tensor, list, np.ndarray)) for i in index):
+      raise NotImplementedError("indexing with tensors or lists (fancy indexing) is not supported yet; "
+                                "use slices, ints, None and ... for now")
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if sum(1 for i in index if i is Ellipsis) > 1: raise IndexError("an index can only have a single ellipsis ('...')")
+    if n_real > self.ndim:
+      raise IndexError(f"too many indices for tensor of dimension {self.ndim} (got {n_real}, shape {self.shape})")
+    if Ellipsis in index:
+      at = index.index(Ellipsis)
+      index = index[:at] + (slice(None),) * (self.ndim - n_real) + index[at + 1:]
+    else: index = index + (slice(None),) * (self.ndim - n_real)
+    x, dim, final_shape = self, 0, []
+    bounds, flips, strides = [], [], []
+    for i in index:
+      if i is None: final_shape.append(1); continue
+      size = self.shape[dim]
+      if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+        i = int(i)
+        if not -size <= i < size:
+          raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {size}")
+        i %= size
+        bounds.append((i, i + 1)); flips.append(False); strides.append(1)
+      elif isinstance(i, slice):
+        start, stop, step = i.indices(size)
+        count = len(range(start, stop, step))
+        if step > 0: bounds.append((start, start + (count - 1) * step + 1) if count else (0, 0)); flips.append(False)
+        else:
+          lo = start + (count - 1) * step
+          bounds.append((lo, start + 1) if count else (0, 0)); flips.append(True)
+        strides.append(abs(step)); final_shape.append(count)
+      else: raise IndexError(f"unsupported index {i!r} of type {type(i).__name__}")
+      dim += 1
+    x = x._shrink(tuple(bounds))
+    if any(flips): x = x.flip(tuple(d for d, f in enumerate(flips) if f))
+    if any(s > 1 for s in strides): x = x._stride(strides)
+    return x.reshape(tuple(final_shape))
+
+  def _stride(self, strides) -> Tensor:
+    """Every strides[d]-th element along each dim, starting at the first: a pad, reshape and shrink of views."""
+    shape = self.shape
+    counts = [(s + st - 1) // st for s, st in zip(shape, strides)]
+    x = self._pad(tuple((0, c * st - s) for c, st, s in zip(counts, strides, shape)))
+    x = x.reshape(tuple(d for c, st in zip(counts, strides) for d in (c, st)))
+    x = x._shrink(tuple(b for c in counts for b in ((0, c), (0, 1))))
+    return x.reshape(tuple(counts))
+
+  # ---- matmul
+
+  def matmul(self, other) -> Tensor:
+    other = Tensor._wrap_tensor(other, self)
+    if self.ndim == 0 or other.ndim == 0:
+      raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {self.shape} and {other.shape}")
+    x = self.unsqueeze(0) if self.ndim == 1 else self
+    w = other.unsqueeze(-1) if other.ndim == 1 else other
+    if x.shape[-1] != w.shape[-2]:
+      raise ShapeError(f"matmul: shapes {self.shape} and {other.shape} cannot be multiplied ({x.shape[-1]} != {w.shape[-2]})")
+    try: batch = broadcast_shape(x.shape[:-2], w.shape[:-2])
+    except ShapeError: raise ShapeError(f"matmul: batch dimensions of shapes {self.shape} and {other.shape} cannot be broadcast") from None
+    dtype = result_type(x, w)
+    x, w = x.cast(dtype), w.cast(dtype)
+    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    xe = x.reshape(x.shape[:-1] + (1, k))._broadcast_to(batch + (m, n, k))
+    we = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, n, k))._broadcast_to(batch + (m, n, k))
+    out = (xe * we).sum(-1)
+    if self.ndim == 1: out = out.squeeze(-2)
+    if other.ndim == 1: out = out.squeeze(-1)
+    return out
+  mm = matmul
+  bmm = matmul
+
+  def dot(self, other) -> Tensor:
+    if self.ndim != 1 or other.ndim != 1: raise ShapeError(f"dot: expected 1-D tensors, got shapes {self.shape} and {other.shape}")
+    return self.matmul(other)
+
+  def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    out = self.matmul(weight.T)
+    return out + bias if bias is not None else out
+
+
+class MaxResult(tuple):
+  """(values, indices), as torch.max(dim=...) returns."""
+  def __new__(cls, values, indices): return super().__new__(cls, (values, indices))
+  @property
+  def values(self): return self[0]
+  @property
+  def indices(self): return self[1]
+
+
+def _window_sum(xt: Tensor, n: int) -> Tensor:
+  """Inclusive prefix sums along the last axis: out[..., i] = sum(x[..., :i+1]) as a masked reduction over a view."""
+  lead = xt.shape[:-1]
+  # (.., n, n) view: element [i, j] = x[j] if j <= i else 0, built as x broadcast along i, masked by a tril
+  full = xt.unsqueeze(-2).expand(*lead, n, n)
+  keep = Tensor.ones(n, n, dtype=bool_, device=xt.device).tril()
+  return keep.where(full, 0).sum(-1)
+
+
+# ---- module-level functions with PyTorch's names
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+  tensors = [t for t in tensors]
+  if not tensors: raise ValueError("cat: expected a non-empty list of tensors")
+  ref = next((t for t in tensors if t.shape != (0,)), tensors[0])
+  tensors = [t for t in tensors if t.shape != (0,) or t is ref]
+  axis = normalize_dim(dim, ref.ndim, "cat")
+  for t in tensors:
+    if t.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != axis):
+      raise ShapeError(f"cat: shapes {', '.join(str(x.shape) for x in tensors)} do not match outside dim {dim}")
+    if t.device != ref.device: raise ValueError(f"cat: tensors are on different devices: {t.device} and {ref.device}")
+  dtype = result_type(*tensors)
+  total = sum(t.shape[axis] for t in tensors)
+  out, start = None, 0
+  for t in tensors:
+    n = t.shape[axis]
+    padded = t.cast(dtype)._pad(tuple((start, total - start - n) if i == axis else (0, 0) for i in range(ref.ndim)))
+    out = padded if out is None else out + padded
+    start += n
+  return out
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+  tensors = list(tensors)
+  if not tensors: raise ValueError("stack: expected a non-empty list of tensors")
+  for t in tensors:
+    if t.shape != tensors[0].shape: raise ShapeError(f"stack: expects each tensor to be equal size, got {', '.join(str(x.shape) for x in tensors)}")
+  d = normalize_dim(dim, tensors[0].ndim + 1, "stack")
+  return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+def where(condition: Tensor, x, y) -> Tensor: return condition.where(x, y)
