@@ -4,8 +4,9 @@ Rules, in order:
 - what the caller asks for, every reduction and every CONTIGUOUS node get a buffer;
 - everything elementwise is inlined into the kernels that read it (recomputed rather than stored), and views of
   inlined nodes become index math, so broadcasting never materializes;
-- a reduction whose only reader is elementwise work of its own shape (through at most a reshape) is not stored: that
-  work runs in the reduction's kernel, after its loop ("elementwise after a reduction fuses into it").
+- a reduction whose only reader is elementwise work, through a view that reads each element at most once (a reshape,
+  permute, shrink, flip or pad; not an expand), is not stored: that work runs in the reduction's kernel, after its
+  loop ("elementwise after a reduction fuses into it").
 """
 from __future__ import annotations
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
       rs = readers.get(node, [])
       if len(rs) != 1: ok = False; break
       reader, via = rs[0]
-      if not _is_elementwise(reader) or not (via is node or (via.st.contiguous and via.size == node.size)): ok = False; break
+      if not _is_elementwise(reader) or not (via is node or _reads_each_once(via)): ok = False; break
       if any(s.base is node for s in reader.srcs if s is not via): ok = False; break  # read twice
       node = reader
       if id(node) in stored: break
@@ -74,6 +75,11 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
     ast = _build_ast(node, stored, inputs)
     items.append(ScheduleItem(ast, node, inputs, node.origin))
   return items
+
+
+def _reads_each_once(view: LazyBuffer) -> bool:
+  """Whether a view reads no element twice (no expand), so work fused behind it is not repeated."""
+  return all(st != 0 or s == 1 for v in view.st.views for s, st in zip(v.shape, v.strides))
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:

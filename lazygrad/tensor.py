@@ -11,7 +11,7 @@ from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
                             int32, int64, promote_types)
 from lazygrad.helpers import argsort, normalize_dim, prod
-from lazygrad.lazy import LazyBuffer, realize
+from lazygrad.lazy import LazyBuffer, realize as realize_lazy
 
 
 class ShapeError(ValueError, RuntimeError):
@@ -1004,3 +1004,8 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def where(condition: Tensor, x, y) -> Tensor: return condition.where(x, y)
+
+
+def realize(*tensors: Tensor) -> None:
+  """Compute several tensors in one schedule, so the work they share is scheduled once."""
+  realize_lazy(*[t.lazydata for t in tensors])

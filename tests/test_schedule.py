@@ -1,0 +1,118 @@
+"""Fusion, measured: how many kernels each pattern costs, and that views never launch one."""
+import numpy as np
+import pytest
+import torch
+import lazygrad as lg
+
+
+def kernels(fn) -> int:
+  before = lg.kernel_count()
+  fn()
+  return lg.kernel_count() - before
+
+
+@pytest.fixture
+def x():
+  lg.manual_seed(0)
+  return lg.randn(16, 32).realize()
+
+
+def test_elementwise_chain_is_one_kernel(x):
+  b = lg.randn(32).realize()
+  out = ((x * 1.5 + b).relu() * 0.5).exp() - x
+  assert kernels(out.realize) == 1
+  xn, bn = x.numpy(), b.numpy()
+  np.testing.assert_allclose(out.numpy(), np.exp(np.maximum(xn * 1.5 + bn, 0) * 0.5) - xn, rtol=1e-5, atol=1e-6)
+
+
+def test_sum_of_chain_is_one_kernel(x):
+  out = (x * 2 + 1).exp().sum()
+  assert kernels(out.realize) == 1
+  np.testing.assert_allclose(out.item(), np.exp(x.numpy() * 2 + 1).sum(), rtol=1e-5)
+
+
+def test_elementwise_after_reduce_fuses(x):
+  y = lg.randn(16).realize()
+  out = x.abs().sum(1).sqrt() * 2 + y
+  assert kernels(out.realize) == 1
+  np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x.numpy()).sum(1)) * 2 + y.numpy(), rtol=1e-5)
+
+
+def test_softmax_is_three_kernels(x):
+  # max, sum of exp(x - max), and exp(x - max) / sum
+  out = x.softmax(-1)
+  assert kernels(out.realize) == 3
+  np.testing.assert_allclose(out.numpy(), torch.softmax(torch.tensor(x.numpy()), -1).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_linear_relu_is_one_kernel(x):
+  w, b = lg.randn(32, 8).realize(), lg.randn(8).realize()
+  out = (x @ w + b).relu()
+  assert kernels(out.realize) == 1
+  np.testing.assert_allclose(out.numpy(), np.maximum(x.numpy() @ w.numpy() + b.numpy(), 0), rtol=1e-4, atol=1e-5)
+
+
+def test_matmul_is_one_kernel(x):
+  w = lg.randn(32, 8).realize()
+  assert kernels((x @ w).realize) == 1
+
+
+def test_broadcast_never_materializes(x):
+  b = lg.randn(1, 32).realize()
+  before = lg.memory_stats()["in_use"]
+  out = x + b.expand(16, 32)
+  assert kernels(out.realize) == 1
+  # only the output was allocated: 16*32 floats
+  assert lg.memory_stats()["in_use"] - before == 16 * 32 * 4
+
+
+def test_movement_ops_launch_nothing(x):
+  n = kernels(lambda: x.permute(1, 0).reshape(4, 8, 16)[:, ::-1, 1:9].flip(0).expand(2, 4, 8, 8))
+  assert n == 0
+
+
+def test_views_of_views_copy_once(x):
+  out = x.T.reshape(8, 64)[::2].contiguous()
+  assert kernels(out.realize) == 1
+  np.testing.assert_array_equal(out.numpy(), x.numpy().T.reshape(8, 64)[::2])
+
+
+def test_contiguous_of_contiguous_is_free(x):
+  assert kernels(lambda: x.contiguous().realize()) == 0
+
+
+# an SGD step of a 2-layer MLP: forward, backward and the four parameter updates
+MLP_STEP_KERNELS = 11
+
+
+def test_mlp_sgd_step_kernel_count_and_values():
+  rng = np.random.default_rng(0)
+  xs = rng.standard_normal((16, 32)).astype(np.float32)
+  labels = np.arange(16) % 10
+  init = [rng.standard_normal(s).astype(np.float32) * 0.1 for s in ((32, 64), (64,), (64, 10), (10,))]
+  params = [lg.Tensor(p, requires_grad=True) for p in init]
+  ref = [torch.tensor(p, requires_grad=True) for p in init]
+  x, onehot = lg.Tensor(xs), lg.Tensor(np.eye(10, dtype=np.float32)[labels])
+
+  def step():
+    w1, b1, w2, b2 = params
+    logp = ((x @ w1 + b1).relu() @ w2 + b2).log_softmax(-1)
+    loss = -(logp * onehot).sum() / 16
+    loss.backward()
+    with lg.no_grad():
+      for p in params:
+        p.assign(p - 0.1 * p.grad)
+        p.grad = None
+    lg.realize(*params)
+
+  step()  # the first step also realizes the constants it was built from
+  n = kernels(step)
+  assert n <= MLP_STEP_KERNELS, f"an SGD step now takes {n} kernels (was {MLP_STEP_KERNELS})"
+
+  opt = torch.optim.SGD(ref, lr=0.1)
+  for _ in range(2):
+    w1, b1, w2, b2 = ref
+    loss = torch.nn.functional.cross_entropy(torch.relu(torch.tensor(xs) @ w1 + b1) @ w2 + b2, torch.tensor(labels))
+    opt.zero_grad(); loss.backward(); opt.step()
+  for p, r in zip(params, ref):
+    np.testing.assert_allclose(p.numpy(), r.detach().numpy(), rtol=1e-4, atol=1e-5)
