@@ -31,10 +31,13 @@ def literal(value, dtype: DType) -> str:
     v = float(value)
     if math.isnan(v): return "NAN"
     if math.isinf(v): return "INFINITY" if v > 0 else "(-INFINITY)"
-    return repr(v) + ("" if dtype is float64 else "f")
+    text = repr(v) + ("" if dtype is float64 else "f")
+    return f"({text})" if v < 0 else text
   v = int(value)
-  if dtype.itemsize == 8: return f"{v}L" if v != -2**63 else "(-9223372036854775807L-1)"
-  return str(v) if v != -2**31 else "(-2147483647-1)"
+  if v == -2**63: return "(-9223372036854775807L-1)"
+  if v == -2**31 and dtype.itemsize == 4: return "(-2147483647-1)"
+  text = f"{v}L" if dtype.itemsize == 8 else str(v)
+  return f"({text})" if v < 0 else text
 
 
 def reduce_identity(op: ReduceOps, dtype: DType):
@@ -128,7 +131,7 @@ def render(plan: Plan) -> tuple[str, str]:
   if out is float16: store = f"vstore_half({v}, gidx, data0);"
   elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
   else: store = f"data0[gidx] = {v};"
-  params = [f"__global {STORAGE[d.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
+  params = [f"__global {STORAGE[plan.bufs[0].name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                      for n, d in enumerate(plan.bufs) if n > 0]
   head = []
   if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):

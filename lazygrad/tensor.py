@@ -100,7 +100,7 @@ class Tensor:
           elif arr.dtype.kind in "iu": arr = arr.astype(np.int64)
       if arr.dtype.kind not in "biuf": raise TypeError(f"cannot make a tensor from a NumPy array of dtype {arr.dtype}")
       if dtype is not None and np.dtype(dtype.np) != arr.dtype: arr = arr.astype(dtype.np)
-      lb = LazyBuffer.from_numpy(np.ascontiguousarray(arr), device)
+      lb = LazyBuffer.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape), device)
     self.lazydata: LazyBuffer = lb
     self.requires_grad: bool = bool(requires_grad)
     self.grad: Tensor | None = None
@@ -279,6 +279,7 @@ class Tensor:
 
   @staticmethod
   def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
+    if isinstance(high, (tuple, list)) and size is None: low, high, size = 0, low, high  # randint(high, size)
     if high is None: low, high = 0, low
     if size is None: raise TypeError("randint: size is required, e.g. randint(0, 10, (3, 4))")
     if high <= low: raise ValueError(f"randint: empty range [{low}, {high})")
@@ -321,6 +322,10 @@ class Tensor:
     elif not isinstance(gradient, Tensor): gradient = Tensor(gradient, dtype=self.dtype, device=self.device)
     if gradient.shape != self.shape:
       raise ShapeError(f"backward: gradient shape {gradient.shape} does not match output shape {self.shape}")
+    if self._ctx is None:  # a leaf: its gradient is the one given
+      g = gradient.cast(self.dtype).detach() if not create_graph else gradient.cast(self.dtype)
+      self.grad = g if self.grad is None else self.grad + g
+      return None
     grads: dict[int, Tensor] = {id(self): gradient}
     with _GradMode(create_graph):
       for t in reversed(self._toposort()):
