@@ -1,6 +1,7 @@
 """The op vocabulary: the primitive ops the lazy graph is made of, and the kernel AST node built from them."""
 from __future__ import annotations
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 from lazygrad.dtype import DType
@@ -49,27 +50,13 @@ ELEMENTWISE = (UnaryOps, BinaryOps, TernaryOps)
 
 @dataclass(frozen=True, eq=False)
 class KernelOp:
-  """A node of a kernel's AST. Identity is structural so equal trees hash alike (kernel caching, CSE)."""
+  """A node of a kernel's AST. Build nodes with `kernel_op`: equal trees are then the same object, so comparing and
+  hashing them (the kernel cache's key) is by identity, however deep the tree."""
   op: Op
   src: tuple[KernelOp, ...]
   dtype: DType
   shape: tuple[int, ...]
   arg: Any = None
-  argkey: Any = field(init=False, repr=False, compare=False)
-  hashval: int = field(init=False, repr=False, compare=False)
-
-  def __post_init__(self):
-    arg = self.arg.key if hasattr(self.arg, "key") else self.arg
-    if isinstance(arg, tuple): arg = tuple(a.key if hasattr(a, "key") else a for a in arg)
-    object.__setattr__(self, "argkey", arg)
-    object.__setattr__(self, "hashval", hash((self.op, tuple(s.hashval for s in self.src), self.dtype.name, self.shape, arg)))
-
-  def __hash__(self): return self.hashval
-  def __eq__(self, other):
-    if self is other: return True
-    return (isinstance(other, KernelOp) and self.hashval == other.hashval and self.op is other.op and
-            self.dtype is other.dtype and self.shape == other.shape and self.argkey == other.argkey and
-            all(a == b for a, b in zip(self.src, other.src)))
 
   def walk(self):
     """Every node once, sources before users (iterative: kernels can be deep)."""
@@ -82,3 +69,18 @@ class KernelOp:
       stack.append((node, True))
       stack.extend((s, False) for s in reversed(node.src) if s not in seen)
     return order
+
+
+_interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def kernel_op(op: Op, src: tuple[KernelOp, ...], dtype: DType, shape: tuple[int, ...], arg: Any = None) -> KernelOp:
+  """The one KernelOp with these fields (hash-consed: sources are compared by identity, args by value)."""
+  argkey = arg.key if hasattr(arg, "key") else arg
+  if isinstance(argkey, tuple): argkey = tuple(a.key if hasattr(a, "key") else a for a in argkey)
+  key = (op, tuple(id(s) for s in src), dtype.name, shape, type(arg).__name__, repr(argkey) if isinstance(argkey, float) else argkey)
+  node = _interned.get(key)
+  if node is None:
+    node = KernelOp(op, src, dtype, shape, arg)
+    _interned[key] = node
+  return node

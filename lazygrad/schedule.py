@@ -11,7 +11,7 @@ Rules, in order:
 from __future__ import annotations
 from dataclasses import dataclass
 from lazygrad.lazy import LazyBuffer
-from lazygrad.ops import KernelOp, BufferOps, ReduceOps, LoadOps, ELEMENTWISE
+from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, ELEMENTWISE
 
 
 @dataclass
@@ -106,7 +106,7 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     else:
       inputs.append(base)
       n = len(inputs) - 1
-    return KernelOp(BufferOps.LOAD, (), base.dtype, lb.shape, (n + 1, lb.st))
+    return kernel_op(BufferOps.LOAD, (), base.dtype, lb.shape, (n + 1, lb.st))
 
   def view_of(lb: LazyBuffer) -> KernelOp:
     base = lb.base
@@ -114,15 +114,15 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     node = inline(base)
     if lb is base: return node
     if lb.st.contiguous and lb.size == base.size and lb.shape == base.shape: return node
-    return KernelOp(BufferOps.VIEW, (node,), base.dtype, lb.shape, lb.st)
+    return kernel_op(BufferOps.VIEW, (node,), base.dtype, lb.shape, lb.st)
 
   def inline(base: LazyBuffer) -> KernelOp:
     if id(base) in memo: return memo[id(base)]
-    if base.op is LoadOps.CONST: out = KernelOp(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
+    if base.op is LoadOps.CONST: out = kernel_op(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
     elif base.op is LoadOps.CONTIGUOUS: out = view_of(base.srcs[0])
-    elif base.op in ReduceOps: out = KernelOp(base.op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
+    elif base.op in ReduceOps: out = kernel_op(base.op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
     elif isinstance(base.op, ELEMENTWISE):
-      out = KernelOp(base.op, tuple(view_of(s) for s in base.srcs), base.dtype, base.shape, base.arg)
+      out = kernel_op(base.op, tuple(view_of(s) for s in base.srcs), base.dtype, base.shape, base.arg)
     else: raise RuntimeError(f"cannot schedule {base.op}")
     memo[id(base)] = out
     return out
