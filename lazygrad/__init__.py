@@ -27,3 +27,5 @@ reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
   _like(n) for n in ("reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "flip", "clamp"))
 
 __version__ = "0.1.0"
+
+from lazygrad.state import save, load  # noqa: E402

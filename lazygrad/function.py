@@ -168,6 +168,15 @@ class Max(Function):
     return (is_max / count) * g.expand(x.shape)
 
 
+class Gather(Function):
+  def forward(self, x, index, dim):
+    self.dim, self.input_shape = dim, x.shape
+    return x.gather(index, dim)
+  def backward(self, g):
+    from lazygrad.tensor import scatter_sum
+    return scatter_sum(self.input_shape, self.dim, self.parents[1], g), None
+
+
 # ---- movement
 
 class Reshape(Function):

@@ -112,6 +112,11 @@ class LazyBuffer:
     shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
     return LazyBuffer.new(self.device, shape, self.dtype, op, (self,), axes)
 
+  def gather(self, index: LazyBuffer, dim: int) -> LazyBuffer:
+    """torch.gather: the output has index's shape; index's values pick positions along `dim` of self."""
+    from lazygrad.ops import IndexOps
+    return LazyBuffer.new(self.device, index.shape, self.dtype, IndexOps.GATHER, (self, index), dim)
+
   def contiguous(self, force: bool = False) -> LazyBuffer:
     """A contiguous version; a copy only where the view needs one (or `force` asks for a new buffer)."""
     if not force and (self._base is None or (self.st.contiguous and self.size == self.base.size)):

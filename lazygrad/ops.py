@@ -27,6 +27,10 @@ class ReduceOps(Enum):
   SUM = auto(); MAX = auto()
 
 
+class IndexOps(Enum):
+  GATHER = auto()  # torch.gather: out[..i..] = x[..idx[..i..] at dim..]; arg is dim. x is read from a real buffer
+
+
 class MovementOps(Enum):
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
 
@@ -44,7 +48,7 @@ class BufferOps(Enum):
   CONST = auto()  # arg: the value
 
 
-Op = UnaryOps | BinaryOps | TernaryOps | ReduceOps | MovementOps | LoadOps | BufferOps
+Op = UnaryOps | BinaryOps | TernaryOps | ReduceOps | IndexOps | MovementOps | LoadOps | BufferOps
 ELEMENTWISE = (UnaryOps, BinaryOps, TernaryOps)
 
 

@@ -2,6 +2,8 @@
 
 Rules, in order:
 - what the caller asks for, every reduction and every CONTIGUOUS node get a buffer;
+- a gather's source gets a buffer (it is read at data-dependent places); the gather itself is inlined like
+  elementwise work;
 - everything elementwise is inlined into the kernels that read it (recomputed rather than stored), and views of
   inlined nodes become index math, so broadcasting never materializes;
 - a reduction whose only reader is elementwise work, through a view that reads each element at most once (a reshape,
@@ -11,7 +13,7 @@ Rules, in order:
 from __future__ import annotations
 from dataclasses import dataclass
 from lazygrad.lazy import LazyBuffer
-from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, ELEMENTWISE
+from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
 
 
 @dataclass
@@ -49,6 +51,8 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   order, readers = _graph(outs)
   stored = {id(o) for o in outs}
   stored |= {id(n) for n in order if n.op in ReduceOps or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY)}
+  # a gather reads its source at data-dependent places: the source must be a real buffer
+  stored |= {id(n.srcs[0].base) for n in order if n.op is IndexOps.GATHER and n.srcs[0].base.realized is None}
 
   # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
   fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
@@ -121,6 +125,8 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     if base.op is LoadOps.CONST: out = kernel_op(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
     elif base.op is LoadOps.CONTIGUOUS: out = view_of(base.srcs[0])
     elif base.op in ReduceOps: out = kernel_op(base.op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
+    elif base.op is IndexOps.GATHER:
+      out = kernel_op(IndexOps.GATHER, (load(base.srcs[0]), view_of(base.srcs[1])), base.dtype, base.shape, base.arg)
     elif isinstance(base.op, ELEMENTWISE):
       out = kernel_op(base.op, tuple(view_of(s) for s in base.srcs), base.dtype, base.shape, base.arg)
     else: raise RuntimeError(f"cannot schedule {base.op}")

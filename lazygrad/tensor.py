@@ -879,18 +879,41 @@ class Tensor:
 
   def __getitem__(self, index) -> Tensor:
     index = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(i, (Tensor, list, np.ndarray)) for i in index):
-      raise NotImplementedError("indexing with tensors or lists (fancy indexing) is not supported yet; "
-                                "use slices, ints, None and ... for now")
+    index = tuple(Tensor(i, device=self.device) if isinstance(i, (list, np.ndarray)) else i for i in index)
+    if any(isinstance(i, Tensor) and i.dtype is bool_ for i in index): index = self._expand_bool_masks(index)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
     if sum(1 for i in index if i is Ellipsis) > 1: raise IndexError("an index can only have a single ellipsis ('...')")
     if n_real > self.ndim:
       raise IndexError(f"too many indices for tensor of dimension {self.ndim} (got {n_real}, shape {self.shape})")
-    if Ellipsis in index:
-      at = index.index(Ellipsis)
-      index = index[:at] + (slice(None),) * (self.ndim - n_real) + index[at + 1:]
+    at = next((k for k, i in enumerate(index) if i is Ellipsis), None)
+    if at is not None: index = index[:at] + (slice(None),) * (self.ndim - n_real) + index[at + 1:]
     else: index = index + (slice(None),) * (self.ndim - n_real)
-    x, dim, final_shape = self, 0, []
+    # basic indexing first (tensor-indexed dims kept whole), then the tensor indices as one gather
+    basic = tuple(slice(None) if isinstance(i, Tensor) else i for i in index)
+    x, out_dim, tensor_dims = self._basic_index(basic), 0, []
+    for i in index:
+      if isinstance(i, Tensor): tensor_dims.append((out_dim, i))
+      if i is None or isinstance(i, (slice, Tensor)): out_dim += 1
+    return x._take(tensor_dims) if tensor_dims else x
+
+  def _expand_bool_masks(self, index) -> tuple:
+    """A bool mask over k dims is the k integer index tensors of its True places (read on the host, as torch does)."""
+    out, dim = [], 0
+    for i in index:
+      if isinstance(i, Tensor) and i.dtype is bool_:
+        want = self.shape[dim:dim + i.ndim]
+        if i.shape != want:
+          raise IndexError(f"the shape of the mask {i.shape} at index {dim} does not match the shape of the indexed tensor {self.shape}")
+        out.extend(Tensor(nz.astype(np.int64), device=self.device) for nz in np.nonzero(i.numpy()))
+        dim += i.ndim
+      else:
+        out.append(i)
+        if i is not None and i is not Ellipsis: dim += 1
+    return tuple(out)
+
+  def _parse_basic(self, index):
+    """ints, slices and None as (bounds, flips, strides, final shape): a shrink, a flip and a stride of views."""
+    final_shape, dim = [], 0
     bounds, flips, strides = [], [], []
     for i in index:
       if i is None: final_shape.append(1); continue
@@ -911,10 +934,139 @@ class Tensor:
         strides.append(abs(step)); final_shape.append(count)
       else: raise IndexError(f"unsupported index {i!r} of type {type(i).__name__}")
       dim += 1
-    x = x._shrink(tuple(bounds))
+    return bounds, flips, strides, tuple(final_shape)
+
+  def _basic_index(self, index) -> Tensor:
+    bounds, flips, strides, final_shape = self._parse_basic(index)
+    x = self._shrink(tuple(bounds))
     if any(flips): x = x.flip(tuple(d for d, f in enumerate(flips) if f))
     if any(s > 1 for s in strides): x = x._stride(strides)
-    return x.reshape(tuple(final_shape))
+    return x.reshape(final_shape)
+
+  def _basic_place(self, index, value: Tensor) -> Tensor:
+    """`value` (shaped like self[index]) put where self[index] reads, zeros elsewhere: the inverse views."""
+    bounds, flips, strides, _ = self._parse_basic(index)
+    counts = [(e - b + st - 1) // st if e > b else 0 for (b, e), st in zip(bounds, strides)]
+    v = value.reshape(tuple(counts))
+    if any(st > 1 for st in strides):
+      v = v.reshape(tuple(d for c in counts for d in (c, 1)))
+      v = v._pad(tuple(p for st in strides for p in ((0, 0), (0, st - 1))))
+      v = v.reshape(tuple(c * st for c, st in zip(counts, strides)))
+      v = v._shrink(tuple((0, e - b) for b, e in bounds))
+    if any(flips): v = v.flip(tuple(d for d, f in enumerate(flips) if f))
+    return v._pad(tuple((b, s - e) for (b, e), s in zip(bounds, self.shape)))
+
+  def _take(self, tensor_dims: list) -> Tensor:
+    """Advanced indexing with integer tensors at the given dims, NumPy's placement rules, as one gather."""
+    dims = [d for d, _ in tensor_dims]
+    for d, t in tensor_dims:
+      if t.dtype.is_float: raise IndexError(f"tensors used as indices must be long, int or bool, got {t.dtype.name}")
+    idx_shape = broadcast_shape(*(t.shape for _, t in tensor_dims), op="index")
+    # bring the indexed dims to the front, merged into one; the indexes combine into one flat index
+    rest = [d for d in range(self.ndim) if d not in dims]
+    x = self.permute(dims + rest)
+    sizes = [self.shape[d] for d in dims]
+    flat = None
+    for (d, t), stride in zip(tensor_dims, [prod(sizes[k + 1:]) for k in range(len(sizes))]):
+      _check_index_range(t, self.shape[d], d)
+      t = t.cast(int64)
+      t = (t < 0).where(t + self.shape[d], t)
+      part = t if stride == 1 else t * stride
+      flat = part if flat is None else flat + part
+    merged = x.reshape((prod(sizes),) + tuple(self.shape[d] for d in rest))
+    out = merged._take_along_front(flat._broadcast_to(idx_shape))
+    # NumPy: adjacent index dims take the first one's place; separated ones go first
+    if dims == list(range(dims[0], dims[0] + len(dims))) and dims[0] != 0:
+      k, first = len(idx_shape), dims[0]
+      order = list(range(k, k + first)) + list(range(k)) + list(range(k + first, out.ndim))
+      out = out.permute(order)
+    return out
+
+  def _take_along_front(self, index: Tensor) -> Tensor:
+    """out[i.., r..] = self[index[i..], r..] for an index of any shape (a view and one gather, no copies)."""
+    lead, rest = index.shape, self.shape[1:]
+    if not lead: return self._take_along_front(index.reshape(1)).reshape(rest)
+    k = len(lead)
+    src = self.reshape((1,) * (k - 1) + self.shape).expand(lead[:-1] + self.shape)
+    idx = index.reshape(lead + (1,) * len(rest)).expand(lead + rest)
+    return F.Gather.apply(src, idx, dim=k - 1)
+
+  def gather(self, dim: int, index: Tensor) -> Tensor:
+    """torch.gather: out[i][j][k] = self[i][index[i][j][k]][k] for dim=1."""
+    d = normalize_dim(dim, self.ndim, "gather")
+    if not isinstance(index, Tensor) or index.dtype.is_float:
+      raise TypeError(f"gather: index must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+    if index.ndim != self.ndim:
+      raise ShapeError(f"gather: index has {index.ndim} dims but input has {self.ndim} (shapes {index.shape} and {self.shape})")
+    for a, (i, s) in enumerate(zip(index.shape, self.shape)):
+      if a != d and i > s:
+        raise ShapeError(f"gather: index shape {index.shape} is larger than input shape {self.shape} at dim {a}")
+    _check_index_range(index, self.shape[d], d, negative_ok=False)
+    src = self._shrink(tuple((0, s) if a == d else (0, i) for a, (i, s) in enumerate(zip(index.shape, self.shape))))
+    return F.Gather.apply(src, index.cast(int64), dim=d)
+
+  def take_along_dim(self, indices: Tensor, dim: int) -> Tensor:
+    shape = broadcast_shape(tuple(s if a != normalize_dim(dim, self.ndim) else 1 for a, s in enumerate(self.shape)),
+                            tuple(s if a != normalize_dim(dim, self.ndim) else 1 for a, s in enumerate(indices.shape)))
+    d = normalize_dim(dim, self.ndim, "take_along_dim")
+    x = self.expand(tuple(s if a != d else self.shape[d] for a, s in enumerate(shape)))
+    i = indices.expand(tuple(s if a != d else indices.shape[d] for a, s in enumerate(shape)))
+    return x.gather(d, i)
+
+  def index_select(self, dim: int, index: Tensor) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "index_select")
+    if index.ndim > 1: raise ShapeError(f"index_select: index must be 0-D or 1-D, got shape {index.shape}")
+    return self[(slice(None),) * d + (index.reshape(-1),)]
+
+  def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "scatter_add")
+    _check_index_range(index, self.shape[d], d, negative_ok=False)
+    src = src._shrink(tuple((0, s) for s in index.shape))
+    return self + scatter_sum(self.shape, d, index, src)
+
+  def scatter(self, dim: int, index: Tensor, src, reduce=None) -> Tensor:
+    """torch.scatter; where an index repeats, the last write wins (torch leaves that order undefined)."""
+    if reduce == "add": return self.scatter_add(dim, index, src if isinstance(src, Tensor) else index.full_like(src, dtype=self.dtype))
+    if reduce is not None: raise NotImplementedError(f"scatter: reduce={reduce!r} is not supported; use 'add' or scatter_reduce")
+    d = normalize_dim(dim, self.ndim, "scatter")
+    _check_index_range(index, self.shape[d], d, negative_ok=False)
+    src = src._shrink(tuple((0, s) for s in index.shape)) if isinstance(src, Tensor) else Tensor.full(index.shape, src, dtype=self.dtype, device=self.device)
+    written = scatter_sum(self.shape, d, index, index.ones_like(dtype=int32)) > 0
+    # the value of the last writer: scatter its position + 1 with max, then read src there
+    n = index.shape[d]
+    pos = Tensor.arange(1, n + 1, device=self.device).reshape(*(n if a == d else 1 for a in range(index.ndim)))._broadcast_to(index.shape)
+    last = _scatter_reduce_max(self.shape, d, index, pos)
+    picked = src.cast(self.dtype)._pad(tuple((0, s - i) for s, i in zip(self.shape, src.shape))).gather(d, (last - 1).maximum(0))
+    return written.where(picked, self)
+
+  def masked_select(self, mask: Tensor) -> Tensor:
+    shape = broadcast_shape(self.shape, mask.shape, op="masked_select")
+    return self._broadcast_to(shape)[mask._broadcast_to(shape)]
+
+  def __setitem__(self, index, value):
+    """x[index] = value, in place: a where over the indexed places (a scatter for tensor indices)."""
+    if self.requires_grad and self._ctx is None and grad_enabled():
+      raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation (x[...] = v); "
+                         "wrap it in lg.no_grad() or index a clone")
+    value = value if isinstance(value, Tensor) else Tensor._const(value, self.dtype, self.device)
+    idx = index if isinstance(index, tuple) else (index,)
+    if not any(isinstance(i, (Tensor, list, np.ndarray)) for i in idx) and sum(i is Ellipsis for i in idx) <= 1:
+      # ints and slices: the value and a mask placed by views, one where: no scatter
+      n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+      at = next((k for k, i in enumerate(idx) if i is Ellipsis), None)
+      full = idx[:at] + (slice(None),) * (self.ndim - n_real) + idx[at + 1:] if at is not None else idx + (slice(None),) * (self.ndim - n_real)
+      full = tuple(i for i in full if i is not None)
+      target_shape = self._basic_index(full).shape
+      value = value.cast(self.dtype)._broadcast_to(broadcast_shape(target_shape, value.shape, op="setitem"))
+      if value.shape != target_shape:
+        raise ShapeError(f"setitem: value of shape {value.shape} cannot be broadcast to the indexed shape {target_shape}")
+      mask = self._basic_place(full, Tensor._const(True, bool_, self.device, target_shape))
+      new = mask.where(self._basic_place(full, value), self)
+    else:
+      positions = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[index]
+      value = value.cast(self.dtype)._broadcast_to(positions.shape)
+      new = self.reshape(-1).scatter(0, positions.reshape(-1), value.reshape(-1)).reshape(self.shape)
+    self.lazydata, self._ctx, self.requires_grad = new.lazydata, new._ctx, new.requires_grad or self.requires_grad
 
   def _stride(self, strides) -> Tensor:
     """Every strides[d]-th element along each dim, starting at the first: a pad, reshape and shrink of views."""
@@ -965,6 +1117,37 @@ class MaxResult(tuple):
   def values(self): return self[0]
   @property
   def indices(self): return self[1]
+
+
+def _check_index_range(index: Tensor, size: int, dim: int, negative_ok: bool = True):
+  """IndexError on the host for an index outside [-size, size) (or [0, size)): never an out-of-bounds read."""
+  if index.numel() == 0: return
+  values = index.numpy()
+  lo, hi = int(values.min()), int(values.max())
+  low = -size if negative_ok else 0
+  if lo < low or hi >= size:
+    bad = lo if lo < low else hi
+    raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+
+
+def scatter_sum(shape, dim: int, index: Tensor, src: Tensor) -> Tensor:
+  """Zeros of `shape` with src added where index points along dim (torch.scatter_add into zeros).
+
+  One fused reduction over index's extent per output element: out[.., n, ..] = sum(src where index == n). Its cost
+  grows with the index's extent along dim; it serves gradients of gathers and explicit scatters."""
+  n = shape[dim]
+  arange = Tensor.arange(n, device=src.device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))
+  match = index.cast(int64).unsqueeze(dim) == arange
+  out = match.where(src.unsqueeze(dim), 0).sum(dim + 1)
+  return out._pad(tuple((0, s - o) for s, o in zip(shape, out.shape)))
+
+
+def _scatter_reduce_max(shape, dim: int, index: Tensor, src: Tensor) -> Tensor:
+  n = shape[dim]
+  arange = Tensor.arange(n, device=src.device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))
+  match = index.cast(int64).unsqueeze(dim) == arange
+  out = match.where(src.unsqueeze(dim), 0).amax(dim + 1)
+  return out._pad(tuple((0, s - o) for s, o in zip(shape, out.shape)))
 
 
 def _window_sum(xt: Tensor, n: int) -> Tensor:

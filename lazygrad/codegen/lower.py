@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 from lazygrad.dtype import DType, bool_
-from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps
+from lazygrad.dtype import int64
+from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps, IndexOps
 from lazygrad.shape import unravel
 from lazygrad.symbolic import Node, Num, Var
 
@@ -94,6 +95,21 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
       red_idxs = iter(unravel(red_shape, ridx))
       full = [next(red_idxs) if d in axes else idxs[d] for d in range(len(src_shape))]
       out = emit("reduce", node.dtype, (lo(node.src[0], full),), node.op)
+    elif node.op is IndexOps.GATHER:
+      # the index is a value computed in the kernel; clamped, so a bad index can never read outside the buffer
+      x, dim = node.src[0], node.arg
+      size = x.shape[dim]
+      v = lo(node.src[1], idxs)
+      if v.op == "const": where = Num(min(max(int(v.arg), 0), size - 1))
+      else:
+        lo_ok = emit("alu", bool_, (v, emit("const", v.dtype, (), 0)), BinaryOps.CMPLT)
+        v = emit("alu", v.dtype, (lo_ok, emit("const", v.dtype, (), 0), v), TernaryOps.WHERE)
+        hi_ok = emit("alu", bool_, (v, emit("const", v.dtype, (), size)), BinaryOps.CMPLT)
+        v = emit("alu", v.dtype, (hi_ok, v, emit("const", v.dtype, (), size - 1)), TernaryOps.WHERE)
+        where = Var(v.name, 0, size - 1)
+      bufno, st = x.arg
+      flat, valid = st.expr([where if d == dim else i for d, i in enumerate(idxs)])
+      out = emit("load", node.dtype, (v,) if v.op != "const" else (), (bufno, flat, valid))
     elif isinstance(node.op, (UnaryOps, BinaryOps, TernaryOps)):
       out = emit("alu", node.dtype, tuple(lo(s, idxs) for s in node.src), node.op)
     else:
