@@ -26,7 +26,7 @@ class Function:
     from lazygrad.tensor import Tensor, grad_enabled
     ctx = cls(*tensors)
     ret = Tensor._from_lazy(ctx.forward(*[t.lazydata for t in tensors], **kwargs))
-    if ctx.requires_grad and grad_enabled():
+    if ctx.requires_grad and grad_enabled() and ret.dtype.is_float:  # integer and bool results carry no gradient
       ret.requires_grad, ret._ctx = True, ctx
     return ret
 
@@ -139,7 +139,7 @@ class Where(Function):
     from lazygrad.tensor import Tensor, grad_enabled
     ctx = cls(cond, x, y)
     ret = Tensor._from_lazy(cond.lazydata.e(TernaryOps.WHERE, x.lazydata, y.lazydata))
-    if ctx.requires_grad and grad_enabled(): ret.requires_grad, ret._ctx = True, ctx
+    if ctx.requires_grad and grad_enabled() and ret.dtype.is_float: ret.requires_grad, ret._ctx = True, ctx
     return ret
   def backward(self, g):
     zero = g.zeros_like()
@@ -175,6 +175,16 @@ class Gather(Function):
   def backward(self, g):
     from lazygrad.tensor import scatter_sum
     return scatter_sum(self.input_shape, self.dim, self.parents[1], g), None
+
+
+class CustomGrad(Function):
+  """A value computed by a composition of Tensor ops, with its gradient given by a formula (erf, say: its
+  approximation's own derivative would be less exact than the true one)."""
+  def forward(self, x, value, grad):
+    from lazygrad.tensor import Tensor, no_grad
+    self.grad_fn = grad
+    with no_grad(): return value(Tensor._from_lazy(x)).lazydata
+  def backward(self, g): return self.grad_fn(self.parents[0], g)
 
 
 # ---- movement

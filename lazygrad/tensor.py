@@ -307,11 +307,14 @@ class Tensor:
       if id(t) in seen: continue
       seen.add(id(t))
       if t._ctx is None: continue
+      if not hasattr(t._ctx, "parents"):
+        raise RuntimeError("trying to backward through the graph a second time; pass retain_graph=True the first time")
       stack.append((t, True))
       stack.extend((p, False) for p in t._ctx.parents if p.requires_grad and id(p) not in seen)
     return order
 
-  def backward(self, gradient: Tensor | None = None, retain_graph: bool = False, create_graph: bool = False):
+  def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None, create_graph: bool = False):
+    if retain_graph is None: retain_graph = create_graph  # as in torch: a graph of gradients needs the graph kept
     if not self.requires_grad:
       raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     if gradient is None:
@@ -533,8 +536,25 @@ class Tensor:
   def exp(self): return (self._float() * (1 / math.log(2))).exp2()
   def log(self): return self._float().log2() * math.log(2)
   def log10(self): return self._float().log2() * math.log10(2)
-  def log1p(self): return (self._float() + 1).log()
-  def expm1(self): return self.exp() - 1
+  def log1p(self):
+    x = self._float()
+    # log(1 + x) loses x's low digits when |x| is tiny: there a short series is exact to float precision
+    return (x.abs() < 1e-4).where(x * (1 - x * (0.5 - x / 3)), (x + 1).log())
+  def expm1(self):
+    x = self._float()
+    return (x.abs() < 1e-5).where(x * (1 + x * (0.5 + x / 6)), x.exp() - 1)
+  def erf(self):
+    """Error function: a Chebyshev fit of erfc (relative error below 1.2e-7), with the exact derivative."""
+    def value(x):
+      z = x.abs()
+      t = 1 / (1 + 0.5 * z)
+      coeffs = (1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+      acc = t * 0 + coeffs[-1]
+      for c in reversed(coeffs[:-1]): acc = acc * t + c
+      erfc = t * (-z * z - 1.26551223 + t * acc).exp()
+      return (x >= 0).where(1 - erfc, erfc - 1)
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (2 / math.sqrt(math.pi)) * (-x * x).exp())
+  def erfc(self): return 1 - self.erf()
   def sqrt(self): return F.Sqrt.apply(self._float())
   def rsqrt(self): return self.sqrt().reciprocal()
   def sin(self): return F.Sin.apply(self._float())
@@ -597,6 +617,12 @@ class Tensor:
     shape = broadcast_shape(cond.shape, xv.shape, yv.shape, op="where")
     return F.Where.apply(cond._broadcast_to(shape), xv._broadcast_to(shape), yv._broadcast_to(shape))
   def masked_fill(self, mask: Tensor, value): return mask.where(value, self)
+  def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
+    if not self.dtype.is_float: return self
+    big = float(np.finfo(self.dtype.np).max)
+    out = self.isnan().where(nan, self)
+    out = (out == math.inf).where(big if posinf is None else posinf, out)
+    return (out == -math.inf).where(-big if neginf is None else neginf, out)
   def lerp(self, end, weight): return self + (end - self) * weight
 
   # ---- reductions
@@ -733,6 +759,80 @@ class Tensor:
     n = x.shape[axis]
     if n == 0: return x
     return _window_sum(x.transpose(axis, -1), n).transpose(axis, -1)
+
+  def cumprod(self, dim=0) -> Tensor:
+    """Inclusive prefix products: a window product over a view (quadratic in the axis length)."""
+    if self.ndim == 0: return self
+    axis = normalize_dim(dim, self.ndim, "cumprod")
+    x = self.cast(default_int) if (self.dtype is bool_ or (self.dtype.is_int and self.dtype is not int64)) else self
+    n = x.shape[axis]
+    if n == 0: return x
+    xt = x.transpose(axis, -1)
+    keep = Tensor.ones(n, n, dtype=bool_, device=x.device).tril()
+    return keep.where(xt.unsqueeze(-2).expand(*xt.shape[:-1], n, n), 1).prod(-1).transpose(axis, -1)
+
+  def _ranks(self, dim: int, descending: bool, stable: bool = True) -> Tensor:
+    """Each element's position in the sorted order along dim: how many come before it (ties by index)."""
+    n = self.shape[dim]
+    x = self.isnan().where(math.inf, self) if self.dtype.is_float else self.cast(int64) if self.dtype is bool_ else self
+    a, b = x.unsqueeze(dim + 1), x.unsqueeze(dim)  # a: element i (at dim), b: element j (at dim + 1)
+    pos = Tensor.arange(n, device=self.device)
+    i = pos.reshape(*(n if d == dim else 1 for d in range(self.ndim + 1)))
+    j = pos.reshape(*(n if d == dim + 1 else 1 for d in range(self.ndim + 1)))
+    before = (b > a) if descending else (b < a)
+    before = before | ((b == a) & (j < i))
+    return before.sum(dim + 1)
+
+  def sort(self, dim=-1, descending=False, stable=False):
+    """(values, indices), by ranking every pair: O(n^2) work per row, two kernels, exact and stable."""
+    d = normalize_dim(dim, self.ndim, "sort") if self.ndim else 0
+    if self.ndim == 0: return MaxResult(self, Tensor._const(0, int64, self.device))
+    n = self.shape[d]
+    rank = self._ranks(d, descending)
+    # out[k] = the element whose rank is k
+    k = Tensor.arange(n, device=self.device).reshape(*(n if a == d + 1 else 1 for a in range(self.ndim + 1)))
+    hit = rank.unsqueeze(d + 1) == k  # [.., i at d, k at d+1, ..]
+    pos = Tensor.arange(n, device=self.device).reshape(*(n if a == d else 1 for a in range(self.ndim + 1)))
+    indices = hit.where(pos, 0).sum(d)
+    return MaxResult(self.gather(d, indices), indices)
+
+  def argsort(self, dim=-1, descending=False, stable=False) -> Tensor: return self.sort(dim, descending, stable)[1]
+
+  def topk(self, k: int, dim=-1, largest=True, sorted=True):
+    d = normalize_dim(dim, self.ndim, "topk")
+    if not 0 <= k <= self.shape[d]: raise IndexError(f"topk: k ({k}) is out of range for dimension {dim} of size {self.shape[d]}")
+    values, indices = self.sort(d, descending=largest)
+    bounds = tuple((0, k) if a == d else (0, s) for a, s in enumerate(self.shape))
+    return MaxResult(values._shrink(bounds), indices._shrink(bounds))
+
+  def roll(self, shifts, dims=None) -> Tensor:
+    if dims is None: return self.flatten().roll(shifts, 0).reshape(self.shape)
+    shifts = shifts if isinstance(shifts, (tuple, list)) else (shifts,)
+    dims = dims if isinstance(dims, (tuple, list)) else (dims,)
+    x = self
+    for sh, dm in zip(shifts, dims):
+      a = normalize_dim(dm, self.ndim, "roll")
+      n = x.shape[a]
+      if n == 0: continue
+      sh %= n
+      if sh == 0: continue
+      head, tail = x.split([n - sh, sh], a)
+      x = cat([tail, head], a)
+    return x
+
+  def repeat_interleave(self, repeats, dim=None) -> Tensor:
+    if dim is None: return self.flatten().repeat_interleave(repeats, 0)
+    d = normalize_dim(dim, self.ndim, "repeat_interleave")
+    if isinstance(repeats, Tensor):
+      if repeats.numel() == 1: repeats = int(repeats.item())
+      else:
+        counts = repeats.numpy().astype(np.int64)
+        if counts.shape != (self.shape[d],):
+          raise ShapeError(f"repeat_interleave: repeats of shape {counts.shape} do not match dim {dim} of size {self.shape[d]}")
+        return self.index_select(d, Tensor(np.repeat(np.arange(self.shape[d]), counts), device=self.device))
+    x = self.unsqueeze(d + 1)
+    x = x.expand(*(repeats if a == d + 1 else s for a, s in enumerate(x.shape)))
+    return x.flatten(d, d + 1)
 
   # ---- movement
 
@@ -1192,6 +1292,37 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def where(condition: Tensor, x, y) -> Tensor: return condition.where(x, y)
+
+
+def einsum(equation: str, *operands) -> Tensor:
+  """torch.einsum without repeated letters inside one operand: a broadcast product summed over the dropped letters
+  (for two operands, the same kernel as matmul)."""
+  operands = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
+  eq = equation.replace(" ", "")
+  lhs, _, rhs = eq.partition("->")
+  terms = lhs.split(",")
+  if len(terms) != len(operands):
+    raise ValueError(f"einsum: {equation!r} names {len(terms)} operands but {len(operands)} were given")
+  if "." in eq: raise NotImplementedError("einsum: '...' is not supported yet; write the dims out")
+  for t, x in zip(terms, operands):
+    if len(t) != x.ndim: raise ShapeError(f"einsum: term {t!r} has {len(t)} letters but its operand has shape {x.shape}")
+    if len(set(t)) != len(t): raise NotImplementedError(f"einsum: repeated letters in one operand ({t!r}) are not supported")
+  if "->" not in eq:  # implicit output: the letters that appear once, in alphabetical order
+    rhs = "".join(sorted(c for c in set(lhs.replace(",", "")) if lhs.replace(",", "").count(c) == 1))
+  letters = list(dict.fromkeys(rhs + "".join(c for c in lhs.replace(",", "") if c not in rhs)))
+  sizes: dict[str, int] = {}
+  for t, x in zip(terms, operands):
+    for c, n in zip(t, x.shape):
+      if sizes.get(c, n) != n and n != 1 and sizes[c] != 1:
+        raise ShapeError(f"einsum: letter {c!r} has sizes {sizes[c]} and {n}")
+      sizes[c] = max(sizes.get(c, 1), n)
+  product = None
+  for t, x in zip(terms, operands):
+    order = sorted(range(len(t)), key=lambda k: letters.index(t[k]))
+    aligned = x.permute(order).reshape(tuple(x.shape[t.index(c)] if c in t else 1 for c in letters))
+    product = aligned if product is None else product * aligned
+  summed = tuple(range(len(rhs), len(letters)))
+  return product.sum(summed) if summed else product._broadcast_to(tuple(sizes[c] for c in letters))
 
 
 def realize(*tensors: Tensor) -> None:

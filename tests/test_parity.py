@@ -1,0 +1,172 @@
+"""PyTorch parity for the Tensor API beyond the basics: math, reductions, sorting, shape ops, einsum, higher-order grads."""
+import math
+import numpy as np
+import pytest
+import torch
+import lazygrad as lg
+from tests.test_ops import check, assert_same
+
+MATH = {
+  "sign": (lambda x: x.sign(), {}),
+  "square": (lambda x: x.square(), {}),
+  "log1p": (lambda x: x.log1p(), dict(low=-0.5)),
+  "expm1": (lambda x: x.expm1(), {}),
+  "tan": (lambda x: x.tan(), dict(low=-1.2, high=1.2)),
+  "erf": (lambda x: x.erf(), dict(atol=1e-6)),
+  "rsqrt": (lambda x: x.rsqrt(), dict(positive=True)),
+  "floor": (lambda x: x.floor(), dict(low=-5, high=5)),
+  "ceil": (lambda x: x.ceil(), dict(low=-5, high=5)),
+  "round": (lambda x: (x * 2).round(), dict(low=-5, high=5)),
+  "trunc": (lambda x: x.trunc(), dict(low=-5, high=5)),
+  "clamp": (lambda x: x.clamp(-0.5, 0.7), {}),
+  "clamp min only": (lambda x: x.clamp(min=0.1), {}),
+  "clip max only": (lambda x: x.clip(max=0.3), {}),
+  "nan_to_num": (lambda x: (x / x.round()).nan_to_num(), dict(grad=False)),
+  "2 ** x": (lambda x: 2 ** x, {}),
+  "x ** 2.5": (lambda x: x ** 2.5, dict(positive=True)),
+}
+
+
+@pytest.mark.parametrize("name", MATH)
+def test_math(name):
+  fn, kw = MATH[name]
+  check(fn, (3, 4), **kw)
+
+
+@pytest.mark.parametrize("name,fn", [
+  ("fmod", lambda x, y: torch.fmod(x, y) if isinstance(x, torch.Tensor) else x.fmod(y)),
+  ("remainder", lambda x, y: x.remainder(y)),
+  ("floor_divide", lambda x, y: x // y),
+  ("pow tensor", lambda x, y: x.abs() ** y),
+  ("lerp", lambda x, y: x.lerp(y, 0.3)),
+  ("minimum", lambda x, y: x.minimum(y)),
+])
+def test_binary_math(name, fn):
+  check(fn, (3, 4), (4,), grad=name in ("pow tensor", "lerp", "minimum"), low=0.6)
+
+
+@pytest.mark.parametrize("op", ["fmod", "remainder", "floor_divide"])
+def test_integer_division_signs(op):
+  a = np.array([7, -7, 7, -7, 0], np.int32)
+  b = np.array([2, 2, -2, -2, 3], np.int32)
+  fn = {"fmod": lambda x, y: torch.fmod(x, y) if isinstance(x, torch.Tensor) else x.fmod(y),
+        "remainder": lambda x, y: x.remainder(y), "floor_divide": lambda x, y: x // y}[op]
+  assert_same(fn(lg.Tensor(a), lg.Tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+
+
+def test_logical_and_bitwise():
+  a, b = np.array([True, False, True]), np.array([True, True, False])
+  for fn in (lambda x, y: x & y, lambda x, y: x | y, lambda x, y: x ^ y, lambda x, y: ~x,
+             lambda x, y: x.logical_and(y), lambda x, y: x.logical_or(y), lambda x, y: x.logical_not()):
+    assert_same(fn(lg.Tensor(a), lg.Tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+  i, j = np.array([5, -3, 12], np.int32), np.array([3, 6, -1], np.int32)
+  for fn in (lambda x, y: x & y, lambda x, y: x | y, lambda x, y: x ^ y, lambda x, y: ~x):
+    assert_same(fn(lg.Tensor(i), lg.Tensor(j)), fn(torch.tensor(i), torch.tensor(j)))
+
+
+def test_isnan_isinf():
+  v = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
+  assert_same(lg.Tensor(v).isnan(), torch.tensor(v).isnan())
+  assert_same(lg.Tensor(v).isinf(), torch.tensor(v).isinf())
+
+
+@pytest.mark.parametrize("name,fn,kw", [
+  ("prod", lambda x: x.prod(1), {}),
+  ("prod all", lambda x: x.prod(), dict(low=0.5, high=1.5)),
+  ("cumsum", lambda x: x.cumsum(1), {}),
+  ("cumprod", lambda x: x.cumprod(0), {}),
+  ("amax", lambda x: x.amax(-1), {}),
+  ("amin keepdim", lambda x: x.amin(0, keepdim=True), {}),
+  ("max dim values", lambda x: x.max(1)[0], {}),
+  ("min dim values", lambda x: x.min(0).values, {}),
+  ("norm", lambda x: x.norm(), {}),
+  ("norm 1 dim", lambda x: x.norm(1, dim=1), {}),
+  ("var correction 0", lambda x: x.var(1, correction=0), {}),
+  ("std keepdim", lambda x: x.std(0, keepdim=True), {}),
+  ("logsumexp", lambda x: x.logsumexp(-1), {}),
+])
+def test_reductions(name, fn, kw):
+  check(fn, (3, 5), **kw)
+
+
+def test_max_min_with_dim_return_indices():
+  x = np.array([[1.0, 5.0, 5.0], [7.0, 2.0, 7.0]], np.float32)
+  v, i = lg.Tensor(x).max(1)
+  tv, ti = torch.tensor(x).max(1)
+  assert_same(v, tv); assert_same(i, ti)
+  assert_same(lg.Tensor(x).argmin(1), torch.tensor(x).argmin(1))
+
+
+def test_any_all():
+  x = np.array([[0, 1, 0], [0, 0, 0]], np.int32)
+  assert_same(lg.Tensor(x).any(1), torch.tensor(x).any(1))
+  assert_same(lg.Tensor(x).all(), torch.tensor(x).all())
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_and_topk(descending):
+  x = np.array([[3.0, 1.0, 2.0, 1.0], [0.5, -1.0, 4.0, 0.5]], np.float32)
+  v, i = lg.Tensor(x).sort(dim=1, descending=descending, stable=True)
+  tv, ti = torch.tensor(x).sort(dim=1, descending=descending, stable=True)
+  assert_same(v, tv); assert_same(i, ti)
+  tk, tki = torch.tensor(x).topk(2, 1, largest=descending)
+  k, ki = lg.Tensor(x).topk(2, 1, largest=descending)
+  assert_same(k, tk)
+  check(lambda t: t.sort(1)[0], (3, 5))
+
+
+@pytest.mark.parametrize("name,fn", [
+  ("movedim", lambda x: x.movedim(0, -1)),
+  ("split sizes", lambda x: x.split([1, 3], 1)[1]),
+  ("split size", lambda x: x.split(2, 1)[1]),
+  ("chunk", lambda x: x.chunk(2, 2)[0]),
+  ("repeat", lambda x: x.repeat(2, 1, 2)),
+  ("repeat_interleave", lambda x: x.repeat_interleave(2, 1)),
+  ("roll", lambda x: x.roll(1, -1)),
+  ("tril", lambda x: x.tril()),
+  ("triu diag", lambda x: x.triu(1)),
+  ("unflatten", lambda x: x.unflatten(1, (2, 2))),
+  ("expand_as", lambda x: x[:, :1].expand_as(x)),
+  ("flip", lambda x: x.flip(0, 2)),
+  ("masked_fill", lambda x: x.masked_fill(x > 0, 0.5)),
+])
+def test_shape_ops(name, fn):
+  check(fn, (2, 4, 3))
+
+
+def test_einsum():
+  check(lambda a, b: torch.einsum("bij,bjk->bik", a, b) if isinstance(a, torch.Tensor) else lg.einsum("bij,bjk->bik", a, b), (2, 3, 4), (2, 4, 5))
+  check(lambda a, b: torch.einsum("i,j->ij", a, b) if isinstance(a, torch.Tensor) else lg.einsum("i,j->ij", a, b), (3,), (4,))
+  check(lambda a: torch.einsum("ijk->kj", a) if isinstance(a, torch.Tensor) else lg.einsum("ijk->kj", a), (2, 3, 4))
+
+
+@pytest.mark.parametrize("name,fn", [
+  ("mul", lambda x, y: (x * y * x).sum()),
+  ("exp log", lambda x, y: (x.exp() * y.abs().log()).sum()),
+  ("matmul", lambda x, y: ((x @ y.T).tanh() ** 2).sum()),
+  ("sigmoid div", lambda x, y: (x.sigmoid() / (y * y + 1)).sum()),
+])
+def test_second_order_gradients(name, fn):
+  """The gradient of a gradient, against torch.autograd.grad(create_graph=True)."""
+  rng = np.random.default_rng(1)
+  xs, ys = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)
+  tx, ty = torch.tensor(xs, requires_grad=True), torch.tensor(ys, requires_grad=True)
+  (gx,) = torch.autograd.grad(fn(tx, ty), tx, create_graph=True)
+  gx.square().sum().backward()
+  x, y = lg.Tensor(xs, requires_grad=True), lg.Tensor(ys, requires_grad=True)
+  fn(x, y).backward(create_graph=True)
+  first = x.grad
+  np.testing.assert_allclose(first.numpy(), gx.detach().numpy(), rtol=1e-4, atol=1e-5)
+  x.grad, y.grad = None, None
+  first.square().sum().backward()
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_numerics_of_large_logits():
+  x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
+  assert_same(lg.Tensor(x).log_softmax(-1), torch.tensor(x).log_softmax(-1))
+  assert_same(lg.Tensor(x).logsumexp(-1), torch.tensor(x).logsumexp(-1))
+  neg_inf = np.full((1, 3), -np.inf, np.float32)
+  assert_same(lg.Tensor(neg_inf).softmax(-1), torch.tensor(neg_inf).softmax(-1))
+  assert_same(lg.Tensor(neg_inf).logsumexp(-1), torch.tensor(neg_inf).logsumexp(-1))
