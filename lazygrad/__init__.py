@@ -1,5 +1,5 @@
 """lazygrad: PyTorch's user experience on a lazy, fusing compiler. `import lazygrad as lg`."""
-from lazygrad.tensor import Tensor, ShapeError, no_grad, enable_grad, manual_seed, cat, stack, where, grad_enabled, realize
+from lazygrad.tensor import Tensor, ShapeError, no_grad, enable_grad, manual_seed, cat, stack, where, einsum, grad_enabled, realize
 from lazygrad.dtype import (DType, bool_ as bool, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
                             promote_types)
 from lazygrad.device import kernel_count, memory_stats, synchronize
