@@ -1,7 +1,7 @@
 """Installs lazygrad; the top-level backends/ folder becomes the package lazygrad.backends."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
-  packages=["lazygrad", "lazygrad.codegen", "lazygrad.nn", "lazygrad.backends"],
+  packages=find_packages(include=["lazygrad", "lazygrad.*"]) + ["lazygrad.backends"],
   package_dir={"lazygrad.backends": "backends"},
 )

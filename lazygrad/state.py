@@ -46,7 +46,7 @@ def _host_array(t, what: str) -> tuple[np.ndarray, DType]:
   else:
     raise TypeError(f"{what}: expected a lazygrad Tensor or a NumPy array, got {type(t).__name__}")
   if dtype is bfloat16: arr = to_bf16_bits(arr)
-  return np.ascontiguousarray(arr), dtype
+  return np.ascontiguousarray(arr).reshape(arr.shape), dtype  # (ascontiguousarray makes 0-d arrays 1-d)
 
 
 def _make_tensor(arr: np.ndarray, dtype: DType, device) -> Tensor:
@@ -235,6 +235,7 @@ class _TorchUnpickler(pickle.Unpickler):
     if module == "torch":
       if name in _TORCH_STORAGES: return _StorageType(name, _TORCH_STORAGES[name])
       if name in _TORCH_DTYPES: return _TORCH_DTYPES[name]
+    module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)  # protocol 2 spells them the Python 2 way
     raise pickle.UnpicklingError(f"{self.archive.path}: refusing to load global '{module}.{name}': only tensors, "
                                  "collections.OrderedDict and plain Python values are allowed in a checkpoint")
 
@@ -264,7 +265,7 @@ class _TorchUnpickler(pickle.Unpickler):
                          f"of a storage of {arr.size} elements")
       view = np.lib.stride_tricks.as_strided(arr[storage_offset:], shape=size, strides=tuple(s * arr.itemsize for s in stride),
                                              writeable=False)
-    t = _make_tensor(np.ascontiguousarray(view), storage.dtype, self.device)
+    t = _make_tensor(view, storage.dtype, self.device)  # Tensor makes it contiguous: the one host copy
     if requires_grad and t.dtype.is_float: t.requires_grad_(True)
     return t
 

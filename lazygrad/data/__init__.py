@@ -4,12 +4,15 @@ batches them, stacking each field on the host so a batch costs one host-to-devic
 Only lazygrad.tensor and lazygrad.dtype are imported: this room makes Tensors, it does not compute with them.
 """
 from __future__ import annotations
+import importlib
 import math
 from collections.abc import Mapping, Sequence
 import numpy as np
-import lazygrad.tensor as _tensor_module
 from lazygrad.tensor import Tensor, ShapeError
 from lazygrad.dtype import DType, bfloat16
+
+# the module itself (its global generator), not the name `lazygrad.tensor`, which the package rebinds to Tensor
+_tensor_module = importlib.import_module("lazygrad.tensor")
 
 __all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate", "FashionMNIST"]
 
