@@ -14,6 +14,7 @@ from lazygrad.device import Allocator
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, disk_cache_get, disk_cache_put
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+from lazygrad.symbolic import Node, Num, Var, make_sum
 
 # what each dtype is called in memory (pointer element type) and in arithmetic
 STORAGE = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int", "int64": "long",
@@ -45,6 +46,10 @@ def reduce_identity(op: ReduceOps, dtype: DType):
   if dtype.is_float: return -math.inf
   if dtype is bool_: return 0
   return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
+
+
+ROUND_HALF = ("float round_half(float x) { ushort t; vstore_half(x, 0, (__private half*)&t); "
+              "return vload_half(0, (__private const half*)&t); }")
 
 
 def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
@@ -84,6 +89,17 @@ def render(plan: Plan) -> tuple[str, str]:
   """Plan -> (OpenCL C source, kernel name). A pure function of the plan."""
   for d in plan.bufs:
     if d is bfloat16: raise TypeError("OpenCL backend: bfloat16 is not supported; use float16 or float32")
+  choice = vector_choice(plan)
+  return render_vector(plan, *choice) if choice else render_scalar(plan)
+
+
+def global_size(plan: Plan) -> int:
+  choice = vector_choice(plan)
+  return plan.out_size // choice[0] if choice and choice[1] == "gidx" else plan.out_size
+
+
+def render_scalar(plan: Plan) -> tuple[str, str]:
+  """One output per work-item, scalar code."""
   itype = "long" if plan.big_index else "int"
   ivar = lambda name: name
   lines: list[str] = []
@@ -136,9 +152,7 @@ def render(plan: Plan) -> tuple[str, str]:
   head = []
   if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):
     head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
-  if "round_half" in "\n".join(lines):
-    head.append("float round_half(float x) { ushort t; vstore_half(x, 0, (__private half*)&t); "
-                "return vload_half(0, (__private const half*)&t); }")
+  if "round_half" in "\n".join(lines): head.append(ROUND_HALF)
   src = "\n".join(head + [
     f"__kernel void {plan.name}({', '.join(params)}) {{",
     f"  {itype} gidx = get_global_id(0);",
@@ -146,6 +160,209 @@ def render(plan: Plan) -> tuple[str, str]:
     *lines,
     f"  {store}",
     "}"])
+  return src, plan.name
+
+
+# ---- vectorized rendering: PoCL (and GPUs) run explicit float4 code far faster than scalar code, whose math calls
+# stay scalar. A kernel computes LANES neighbouring outputs per work-item ("gidx" lanes), or, for a reduction,
+# reads LANES neighbouring reduce positions per loop step ("ridx" lanes).
+
+LANES = 4
+VECTOR_DTYPES = {"float32": "float", "float16": "float", "int32": "int", "int64": "long", "bool": "int"}
+
+
+def _lane_exprs(node: Node, lane: str, size: int) -> list[Node]:
+  vec = Var(_vec_name(lane), 0, max(size // LANES - 1, 0))
+  return [node.substitute({lane: vec * LANES + u}) for u in range(LANES)]
+
+
+def _vec_name(lane: str) -> str: return "gvec" if lane == "gidx" else "rvec"
+
+
+def _lane_kind(lanes: list[Node]) -> str:
+  if all(x == lanes[0] for x in lanes[1:]): return "uniform"
+  if all(make_sum([x, lanes[0] * -1]) == Num(u) for u, x in enumerate(lanes)): return "contiguous"
+  return "gather"
+
+
+def vector_choice(plan: Plan):
+  """(LANES, "gidx" or "ridx") when the kernel can run as vector code, else None."""
+  if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
+  if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
+  if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
+    return None
+  options = [("ridx", plan.red_size)] if plan.reduce is not None else []
+  options.append(("gidx", plan.out_size))
+  best, best_score = None, -1
+  for lane, size in options:
+    if size < LANES or size % LANES: continue
+    loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
+    kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size)) for i in loads]
+    score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
+    if score > best_score: best, best_score = (LANES, lane), score
+  return best
+
+
+def _vtype(dtype) -> str: return f"{VECTOR_DTYPES[dtype.name]}{LANES}"
+
+
+def _broadcast(x: str, dtype) -> str:
+  if dtype is bool_: return f"(({_vtype(dtype)})(-(int)({x})))"  # a C truth value as a lane mask (-1 or 0)
+  return f"(({_vtype(dtype)})({x}))"
+
+
+def valu(op, dtype, args: list[str], src_dtypes) -> str:
+  """A vector instruction. Bools are lane masks (-1 true, 0 false) in int vectors, as OpenCL's comparisons give."""
+  a = args[0]
+  b = args[1] if len(args) > 1 else None
+  sd = src_dtypes[0]
+  wide = lambda d: VECTOR_DTYPES[d.name] == "long"
+  mask = lambda expr, d: f"convert_int{LANES}({expr})" if wide(d) else expr  # comparisons of longs give long masks
+  if op is UnaryOps.NEG: return f"(~{a})" if sd is bool_ else f"(-{a})"
+  if op is UnaryOps.NOT: return f"(~{a})"
+  if op in (UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.SQRT):
+    return f"{op.name.lower()}({a})"
+  if op is UnaryOps.RECIP: return f"(1.0f/{a})"
+  if op is UnaryOps.CAST:
+    vt = _vtype(dtype)
+    if sd is bool_:
+      cond = f"convert_long{LANES}({a})" if wide(dtype) else a
+      out = f"select(({vt})(0), ({vt})(1), {cond})"
+    elif dtype is bool_: return mask(f"({a}!=({_vtype(sd)})(0))", sd)
+    else: out = f"convert_{vt}({a})" if VECTOR_DTYPES[dtype.name] != VECTOR_DTYPES[sd.name] else a
+    return f"round_half{LANES}({out})" if dtype is float16 else out
+  if op is BinaryOps.ADD: return f"({a}|{b})" if sd is bool_ else f"({a}+{b})"
+  if op is BinaryOps.SUB: return f"({a}-{b})"
+  if op is BinaryOps.MUL: return f"({a}&{b})" if sd is bool_ else f"({a}*{b})"
+  if op is BinaryOps.DIV: return f"({a}/{b})"
+  if op is BinaryOps.MAX:
+    if sd is bool_: return f"({a}|{b})"
+    if sd.is_float: return f"select({b}, {a}, ({a}>{b})|isnan({a}))"
+    return f"max({a}, {b})"
+  if op is BinaryOps.CMPLT: return f"((~{a})&{b})" if sd is bool_ else mask(f"({a}<{b})", sd)
+  if op is BinaryOps.CMPEQ: return f"({a}=={b})" if sd is bool_ else mask(f"({a}=={b})", sd)
+  if op is BinaryOps.AND: return f"({a}&{b})"
+  if op is BinaryOps.OR: return f"({a}|{b})"
+  if op is BinaryOps.XOR: return f"({a}^{b})"
+  if op is TernaryOps.WHERE:
+    cond = f"convert_long{LANES}({a})" if wide(dtype) else a
+    return f"select({args[2]}, {b}, {cond})"
+  raise NotImplementedError(f"OpenCL vector renderer: no rule for {op}")
+
+
+def _scalar_read(bufno: int, index: str, dtype) -> str:
+  ptr = f"data{bufno}"
+  if dtype is float16: return f"vload_half({index}, {ptr})"
+  if dtype is bool_: return f"({ptr}[{index}]!=0)"
+  return f"{ptr}[{index}]"
+
+
+def render_vector(plan: Plan, lanes: int, lane: str) -> tuple[str, str]:
+  itype = "long" if plan.big_index else "int"
+  size = plan.out_size if lane == "gidx" else plan.red_size
+  vec = _vec_name(lane)
+  vector_regions = {"pre", "loop", "post"} if lane == "gidx" else {"loop"}
+  lines: list[str] = []
+  names: dict[int, tuple[str, bool]] = {}  # instr -> (expression, is a vector)
+
+  def use(i: Instr, as_vector: bool) -> str:
+    expr, is_vec = names[id(i)]
+    return _broadcast(expr, i.dtype) if as_vector and not is_vec else expr
+
+  def read(i: Instr) -> tuple[str, bool]:
+    bufno, idx, valid = i.arg
+    idx_l, valid_l = _lane_exprs(idx, lane, size), _lane_exprs(valid, lane, size)
+    vk, ik = _lane_kind(valid_l), _lane_kind(idx_l)
+    zero = literal(0, i.dtype)
+    if vk == "uniform" and ik in ("uniform", "contiguous"):
+      if ik == "uniform": expr, is_vec = _scalar_read(bufno, idx_l[0].render(), i.dtype), False
+      else:
+        base = f"data{bufno} + {idx_l[0].render()}"
+        vt = _vtype(i.dtype)
+        if i.dtype is float16: expr = f"vload_half{LANES}(0, {base})"
+        elif i.dtype is bool_: expr = f"(convert_int{LANES}(vload{LANES}(0, {base}))!=({vt})(0))"
+        else: expr = f"vload{LANES}(0, {base})"
+        is_vec = True
+      if valid_l[0].min != 1:
+        expr = f"({valid_l[0].render()}?{expr}:{_broadcast(zero, i.dtype) if is_vec else zero})"
+      return expr, is_vec
+    parts = []
+    for x, v in zip(idx_l, valid_l):
+      r = _scalar_read(bufno, x.render(), i.dtype)
+      r = r if v.min == 1 else f"({v.render()}?{r}:{zero})"
+      parts.append(f"-(int)({r})" if i.dtype is bool_ else r)
+    return f"({_vtype(i.dtype)})({', '.join(parts)})", True
+
+  def line(i: Instr, indent: str):
+    vector = i.region in vector_regions
+    if i.op == "const":
+      names[id(i)] = (literal(i.arg, i.dtype), False); return
+    if i.op == "reduce":
+      names[id(i)] = ("acc", True) if lane == "gidx" else ("acc1", False); return
+    if not vector:  # a scalar instruction, as render_scalar writes it
+      if i.op == "index": expr = i.arg.render()
+      elif i.op == "load":
+        bufno, idx, valid = i.arg
+        r = _scalar_read(bufno, idx.render(), i.dtype)
+        expr = r if valid.min == 1 else f"({valid.render()}?{r}:{literal(0, i.dtype)})"
+      else: expr = alu(i.arg, i.dtype, [use(s, False) for s in i.srcs], [s.dtype for s in i.srcs])
+      lines.append(f"{indent}{COMPUTE[i.dtype.name]} {i.name} = {expr};")
+      names[id(i)] = (i.name, False); return
+    if i.op == "index":
+      conds = _lane_exprs(i.arg, lane, size)
+      if _lane_kind(conds) == "uniform": expr = _broadcast(conds[0].render(), bool_)
+      else: expr = f"({_vtype(bool_)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
+    elif i.op == "load":
+      expr, is_vec = read(i)
+      if not is_vec: expr = _broadcast(expr, i.dtype)
+    else: expr = valu(i.arg, i.dtype, [use(s, True) for s in i.srcs], [s.dtype for s in i.srcs])
+    lines.append(f"{indent}{_vtype(i.dtype)} {i.name} = {expr};")
+    names[id(i)] = (i.name, True)
+
+  for i in plan.instrs:
+    if i.region == "pre": line(i, "  ")
+  if plan.reduce is not None:
+    r = plan.reduce
+    ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
+    combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
+    lines.append(f"  {_vtype(r.dtype)} acc = {_broadcast(ident, r.dtype) if r.dtype is not bool_ else f'({_vtype(r.dtype)})(0)'};")
+    steps = plan.red_size // LANES if lane == "ridx" else plan.red_size
+    loopvar = vec if lane == "ridx" else "ridx"
+    lines.append(f"  for ({itype} {loopvar} = 0; {loopvar} < {steps}; {loopvar}++) {{")
+    for i in plan.instrs:
+      if i.region == "loop": line(i, "    ")
+    lines.append(f"    acc = {valu(combine, r.dtype, ['acc', use(r.srcs[0], True)], [r.dtype, r.dtype])};")
+    lines.append("  }")
+    if lane == "ridx":  # fold the lanes into one value
+      if r.dtype is bool_: lines.append(f"  bool acc1 = ({'|'.join(f'acc.s{u}' for u in range(LANES))})!=0;")
+      else:
+        lines.append(f"  {COMPUTE[r.dtype.name]} acc1 = acc.s0;")
+        lines.extend(f"  acc1 = {alu(combine, r.dtype, ['acc1', f'acc.s{u}'], [r.dtype, r.dtype])};" for u in range(1, LANES))
+  for i in plan.instrs:
+    if i.region == "post": line(i, "  ")
+
+  out = plan.bufs[0]
+  if lane == "gidx":
+    v = use(plan.value, True)
+    if out is float16: store = f"vstore_half{LANES}({v}, gvec, data0);"
+    elif out is bool_: store = f"vstore{LANES}(convert_uchar{LANES}(-({v})), gvec, data0);"
+    else: store = f"vstore{LANES}({v}, gvec, data0);"
+    head = [f"  {itype} gvec = get_global_id(0);", f"  if (gvec >= {plan.out_size // LANES}) return;"]
+  else:
+    v = use(plan.value, False)
+    if out is float16: store = f"vstore_half({v}, gidx, data0);"
+    elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
+    else: store = f"data0[gidx] = {v};"
+    head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
+  params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
+                                                       for n, d in enumerate(plan.bufs) if n > 0]
+  body = "\n".join(lines)
+  helpers = []
+  if "round_half(" in body: helpers.append(ROUND_HALF)
+  if f"round_half{LANES}(" in body:
+    helpers.append(f"float{LANES} round_half{LANES}(float{LANES} x) {{ ushort{LANES} t; "
+                   f"vstore_half{LANES}(x, 0, (__private half*)&t); return vload_half{LANES}(0, (__private const half*)&t); }}")
+  src = "\n".join(helpers + [f"__kernel void {plan.name}({', '.join(params)}) {{", *head, *lines, f"  {store}", "}"])
   return src, plan.name
 
 
@@ -230,7 +447,7 @@ class Device:
     if plan.out_size == 0: return
     with self.lock:
       try:
-        kernel(self.queue, (plan.out_size,), None, *[b.handle for b in buffers])
+        kernel(self.queue, (global_size(plan),), None, *[b.handle for b in buffers])
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {plan.name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None

@@ -244,7 +244,20 @@ def make_div(a: Node, b: int) -> Node:
       g = b
       for t in a.terms: g = gcd(g, _split(t)[1] if not isinstance(t, Num) else t.v)
       if g > 1: return make_div(make_sum([_exact_div(t, g) for t in a.terms]), b // g)
+      split = _split_small(a.terms, b)
+      if split: big, _, c = split; return make_div(make_sum([_exact_div(t, c) for t in big]), b // c)
   return Div(a, b)
+
+
+def _split_small(terms: list[Node], d: int):
+  """Terms as (multiples of c, a remainder in [0, c), c) for a c dividing d, when they fall apart that way."""
+  factors = sorted({abs(_split(t)[1]) for t in terms if not isinstance(t, Num)} | {abs(t.v) for t in terms if isinstance(t, Num)}, reverse=True)
+  for c in factors:
+    if c <= 1 or d % c: continue
+    big = [t for t in terms if (t.v % c == 0 if isinstance(t, Num) else _split(t)[1] % c == 0)]
+    small = [t for t in terms if not any(t is x for x in big)]
+    if big and small and all(t.min >= 0 for t in small) and sum(t.max for t in small) < c: return big, small, c
+  return None
 
 
 def _exact_div(t: Node, b: int) -> Node:
@@ -266,6 +279,10 @@ def make_mod(a: Node, b: int) -> Node:
       kept = [t for t in a.terms if not (_split(t)[1] % b == 0 and not isinstance(t, Num)) and
               not (isinstance(t, Num) and t.v % b == 0)]
       if len(kept) < len(a.terms): return make_mod(make_sum(kept), b) if kept else Num(0)
+      split = _split_small(a.terms, b)
+      if split:  # (c*A + small) % d = c*(A % (d/c)) + small, when small stays below c
+        big, small, c = split
+        return make_sum([make_mul(make_mod(make_sum([_exact_div(t, c) for t in big]), b // c), c), *small])
   return Mod(a, b)
 
 

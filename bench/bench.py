@@ -1,0 +1,176 @@
+"""Benchmarks: each workload run by lazygrad, NumPy and PyTorch in one process, checked against NumPy float64,
+reported as medians and ratios. `python bench/bench.py [--json out.json] [--only name,name] [--runs N]`."""
+from __future__ import annotations
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import lazygrad as lg  # noqa: E402
+
+try:
+  import torch
+  torch.set_num_threads(os.cpu_count() or 1)
+except ImportError:  # the table shows lazygrad and NumPy only
+  torch = None
+
+
+def median_time(fn, runs: int, sync=None) -> float:
+  fn()  # warm-up: compiles, caches
+  if sync: sync()
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    fn()
+    if sync: sync()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def close(actual, reference, rtol=1e-3, atol=1e-3) -> bool:
+  return bool(np.allclose(np.asarray(actual, np.float64), reference, rtol=rtol, atol=atol))
+
+
+# each workload returns rows: (workload, unit, {peer: value}, checked)
+
+def ew_chain(runs, n=2**24):
+  rng = np.random.default_rng(0)
+  x, b = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+  ref = np.exp(np.maximum(x.astype(np.float64) * 1.5 + b, 0) * 0.5) - x
+  gb = 3 * n * 4 / 1e9
+  lx, lb = lg.Tensor(x).realize(), lg.Tensor(b).realize()
+  fn_lg = lambda: ((lx * 1.5 + lb).relu() * 0.5).exp().sub(lx).realize()
+  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize),
+         "numpy": gb / median_time(lambda: np.exp(np.maximum(x * 1.5 + b, 0) * 0.5) - x, runs)}
+  if torch is not None:
+    tx, tb = torch.from_numpy(x), torch.from_numpy(b)
+    out["torch"] = gb / median_time(lambda: torch.exp(torch.relu(tx * 1.5 + tb) * 0.5) - tx, runs)
+  return [("ew_chain", "GB/s", out, close(fn_lg_value(fn_lg), ref))]
+
+
+def fn_lg_value(fn):
+  return fn().numpy()
+
+
+def reduce_sum(runs, n=2**24):
+  x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+  gb = n * 4 / 1e9
+  lx = lg.Tensor(x).realize()
+  fn_lg = lambda: lx.sum().realize()
+  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize), "numpy": gb / median_time(lambda: x.sum(), runs)}
+  if torch is not None:
+    tx = torch.from_numpy(x)
+    out["torch"] = gb / median_time(lambda: tx.sum(), runs)
+  return [("reduce_sum", "GB/s", out, close(fn_lg().item(), x.astype(np.float64).sum(), rtol=1e-4, atol=1e-1))]
+
+
+def softmax(runs, shape=(4096, 1024)):
+  x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+  gb = 2 * x.size * 4 / 1e9
+  lx = lg.Tensor(x).realize()
+  fn_lg = lambda: lx.softmax(-1).realize()
+
+  def np_softmax():
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize), "numpy": gb / median_time(np_softmax, runs)}
+  if torch is not None:
+    tx = torch.from_numpy(x)
+    out["torch"] = gb / median_time(lambda: torch.softmax(tx, -1), runs)
+  x64 = x.astype(np.float64)
+  ref = np.exp(x64 - x64.max(-1, keepdims=True)); ref /= ref.sum(-1, keepdims=True)
+  return [("softmax", "GB/s", out, close(fn_lg().numpy(), ref, atol=1e-6))]
+
+
+def matmul(runs, n=1024):
+  rng = np.random.default_rng(0)
+  a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+  gflop = 2 * n ** 3 / 1e9
+  la, lb = lg.Tensor(a).realize(), lg.Tensor(b).realize()
+  fn_lg = lambda: (la @ lb).realize()
+  out = {"lazygrad": gflop / median_time(fn_lg, runs, lg.synchronize), "numpy": gflop / median_time(lambda: a @ b, runs)}
+  if torch is not None:
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out["torch"] = gflop / median_time(lambda: ta @ tb, runs)
+  return [("matmul", "GFLOP/s", out, close(fn_lg().numpy(), a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2))]
+
+
+def conv2d(runs):
+  import lazygrad.nn.functional as F
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 32, 28, 28), dtype=np.float32)
+  w = rng.standard_normal((64, 32, 3, 3), dtype=np.float32)
+  gflop = 2 * 32 * 64 * 28 * 28 * 32 * 9 / 1e9
+  lx, lw = lg.Tensor(x).realize(), lg.Tensor(w).realize()
+  fn_lg = lambda: F.conv2d(lx, lw, padding=1).realize()
+
+  def np_conv():  # im2col with strided views, then one matmul
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    cols = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # N C H W kh kw
+    return np.einsum("nchwij,ocij->nohw", cols, w, optimize=True)
+  out = {"lazygrad": gflop / median_time(fn_lg, runs, lg.synchronize), "numpy": gflop / median_time(np_conv, runs)}
+  checked = True
+  if torch is not None:
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    out["torch"] = gflop / median_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), runs)
+  checked = close(fn_lg().numpy(), np_conv().astype(np.float64), rtol=1e-3, atol=1e-2)
+  return [("conv2d", "GFLOP/s", out, checked)]
+
+
+FIRST_CALL = """
+import time; start = time.perf_counter()
+import numpy as np, lazygrad as lg
+x = lg.Tensor(np.ones(2**24, np.float32)); b = lg.Tensor(np.ones(2**24, np.float32))
+((x * 1.5 + b).relu() * 0.5).exp().sub(x).realize(); lg.synchronize()
+print(time.perf_counter() - start)
+"""
+
+
+def first_call(runs):
+  """Wall time of a fresh process's first ew_chain (import included), with an empty and with a warm kernel cache."""
+  with tempfile.TemporaryDirectory() as cache:
+    env = {**os.environ, "LAZYGRAD_CACHE_DIR": cache, "POCL_KERNEL_CACHE": "0"}
+    run = lambda: float(subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True,
+                                       check=True).stdout.strip().splitlines()[-1])
+    cold = run()
+    warm = statistics.median(run() for _ in range(max(1, min(runs, 3))))
+  return [("first_call cold", "s", {"lazygrad": cold}, True), ("first_call warm", "s", {"lazygrad": warm}, True)]
+
+
+WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
+             "first_call": first_call}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__)
+  ap.add_argument("--json", help="write the figures to this file")
+  ap.add_argument("--only", help="comma-separated workload names")
+  ap.add_argument("--runs", type=int, default=5)
+  args = ap.parse_args()
+  names = args.only.split(",") if args.only else list(WORKLOADS)
+  rows = []
+  print(f"lazygrad on {lg.Tensor([0]).device}; {args.runs} timed runs after a warm-up; higher is better except first_call")
+  print(f"{'workload':<18}{'unit':<9}{'lazygrad':>10}{'numpy':>10}{'torch':>10}{'lg/numpy':>10}{'lg/torch':>10}  check")
+  for name in names:
+    try: results = WORKLOADS[name](args.runs)
+    except Exception as e:  # one broken workload must not hide the others
+      print(f"{name:<18}failed: {type(e).__name__}: {e}")
+      continue
+    for workload, unit, figs, ok in results:
+      lgv, npv, tv = figs.get("lazygrad"), figs.get("numpy"), figs.get("torch")
+      fmt = lambda v: f"{v:10.3g}" if v is not None else f"{'':>10}"
+      ratio = lambda a, b: f"{a / b:10.2f}" if a is not None and b else f"{'':>10}"
+      print(f"{workload:<18}{unit:<9}{fmt(lgv)}{fmt(npv)}{fmt(tv)}{ratio(lgv, npv)}{ratio(lgv, tv)}  {'ok' if ok else 'WRONG'}")
+      rows.append({"workload": workload, "unit": unit, **figs, "correct": ok})
+  if args.json:
+    with open(args.json, "w") as f: json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
