@@ -171,9 +171,9 @@ LANES = 4
 VECTOR_DTYPES = {"float32": "float", "float16": "float", "int32": "int", "int64": "long", "bool": "int"}
 
 
-def _lane_exprs(node: Node, lane: str, size: int) -> list[Node]:
-  vec = Var(_vec_name(lane), 0, max(size // LANES - 1, 0))
-  return [node.substitute({lane: vec * LANES + u}) for u in range(LANES)]
+def _lane_exprs(node: Node, lane: str, size: int, n: int = LANES) -> list[Node]:
+  vec = Var(_vec_name(lane), 0, max(size // n - 1, 0))
+  return [node.substitute({lane: vec * n + u}) for u in range(n)]
 
 
 def _vec_name(lane: str) -> str: return "gvec" if lane == "gidx" else "rvec"
@@ -196,22 +196,24 @@ def vector_choice(plan: Plan):
   best, best_score = None, -1
   for lane, size in options:
     if size < LANES or size % LANES: continue
+    # a reduction's loop keeps one accumulator: 8 lanes hide the latency of its chain of adds
+    n = 8 if lane == "ridx" and size % 8 == 0 else LANES
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
-    kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size)) for i in loads]
+    kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
-    if score > best_score: best, best_score = (LANES, lane), score
+    if score > best_score: best, best_score = (n, lane), score
   return best
 
 
-def _vtype(dtype) -> str: return f"{VECTOR_DTYPES[dtype.name]}{LANES}"
+def _vtype(dtype, n: int = LANES) -> str: return f"{VECTOR_DTYPES[dtype.name]}{n}"
 
 
-def _broadcast(x: str, dtype) -> str:
-  if dtype is bool_: return f"(({_vtype(dtype)})(-(int)({x})))"  # a C truth value as a lane mask (-1 or 0)
-  return f"(({_vtype(dtype)})({x}))"
+def _broadcast(x: str, dtype, n: int = LANES) -> str:
+  if dtype is bool_: return f"(({_vtype(dtype, n)})(-(int)({x})))"  # a C truth value as a lane mask (-1 or 0)
+  return f"(({_vtype(dtype, n)})({x}))"
 
 
-def valu(op, dtype, args: list[str], src_dtypes) -> str:
+def valu(op, dtype, args: list[str], src_dtypes, LANES: int = LANES) -> str:
   """A vector instruction. Bools are lane masks (-1 true, 0 false) in int vectors, as OpenCL's comparisons give."""
   a = args[0]
   b = args[1] if len(args) > 1 else None
@@ -224,11 +226,11 @@ def valu(op, dtype, args: list[str], src_dtypes) -> str:
     return f"{op.name.lower()}({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})"
   if op is UnaryOps.CAST:
-    vt = _vtype(dtype)
+    vt = _vtype(dtype, LANES)
     if sd is bool_:
       cond = f"convert_long{LANES}({a})" if wide(dtype) else a
       out = f"select(({vt})(0), ({vt})(1), {cond})"
-    elif dtype is bool_: return mask(f"({a}!=({_vtype(sd)})(0))", sd)
+    elif dtype is bool_: return mask(f"({a}!=({_vtype(sd, LANES)})(0))", sd)
     else: out = f"convert_{vt}({a})" if VECTOR_DTYPES[dtype.name] != VECTOR_DTYPES[sd.name] else a
     return f"round_half{LANES}({out})" if dtype is float16 else out
   if op is BinaryOps.ADD: return f"({a}|{b})" if sd is bool_ else f"({a}+{b})"
@@ -257,7 +259,11 @@ def _scalar_read(bufno: int, index: str, dtype) -> str:
   return f"{ptr}[{index}]"
 
 
-def render_vector(plan: Plan, lanes: int, lane: str) -> tuple[str, str]:
+def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
+  """LANES outputs per work-item ("gidx"), or LANES reduce positions per loop step ("ridx"), as vector code."""
+  _vt = lambda d: _vtype(d, LANES)
+  _bc = lambda x, d: _broadcast(x, d, LANES)
+  _lanes = lambda node: _lane_exprs(node, lane, size, LANES)
   itype = "long" if plan.big_index else "int"
   size = plan.out_size if lane == "gidx" else plan.red_size
   vec = _vec_name(lane)
@@ -267,31 +273,31 @@ def render_vector(plan: Plan, lanes: int, lane: str) -> tuple[str, str]:
 
   def use(i: Instr, as_vector: bool) -> str:
     expr, is_vec = names[id(i)]
-    return _broadcast(expr, i.dtype) if as_vector and not is_vec else expr
+    return _bc(expr, i.dtype) if as_vector and not is_vec else expr
 
   def read(i: Instr) -> tuple[str, bool]:
     bufno, idx, valid = i.arg
-    idx_l, valid_l = _lane_exprs(idx, lane, size), _lane_exprs(valid, lane, size)
+    idx_l, valid_l = _lanes(idx), _lanes(valid)
     vk, ik = _lane_kind(valid_l), _lane_kind(idx_l)
     zero = literal(0, i.dtype)
     if vk == "uniform" and ik in ("uniform", "contiguous"):
       if ik == "uniform": expr, is_vec = _scalar_read(bufno, idx_l[0].render(), i.dtype), False
       else:
         base = f"data{bufno} + {idx_l[0].render()}"
-        vt = _vtype(i.dtype)
+        vt = _vt(i.dtype)
         if i.dtype is float16: expr = f"vload_half{LANES}(0, {base})"
         elif i.dtype is bool_: expr = f"(convert_int{LANES}(vload{LANES}(0, {base}))!=({vt})(0))"
         else: expr = f"vload{LANES}(0, {base})"
         is_vec = True
       if valid_l[0].min != 1:
-        expr = f"({valid_l[0].render()}?{expr}:{_broadcast(zero, i.dtype) if is_vec else zero})"
+        expr = f"({valid_l[0].render()}?{expr}:{_bc(zero, i.dtype) if is_vec else zero})"
       return expr, is_vec
     parts = []
     for x, v in zip(idx_l, valid_l):
       r = _scalar_read(bufno, x.render(), i.dtype)
       r = r if v.min == 1 else f"({v.render()}?{r}:{zero})"
       parts.append(f"-(int)({r})" if i.dtype is bool_ else r)
-    return f"({_vtype(i.dtype)})({', '.join(parts)})", True
+    return f"({_vt(i.dtype)})({', '.join(parts)})", True
 
   def line(i: Instr, indent: str):
     vector = i.region in vector_regions
@@ -309,14 +315,14 @@ def render_vector(plan: Plan, lanes: int, lane: str) -> tuple[str, str]:
       lines.append(f"{indent}{COMPUTE[i.dtype.name]} {i.name} = {expr};")
       names[id(i)] = (i.name, False); return
     if i.op == "index":
-      conds = _lane_exprs(i.arg, lane, size)
-      if _lane_kind(conds) == "uniform": expr = _broadcast(conds[0].render(), bool_)
-      else: expr = f"({_vtype(bool_)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
+      conds = _lanes(i.arg)
+      if _lane_kind(conds) == "uniform": expr = _bc(conds[0].render(), bool_)
+      else: expr = f"({_vt(bool_)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
     elif i.op == "load":
       expr, is_vec = read(i)
-      if not is_vec: expr = _broadcast(expr, i.dtype)
-    else: expr = valu(i.arg, i.dtype, [use(s, True) for s in i.srcs], [s.dtype for s in i.srcs])
-    lines.append(f"{indent}{_vtype(i.dtype)} {i.name} = {expr};")
+      if not is_vec: expr = _bc(expr, i.dtype)
+    else: expr = valu(i.arg, i.dtype, [use(s, True) for s in i.srcs], [s.dtype for s in i.srcs], LANES)
+    lines.append(f"{indent}{_vt(i.dtype)} {i.name} = {expr};")
     names[id(i)] = (i.name, True)
 
   for i in plan.instrs:
@@ -325,13 +331,13 @@ def render_vector(plan: Plan, lanes: int, lane: str) -> tuple[str, str]:
     r = plan.reduce
     ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
     combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
-    lines.append(f"  {_vtype(r.dtype)} acc = {_broadcast(ident, r.dtype) if r.dtype is not bool_ else f'({_vtype(r.dtype)})(0)'};")
+    lines.append(f"  {_vt(r.dtype)} acc = {_bc(ident, r.dtype) if r.dtype is not bool_ else f'({_vt(r.dtype)})(0)'};")
     steps = plan.red_size // LANES if lane == "ridx" else plan.red_size
     loopvar = vec if lane == "ridx" else "ridx"
     lines.append(f"  for ({itype} {loopvar} = 0; {loopvar} < {steps}; {loopvar}++) {{")
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
-    lines.append(f"    acc = {valu(combine, r.dtype, ['acc', use(r.srcs[0], True)], [r.dtype, r.dtype])};")
+    lines.append(f"    acc = {valu(combine, r.dtype, ['acc', use(r.srcs[0], True)], [r.dtype, r.dtype], LANES)};")
     lines.append("  }")
     if lane == "ridx":  # fold the lanes into one value
       if r.dtype is bool_: lines.append(f"  bool acc1 = ({'|'.join(f'acc.s{u}' for u in range(LANES))})!=0;")

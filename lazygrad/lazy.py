@@ -110,7 +110,24 @@ class LazyBuffer:
     axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
     if not axes: return self
     shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+    split = self._split_reduce(op, axes, shape)
+    if split is not None: return split
     return LazyBuffer.new(self.device, shape, self.dtype, op, (self,), axes)
+
+  def _split_reduce(self, op: ReduceOps, axes, shape):
+    """A big reduction to a few outputs runs in two stages, so the first has enough work-items to fill the device:
+    (.., n, ..) -> (.., k, n/k, ..) reduced over n/k, then over k. Each work-item of the first stage reads one
+    contiguous run (measured faster on PoCL than work-items reading interleaved elements)."""
+    red = prod(self.shape[a] for a in axes)
+    if red < 2**15 or prod(shape) > 256 or axes != tuple(range(axes[0], axes[-1] + 1)): return None
+    k = next((k for k in (1024, 512, 256, 128) if red % k == 0 and red // k >= 256), None)
+    if k is None: return None
+    first = axes[0]
+    merged = self.reshape(self.shape[:first] + (red,) + self.shape[axes[-1] + 1:])
+    staged = merged.reshape(self.shape[:first] + (k, red // k) + self.shape[axes[-1] + 1:])
+    partial = staged.r(op, (first + 1,))
+    total = partial.r(op, (first,))
+    return total.reshape(shape)
 
   def gather(self, index: LazyBuffer, dim: int) -> LazyBuffer:
     """torch.gather: the output has index's shape; index's values pick positions along `dim` of self."""
