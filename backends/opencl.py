@@ -95,7 +95,8 @@ def render(plan: Plan) -> tuple[str, str]:
 
 def global_size(plan: Plan) -> int:
   choice = vector_choice(plan)
-  return plan.out_size // choice[0] if choice and choice[1] == "gidx" else plan.out_size
+  if not choice or choice[1] != "gidx": return plan.out_size
+  return plan.out_size // (choice[0] * _tiling(plan, *choice)[0])
 
 
 def render_scalar(plan: Plan) -> tuple[str, str]:
@@ -197,7 +198,7 @@ def vector_choice(plan: Plan):
   for lane, size in options:
     if size < LANES or size % LANES: continue
     # a reduction's loop keeps one accumulator: 8 lanes hide the latency of its chain of adds
-    n = 8 if lane == "ridx" and size % 8 == 0 else LANES
+    n = 8 if size % 8 == 0 and (lane == "ridx" or (plan.reduce is not None and _row_stride(plan) % 8 == 0)) else LANES
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
@@ -259,34 +260,53 @@ def _scalar_read(bufno: int, index: str, dtype) -> str:
   return f"{ptr}[{index}]"
 
 
+def _row_stride(plan: Plan) -> int:
+  """The last output dim: a reduction kernel over lanes of outputs also takes ROWS rows of them, so loads that do not
+  depend on the row (a matmul's right operand) are shared: a register tile."""
+  dims = [d for d in plan.ast.shape if d != 1]
+  return dims[-1] if dims else 1
+
+
+ROWS = 8
+
+
 def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   """LANES outputs per work-item ("gidx"), or LANES reduce positions per loop step ("ridx"), as vector code."""
   _vt = lambda d: _vtype(d, LANES)
   _bc = lambda x, d: _broadcast(x, d, LANES)
-  _lanes = lambda node: _lane_exprs(node, lane, size, LANES)
   itype = "long" if plan.big_index else "int"
-  size = plan.out_size if lane == "gidx" else plan.red_size
-  vec = _vec_name(lane)
+  rows, stride = _tiling(plan, LANES, lane)
+  if lane == "ridx":
+    rvec = Var("rvec", 0, max(plan.red_size // LANES - 1, 0))
+    at = lambda j, u: rvec * LANES + u
+  elif rows > 1:
+    mi = Var("mi", 0, plan.out_size // (rows * stride) - 1)
+    ni = Var("ni", 0, stride // LANES - 1)
+    at = lambda j, u: (mi * rows + j) * stride + ni * LANES + u
+  else:
+    gvec = Var("gvec", 0, plan.out_size // LANES - 1)
+    at = lambda j, u: gvec * LANES + u
+  lanes_of = lambda node, j: [node.substitute({lane: at(j, u)}) for u in range(LANES)]
   vector_regions = {"pre", "loop", "post"} if lane == "gidx" else {"loop"}
   lines: list[str] = []
-  names: dict[int, tuple[str, bool]] = {}  # instr -> (expression, is a vector)
+  names: dict[tuple, tuple[str, bool]] = {}  # (instr, row) -> (expression, is a vector)
+  emitted: dict[tuple, str] = {}  # (region, type, expression) -> name: rows share what does not depend on the row
 
-  def use(i: Instr, as_vector: bool) -> str:
-    expr, is_vec = names[id(i)]
+  def use(i: Instr, j: int, as_vector: bool) -> str:
+    expr, is_vec = names[(id(i), j)] if (id(i), j) in names else names[(id(i), 0)]
     return _bc(expr, i.dtype) if as_vector and not is_vec else expr
 
-  def read(i: Instr) -> tuple[str, bool]:
+  def read(i: Instr, j: int) -> tuple[str, bool]:
     bufno, idx, valid = i.arg
-    idx_l, valid_l = _lanes(idx), _lanes(valid)
+    idx_l, valid_l = lanes_of(idx, j), lanes_of(valid, j)
     vk, ik = _lane_kind(valid_l), _lane_kind(idx_l)
     zero = literal(0, i.dtype)
     if vk == "uniform" and ik in ("uniform", "contiguous"):
       if ik == "uniform": expr, is_vec = _scalar_read(bufno, idx_l[0].render(), i.dtype), False
       else:
         base = f"data{bufno} + {idx_l[0].render()}"
-        vt = _vt(i.dtype)
         if i.dtype is float16: expr = f"vload_half{LANES}(0, {base})"
-        elif i.dtype is bool_: expr = f"(convert_int{LANES}(vload{LANES}(0, {base}))!=({vt})(0))"
+        elif i.dtype is bool_: expr = f"(convert_int{LANES}(vload{LANES}(0, {base}))!=({_vt(i.dtype)})(0))"
         else: expr = f"vload{LANES}(0, {base})"
         is_vec = True
       if valid_l[0].min != 1:
@@ -299,31 +319,39 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
       parts.append(f"-(int)({r})" if i.dtype is bool_ else r)
     return f"({_vt(i.dtype)})({', '.join(parts)})", True
 
+  def emit(i: Instr, j: int, ctype: str, expr: str, indent: str, is_vec: bool):
+    key = (i.region, ctype, expr)
+    if key not in emitted:
+      name = i.name if j == 0 else f"{i.name}_{j}"
+      lines.append(f"{indent}{ctype} {name} = {expr};")
+      emitted[key] = name
+    names[(id(i), j)] = (emitted[key], is_vec)
+
   def line(i: Instr, indent: str):
     vector = i.region in vector_regions
     if i.op == "const":
-      names[id(i)] = (literal(i.arg, i.dtype), False); return
+      names[(id(i), 0)] = (literal(i.arg, i.dtype), False); return
     if i.op == "reduce":
-      names[id(i)] = ("acc", True) if lane == "gidx" else ("acc1", False); return
+      for j in range(rows): names[(id(i), j)] = (f"acc{j}", True) if lane == "gidx" else ("acc", False)
+      return
     if not vector:  # a scalar instruction, as render_scalar writes it
       if i.op == "index": expr = i.arg.render()
       elif i.op == "load":
         bufno, idx, valid = i.arg
         r = _scalar_read(bufno, idx.render(), i.dtype)
         expr = r if valid.min == 1 else f"({valid.render()}?{r}:{literal(0, i.dtype)})"
-      else: expr = alu(i.arg, i.dtype, [use(s, False) for s in i.srcs], [s.dtype for s in i.srcs])
-      lines.append(f"{indent}{COMPUTE[i.dtype.name]} {i.name} = {expr};")
-      names[id(i)] = (i.name, False); return
-    if i.op == "index":
-      conds = _lanes(i.arg)
-      if _lane_kind(conds) == "uniform": expr = _bc(conds[0].render(), bool_)
-      else: expr = f"({_vt(bool_)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
-    elif i.op == "load":
-      expr, is_vec = read(i)
-      if not is_vec: expr = _bc(expr, i.dtype)
-    else: expr = valu(i.arg, i.dtype, [use(s, True) for s in i.srcs], [s.dtype for s in i.srcs], LANES)
-    lines.append(f"{indent}{_vt(i.dtype)} {i.name} = {expr};")
-    names[id(i)] = (i.name, True)
+      else: expr = alu(i.arg, i.dtype, [use(s, 0, False) for s in i.srcs], [s.dtype for s in i.srcs])
+      emit(i, 0, COMPUTE[i.dtype.name], expr, indent, False); return
+    for j in range(rows):
+      if i.op == "index":
+        conds = lanes_of(i.arg, j)
+        if _lane_kind(conds) == "uniform": expr = _bc(conds[0].render(), bool_)
+        else: expr = f"({_vt(bool_)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
+      elif i.op == "load":
+        expr, is_vec = read(i, j)
+        if not is_vec: expr = _bc(expr, i.dtype)
+      else: expr = valu(i.arg, i.dtype, [use(s, j, True) for s in i.srcs], [s.dtype for s in i.srcs], LANES)
+      emit(i, j, _vt(i.dtype), expr, indent, True)
 
   for i in plan.instrs:
     if i.region == "pre": line(i, "  ")
@@ -331,34 +359,40 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     r = plan.reduce
     ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
     combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
-    lines.append(f"  {_vt(r.dtype)} acc = {_bc(ident, r.dtype) if r.dtype is not bool_ else f'({_vt(r.dtype)})(0)'};")
-    steps = plan.red_size // LANES if lane == "ridx" else plan.red_size
-    loopvar = vec if lane == "ridx" else "ridx"
+    init = _bc(ident, r.dtype) if r.dtype is not bool_ else f"({_vt(r.dtype)})(0)"
+    accs = [f"acc{j}" for j in range(rows)]
+    lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
+    steps, loopvar = (plan.red_size // LANES, "rvec") if lane == "ridx" else (plan.red_size, "ridx")
     lines.append(f"  for ({itype} {loopvar} = 0; {loopvar} < {steps}; {loopvar}++) {{")
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
-    lines.append(f"    acc = {valu(combine, r.dtype, ['acc', use(r.srcs[0], True)], [r.dtype, r.dtype], LANES)};")
+    for j, a in enumerate(accs):
+      lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(r.srcs[0], j, True)], [r.dtype, r.dtype], LANES)};")
     lines.append("  }")
     if lane == "ridx":  # fold the lanes into one value
-      if r.dtype is bool_: lines.append(f"  bool acc1 = ({'|'.join(f'acc.s{u}' for u in range(LANES))})!=0;")
+      if r.dtype is bool_: lines.append(f"  bool acc = ({'|'.join(f'acc0.s{u}' for u in range(LANES))})!=0;")
       else:
-        lines.append(f"  {COMPUTE[r.dtype.name]} acc1 = acc.s0;")
-        lines.extend(f"  acc1 = {alu(combine, r.dtype, ['acc1', f'acc.s{u}'], [r.dtype, r.dtype])};" for u in range(1, LANES))
+        lines.append(f"  {COMPUTE[r.dtype.name]} acc = acc0.s0;")
+        lines.extend(f"  acc = {alu(combine, r.dtype, ['acc', f'acc0.s{u}'], [r.dtype, r.dtype])};" for u in range(1, LANES))
   for i in plan.instrs:
     if i.region == "post": line(i, "  ")
 
   out = plan.bufs[0]
+  stores = []
   if lane == "gidx":
-    v = use(plan.value, True)
-    if out is float16: store = f"vstore_half{LANES}({v}, gvec, data0);"
-    elif out is bool_: store = f"vstore{LANES}(convert_uchar{LANES}(-({v})), gvec, data0);"
-    else: store = f"vstore{LANES}({v}, gvec, data0);"
-    head = [f"  {itype} gvec = get_global_id(0);", f"  if (gvec >= {plan.out_size // LANES}) return;"]
+    for j in range(rows):
+      v, where = use(plan.value, j, True), f"data0 + {at(j, 0).render()}"
+      if out is float16: stores.append(f"vstore_half{LANES}({v}, 0, {where});")
+      elif out is bool_: stores.append(f"vstore{LANES}(convert_uchar{LANES}(-({v})), 0, {where});")
+      else: stores.append(f"vstore{LANES}({v}, 0, {where});")
+    work = plan.out_size // (LANES * rows)
+    head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {work}) return;"]
+    head += [f"  {itype} mi = w / {stride // LANES};", f"  {itype} ni = w % {stride // LANES};"] if rows > 1 else [f"  {itype} gvec = w;"]
   else:
-    v = use(plan.value, False)
-    if out is float16: store = f"vstore_half({v}, gidx, data0);"
-    elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
-    else: store = f"data0[gidx] = {v};"
+    v = use(plan.value, 0, False)
+    if out is float16: stores.append(f"vstore_half({v}, gidx, data0);")
+    elif out is bool_: stores.append(f"data0[gidx] = (uchar)({v});")
+    else: stores.append(f"data0[gidx] = {v};")
     head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                        for n, d in enumerate(plan.bufs) if n > 0]
@@ -368,8 +402,17 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   if f"round_half{LANES}(" in body:
     helpers.append(f"float{LANES} round_half{LANES}(float{LANES} x) {{ ushort{LANES} t; "
                    f"vstore_half{LANES}(x, 0, (__private half*)&t); return vload_half{LANES}(0, (__private const half*)&t); }}")
-  src = "\n".join(helpers + [f"__kernel void {plan.name}({', '.join(params)}) {{", *head, *lines, f"  {store}", "}"])
+  src = "\n".join(helpers + [f"__kernel void {plan.name}({', '.join(params)}) {{", *head, *lines, *(f"  {x}" for x in stores), "}"])
   return src, plan.name
+
+
+def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int]:
+  """(rows, row stride) of the register tile: several output rows per work-item for reductions over lanes of outputs."""
+  stride = _row_stride(plan)
+  if lane == "gidx" and plan.reduce is not None and plan.red_size >= 16 and stride % lanes == 0 and \
+     plan.out_size % (ROWS * stride) == 0:
+    return ROWS, stride
+  return 1, stride
 
 
 class CLAllocator(Allocator):

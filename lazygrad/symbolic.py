@@ -236,6 +236,10 @@ def make_div(a: Node, b: int) -> Node:
     if isinstance(a, Mul) and a.b % b == 0: return make_mul(a.a, a.b // b)
     if isinstance(a, Mul) and b % a.b == 0 and a.b > 0: return make_div(a.a, b // a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      const = sum(t.v for t in a.terms if isinstance(t, Num))
+      if const >= b:  # (x + q*b + r) // b = (x + r) // b + q
+        rest = [t for t in a.terms if not isinstance(t, Num)]
+        return make_sum([make_div(make_sum(rest + [Num(const % b)]), b), Num(const // b)])
       whole = [t for t in a.terms if _split(t)[1] % b == 0 or (isinstance(t, Num) and t.v % b == 0)]
       rest = [t for t in a.terms if not any(t is w for w in whole)]
       if whole:
@@ -275,7 +279,10 @@ def make_mod(a: Node, b: int) -> Node:
   if a.min >= 0:
     if isinstance(a, Mod) and a.b % b == 0: return make_mod(a.a, b)
     if isinstance(a, Mul) and a.b % b == 0: return Num(0)
+    if isinstance(a, Mul) and a.b > 0 and b % a.b == 0: return make_mul(make_mod(a.a, b // a.b), a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      const = sum(t.v for t in a.terms if isinstance(t, Num))
+      if const >= b: return make_mod(make_sum([t for t in a.terms if not isinstance(t, Num)] + [Num(const % b)]), b)
       kept = [t for t in a.terms if not (_split(t)[1] % b == 0 and not isinstance(t, Num)) and
               not (isinstance(t, Num) and t.v % b == 0)]
       if len(kept) < len(a.terms): return make_mod(make_sum(kept), b) if kept else Num(0)
