@@ -21,11 +21,21 @@ $(TEST_STAMP): $(STAMP)
 example: $(STAMP)
 	$(PY) examples/quickstart.py
 
+# the whole suite on the default device, then the backend-independent op tests on TRITON (Triton's interpreter here)
+TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_triton.py
+
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(JOBS) tests
+	LAZYGRAD_DEVICE=TRITON $(PY) -m pytest -q -n $(JOBS) $(TRITON_TESTS)
 
 test-triton: $(TEST_STAMP)
-	LAZYGRAD_DEVICE=TRITON $(PY) -m pytest -q -n $(JOBS) tests/test_ops.py tests/test_schedule.py
+	LAZYGRAD_DEVICE=TRITON $(PY) -m pytest -q -n $(JOBS) $(TRITON_TESTS)
+
+fuzz: $(TEST_STAMP)
+	LAZYGRAD_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -n $(JOBS) tests/test_fuzz.py
+
+bench: $(TEST_STAMP)
+	$(PY) bench/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

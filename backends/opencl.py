@@ -72,8 +72,9 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   if op is BinaryOps.SUB: return f"({a}-{b})"
   if op is BinaryOps.MUL: return f"({a}*{b})" if src_dtypes[0] is not bool_ else f"({a}&&{b})"
   if op is BinaryOps.DIV: return f"({a}/{b})"
-  if op is BinaryOps.IDIV: return f"({a}/{b})"
-  if op is BinaryOps.MOD: return f"({a}%{b})"
+  # an integer division by zero is undefined in C (a CPU traps): it gives 0 here, as on the Triton backend
+  if op is BinaryOps.IDIV: return f"({a}/{b})" if b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0" else f"(({b})==0?0:({a})/({b}))"
+  if op is BinaryOps.MOD: return f"({a}%{b})" if b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0" else f"(({b})==0?0:({a})%({b}))"
   if op is BinaryOps.MAX:  # NaN wins, as in torch.maximum
     return f"((({a}>{b})||isnan({a}))?{a}:{b})" if fl else f"(({a}>{b})?{a}:{b})"
   if op is BinaryOps.CMPLT: return f"({a}<{b})"

@@ -1,0 +1,627 @@
+"""Triton backend: renders a Plan as a tile-structured Triton kernel and runs it on an NVIDIA GPU through libcuda, or,
+where there is no GPU (or TRITON_INTERPRET=1), in Triton's interpreter over NumPy memory. PyTorch is never imported.
+
+A program computes BLOCK output elements at once (`gidx` is a tile of flat indices). A reduction walks its axis in
+[BLOCK, RBLOCK] tiles, combining them elementwise into an accumulator tile that is reduced once, after the loop.
+float16 and bfloat16 are stored as such and computed in float32.
+"""
+from __future__ import annotations
+import ctypes
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import threading
+import time
+import numpy as np
+from lazygrad.codegen.lower import Plan, Instr, lower
+from lazygrad.device import Allocator
+from lazygrad.dtype import DType, bool_, float16, bfloat16, float64
+from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And
+
+
+def _env_true(name: str) -> bool: return os.environ.get(name, "").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _open_libcuda():
+  """libcuda, initialised, if this machine has at least one NVIDIA GPU; else None."""
+  try: lib = ctypes.CDLL("libcuda.so.1")
+  except OSError: return None
+  count = ctypes.c_int()
+  if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0: return None
+  return lib
+
+
+# The interpreter must be chosen before `import triton`: triton.jit decides at decoration time what it returns.
+_libcuda = None if _env_true("TRITON_INTERPRET") else _open_libcuda()
+INTERPRET = _libcuda is None
+if INTERPRET: os.environ["TRITON_INTERPRET"] = "1"
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402,F401  (the generated modules import it themselves)
+
+if INTERPRET:
+  # The interpreter checks int32 arithmetic for overflow by default and fails on it; a GPU (and torch) wraps around.
+  # Private knob, so a Triton that lacks it just keeps the check.
+  try:
+    from triton.runtime import interpreter as _interpreter
+    _interpreter.interpreter_builder.options = dataclasses.replace(_interpreter.interpreter_builder.options,
+                                                                   sanitize_overflow=False)
+  except (ImportError, AttributeError, TypeError):
+    pass
+
+
+class KernelError(RuntimeError):
+  """A generated kernel failed to compile or launch; the message carries the source and the backend's words."""
+
+
+# ---------------------------------------------------------------------------------------------------------- render
+
+# each dtype's Triton element type in memory, and the type it is computed in
+TL = {"bool": "tl.int1", "uint8": "tl.uint8", "int8": "tl.int8", "int16": "tl.int16", "int32": "tl.int32",
+      "int64": "tl.int64", "float16": "tl.float16", "bfloat16": "tl.bfloat16", "float32": "tl.float32",
+      "float64": "tl.float64"}
+COMPUTE = {**TL, "float16": "tl.float32", "bfloat16": "tl.float32"}
+# pointer element types as Triton's signatures spell them (what triton.runtime.jit.mangle_type gives)
+SIGNATURE = {"bool": "u1", "uint8": "u8", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
+             "float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
+
+
+def check_dtype(dtype: DType):
+  if dtype.name not in TL:
+    raise TypeError(f"Triton backend: dtype {dtype.name} is not supported (supported: {', '.join(TL)})")
+
+
+def literal(value, dtype: DType) -> str:
+  """A Python literal; Triton gives it the type of the tensor it meets (a weakly typed scalar)."""
+  if dtype is bool_: return "True" if value else "False"
+  if dtype.is_float:
+    v = float(value)
+    if math.isnan(v): return 'float("nan")'
+    if math.isinf(v): return 'float("inf")' if v > 0 else 'float("-inf")'
+    return repr(v) if v >= 0 else f"({v!r})"
+  bits = 8 * dtype.itemsize  # wrap into range, as C's conversion of the OpenCL literal does
+  v = int(value) % (1 << bits)
+  if dtype.kind == "i" and v >= 1 << (bits - 1): v -= 1 << bits
+  return str(v) if v >= 0 else f"({v})"
+
+
+def typed(value, dtype: DType, shape: str) -> str:
+  """A constant tile with its own type, for an expression no tensor gives a type to. (A tile, not a 0-d tensor:
+  the interpreter mislabels 0-d comparison results and breaks when it broadcasts them.)"""
+  return f"tl.full({shape}, {literal(value, dtype)}, {COMPUTE[dtype.name]})"
+
+
+def reduce_identity(op: ReduceOps, dtype: DType):
+  if op is ReduceOps.SUM or dtype is bool_: return 0
+  if dtype.is_float: return -math.inf
+  return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
+
+
+def index(node: Node, var, ctx: str = "top") -> str:
+  """Index math as Triton text. // and % on Triton ints truncate toward zero, as the symbolic layer assumes (C).
+  ctx is where the text goes, for parentheses: "top", a term of & ("and"), of + ("sum"), or of * // % ("arith")."""
+  def wrap(text: str, *where: str) -> str: return f"({text})" if ctx in where else text
+  if isinstance(node, Num): return wrap(str(node.v), "arith") if node.v < 0 else str(node.v)
+  if isinstance(node, Var): return var(node.name)
+  if isinstance(node, (Mul, Div, Mod)):
+    sym = {Mul: "*", Div: "//", Mod: "%"}[type(node)]
+    return wrap(f"{index(node.a, var, 'arith')} {sym} {node.b}", "arith")
+  if isinstance(node, (Lt, Ge)):
+    return wrap(f"{index(node.a, var)} {'<' if isinstance(node, Lt) else '>='} {node.b}", "and", "sum", "arith")
+  if isinstance(node, And): return wrap(" & ".join(index(t, var, "and") for t in node.terms), "sum", "arith")
+  if isinstance(node, Sum):
+    text = index(node.terms[0], var, "sum")
+    for t in node.terms[1:]:
+      if isinstance(t, Num) and t.v < 0: text += f" - {-t.v}"
+      elif isinstance(t, Mul) and t.b < 0:
+        text += f" - {index(t.a, var, 'sum')}" if t.b == -1 else f" - {index(t.a, var, 'arith')} * {-t.b}"
+      else: text += f" + {index(t, var, 'sum')}"
+    return wrap(text, "and", "sum", "arith")
+  raise NotImplementedError(f"Triton renderer: no rule for index node {type(node).__name__}")
+
+
+# Integer division by a value that may be zero: C leaves it undefined, these make it 0 (the interpreter's answer).
+HELPERS = {
+  "c_div": '''@triton.jit
+def c_div(a, b):
+    # C's a / b on integers (truncates toward zero); 0 where b == 0
+    return tl.where(b == 0, 0, a // tl.where(b == 0, 1, b))''',
+  "c_mod": '''@triton.jit
+def c_mod(a, b):
+    # C's a % b on integers (sign of a); 0 where b == 0
+    return tl.where(b == 0, 0, a % tl.where(b == 0, 1, b))''',
+}
+
+
+def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set) -> str:
+  """One instruction's Triton expression. `dtype` is the result's; srcs are the operand instructions."""
+  a = args[0]
+  b = args[1] if len(args) > 1 else None
+  src = srcs[0].dtype
+  if op is UnaryOps.NEG: return f"{a} == 0" if src is bool_ else f"-{a}"
+  if op is UnaryOps.NOT: return f"{a} == 0"
+  if op is UnaryOps.EXP2: return f"tl.exp2({a})"
+  if op is UnaryOps.LOG2: return f"tl.log2({a})"
+  if op is UnaryOps.SIN: return f"tl.sin({a})"
+  if op is UnaryOps.SQRT:  # float32 tl.sqrt is an approximation on a GPU
+    return f"tl.sqrt({a})" if dtype is float64 else f"tl.sqrt_rn({a})"
+  if op is UnaryOps.RECIP: return f"1.0 / {a}" if dtype is float64 else f"tl.div_rn(1.0, {a})"
+  if op is UnaryOps.CAST:
+    if dtype is bool_: return f"{a} != 0"
+    if dtype in (float16, bfloat16): return f"{a}.to({TL[dtype.name]}).to(tl.float32)"  # round, keep computing in fp32
+    return f"{a}.to({COMPUTE[dtype.name]})"
+  if op is BinaryOps.ADD: return f"{a} | {b}" if src is bool_ else f"{a} + {b}"
+  if op is BinaryOps.SUB: return f"{a} - {b}"
+  if op is BinaryOps.MUL: return f"{a} & {b}" if src is bool_ else f"{a} * {b}"
+  if op in (BinaryOps.DIV, BinaryOps.IDIV, BinaryOps.MOD):
+    if op is BinaryOps.DIV and src.is_float:  # a plain / on float32 is an approximation on a GPU
+      return f"{a} / {b}" if src is float64 else f"tl.div_rn({a}, {b})"
+    if srcs[1].op == "const" and srcs[1].arg != 0: return f"{a} % {b}" if op is BinaryOps.MOD else f"{a} // {b}"
+    helper = "c_mod" if op is BinaryOps.MOD else "c_div"
+    helpers.add(helper)
+    return f"{helper}({a}, {b})"
+  if op is BinaryOps.MAX:
+    if src is bool_: return f"{a} | {b}"
+    if src.is_float: return f"tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)"  # NaN wins, as torch.maximum
+    return f"tl.maximum({a}, {b})"
+  if op is BinaryOps.CMPLT: return f"{a} < {b}"
+  if op is BinaryOps.CMPEQ: return f"{a} == {b}"
+  if op is BinaryOps.AND: return f"{a} & {b}"  # on int1 the bitwise ops are the logical ones
+  if op is BinaryOps.OR: return f"{a} | {b}"
+  if op is BinaryOps.XOR: return f"{a} ^ {b}"
+  if op is TernaryOps.WHERE: return f"tl.where({a}, {b}, {args[2]})"
+  raise NotImplementedError(f"Triton renderer: no rule for {op}")
+
+
+def render(plan: Plan) -> tuple[str, str]:
+  """Plan -> (Triton source: a Python module defining one @triton.jit kernel, kernel name). A pure function."""
+  for d in [*plan.bufs, *(i.dtype for i in plan.instrs)]: check_dtype(d)
+  R = plan.red_size
+  names: dict[int, str] = {}
+  helpers: set[str] = set()
+  lines: list[str] = []
+
+  def var_in(region: str):
+    return (lambda n: "gidx[:, None]" if n == "gidx" else n) if region == "loop" else (lambda n: n)
+
+  def tile(region: str) -> str: return "[BLOCK, RBLOCK]" if region == "loop" else "[BLOCK]"
+
+  def ref(i: Instr, region: str) -> str:
+    """How code in `region` names the value of i. Every named value is a tile; a [BLOCK] value from before the loop
+    is a column [BLOCK, 1] inside it."""
+    if i.op == "const": return literal(i.arg, i.dtype)
+    return f"{names[id(i)]}[:, None]" if region == "loop" and i.region == "pre" else names[id(i)]
+
+  def operands(i: Instr, region: str) -> list[str]:
+    args = [ref(s, region) for s in i.srcs]
+    values = i.srcs[1:] if i.arg is TernaryOps.WHERE else i.srcs  # what the result's type comes from
+    if all(s.op == "const" for s in values):
+      n = i.srcs.index(values[0])
+      args[n] = typed(values[0].arg, values[0].dtype, tile(region))
+    return args
+
+  def line(i: Instr, region: str, indent: str):
+    if i.op in ("const", "reduce"): return  # literals inline; the reduction is written after its loop
+    var = var_in(region)
+    if i.op == "index":
+      expr = index(i.arg, var)
+    elif i.op == "load":
+      bufno, idx, valid = i.arg
+      mask = ["gmask[:, None]", "rmask"] if region == "loop" else ["gmask"]
+      if valid.min != 1: mask.append(index(valid, var, "and"))
+      ptr = f"data{bufno}" if idx == Num(0) else f"data{bufno} + {index(idx, var, 'sum')}"
+      if not idx.vars() >= ({"gidx", "ridx"} if region == "loop" else {"gidx"}):
+        ptr = f"tl.broadcast_to({ptr}, {tile(region)})"  # the mask is a whole tile, so the pointers must be too
+      expr = f"tl.load({ptr}, mask={' & '.join(mask)}, other={'0.0' if i.dtype.is_float else '0'})"
+      if i.dtype in (float16, bfloat16): expr += ".to(tl.float32)"
+    elif i.op == "alu":
+      expr = alu(i.arg, i.dtype, operands(i, region), i.srcs, helpers)
+    else: raise NotImplementedError(f"Triton renderer: no rule for instruction {i.op}")
+    lines.append(f"{indent}{i.name} = {expr}")
+    names[id(i)] = i.name
+
+  for i in plan.instrs:
+    if i.region == "pre": line(i, "pre", "    ")
+  if plan.reduce is not None:
+    r = plan.reduce
+    acc_t, x = COMPUTE[r.dtype.name], plan.reduce.srcs[0]
+    xs = typed(x.arg, x.dtype, tile("loop")) if x.op == "const" else None
+    ident = reduce_identity(r.arg, r.dtype)
+    if ident == 0: lines.append(f"    acc = tl.zeros([BLOCK, RBLOCK], dtype={acc_t})")
+    else: lines.append(f"    acc = tl.full([BLOCK, RBLOCK], {literal(ident, r.dtype)}, {acc_t})")
+    lines.append(f"    for r0 in range(0, {R}, RBLOCK):")
+    lines.append("        ridx = r0 + tl.arange(0, RBLOCK)[None, :]" if not plan.big_index else
+                 "        ridx = (r0 + tl.arange(0, RBLOCK)[None, :]).to(tl.int64)")
+    lines.append(f"        rmask = ridx < {R}")
+    for i in plan.instrs:
+      if i.region == "loop": line(i, "loop", "        ")
+    masked = f"tl.where(rmask, {xs or ref(x, 'loop')}, {literal(ident, r.dtype)})"  # the identity past the end
+    if r.dtype is bool_: upd = f"acc | {masked}"
+    elif r.arg is ReduceOps.SUM: upd = f"acc + {masked}"
+    elif r.dtype.is_float: upd = f"tl.maximum(acc, {masked}, propagate_nan=tl.PropagateNan.ALL)"
+    else: upd = f"tl.maximum(acc, {masked})"
+    lines.append(f"        acc = {upd}")
+    if r.dtype is bool_: lines.append(f"    {r.name} = tl.max(acc.to(tl.int8), axis=1) != 0")
+    elif r.arg is ReduceOps.SUM:
+      narrow = r.dtype.is_int and r.dtype.itemsize < 4  # tl.sum widens small ints to int32
+      lines.append(f"    {r.name} = tl.sum(acc, axis=1)" + (f".to({acc_t})" if narrow else ""))
+    else:
+      lines.append(f"    {r.name} = tl.max(acc, axis=1)")
+      if r.dtype.is_float:  # tl.max skips NaN; a NaN anywhere makes the max NaN, as in torch.amax
+        lines.append(f'    {r.name} = tl.where(tl.max((acc != acc).to(tl.int8), axis=1) != 0, float("nan"), {r.name})')
+    names[id(r)] = r.name
+  for i in plan.instrs:
+    if i.region == "post": line(i, "post", "    ")
+
+  out, v = plan.bufs[0], plan.value
+  value = ref(v, "post")
+  if out in (float16, bfloat16) and v.op != "const": value += f".to({TL[out.name]})"
+  params = [f"data{n}" for n in range(len(plan.bufs))] + ["BLOCK: tl.constexpr"] + (
+    ["RBLOCK: tl.constexpr"] if plan.reduce is not None else [])
+  kernel = [
+    "@triton.jit",
+    f"def {plan.name}({', '.join(params)}):",
+    "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
+    "    gidx = pid * BLOCK + tl.arange(0, BLOCK)",
+    f"    gmask = gidx < {plan.out_size}",
+    *lines,
+    f"    tl.store(data0 + gidx, {value}, mask=gmask)"]
+  parts = ["import triton\nimport triton.language as tl", *(HELPERS[h] for h in sorted(helpers)), "\n".join(kernel)]
+  return "\n\n\n".join(parts) + "\n", plan.name
+
+
+def next_pow2(n: int) -> int: return 1 << max(n - 1, 0).bit_length()
+
+
+def tile_sizes(plan: Plan, interpret: bool) -> tuple[int, int]:
+  """(BLOCK, RBLOCK). The interpreter pays about a millisecond per program and little per element: big tiles.
+  A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements."""
+  budget = 1 << 16 if interpret else 4096
+  if plan.reduce is None: return min(next_pow2(plan.out_size), budget if interpret else 1024), 1
+  rblock = min(next_pow2(plan.red_size), budget if interpret else 1024)
+  return min(next_pow2(plan.out_size), max(1, budget // rblock)), rblock
+
+
+# --------------------------------------------------------------------------------------------- source -> function
+
+def load_kernel(src: str, name: str):
+  """The @triton.jit function `name` defined in `src`. Triton reads a kernel's source with inspect, so the text
+  must live in a file: it is written once under the cache folder and imported."""
+  digest = hashlib.sha256(src.encode()).hexdigest()[:16]
+  modname = f"lazygrad_triton_{name}_{digest}"
+  if modname in sys.modules: return getattr(sys.modules[modname], name)
+  folder = cache_dir() / "triton_src"
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / f"{modname}.py"
+  if not path.exists() or path.read_text() != src:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(src)
+    os.replace(tmp, path)  # atomic: another process may be importing it
+  spec = importlib.util.spec_from_file_location(modname, path)
+  mod = importlib.util.module_from_spec(spec)
+  sys.modules[modname] = mod  # inspect.getmodule must find it
+  spec.loader.exec_module(mod)
+  return getattr(mod, name)
+
+
+# ---------------------------------------------------------------------------------------- interpreter: host memory
+
+class NumpyStorage:
+  """Stands in for torch.UntypedStorage: the interpreter copies storages to the host and back; ours are host memory."""
+
+  def __init__(self, owner: np.ndarray): self.bytes = owner.reshape(-1).view(np.uint8)
+  def data_ptr(self) -> int: return self.bytes.__array_interface__["data"][0]
+  def nbytes(self) -> int: return self.bytes.nbytes
+  def cpu(self) -> NumpyStorage: return self
+
+  def copy_(self, other: NumpyStorage) -> NumpyStorage:
+    if other.data_ptr() != self.data_ptr(): self.bytes[...] = other.bytes
+    return self
+
+
+class NumpyTensor:
+  """The part of torch.Tensor's interface that Triton's interpreter uses for a pointer argument."""
+
+  def __init__(self, array: np.ndarray, dtype: str | None = None):
+    self.array = array
+    self._dtype = dtype  # a Triton type name for memory NumPy has no type for ("bfloat16" over uint16)
+
+  @property
+  def dtype(self): return self._dtype or self.array.dtype  # Triton only looks at str(dtype)
+  def data_ptr(self) -> int: return self.array.__array_interface__["data"][0]
+
+  def untyped_storage(self) -> NumpyStorage:
+    root = self.array
+    while isinstance(root.base, np.ndarray): root = root.base
+    return NumpyStorage(root)
+
+  def storage_offset(self) -> int: return (self.data_ptr() - self.untyped_storage().data_ptr()) // self.array.itemsize
+  def size(self, dim=None): return self.array.shape if dim is None else self.array.shape[dim]
+
+  def stride(self, dim=None):
+    st = tuple(s // self.array.itemsize for s in self.array.strides)
+    return st if dim is None else st[dim]
+
+  def new_empty(self, size, device=None, dtype=None) -> NumpyTensor:
+    shape = (size,) if isinstance(size, int) else tuple(size)
+    return NumpyTensor(np.empty(shape, dtype=self.array.dtype), self._dtype)
+
+  def set_(self, storage: NumpyStorage, offset, size, stride) -> NumpyTensor:
+    it = self.array.itemsize
+    self.array = np.ndarray(tuple(size), dtype=self.array.dtype, buffer=storage.bytes, offset=offset * it,
+                            strides=tuple(s * it for s in stride))
+    return self
+
+
+def host_view(handle: np.ndarray, dtype: DType, nbytes: int) -> NumpyTensor:
+  """A device buffer (bytes) as the typed pointer argument the interpreter wants."""
+  raw = handle[:nbytes]
+  if dtype is bfloat16: return NumpyTensor(raw.view(np.uint16), "bfloat16")
+  return NumpyTensor(raw.view(np.bool_ if dtype is bool_ else dtype.np))
+
+
+# bfloat16 lives on the device as bfloat16 and on the host as float32 (lazygrad.dtype): convert when copying
+def to_bf16_bits(x: np.ndarray) -> np.ndarray:
+  """float32 -> bfloat16 bits, rounding to nearest even; NaN stays NaN."""
+  x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+  u = x.view(np.uint32)
+  bits = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+  return np.where(np.isnan(x), np.uint16(0x7FC0), bits)
+
+
+def from_bf16_bits(bits: np.ndarray) -> np.ndarray: return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _is_bf16(host: np.ndarray, nbytes: int) -> bool:
+  """Host float32 over half as many device bytes: only bfloat16 is held on the host wider than on the device."""
+  return host.dtype == np.float32 and host.size * 2 == nbytes
+
+
+class HostAllocator(Allocator):
+  """Interpreter memory: a byte array per buffer, handed to kernels as typed views (no copies)."""
+
+  def _alloc(self, nbytes): return np.empty(nbytes, np.uint8)
+  def _free(self, handle): pass
+
+  def copyin(self, handle, host: np.ndarray):
+    if _is_bf16(host, handle.nbytes): host = to_bf16_bits(host)
+    src = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+    handle[:src.nbytes] = src
+
+  def copyout(self, host: np.ndarray, handle):
+    if _is_bf16(host, handle.nbytes): host.reshape(-1)[:] = from_bf16_bits(handle.view(np.uint16)); return
+    out = host.reshape(-1).view(np.uint8)
+    out[:] = handle[:out.nbytes]
+
+
+# ---------------------------------------------------------------------------------------- GPU: libcuda via ctypes
+
+class CUDAError(RuntimeError): pass
+
+
+class CUDA:
+  """The few driver calls this backend needs, on the device's primary context."""
+
+  def __init__(self, lib, index: int):
+    self.lib = lib
+    count = ctypes.c_int()
+    self.check(lib.cuDeviceGetCount(ctypes.byref(count)), "cuDeviceGetCount")
+    if index >= count.value:
+      raise ValueError(f"TRITON:{index} does not exist; this machine has {count.value} CUDA device(s)")
+    self.dev = ctypes.c_int()
+    self.check(lib.cuDeviceGet(ctypes.byref(self.dev), index), "cuDeviceGet")
+    self.ctx = ctypes.c_void_p()
+    self.check(lib.cuDevicePrimaryCtxRetain(ctypes.byref(self.ctx), self.dev), "cuDevicePrimaryCtxRetain")
+    self.current()
+    major, minor = self.attribute(75), self.attribute(76)  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR
+    self.cc = major * 10 + minor
+    name = ctypes.create_string_buffer(256)
+    self.check(lib.cuDeviceGetName(name, 256, self.dev), "cuDeviceGetName")
+    self.name = name.value.decode()
+
+  def check(self, status: int, what: str):
+    if status != 0:
+      text = ctypes.c_char_p()
+      self.lib.cuGetErrorName(status, ctypes.byref(text))
+      raise CUDAError(f"CUDA: {what} failed with {text.value.decode() if text.value else status}")
+
+  def current(self): self.check(self.lib.cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent")  # per thread
+
+  def attribute(self, attr: int) -> int:
+    v = ctypes.c_int()
+    self.check(self.lib.cuDeviceGetAttribute(ctypes.byref(v), attr, self.dev), "cuDeviceGetAttribute")
+    return v.value
+
+  def load(self, cubin: bytes, name: str, shared: int):
+    """cubin -> (module, function), opting in to more than 48 KB of dynamic shared memory where the kernel needs it."""
+    self.current()
+    mod, fn = ctypes.c_void_p(), ctypes.c_void_p()
+    self.check(self.lib.cuModuleLoadData(ctypes.byref(mod), ctypes.c_char_p(cubin)), f"cuModuleLoadData({name})")
+    self.check(self.lib.cuModuleGetFunction(ctypes.byref(fn), mod, name.encode()), f"cuModuleGetFunction({name})")
+    if shared > 49152:
+      static = ctypes.c_int()
+      self.check(self.lib.cuFuncGetAttribute(ctypes.byref(static), 1, fn), "cuFuncGetAttribute")  # SHARED_SIZE_BYTES
+      optin = self.attribute(97)  # MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+      self.check(self.lib.cuFuncSetAttribute(fn, 8, optin - static.value), "cuFuncSetAttribute")  # MAX_DYNAMIC_SHARED
+    return mod, fn
+
+  def launch(self, fn, grid: int, threads: int, shared: int, pointers: list[int]):
+    self.current()
+    args = [ctypes.c_uint64(p) for p in pointers]
+    params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.byref(a), ctypes.c_void_p) for a in args])
+    self.check(self.lib.cuLaunchKernel(fn, ctypes.c_uint(grid), ctypes.c_uint(1), ctypes.c_uint(1),
+                                       ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1),
+                                       ctypes.c_uint(shared), ctypes.c_void_p(0), params, ctypes.c_void_p(0)),
+               "cuLaunchKernel")
+
+
+@dataclasses.dataclass
+class DevicePointer:
+  ptr: int
+  nbytes: int
+
+
+class CUDAAllocator(Allocator):
+  def __init__(self, cuda: CUDA):
+    super().__init__()
+    self.cuda = cuda
+
+  def _alloc(self, nbytes):
+    self.cuda.current()
+    p = ctypes.c_uint64()
+    status = self.cuda.lib.cuMemAlloc_v2(ctypes.byref(p), ctypes.c_size_t(nbytes))
+    if status == 2: raise MemoryError(f"CUDA: out of device memory allocating {nbytes} bytes")  # ERROR_OUT_OF_MEMORY
+    self.cuda.check(status, "cuMemAlloc")
+    return DevicePointer(p.value, nbytes)
+
+  def _free(self, handle):
+    self.cuda.current()
+    self.cuda.lib.cuMemFree_v2(ctypes.c_uint64(handle.ptr))
+
+  def copyin(self, handle, host: np.ndarray):
+    host = to_bf16_bits(host) if _is_bf16(host, handle.nbytes) else np.ascontiguousarray(host)
+    self.cuda.current()  # pageable memory: returns once the copy is done, after earlier kernels on the null stream
+    self.cuda.check(self.cuda.lib.cuMemcpyHtoD_v2(ctypes.c_uint64(handle.ptr), host.ctypes.data_as(ctypes.c_void_p),
+                                                  ctypes.c_size_t(host.nbytes)), "cuMemcpyHtoD")
+
+  def copyout(self, host: np.ndarray, handle):
+    bf16 = _is_bf16(host, handle.nbytes)
+    dst = np.empty(host.size, np.uint16) if bf16 else host
+    assert dst.flags.c_contiguous
+    self.cuda.current()
+    self.cuda.check(self.cuda.lib.cuMemcpyDtoH_v2(dst.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint64(handle.ptr),
+                                                  ctypes.c_size_t(dst.nbytes)), "cuMemcpyDtoH")
+    if bf16: host.reshape(-1)[:] = from_bf16_bits(dst)
+
+
+@dataclasses.dataclass
+class GPUProgram:
+  name: str
+  cubin: bytes
+  num_warps: int
+  shared: int
+  scratch: tuple[int, int]  # global scratch bytes per program and alignment; 0 when the kernel needs none
+  function: object = None
+  module: object = None
+
+
+def cuda_options(block: int, rblock: int) -> dict:
+  return {"num_warps": min(8, max(1, block * rblock // 256)),
+          "enable_fp_fusion": False}  # no fused multiply-add: round each op on its own, as the reference does
+
+
+def compile_cubin(src: str, plan: Plan, block: int, rblock: int, cc: int) -> GPUProgram:
+  """Generated source -> cubin for compute capability `cc`. Needs Triton's CUDA backend, not a GPU or a driver (but
+  triton.jit must make real JITFunctions: TRITON_INTERPRET unset when the source is first loaded)."""
+  from triton.compiler import ASTSource
+  from triton.backends.compiler import GPUTarget
+  signature = {f"data{n}": "*" + SIGNATURE[d.name] for n, d in enumerate(plan.bufs)}
+  constexprs = {"BLOCK": block} | ({"RBLOCK": rblock} if plan.reduce is not None else {})
+  signature |= {k: "constexpr" for k in constexprs}
+  # every buffer comes from cuMemAlloc, so every pointer is 16-byte aligned: lets Triton vectorize
+  attrs = {(n,): [["tt.divisibility", 16]] for n in range(len(plan.bufs))}
+  try:
+    fn = load_kernel(src, plan.name)
+    k = triton.compile(ASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
+                       target=GPUTarget("cuda", cc, 32), options=cuda_options(block, rblock))
+  except Exception as e:
+    raise KernelError(f"Triton failed to compile kernel {plan.name}: {e}\n--- source ---\n{src}") from e
+  md = k.metadata
+  return GPUProgram(md.name, k.asm["cubin"], md.num_warps, md.shared,
+                    (getattr(md, "global_scratch_size", 0) or 0, getattr(md, "global_scratch_align", 1) or 1))
+
+
+# ------------------------------------------------------------------------------------------------------------ device
+
+class Device:
+  def __init__(self, index: int):
+    self.interpret = INTERPRET
+    if self.interpret and isinstance(getattr(triton.language.standard, "sum", None), triton.runtime.jit.JITFunction):
+      raise RuntimeError("Triton backend: no GPU, so kernels run in Triton's interpreter, but triton was imported "
+                         "before lazygrad's Triton backend without TRITON_INTERPRET=1. Set TRITON_INTERPRET=1 in the "
+                         "environment, or use the TRITON device before importing triton")
+    if self.interpret:
+      self.allocator: Allocator = HostAllocator()
+      self.ident = f"interpreter|triton {triton.__version__}"
+    else:
+      self.cuda = CUDA(_libcuda, index)
+      self.allocator = CUDAAllocator(self.cuda)
+      self.ident = f"{self.cuda.name}|sm_{self.cuda.cc}|triton {triton.__version__}"
+    self.name = f"TRITON:{index}"
+    self.kernels: dict = {}  # kernel AST -> (plan, program, source, BLOCK, RBLOCK)
+    self.lock = threading.Lock()
+
+  def compile(self, src: str, plan: Plan, block: int, rblock: int):
+    """Source -> a runnable program: the interpreted function, or a loaded cubin (through the on-disk cache)."""
+    if self.interpret:
+      try: return load_kernel(src, plan.name)
+      except Exception as e:
+        raise KernelError(f"Triton failed to load kernel {plan.name}: {e}\n--- source ---\n{src}") from e
+    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], block, rblock, cuda_options(block, rblock)])
+    cached = disk_cache_get("triton", key)
+    if cached is not None:
+      meta, cubin = cached.split(b"\n", 1)
+      prog = GPUProgram(**json.loads(meta), cubin=cubin)
+    else:
+      prog = compile_cubin(src, plan, block, rblock, self.cuda.cc)
+      meta = {"name": prog.name, "num_warps": prog.num_warps, "shared": prog.shared, "scratch": list(prog.scratch)}
+      disk_cache_put("triton", key, json.dumps(meta).encode() + b"\n" + prog.cubin)
+    prog.module, prog.function = self.cuda.load(prog.cubin, prog.name, prog.shared)
+    return prog
+
+  def exec(self, ast, buffers, origin: str = ""):
+    """Run one kernel AST over device buffers (buffers[0] is the output)."""
+    with self.lock:
+      entry = self.kernels.get(ast)
+      if entry is None:
+        if self.interpret and any(n.dtype is bfloat16 for n in [*buffers, *ast.walk()]):
+          raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
+                          "toward zero. Use float16 or float32 here")
+        plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
+        src, name = render(plan)
+        if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
+        block, rblock = tile_sizes(plan, self.interpret)
+        st = time.perf_counter()
+        prog = self.compile(src, plan, block, rblock)
+        if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
+        entry = self.kernels[ast] = (plan, prog, src, block, rblock)
+      plan, prog, src, block, rblock = entry
+      if plan.out_size == 0: return
+      grid = (plan.out_size + block - 1) // block
+      try:
+        if self.interpret: self._run_interpreted(prog, plan, buffers, grid, block, rblock)
+        else: self._run_gpu(prog, buffers, grid)
+      except Exception as e:
+        raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
+                          f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
+
+  def _run_interpreted(self, fn, plan: Plan, buffers, grid: int, block: int, rblock: int):
+    args = [host_view(b.handle, b.dtype, b.nbytes) for b in buffers]
+    sizes = {"BLOCK": block} | ({"RBLOCK": rblock} if plan.reduce is not None else {})
+    with np.errstate(all="ignore"):  # lanes past the end are computed too, on whatever the masked loads gave
+      fn[(grid,)](*args, **sizes)  # a plain tuple: callable grids break older interpreters
+
+  def _run_gpu(self, prog: GPUProgram, buffers, grid: int):
+    size, align = prog.scratch
+    scratch = None
+    if size:
+      nbytes = grid * size + align
+      scratch = self.allocator.alloc(nbytes)
+    try:
+      scratch_ptr = 0 if scratch is None else -(-scratch.ptr // align) * align
+      # the parameters: one pointer per buffer, then the global and profile scratch pointers every Triton kernel takes
+      self.cuda.launch(prog.function, grid, 32 * prog.num_warps, prog.shared,
+                       [b.handle.ptr for b in buffers] + [scratch_ptr, 0])
+    finally:
+      if scratch is not None: self.allocator.free(scratch, nbytes)  # reuse is ordered after this kernel on the stream
+
+  def synchronize(self):
+    if not self.interpret:
+      self.cuda.current()
+      self.cuda.check(self.cuda.lib.cuCtxSynchronize(), "cuCtxSynchronize")

@@ -1,0 +1,164 @@
+"""The Triton backend: the shape of the kernels it writes, dtypes at its edges, and its errors.
+
+Runs on the TRITON device whatever LAZYGRAD_DEVICE says; with no GPU that is Triton's interpreter.
+"""
+import json
+import os
+import subprocess
+import sys
+import numpy as np
+import pytest
+
+# the backend first: on a machine without a GPU it must turn the interpreter on before triton is imported
+backend = pytest.importorskip("lazygrad.backends.triton")
+import lazygrad as lg  # noqa: E402
+from lazygrad.codegen.lower import lower  # noqa: E402
+from lazygrad.dtype import DType  # noqa: E402
+from lazygrad.schedule import schedule  # noqa: E402
+
+DEV = "TRITON"
+
+
+def plans(t: lg.Tensor):
+  """The lowered plan of every kernel that realizing t would launch."""
+  items = [si for si in schedule([t.lazydata.base]) if si.ast is not None]
+  return [lower(si.ast, [si.out.dtype] + [i.dtype for i in si.inputs], [si.out.size] + [i.size for i in si.inputs])
+          for si in items]
+
+
+def only_plan(t: lg.Tensor):
+  ps = plans(t)
+  assert len(ps) == 1, f"expected one kernel, got {len(ps)}"
+  return ps[0]
+
+
+def test_elementwise_chain_renders_one_masked_tile():
+  a = lg.Tensor(np.arange(12, dtype=np.float32).reshape(3, 4), device=DEV)
+  b = lg.Tensor(np.ones(4, np.float32), device=DEV)
+  out = ((a + b) * 2).exp()
+  src, name = backend.render(only_plan(out))
+  assert src == backend.render(only_plan(out))[0], "render is a pure function of the plan"
+  for text in ("@triton.jit", f"def {name}(data0, data1, data2, BLOCK: tl.constexpr):", "pid = tl.program_id(0)",
+               "gidx = pid * BLOCK + tl.arange(0, BLOCK)", "gmask = gidx < 12",
+               "tl.load(data1 + gidx, mask=gmask, other=0.0)", "tl.load(data2 + gidx % 4, mask=gmask, other=0.0)",
+               "tl.exp2(", "tl.store(data0 + gidx, "):
+    assert text in src, f"{text!r} not in\n{src}"
+  assert "for " not in src and "RBLOCK" not in src
+  an = np.arange(12, dtype=np.float32).reshape(3, 4)
+  np.testing.assert_allclose(out.numpy(), np.exp((an + 1) * 2), rtol=1e-5)
+
+
+def test_reduction_renders_a_2d_tile_loop():
+  x = np.random.default_rng(0).standard_normal((5, 300)).astype(np.float32)
+  t = lg.Tensor(x, device=DEV)
+  out = (t * 2).abs().sum(1).sqrt()  # the sqrt runs after the loop, in the same kernel
+  src, _ = backend.render(only_plan(out))
+  for text in ("BLOCK: tl.constexpr, RBLOCK: tl.constexpr", "gmask = gidx < 5",
+               "acc = tl.zeros([BLOCK, RBLOCK], dtype=tl.float32)", "for r0 in range(0, 300, RBLOCK):",
+               "ridx = r0 + tl.arange(0, RBLOCK)[None, :]", "rmask = ridx < 300",
+               "tl.load(data1 + (gidx[:, None] * 300 + ridx), mask=gmask[:, None] & rmask, other=0.0)",
+               "acc = acc + tl.where(rmask, ", "tl.sum(acc, axis=1)", "tl.sqrt_rn(", "mask=gmask)"):
+    assert text in src, f"{text!r} not in\n{src}"
+  np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x * 2).sum(1)), rtol=1e-5)
+
+
+def test_max_reduction_propagates_nan():
+  x = np.random.default_rng(1).standard_normal((4, 70)).astype(np.float32)
+  x[2, 33] = np.nan
+  got = lg.Tensor(x, device=DEV).max(1)[0].numpy()
+  np.testing.assert_array_equal(got, x.max(1))  # NumPy's max returns NaN too, as torch.amax does
+
+
+def test_float16_round_trip_and_arithmetic():
+  h = (np.random.default_rng(2).standard_normal(1000) * 100).astype(np.float16)
+  t = lg.Tensor(h, device=DEV)
+  np.testing.assert_array_equal(t.numpy(), h)
+  out = t * 3 + 1
+  assert out.dtype == lg.float16
+  src, _ = backend.render(only_plan(out))
+  assert ".to(tl.float32)" in src and ".to(tl.float16)" in src  # stored as fp16, computed in fp32
+  np.testing.assert_array_equal(out.numpy(), (h.astype(np.float32) * 3 + 1).astype(np.float16))
+
+
+def test_bool_kernel_stores_one_byte_per_element():
+  rng = np.random.default_rng(3)
+  a, b = rng.standard_normal(100).astype(np.float32), rng.standard_normal(100).astype(np.float32)
+  c = rng.random(100) > 0.5
+  ta, tb, tc = (lg.Tensor(v, device=DEV) for v in (a, b, c))
+  out = (ta < tb) & tc.logical_not() | (ta == ta).logical_not()
+  got = out.numpy()
+  assert got.dtype == np.bool_
+  np.testing.assert_array_equal(got, (a < b) & ~c)
+  assert set(got.view(np.uint8).tolist()) <= {0, 1}
+  np.testing.assert_array_equal(tc.any().numpy(), c.any())
+  np.testing.assert_array_equal(tc.sum().numpy(), c.sum())
+
+
+def test_integer_division_truncates_like_c():
+  a = np.array([7, -7, 7, -7, 0, 9], np.int32)
+  b = np.array([2, 2, -2, -2, 3, 0], np.int32)
+  ta, tb = lg.Tensor(a, device=DEV), lg.Tensor(b, device=DEV)
+  q = ta.div(tb, rounding_mode="trunc").numpy()
+  r = ta.fmod(tb).numpy()
+  np.testing.assert_array_equal(q, [3, -3, -3, 3, 0, 0])  # a zero divisor gives 0 (C leaves it undefined)
+  np.testing.assert_array_equal(r, [1, -1, 1, -1, 0, 0])
+
+
+def test_unsupported_dtype_is_named():
+  plan = only_plan(lg.Tensor(np.ones(4, np.float32), device=DEV) * 2)
+  fp8 = DType("float8_e4m3", 1, "f", 0, np.uint8)
+  plan.bufs[0] = fp8
+  with pytest.raises(TypeError, match="float8_e4m3"):
+    backend.render(plan)
+
+
+@pytest.mark.skipif(not backend.INTERPRET, reason="a GPU runs bfloat16")
+def test_bfloat16_in_the_interpreter_is_refused_by_name():
+  t = lg.Tensor(np.ones(4, np.float32), device=DEV).to(lg.bfloat16)
+  with pytest.raises(TypeError, match="bfloat16"):
+    t.numpy()
+
+
+def test_a_kernel_that_fails_to_load_carries_its_source():
+  plan = only_plan(lg.Tensor(np.ones(4, np.float32), device=DEV) + 1)
+  dev = lg.device.get(DEV)
+  bad = "import triton\n\n@triton.jit\ndef broken(data0:\n    pass\n"
+  if not backend.INTERPRET: pytest.skip("covered by the compile check below")
+  with pytest.raises(backend.KernelError, match="(?s)failed to load kernel.*--- source ---.*def broken"):
+    dev.compile(bad, plan, 4, 1)
+
+
+CUBIN_CHECK = r"""
+import json, os, sys, types
+os.environ["TRITON_INTERPRET"] = "0"
+import triton  # first, for real: on a machine without a GPU the backend would pick the interpreter
+from lazygrad.backends import triton as backend
+from lazygrad.dtype import BY_NAME
+os.environ["TRITON_INTERPRET"] = "0"
+for k in json.loads(sys.stdin.read()):
+  plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]], reduce=k["reduce"] or None)
+  prog = backend.compile_cubin(k["src"], plan, k["block"], k["rblock"], 90)
+  assert prog.cubin[:4] == b"\x7fELF" and prog.name == k["name"], prog.name
+print("ok")
+"""
+
+
+def test_gpu_path_compiles_kernels_to_cubins():
+  """No GPU is needed to compile: this keeps the GPU path honest on CPU-only machines."""
+  import triton
+  if "nvidia" not in getattr(triton.backends, "backends", {}): pytest.skip("this Triton has no CUDA backend")
+  rng = np.random.default_rng(4)
+  x = lg.Tensor(rng.standard_normal((8, 100)).astype(np.float32), device=DEV)
+  h = lg.Tensor(rng.standard_normal(64).astype(np.float16), device=DEV)
+  i = lg.Tensor(rng.integers(-9, 9, 64).astype(np.int64), device=DEV)
+  kernels = []
+  for out in ((x.softmax(1) * 2).max(1)[0], h * h + 1, (i // 3 > 0) | (i % 2 == 0), x.to(lg.bfloat16) * 2):
+    for plan in plans(out):
+      src, name = backend.render(plan)
+      block, rblock = backend.tile_sizes(plan, interpret=False)
+      kernels.append(dict(src=src, name=name, bufs=[d.name for d in plan.bufs], reduce=plan.reduce is not None,
+                          block=block, rblock=rblock))
+  env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+  res = subprocess.run([sys.executable, "-c", CUBIN_CHECK], input=json.dumps(kernels), capture_output=True, text=True,
+                       env=env, timeout=300)
+  assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-4000:]
