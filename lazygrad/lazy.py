@@ -187,6 +187,10 @@ def realize(*lbs: LazyBuffer):
     print(f"realize: {launched} kernel(s) in {(time.perf_counter() - start) * 1e3:.2f} ms")
 
 
+# while lazygrad.jit captures a call, every launch is recorded here as (device, kernel AST, buffers)
+capture: list | None = None
+
+
 def run_schedule(items) -> int:
   launched = 0
   for si in items:
@@ -196,7 +200,9 @@ def run_schedule(items) -> int:
       dev = devices.get(out.device)
       if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
                            f"{len(si.inputs)} input(s){' for ' + si.origin if si.origin else ''}")
-      dev.exec(si.ast, [out.realized] + [i.realized for i in si.inputs], si.origin)
+      buffers = [out.realized] + [i.realized for i in si.inputs]
+      dev.exec(si.ast, buffers, si.origin)
+      if capture is not None: capture.append((dev, si.ast, buffers, si.origin))
       devices.count_kernel()
       launched += 1
     # the graph below a realized node is no longer needed: let it be freed

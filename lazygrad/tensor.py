@@ -14,6 +14,9 @@ from lazygrad.helpers import argsort, normalize_dim, prod
 from lazygrad.lazy import LazyBuffer, realize as realize_lazy
 
 
+assign_hook = None  # set by lazygrad.jit while it captures a call: it learns which tensors a step updates
+
+
 class ShapeError(ValueError, RuntimeError):
   """Shapes that do not fit together. A ValueError, and a RuntimeError as PyTorch raises for the same mistakes."""
 
@@ -185,6 +188,7 @@ class Tensor:
     other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
     if other.shape != self.shape: raise ShapeError(f"assign: shape {other.shape} does not match {self.shape}")
     if other.dtype is not self.dtype: other = other.cast(self.dtype)
+    if assign_hook is not None: assign_hook(self)
     self.lazydata = other.lazydata
     return self
 
