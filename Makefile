@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example test test-triton fuzz bench clean
+.PHONY: example mnist gpt quickstart test test-triton fuzz bench clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,28 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-example: $(STAMP)
+EXAMPLE_STAMP := $(VENV)/.installed-examples
+DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+$(EXAMPLE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[examples]'
+	touch $@
+
+# Fashion-MNIST from Debian's package where apt-get can install it; elsewhere set LAZYGRAD_DATA (see the README)
+$(DATA):
+	-(command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1))) || true
+
+example: $(EXAMPLE_STAMP) | $(DATA)
+	$(PY) examples/mnist.py --model mlp --epochs 1 --limit 10000
+
+mnist: $(EXAMPLE_STAMP) | $(DATA)
+	$(PY) examples/mnist.py
+
+gpt: $(EXAMPLE_STAMP)
+	$(PY) examples/gpt.py
+
+quickstart: $(STAMP)
 	$(PY) examples/quickstart.py
 
 # the whole suite on the default device, then the backend-independent op tests on TRITON (Triton's interpreter here)

@@ -199,7 +199,8 @@ def vector_choice(plan: Plan):
   for lane, size in options:
     if size < LANES or size % LANES: continue
     # a reduction's loop keeps one accumulator: 8 lanes hide the latency of its chain of adds
-    n = 8 if size % 8 == 0 and (lane == "ridx" or (plan.reduce is not None and _row_stride(plan) % 8 == 0)) else LANES
+    wide = any(VECTOR_DTYPES[d.name] == "long" for d in [*plan.bufs, *(i.dtype for i in plan.instrs)])
+    n = 8 if size % 8 == 0 and not wide and (lane == "ridx" or (plan.reduce is not None and _row_stride(plan) % 8 == 0)) else LANES
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
@@ -476,7 +477,7 @@ class Device:
       try: return cl.Program(self.ctx, [self.device], [binary]).build()
       except cl.Error: pass  # a stale or foreign binary: build from source
     try:
-      prg = cl.Program(self.ctx, src).build()
+      prg = cl.Program(self.ctx, src).build(options=["-w"])  # warnings would reach the user's terminal
     except cl.Error as e:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
     disk_cache_put("opencl", key, prg.binaries[0])

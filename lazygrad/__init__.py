@@ -30,3 +30,4 @@ reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
 __version__ = "0.1.0"
 
 from lazygrad.state import save, load  # noqa: E402
+from lazygrad import nn, optim, data  # noqa: E402
