@@ -1,2 +1,15 @@
 """Neural-network building blocks; `lazygrad.nn.functional` holds the functional forms."""
 from lazygrad.nn import functional
+from lazygrad.nn import init
+from lazygrad.nn import utils
+from lazygrad.nn.module import Module, Parameter
+from lazygrad.nn.layers import (
+  Identity, Sequential, ModuleList, ModuleDict,
+  Linear, Conv1d, Conv2d, ConvTranspose2d,
+  BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, RMSNorm,
+  Embedding, Dropout,
+  ReLU, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax,
+  MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Unflatten,
+  MultiheadAttention,
+  L1Loss, MSELoss, NLLLoss, CrossEntropyLoss, BCEWithLogitsLoss,
+)

@@ -33,6 +33,13 @@ def _as_tensor(value, like: Tensor | None = None) -> Tensor:
   return Tensor(arr)
 
 
+def _copy_tensor(t: Tensor) -> Tensor:
+  data = t.detach().clone()
+  out = Parameter(data, t.requires_grad) if isinstance(t, Parameter) else data.requires_grad_(t.requires_grad)
+  if t.grad is not None: out.grad = t.grad.detach().clone()
+  return out
+
+
 def _addindent(s: str, n: int) -> str:
   lines = s.split("\n")
   return lines[0] if len(lines) == 1 else lines[0] + "\n" + "\n".join(" " * n + line for line in lines[1:])
@@ -101,10 +108,7 @@ class Module:
 
   def __setattr__(self, name: str, value: Any) -> None:
     def remove_from(*dicts):
-      for d in dicts:
-        if name in d:
-          if d is self.__dict__: del d[name]
-          else: del d[name]
+      for d in dicts: d.pop(name, None)
     params = self.__dict__.get("_parameters")
     if isinstance(value, Parameter):
       if params is None: raise AttributeError("cannot assign parameters before Module.__init__() call")
@@ -241,6 +245,7 @@ class Module:
 
   def _load_from_state_dict(self, state_dict: dict, prefix: str, strict: bool, missing_keys: list,
                             unexpected_keys: list, error_msgs: list):
+    """Load this module's own parameters and buffers (not its children's); unexpected keys are found by the caller."""
     local = [(k, v) for k, v in self._parameters.items() if v is not None]
     local += [(k, v) for k, v in self._buffers.items() if v is not None and k not in self._non_persistent_buffers_set]
     for name, param in local:
@@ -259,14 +264,6 @@ class Module:
         continue
       if value.device != param.device: value = value.to(param.device)
       param.assign(value.detach())
-    if strict:
-      for key in state_dict:
-        if key.startswith(prefix):
-          name = key[len(prefix):].split(".", 1)[0]
-          if name not in self._modules and name not in self._parameters and name not in self._buffers:
-            unexpected_keys.append(key)
-          elif name in self._non_persistent_buffers_set and key[len(prefix):] == name:
-            unexpected_keys.append(key)
 
   def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
     """Copy parameters and buffers in place; returns (missing_keys, unexpected_keys). With strict=True (the
@@ -281,7 +278,7 @@ class Module:
       for name, child in module._modules.items():
         if child is not None: load(child, prefix + name + ".")
     load(self, "")
-    # _load_from_state_dict checks unexpected keys per module; keep only those no module claims
+    # unexpected: the keys that no module's parameter or persistent buffer claims
     claimed = set(self.state_dict(keep_vars=True).keys())
     unexpected = [k for k in state_dict if k not in claimed]
     if strict:
@@ -324,9 +321,7 @@ class Module:
           new = fn(t)
           if new is not t:
             t.lazydata = new.lazydata  # a conversion keeps object identity, as torch's param.data = ... does
-          if t.grad is not None:
-            g = fn(t.grad)
-            t.grad = g if g is not t.grad else t.grad
+          if t.grad is not None: t.grad = fn(t.grad)
     return self
 
   def to(self, *args, device=None, dtype=None) -> Module:
@@ -352,6 +347,19 @@ class Module:
   def float(self) -> Module: return self.to(dtype="float32")
   def double(self) -> Module: return self.to(dtype="float64")
   def half(self) -> Module: return self.to(dtype="float16")
+
+  def __deepcopy__(self, memo):
+    """A copy with its own parameters and buffers (lazy device-side copies), as copy.deepcopy(model) gives in torch."""
+    import copy
+    for m in self.modules():
+      tensors = [t for store in (m._parameters, m._buffers) for t in store.values() if t is not None]
+      tensors += [v for v in m.__dict__.values() if isinstance(v, Tensor)]
+      for t in tensors:
+        if id(t) not in memo: memo[id(t)] = _copy_tensor(t)
+    new = object.__new__(type(self))
+    memo[id(self)] = new
+    for k, v in self.__dict__.items(): object.__setattr__(new, k, copy.deepcopy(v, memo))
+    return new
 
   # ---- printing
 
