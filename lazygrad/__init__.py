@@ -30,4 +30,11 @@ reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
 __version__ = "0.1.0"
 
 from lazygrad.state import save, load  # noqa: E402
-from lazygrad import nn, optim, data  # noqa: E402
+
+
+def __getattr__(name):
+  # nn, optim and data load on first use, so `import lazygrad` stays quick
+  if name in ("nn", "optim", "data"):
+    import importlib
+    return importlib.import_module(f"lazygrad.{name}")
+  raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

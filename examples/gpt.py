@@ -1,0 +1,146 @@
+"""A character-level GPT, trained with lazygrad on Python's own standard library source (or any text file).
+
+  python examples/gpt.py                       # a small model, a few hundred steps, then a sample
+  python examples/gpt.py --text book.txt --steps 2000 --layers 6 --width 256
+  python examples/gpt.py --device TRITON       # LAZYGRAD_DEVICE works too
+
+Everything a GPT needs is here in a page: token and position embeddings, causal self-attention, LayerNorm, a GELU
+MLP, AdamW with a cosine learning-rate schedule, and sampling.
+"""
+import argparse
+import glob
+import math
+import os
+import sysconfig
+import time
+import numpy as np
+from tqdm import tqdm
+import lazygrad as lg
+import lazygrad.nn as nn
+import lazygrad.nn.functional as F
+
+
+class SelfAttention(nn.Module):
+  def __init__(self, width, heads):
+    super().__init__()
+    self.heads = heads
+    self.qkv = nn.Linear(width, 3 * width)
+    self.proj = nn.Linear(width, width)
+
+  def forward(self, x):
+    b, t, c = x.shape
+    q, k, v = self.qkv(x).split(c, dim=2)
+    # (b, t, c) -> (b, heads, t, c / heads)
+    q, k, v = (y.reshape(b, t, self.heads, c // self.heads).transpose(1, 2) for y in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+  def __init__(self, width, heads):
+    super().__init__()
+    self.ln1, self.attn = nn.LayerNorm(width), SelfAttention(width, heads)
+    self.ln2 = nn.LayerNorm(width)
+    self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+  def forward(self, x):
+    x = x + self.attn(self.ln1(x))
+    return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+  def __init__(self, vocab, context, layers, heads, width):
+    super().__init__()
+    self.context = context
+    self.tokens, self.positions = nn.Embedding(vocab, width), nn.Embedding(context, width)
+    self.blocks = nn.Sequential(*[Block(width, heads) for _ in range(layers)])
+    self.ln, self.head = nn.LayerNorm(width), nn.Linear(width, vocab)
+
+  def forward(self, idx):
+    t = idx.shape[1]
+    x = self.tokens(idx) + self.positions(lg.arange(t))
+    return self.head(self.ln(self.blocks(x)))
+
+  def generate(self, idx: np.ndarray, n: int, temperature=0.8, rng=None) -> np.ndarray:
+    rng = rng or np.random.default_rng(0)
+    with lg.no_grad():
+      for _ in range(n):
+        # always a full window, padded on the right: one input shape, so the kernels compile once; causal
+        # attention keeps the padding out of the last real position's view
+        window = idx[-self.context:]
+        padded = np.zeros((1, self.context), np.int64)
+        padded[0, :len(window)] = window
+        logits = self(lg.Tensor(padded))[0, len(window) - 1] / temperature
+        probs = logits.softmax(-1).numpy().astype(np.float64)
+        idx = np.append(idx, rng.choice(len(probs), p=probs / probs.sum()))
+    return idx
+
+
+def load_corpus(path):
+  if path:
+    with open(path, encoding="utf-8", errors="replace") as f: return f.read()
+  files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+  return "".join(open(f, encoding="utf-8", errors="replace").read() for f in files[:40])
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--text", help="a UTF-8 text file to learn (default: the standard library's source)")
+  ap.add_argument("--steps", type=int, default=300)
+  ap.add_argument("--batch-size", type=int, default=16)
+  ap.add_argument("--context", type=int, default=64)
+  ap.add_argument("--layers", type=int, default=2)
+  ap.add_argument("--heads", type=int, default=4)
+  ap.add_argument("--width", type=int, default=64)
+  ap.add_argument("--lr", type=float, default=3e-3)
+  ap.add_argument("--device", default=None, help="OPENCL, OPENCL:1, TRITON (default: LAZYGRAD_DEVICE or OPENCL)")
+  args = ap.parse_args()
+  if args.device: os.environ["LAZYGRAD_DEVICE"] = args.device
+  lg.manual_seed(0)
+  rng = np.random.default_rng(0)
+
+  text = load_corpus(args.text)
+  chars = sorted(set(text))
+  encode = {ch: i for i, ch in enumerate(chars)}
+  data = np.array([encode[ch] for ch in text], dtype=np.int64)
+  split = int(len(data) * 0.95)
+  print(f"device {lg.Tensor([0]).device}; corpus {len(data):,} characters, vocabulary {len(chars)}")
+
+  model = GPT(len(chars), args.context, args.layers, args.heads, args.width)
+  print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
+  opt = lg.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+  schedule = lg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr / 10)
+
+  def batch(source):
+    starts = rng.integers(0, len(source) - args.context - 1, args.batch_size)
+    x = np.stack([source[s:s + args.context] for s in starts])
+    y = np.stack([source[s + 1:s + args.context + 1] for s in starts])
+    return lg.Tensor(x), lg.Tensor(y)
+
+  start = time.perf_counter()
+  print("the first steps compile the model's kernels (cached on disk for the next run)")
+  bar = tqdm(range(1, args.steps + 1), desc="training", unit="step")
+  for step in bar:
+    x, y = batch(data[:split])
+    logits = model(x)
+    loss = F.cross_entropy(logits.reshape(-1, len(chars)), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    lg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    schedule.step()
+    if step % 25 == 0 or step == args.steps: bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
+  elapsed = time.perf_counter() - start
+
+  with lg.no_grad():
+    x, y = batch(data[split:])
+    val = F.cross_entropy(model(x).reshape(-1, len(chars)), y.reshape(-1)).item()
+  print(f"{args.steps} steps in {elapsed:.1f} s ({args.steps / elapsed:.2f} steps/s); final training loss "
+        f"{loss.item():.3f}, validation loss {val:.3f} (uniform guessing: {math.log(len(chars)):.3f})")
+  prompt = np.array([encode[ch] for ch in "def "], dtype=np.int64)
+  sample = model.generate(prompt, 200, rng=rng)
+  print("--- sample ---\n" + "".join(chars[i] for i in sample))
+
+
+if __name__ == "__main__":
+  main()
