@@ -3,8 +3,8 @@ inputs' buffers, skipping graph building, scheduling and lowering.
 
 The first call runs normally (kernels compile, optimizer state gets real buffers); the second and third calls run
 normally too and record their launches. If both recordings launch the same kernels, later calls replay them; if not
-(the function bakes a changing Python number into its kernels, say), the function keeps running normally, with a
-warning, rather than replaying something wrong. A call whose tensor arguments differ in shape, dtype or device from
+(the function bakes a changing Python number into its kernels, or copies different data from the host, say), the
+function keeps running normally, with a warning, rather than replaying something wrong. A call whose tensor arguments differ in shape, dtype or device from
 the recorded ones starts the cycle again.
 
 What a replayed function may do: read its tensor arguments, read other tensors it does not change, and update
@@ -24,15 +24,18 @@ WARMUP_CALLS = 1
 
 
 class _Recording:
-  def __init__(self, launches, args, assigned, outputs, structure):
+  def __init__(self, launches, uploads, args, assigned, outputs, structure):
     self.launches = launches          # [(device, ast, [Buffer], origin)]
+    self.uploads = uploads            # [(id of a buffer copied from the host during the call, its bytes)]
     self.arg_bufs = args              # id(Buffer) -> argument position
     self.assigned = assigned          # [(tensor, id(buffer before the call), buffer after, view after)]
     self.outputs = outputs            # [(buffer, view)] of the returned tensors
     self.structure = structure        # how the returned tensors were packed: None, "tensor", "tuple", "list"
 
   def same_kernels(self, other: _Recording) -> bool:
-    return len(self.launches) == len(other.launches) and all(a[1] is b[1] for a, b in zip(self.launches, other.launches))
+    """Same kernels, and the same data copied from the host (a replay repeats the first recording's copies' data)."""
+    return (len(self.launches) == len(other.launches) and all(a[1] is b[1] for a, b in zip(self.launches, other.launches))
+            and [u[1] for u in self.uploads] == [u[1] for u in other.uploads])
 
 
 def _signature(args) -> tuple:
@@ -71,7 +74,7 @@ class jit:
       self.replayable = self.recordings[0].same_kernels(self.recordings[1])
       if not self.replayable:
         warnings.warn(f"lazygrad.jit: {getattr(self.fn, '__name__', 'function')} launched different kernels in two "
-                      f"calls (a Python number that changes each call baked into a kernel?); running it without replay")
+                      f"calls (a Python number that changes each call, in a kernel or copied from the host?); running it without replay")
       self.recordings = self.recordings[1:]
     return out
 
@@ -85,7 +88,8 @@ class jit:
         assigned[id(t)] = (t, id(before) if before is not None else None)
 
     launches: list = []
-    lazy.capture, tensor_module.assign_hook = launches, on_assign
+    uploads: list = []
+    lazy.capture, lazy.uploads, tensor_module.assign_hook = launches, uploads, on_assign
     try:
       out = self.fn(*args)
       outs = [] if out is None else [out] if isinstance(out, Tensor) else list(out)
@@ -93,10 +97,10 @@ class jit:
         raise TypeError("lazygrad.jit: the function must return a Tensor, a tuple or list of Tensors, or None")
       realize(*outs, *(t for t, _ in assigned.values()))
     finally:
-      lazy.capture, tensor_module.assign_hook = None, None
+      lazy.capture, lazy.uploads, tensor_module.assign_hook = None, None, None
     structure = None if out is None else "tensor" if isinstance(out, Tensor) else type(out).__name__
     self.recordings.append(_Recording(
-      launches, arg_bufs,
+      launches, uploads, arg_bufs,
       [(t, before, _base_buffer(t), (t.lazydata.base.shape, t.lazydata.st)) for t, before in assigned.values()],
       [(_base_buffer(o), (o.lazydata.base.shape, o.lazydata.st)) for o in outs], structure))
     return out

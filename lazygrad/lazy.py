@@ -65,6 +65,7 @@ class LazyBuffer:
     lb = LazyBuffer(device, ShapeTracker.from_shape(x.shape), dtype, LoadOps.FROM_HOST)
     lb.realized = devices.Buffer(device, x.size, dtype)
     if x.size: lb.realized.copyin(x.reshape(-1))
+    if uploads is not None: uploads.append((id(lb.realized), x.tobytes()))
     return lb
 
   @staticmethod
@@ -187,8 +188,10 @@ def realize(*lbs: LazyBuffer):
     print(f"realize: {launched} kernel(s) in {(time.perf_counter() - start) * 1e3:.2f} ms")
 
 
-# while lazygrad.jit captures a call, every launch is recorded here as (device, kernel AST, buffers)
+# while lazygrad.jit captures a call, every launch is recorded here as (device, kernel AST, buffers), and every
+# host-to-device copy as (id of its buffer, its bytes)
 capture: list | None = None
+uploads: list | None = None
 
 
 def run_schedule(items) -> int:
