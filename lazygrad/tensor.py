@@ -541,12 +541,17 @@ class Tensor:
   def log(self): return self._float().log2() * math.log(2)
   def log10(self): return self._float().log2() * math.log10(2)
   def log1p(self):
-    x = self._float()
-    # log(1 + x) loses x's low digits when |x| is tiny: there a short series is exact to float precision
-    return (x.abs() < 1e-4).where(x * (1 - x * (0.5 - x / 3)), (x + 1).log())
+    """log(1 + x), exact for tiny x too: Goldberg's correction x * log(u) / (u - 1) with u = 1 + x."""
+    def value(x):
+      u = x + 1
+      return (u == 1).where(x, u.log() * (x / (u - 1)))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (x + 1))
   def expm1(self):
-    x = self._float()
-    return (x.abs() < 1e-5).where(x * (1 + x * (0.5 + x / 6)), x.exp() - 1)
+    """exp(x) - 1, exact for tiny x too: Kahan's (u - 1) * x / log(u) with u = exp(x)."""
+    def value(x):
+      u = x.exp()
+      return (u == 1).where(x, (u - 1 == -1).where(-1.0, (u - 1) * (x / u.log())))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp())
   def erf(self):
     """Error function: a Chebyshev fit of erfc (relative error below 1.2e-7), with the exact derivative."""
     def value(x):

@@ -71,7 +71,7 @@ def test_matches_torch_after_20_steps(name, kwargs):
     assert_params_close(ours, theirs)
     for lp, tp in zip(ours.parameters(), theirs.parameters()):  # the moment buffers too
         for key, tv in topt.state[tp].items():
-            if key == "step": assert opt.state[lp]["step"] == tv.item() == 20
+            if key == "step": assert opt.state[lp]["step"].item() == tv.item() == 20
             else: np.testing.assert_allclose(opt.state[lp][key].numpy(), tv.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
 
 
@@ -89,8 +89,9 @@ def test_param_groups_and_a_scheduler_that_cycles_betas():
 
 
 def test_adam_step_kernel_count():
-    """One Adam step over a 4-parameter model: one kernel per updated buffer (exp_avg, exp_avg_sq, the parameter),
-    all scheduled by one realize. State it so it cannot grow."""
+    """One Adam step over a 4-parameter model: one kernel per updated buffer (exp_avg, exp_avg_sq and the parameter
+    for each parameter, and the step counter the four share), all scheduled by one realize. State it so it cannot
+    grow."""
     ours, _ = models()
     opt = optim.Adam(ours.parameters(), lr=0.01)
     for _ in range(2):
@@ -99,8 +100,8 @@ def test_adam_step_kernel_count():
         lg.realize(*[p.grad for p in ours.parameters()])
         before = lg.kernel_count()
         opt.step()
-        assert lg.kernel_count() - before == 12
-    # the whole training step (forward, backward, update) in one schedule: 12 for the update, 7 for the gradients
+        assert lg.kernel_count() - before == 13
+    # the whole training step (forward, backward, update) in one schedule: 13 for the update, 7 for the gradients
     counts = []
     for _ in range(3):
         before = lg.kernel_count()
@@ -108,7 +109,49 @@ def test_adam_step_kernel_count():
         lg_loss(ours).backward()
         opt.step()
         counts.append(lg.kernel_count() - before)
-    assert counts[0] == counts[1] == counts[2] <= 19
+    assert counts[0] == counts[1] == counts[2] <= 20
+
+
+def test_jitted_steps_replay_the_same_updates():
+    """Under lazygrad.jit the recorded kernels are replayed without running Python: the step count and bias
+    corrections live on the device, so replayed Adam steps still match torch's."""
+    ours, theirs = models()
+    opt, topt = optim.AdamW(ours.parameters(), lr=0.01), torch.optim.AdamW(theirs.parameters(), lr=0.01)
+
+    @lg.jit
+    def step(x, y):
+        loss = ((ours(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(8):
+        step(lg.tensor(X), lg.tensor(Y))
+        topt.zero_grad()
+        torch_loss(theirs).backward()
+        topt.step()
+    assert step.replayable
+    assert_params_close(ours, theirs)
+    assert opt.state[ours[0].weight]["step"].item() == 8
+    # a scheduler cannot change a replayed step's learning rate: it says so
+    sched = lr_scheduler.StepLR(opt, step_size=1)
+    step(lg.tensor(X), lg.tensor(Y))
+    with pytest.warns(UserWarning, match="lazygrad.jit"):
+        sched.step()
+
+
+def test_a_parameter_without_gradient_keeps_its_step_count():
+    ours, theirs = models()
+    opt, topt = optim.Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    for k in range(3):
+        for o, model, loss in ((opt, ours, lg_loss), (topt, theirs, torch_loss)):
+            o.zero_grad()
+            loss(model).backward()
+            if k == 1: model[2].bias.grad = None  # the last bias sits out one step
+            o.step()
+    assert [opt.state[p]["step"].item() for p in ours.parameters()] == [3, 3, 3, 2]
+    assert_params_close(ours, theirs)
 
 
 def test_sgd_kernel_counts():
@@ -145,7 +188,7 @@ def test_state_dict_layout_matches_torch():
     assert list(sd["state"]) == list(tsd["state"]) == [0, 1, 2, 3]
     for i in range(4):
         assert list(sd["state"][i]) == list(tsd["state"][i])
-        assert sd["state"][i]["step"] == 2.0
+        assert sd["state"][i]["step"].item() == 2.0 and sd["state"][i]["step"].dtype is lg.float32
     assert [set(g) for g in sd["param_groups"]] == [set(g) for g in tsd["param_groups"]]
     assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2, 3]]
     assert [g["lr"] for g in sd["param_groups"]] == [0.001, 0.1]
@@ -165,7 +208,7 @@ def test_resume_from_state_dict_and_from_torch():
     ours.load_state_dict(theirs.state_dict())
     opt3 = optim.RMSprop(ours.parameters())
     opt3.load_state_dict(topt.state_dict())
-    assert opt3.state[next(ours.parameters())]["step"] == 6.0
+    assert opt3.state[next(ours.parameters())]["step"].item() == 6.0
     train(ours, theirs, opt3, topt, 3)
     assert_params_close(ours, theirs)
     with pytest.raises(ValueError, match="different number of parameter groups"):

@@ -1,15 +1,19 @@
 """Optimizers with torch.optim's names, arguments, update formulas and state-dict layout.
 
 A step is lazy and fused: the update of every parameter (and its moment buffers) is built as Tensor math, `assign`ed,
-and realized together once at the end of step(), so one step is a few kernels per parameter, scheduled at once.
-The step count is a Python number, so bias corrections are computed on the host. Values that change from step
-to step (learning rate, bias corrections) and the hyperparameters a scheduler may change (momentum, betas) reach
-the kernels through one small uploaded vector, not as literals, so the generated kernels stay the same every step
-and are compiled once.
+and realized together once at the end of step(), so one step is one kernel per updated buffer, scheduled at once.
+
+Nothing a kernel reads changes on the host from step to step, so the kernels are compiled once and a step inside
+`lazygrad.jit` replays correctly:
+- the step count is a device tensor (as torch's `capturable=True` keeps it), shared by the parameters of a group
+  that step together, and bias corrections are computed from it inside the update kernels;
+- hyperparameters (lr, betas, eps, ...) reach the kernels through a small uploaded vector per group, uploaded
+  again only when a value changes (a scheduler), never baked into the kernel source as literals.
 """
 from __future__ import annotations
 import copy
 from collections import defaultdict
+import math
 from typing import Callable
 import numpy as np
 from lazygrad.tensor import Tensor, no_grad, enable_grad, realize
@@ -44,6 +48,17 @@ def _zeros_like(p: Tensor) -> Tensor:
 def _lerp(start: Tensor, end: Tensor, w: float, w_t: Tensor, one_minus_w_t: Tensor) -> Tensor:
   """torch.lerp's formula, which picks its form by the weight so both ends are exact."""
   return start + w_t * (end - start) if abs(w) < 0.5 else end - (end - start) * one_minus_w_t
+
+
+def _ln(x: float) -> float: return math.log(x) if x > 0 else -math.inf
+
+
+def _one_minus_pow(log_base: Tensor, step: Tensor) -> Tensor:
+  """1 - base**step = -expm1(step * ln(base)), to float32 precision even when it is tiny (beta2 = 0.999, step 1):
+  a short series below |x| = 0.1, where 1 - exp(x) would lose the low digits."""
+  x = step * log_base
+  series = -x * (1 + x * (1 / 2 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x / 720)))))
+  return (x.abs() < 0.1).where(series, 1 - x.exp())
 
 
 class Optimizer:
@@ -99,28 +114,55 @@ class Optimizer:
       with enable_grad(): loss = closure()
     updated: list[Tensor] = []
     with no_grad():
-      for group in self.param_groups:
-        uploads: dict = {}
-        for p in group["params"]:
-          if p.grad is None: continue
+      for index, group in enumerate(self.param_groups):
+        active = [p for p in group["params"] if p.grad is not None]
+        for p in active:
           state = self.state[p]
-          if not state: self._init_state(group, p, state)
-          if self._counts_steps: state["step"] = float(state.get("step", 0.0)) + 1.0
-          values = self._scalars(group, state.get("step", 0.0))
-          key = (tuple(values.values()), p.device, _compute_dtype(p).name)
-          if key not in uploads:  # one small upload per group (and step count), shared by its parameters
-            dt = _compute_dtype(p)
-            vec = Tensor(np.array(list(values.values()), dtype=dt.np), dtype=dt, device=p.device)
-            uploads[key] = {name: vec[i] for i, name in enumerate(values)}
-          updated += self._update(group, p, p.grad.detach(), state, uploads[key])
-    self._opt_called = True
+          if not state:
+            if self._counts_steps: state["step"] = None  # first, as in torch's layout; set by _advance_steps
+            self._init_state(group, p, state)
+        if self._counts_steps: updated += self._advance_steps(group, active)
+        for p in active:
+          hyper = self._hyper(index, group, p)
+          updated += self._update(group, p, p.grad.detach(), self.state[p], hyper)
+    self._step_calls = getattr(self, "_step_calls", 0) + 1
     if updated: realize(*updated)
     return loss
 
-  _counts_steps = True  # keep state["step"] (a Python float; torch keeps a tensor)
+  _counts_steps = True  # keeps state["step"], a float32 device tensor as in torch
+
+  def _advance_steps(self, group: dict, active: list[Tensor]) -> list[Tensor]:
+    """Add one to the step count of every parameter that steps; parameters that step together share one counter."""
+    fresh: dict[str, Tensor] = {}
+    counters: dict[int, Tensor] = {}
+    for p in active:
+      state = self.state[p]
+      if state.get("step") is None:
+        if p.device not in fresh: fresh[p.device] = Tensor(np.zeros((), dtype=np.float32), device=p.device)
+        state["step"] = fresh[p.device]
+      counters[id(state["step"])] = state["step"]
+    # a parameter without a gradient keeps its count: it leaves a counter it shared with one that steps
+    active_ids = {id(p) for p in active}
+    for p in group["params"]:
+      state = self.state.get(p)
+      if id(p) not in active_ids and state and id(state.get("step")) in counters: state["step"] = state["step"].detach()
+    for c in counters.values(): c.assign(c + 1)
+    return list(counters.values())
+
+  def _hyper(self, index: int, group: dict, p: Tensor) -> dict[str, Tensor]:
+    """The group's hyperparameters as 0-d views of one uploaded vector; uploaded again only when a value changes."""
+    values = self._hyperparameters(group)
+    dt = _compute_dtype(p)
+    key = (tuple(values.values()), dt.name, p.device)
+    cache = self.__dict__.setdefault("_uploads", {})
+    hit = cache.get((index, dt.name, p.device))
+    if hit is None or hit[0] != key:
+      vec = Tensor(np.array(list(values.values()), dtype=dt.np), dtype=dt, device=p.device)
+      hit = cache[(index, dt.name, p.device)] = (key, {name: vec[i] for i, name in enumerate(values)})
+    return hit[1]
 
   def _init_state(self, group: dict, p: Tensor, state: dict) -> None: pass
-  def _scalars(self, group: dict, step: float) -> dict[str, float]: raise NotImplementedError
+  def _hyperparameters(self, group: dict) -> dict[str, float]: raise NotImplementedError
   def _update(self, group: dict, p: Tensor, grad: Tensor, state: dict, s: dict[str, Tensor]) -> list[Tensor]:
     raise NotImplementedError
 
@@ -151,13 +193,19 @@ class Optimizer:
     if any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved)):
       raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
     id_map = {i: p for s, g in zip(saved, groups) for i, p in zip(s["params"], g["params"])}
+    group_of = {id(p): n for n, g in enumerate(groups) for p in g["params"]}
+    counters: dict[tuple, Tensor] = {}  # parameters of a group with the same count share one counter again
     new_state: defaultdict = defaultdict(dict)
     for k, v in state_dict["state"].items():
       if k not in id_map: continue
       p = id_map[k]
       entry = {}
       for name, value in v.items():
-        if name == "step": entry[name] = float(value.item() if hasattr(value, "item") else value)
+        if name == "step":
+          count = float(value.item() if hasattr(value, "item") else value)
+          key = (group_of[id(p)], count, p.device)
+          if key not in counters: counters[key] = Tensor(np.array(count, dtype=np.float32), device=p.device)
+          entry[name] = counters[key]
         elif value is None or isinstance(value, (int, float, bool)): entry[name] = value
         else: entry[name] = _as_state_tensor(value, p)
       new_state[p] = entry
@@ -202,7 +250,7 @@ class SGD(Optimizer):
                                   nesterov=nesterov, maximize=maximize, foreach=foreach, differentiable=differentiable,
                                   fused=fused))
 
-  def _scalars(self, group, step):
+  def _hyperparameters(self, group):
     return {"lr": group["lr"], "momentum": group["momentum"], "one_minus_dampening": 1 - group["dampening"],
             "weight_decay": group["weight_decay"]}
 
@@ -239,18 +287,14 @@ class Adam(Optimizer):
                                   decoupled_weight_decay=decoupled_weight_decay))
 
   def _init_state(self, group, p, state):
-    state["step"] = 0.0
     state["exp_avg"] = _zeros_like(p)
     state["exp_avg_sq"] = _zeros_like(p)
     if group["amsgrad"]: state["max_exp_avg_sq"] = _zeros_like(p)
 
-  def _scalars(self, group, step):
+  def _hyperparameters(self, group):
     lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2 = 1 - beta2 ** step
-    return {"w1": 1 - beta1, "one_minus_w1": 1 - (1 - beta1), "beta2": beta2, "one_minus_beta2": 1 - beta2,
-            "decay": 1 - lr * wd, "weight_decay": wd, "step_size": lr / bias_correction1,
-            "bias_correction2_sqrt": bias_correction2 ** 0.5, "eps": group["eps"]}
+    return {"lr": lr, "w1": 1 - beta1, "one_minus_w1": 1 - (1 - beta1), "beta2": beta2, "one_minus_beta2": 1 - beta2,
+            "ln_beta1": _ln(beta1), "ln_beta2": _ln(beta2), "decay": 1 - lr * wd, "weight_decay": wd, "eps": group["eps"]}
 
   def _update(self, group, p, grad, state, s):
     dt = _compute_dtype(p)
@@ -264,14 +308,18 @@ class Adam(Optimizer):
     m.assign(_lerp(m.cast(dt), g, 1 - group["betas"][0], s["w1"], s["one_minus_w1"]))
     v.assign(v.cast(dt) * s["beta2"] + s["one_minus_beta2"] * g * g)
     out = [m, v]
+    # bias corrections from the step count on the device: step_size = lr / (1 - beta1**t), sqrt(1 - beta2**t)
+    t = state["step"].cast(dt)
+    step_size = s["lr"] / _one_minus_pow(s["ln_beta1"], t)
+    bias_correction2_sqrt = _one_minus_pow(s["ln_beta2"], t).sqrt()
     if group["amsgrad"]:
       vmax = state["max_exp_avg_sq"]
       vmax.assign(vmax.cast(dt).maximum(v.cast(dt)))
       out.append(vmax)
-      denom = vmax.cast(dt).sqrt() / s["bias_correction2_sqrt"] + s["eps"]
+      denom = vmax.cast(dt).sqrt() / bias_correction2_sqrt + s["eps"]
     else:
-      denom = v.cast(dt).sqrt() / s["bias_correction2_sqrt"] + s["eps"]
-    p.assign(x - s["step_size"] * m.cast(dt) / denom)
+      denom = v.cast(dt).sqrt() / bias_correction2_sqrt + s["eps"]
+    p.assign(x - step_size * m.cast(dt) / denom)
     return out + [p]
 
 
@@ -303,12 +351,11 @@ class RMSprop(Optimizer):
                                   differentiable=differentiable))
 
   def _init_state(self, group, p, state):
-    state["step"] = 0.0
     state["square_avg"] = _zeros_like(p)
     if group["momentum"] > 0: state["momentum_buffer"] = _zeros_like(p)
     if group["centered"]: state["grad_avg"] = _zeros_like(p)
 
-  def _scalars(self, group, step):
+  def _hyperparameters(self, group):
     alpha = group["alpha"]
     return {"lr": group["lr"], "alpha": alpha, "w": 1 - alpha, "one_minus_w": 1 - (1 - alpha), "eps": group["eps"],
             "momentum": group["momentum"], "weight_decay": group["weight_decay"]}
