@@ -123,6 +123,73 @@ def conv2d(runs):
   return [("conv2d", "GFLOP/s", out, checked)]
 
 
+def mlp_train_step(runs, batch=256):
+  """MLP 784-512-512-10, ReLU, cross-entropy, Adam 1e-3: forward + backward + step, in steps/s."""
+  import lazygrad.nn as nn
+  import lazygrad.nn.functional as F
+  rng = np.random.default_rng(0)
+  x, y = rng.standard_normal((batch, 784), dtype=np.float32), rng.integers(0, 10, batch)
+  model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+  opt = lg.optim.Adam(model.parameters(), lr=1e-3)
+  lx, ly = lg.Tensor(x), lg.Tensor(y)
+
+  @lg.jit
+  def step(xb, yb):
+    loss = F.cross_entropy(model(xb), yb)
+    opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+  for _ in range(3): step(lx, ly)
+  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), runs, lg.synchronize)}
+  if torch is not None:
+    tm = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                             torch.nn.Linear(512, 10))
+    topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def tstep():
+      loss = torch.nn.functional.cross_entropy(tm(tx), ty)
+      topt.zero_grad(); loss.backward(); topt.step()
+    out["torch"] = 1 / median_time(tstep, runs)
+  return [("mlp_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
+
+
+def gpt_train_step(runs):
+  """GPT: vocab 256, context 128, 4 layers, 4 heads, width 128, batch 16, AdamW: steps/s."""
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+  from gpt import GPT
+  import lazygrad.nn.functional as F
+  rng = np.random.default_rng(0)
+  x, y = rng.integers(0, 256, (16, 128)), rng.integers(0, 256, (16, 128))
+  model = GPT(256, 128, 4, 4, 128)
+  opt = lg.optim.AdamW(model.parameters(), lr=1e-3)
+  lx, ly = lg.Tensor(x), lg.Tensor(y)
+
+  @lg.jit
+  def step(xb, yb):
+    loss = F.cross_entropy(model(xb).reshape(-1, 256), yb.reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+  for _ in range(3): step(lx, ly)
+  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), max(2, runs // 2), lg.synchronize)}
+  if torch is not None:
+    torch.manual_seed(0)
+    layer = lambda: torch.nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+    tok, pos = torch.nn.Embedding(256, 128), torch.nn.Embedding(128, 128)
+    blocks, head = torch.nn.ModuleList([layer() for _ in range(4)]), torch.nn.Linear(128, 256)
+    params = [p for m in (tok, pos, blocks, head) for p in m.parameters()]
+    topt = torch.optim.AdamW(params, lr=1e-3)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(128)
+
+    def tstep():
+      h = tok(tx) + pos(torch.arange(128))
+      for b in blocks: h = b(h, src_mask=mask, is_causal=True)
+      loss = torch.nn.functional.cross_entropy(head(h).reshape(-1, 256), ty.reshape(-1))
+      topt.zero_grad(); loss.backward(); topt.step()
+    out["torch"] = 1 / median_time(tstep, max(2, runs // 2))
+  return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
+
+
 FIRST_CALL = """
 import time; start = time.perf_counter()
 import numpy as np, lazygrad as lg
@@ -144,7 +211,7 @@ def first_call(runs):
 
 
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
-             "first_call": first_call}
+             "mlp_train_step": mlp_train_step, "gpt_train_step": gpt_train_step, "first_call": first_call}
 
 
 def main():
