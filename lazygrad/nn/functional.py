@@ -10,7 +10,7 @@ import warnings
 from typing import Sequence
 import numpy as np
 from lazygrad.tensor import Tensor, ShapeError, cat
-from lazygrad.dtype import bool_, float32, int64
+from lazygrad.dtype import bool_, int64
 
 # ---------------------------------------------------------------- helpers
 
@@ -35,9 +35,6 @@ def _inplace(x: Tensor, out: Tensor, inplace: bool) -> Tensor:
   return out
 
 
-def _where(cond: Tensor, x, y) -> Tensor: return cond.where(x, y)
-
-
 # ---------------------------------------------------------------- numerically careful pieces
 
 def _softplus(x: Tensor) -> Tensor:
@@ -49,6 +46,13 @@ def _softplus(x: Tensor) -> Tensor:
 def _clamp_min_no_grad(x: Tensor, low: float) -> Tensor:
   """max(x, low) whose gradient passes through unchanged, as torch's clamp_ under no_grad on a clone."""
   return x + (x.maximum(low) - x).detach()
+
+
+def _norm2(x: Tensor, dim, keepdim: bool = True) -> Tensor:
+  """The 2-norm along dim whose gradient at a zero vector is 0 (as torch's), not the nan of sqrt'(0) * 0."""
+  sq = (x * x).sum(dim, keepdim=keepdim)
+  nonzero = sq > 0
+  return nonzero.where(nonzero.where(sq, 1).sqrt(), 0.0)
 
 
 def _log_safe(x: Tensor) -> Tensor:
@@ -95,7 +99,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-  if alpha == 0: raise ValueError("celu: alpha must not be 0 (ZeroDivisionError in the formula)")
+  if alpha == 0: raise RuntimeError("celu: alpha cannot be 0 (it divides the input)")
   neg = alpha * ((input.minimum(0) / alpha).exp() - 1)
   return _inplace(input, (input > 0).where(input, neg), inplace)
 
@@ -132,7 +136,7 @@ def tanhshrink(input: Tensor) -> Tensor: return input - input.tanh()
 
 
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-  if lambd < 0: raise ValueError(f"softshrink: lambda must be non-negative, got {lambd}")
+  if lambd < 0: raise RuntimeError(f"softshrink: lambda must be non-negative, got {lambd}")
   return (input > lambd).where(input - lambd, (input < -lambd).where(input + lambd, 0.0))
 
 
@@ -196,8 +200,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     raise ShapeError(f"linear: input shape {input.shape} does not end in in_features={k} (weight shape {weight.shape})")
   if bias is not None and weight.ndim == 2 and bias.ndim and bias.shape[-1] not in (1, weight.shape[0]):
     raise ShapeError(f"linear: bias shape {bias.shape} does not match out_features={weight.shape[0]} (weight shape {weight.shape})")
-  out = input.matmul(weight.T if weight.ndim == 2 else weight)
-  return out + bias if bias is not None else out
+  return input.linear(weight, bias)
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -338,7 +341,8 @@ def _conv_transpose(op: str, nd: int, input: Tensor, weight: Tensor, bias, strid
     raise ShapeError(f"{op}: input has {x.shape[1]} channels but weight expects {cin} (weight shape {weight.shape}, groups {groups})")
   if cin % groups: raise ShapeError(f"{op}: in_channels {cin} (weight shape {weight.shape}) is not divisible by groups {groups}")
   n, spatial = x.shape[0], x.shape[2:]
-  outs = [(i - 1) * s - 2 * p + d * (k - 1) + op_ + 1 for i, s, p, d, k, op_ in zip(spatial, stride, padding, dilation, kernel, output_padding)]
+  outs = [(i - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+          for i, s, p, d, k, op_ in zip(spatial, stride, padding, dilation, kernel, output_padding)]
   if any(o <= 0 for o in outs):
     raise ShapeError(f"{op}: the output size {tuple(outs)} is too small (input shape {input.shape}, weight shape {weight.shape})")
   if any(s > 1 for s in stride):  # zero-stuff: (.., i) -> (.., i, s) padded with zeros -> (.., i*s), cut to (i-1)*s+1
@@ -382,7 +386,8 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
                        f"kernel_size={k}, dilation={d}, padding={p}, stride={s}")
   padded = [i + 2 * pp for i, pp in zip(x.shape[2:], p)]
   if any(i < dd * (kk - 1) + 1 for i, kk, dd in zip(padded, k, d)):
-    raise ShapeError(f"{op}: kernel size {k} (dilation {d}) is larger than the padded input size {tuple(padded)} (input shape {input.shape})")
+    raise ShapeError(f"{op}: kernel size {k} (dilation {d}) is larger than the padded input size {tuple(padded)} "
+                     f"(input shape {input.shape})")
   win = _windows(_pad_spatial(x, [(pp, pp) for pp in p]), k, s, d)  # (N, C, oh, ow, kh, kw)
   n, c, oh, ow = win.shape[:4]
   out = win.permute(0, 1, 4, 5, 2, 3).reshape(n, c * k[0] * k[1], oh * ow)
@@ -392,7 +397,8 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
   r = upscale_factor
   if input.ndim < 3 or input.shape[-3] % (r * r):
-    raise ShapeError(f"pixel_shuffle: expected at least 3 dims with channels divisible by upscale_factor**2={r * r}, got shape {input.shape}")
+    raise ShapeError(f"pixel_shuffle: expected at least 3 dims with channels divisible by upscale_factor**2={r * r}, "
+                     f"got shape {input.shape}")
   *lead, c, h, w = input.shape
   x = input.reshape(*lead, c // (r * r), r, r, h, w)
   L = len(lead)
@@ -403,7 +409,8 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
 def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
   r = downscale_factor
   if input.ndim < 3 or input.shape[-1] % r or input.shape[-2] % r:
-    raise ShapeError(f"pixel_unshuffle: expected at least 3 dims with height and width divisible by downscale_factor={r}, got shape {input.shape}")
+    raise ShapeError(f"pixel_unshuffle: expected at least 3 dims with height and width divisible by downscale_factor={r}, "
+                     f"got shape {input.shape}")
   *lead, c, h, w = input.shape
   x = input.reshape(*lead, c, h // r, r, w // r, r)
   L = len(lead)
@@ -528,7 +535,10 @@ def _adaptive(x: Tensor, sizes, reduce: str) -> Tensor:
     axis = x.ndim - nd + j
     i = x.shape[axis]
     if o == i: continue
-    if o and i % o == 0:  # equal windows: a reshape
+    if o == 0:
+      x = x._shrink(tuple((0, 0) if d == axis else (0, s) for d, s in enumerate(x.shape)))
+      continue
+    if i % o == 0:  # equal windows: a reshape
       y = x.reshape(*x.shape[:axis], o, i // o, *x.shape[axis + 1:])
       x = y.mean(axis + 1) if reduce == "mean" else y.amax(axis + 1)
       continue
@@ -558,9 +568,7 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
 
 def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
   if return_indices: raise NotImplementedError("adaptive_max_pool2d: return_indices=True is not supported yet")
-  sizes = _adaptive_sizes("adaptive_max_pool2d", 2, input, output_size)
-  if any(o == 0 for o in sizes): raise ShapeError(f"adaptive_max_pool2d: output_size must be positive, got {tuple(sizes)}")
-  return _adaptive(input, sizes, "max")
+  return _adaptive(input, _adaptive_sizes("adaptive_max_pool2d", 2, input, output_size), "max")
 
 
 def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
@@ -655,11 +663,12 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
   elif scale_factor is not None:
     scales = list(scale_factor) if isinstance(scale_factor, (tuple, list)) else [scale_factor] * nd
     if len(scales) != nd:
-      raise ValueError(f"{op}: input with spatial dims {tuple(ins)} (shape {input.shape}) needs {nd} scale factors, got scale_factor={scale_factor}")
+      raise ValueError(f"{op}: input with spatial dims {tuple(ins)} (shape {input.shape}) needs {nd} scale factors, "
+                       f"got scale_factor={scale_factor}")
     outs = [int(math.floor(i * s)) for i, s in zip(ins, scales)]
     if recompute_scale_factor or mode == "area": scales = [None] * nd
   else: raise ValueError(f"{op}: either size or scale_factor should be defined")
-  if any(o <= 0 for o in outs): raise ValueError(f"{op}: output size {tuple(outs)} must be positive (input shape {input.shape})")
+  if any(o <= 0 for o in outs): raise RuntimeError(f"{op}: output size {tuple(outs)} must be positive (input shape {input.shape})")
   if mode == "area": return _adaptive(input, outs, "mean")
   x = input if input.dtype.is_float else input.float() if mode not in ("nearest", "nearest-exact") else input
   for j in reversed(range(nd)):  # the last dim first, as torch's kernels nest them
@@ -832,13 +841,13 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
   if out is not None: raise NotImplementedError("normalize: out= is not supported; use the returned tensor")
-  return input / input.norm(p, dim, keepdim=True).maximum(eps)
+  norm = _norm2(input, dim) if p == 2 else input.norm(p, dim, keepdim=True)
+  return input / norm.maximum(eps)
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
   # torch normalizes each input by its norm (clamped at eps) first, then takes the dot product
-  n1 = _clamp_min_no_grad((x1 * x1).sum(dim, keepdim=True).sqrt(), eps)
-  n2 = _clamp_min_no_grad((x2 * x2).sum(dim, keepdim=True).sqrt(), eps)
+  n1, n2 = _clamp_min_no_grad(_norm2(x1, dim), eps), _clamp_min_no_grad(_norm2(x2, dim), eps)
   return ((x1 / n1) * (x2 / n2)).sum(dim)
 
 
@@ -863,11 +872,15 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def _feature_dropout(op: str, nd: int, input: Tensor, p: float, training: bool, inplace: bool) -> Tensor:
   _check_p(p, op)
   if input.ndim not in (nd + 1, nd + 2):
-    raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got shape {input.shape}")
+    if nd == 1 or input.ndim < 2:
+      raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got shape {input.shape}")
+    warnings.warn(f"{op}: received a {input.ndim}-D input (shape {input.shape}); like torch, whole entries of the first "
+                  f"two dims are dropped, which is deprecated: use dropout{'' if input.ndim == 2 else f'{input.ndim - 2}d'}",
+                  stacklevel=3)
   if not training or p == 0: return input
   if p == 1: return _inplace(input, input * 0, inplace)
-  lead = input.shape[:input.ndim - nd]  # whole channels are dropped
-  keep = Tensor.rand(*lead, device=input.device).reshape(*lead, *(1,) * nd) >= p
+  lead = input.shape[:input.ndim - nd] if input.ndim in (nd + 1, nd + 2) else input.shape[:2]  # whole channels drop
+  keep = Tensor.rand(*lead, device=input.device).reshape(*lead, *(1,) * (input.ndim - len(lead))) >= p
   return _inplace(input, keep.where(input * (1 / (1 - p)), 0), inplace)
 
 
@@ -896,7 +909,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
   if scale_grad_by_freq: raise NotImplementedError("embedding: scale_grad_by_freq=True is not supported")
   if padding_idx is not None:
     n = weight.shape[0]
-    if not -n <= padding_idx < n: raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings {n}")
+    if not -n <= padding_idx < n: raise AssertionError(f"embedding: padding_idx {padding_idx} must be within num_embeddings {n}")
     padding_idx %= n
   out = weight[input]
   if padding_idx is not None:  # the padding row gets no gradient
@@ -907,10 +920,15 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
   if tensor.dtype is not int64:
     raise RuntimeError(f"one_hot: only applicable to index tensors of dtype int64, got {tensor.dtype.name}")
-  if num_classes == -1:
-    if tensor.numel() == 0: raise RuntimeError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
-    num_classes = int(tensor.max().item()) + 1
-  if num_classes < 0: raise ValueError(f"one_hot: num_classes must be -1 or non-negative, got {num_classes}")
+  if num_classes != -1 and num_classes < 0: raise RuntimeError(f"one_hot: num_classes must be -1 or non-negative, got {num_classes}")
+  if tensor.numel():  # checked on the host, as torch does
+    values = tensor.numpy()
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0: raise RuntimeError(f"one_hot: class values must be non-negative, got {lo}")
+    if num_classes != -1 and hi >= num_classes:
+      raise RuntimeError(f"one_hot: class values must be smaller than num_classes={num_classes}, got {hi}")
+    if num_classes == -1: num_classes = hi + 1
+  elif num_classes == -1: raise RuntimeError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
   return (tensor.unsqueeze(-1) == Tensor.arange(num_classes, device=tensor.device)).long()
 
 
@@ -970,11 +988,12 @@ def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
 
 def _check_reduction(reduction: str, op: str, extra=()):
   if reduction not in ("none", "mean", "sum") + tuple(extra):
-    raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; use {', '.join(repr(r) for r in ('none', 'mean', 'sum') + tuple(extra))}")
+    valid = ", ".join(repr(r) for r in ("none", "mean", "sum") + tuple(extra))
+    raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; use {valid}")
 
 
-def _class_targets(op: str, input: Tensor, target: Tensor, weight: Tensor | None):
-  """Checks for class-index targets; returns input and target with a batch dim, and whether it was added."""
+def _class_targets(op: str, input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int):
+  """Checks for class-index targets (their values on the host, as torch does); returns input and target with a batch dim."""
   if input.ndim == 0: raise ShapeError(f"{op}: input must have at least 1 dim (classes), got a 0-d tensor")
   if target.dtype.is_float or target.dtype is bool_:
     raise RuntimeError(f"{op}: class-index targets must be integers, got dtype {target.dtype.name} (shape {target.shape}); "
@@ -992,10 +1011,14 @@ def _class_targets(op: str, input: Tensor, target: Tensor, weight: Tensor | None
   c = input.shape[1]
   if weight is not None and weight.shape != (c,):
     raise ShapeError(f"{op}: weight should be defined for all {c} classes or none, got weight of shape {weight.shape}")
+  if target.numel():
+    values = target.numpy()
+    bad = values[((values < 0) | (values >= c)) & (values != ignore_index)]
+    if bad.size: raise IndexError(f"{op}: target {int(bad[0])} is out of bounds for {c} classes (input shape {input.shape})")
   return input, target
 
 
-def _pick_class(op: str, logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str):
+def _pick_class(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int):
   """The weighted negative log-likelihood of each target class, and the per-element weights (0 where ignored)."""
   c = logp.shape[1]
   classes = Tensor.arange(c, device=logp.device).reshape(c, *(1,) * (logp.ndim - 2))
@@ -1013,8 +1036,8 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
   reduction = _reduction(size_average, reduce, reduction)
   _check_reduction(reduction, op)
   unbatched = input.ndim == 1
-  input, target = _class_targets(op, input, target, weight)
-  loss, w, _ = _pick_class(op, input, target, weight, ignore_index, reduction)
+  input, target = _class_targets(op, input, target, weight, ignore_index)
+  loss, w, _ = _pick_class(input, target, weight, ignore_index)
   if reduction == "none": return loss.squeeze(0) if unbatched else loss
   if reduction == "sum": return loss.sum()
   return loss.sum() / w.sum()  # torch's weighted mean: divided by the weights of the counted targets
@@ -1043,9 +1066,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     if reduction == "sum": return -prod.sum()
     return -prod.sum() / (input.numel() // c if c else 0)
   unbatched = input.ndim == 1
-  x, t = _class_targets(op, input, target, weight)
+  x, t = _class_targets(op, input, target, weight, ignore_index)
   logp = x.log_softmax(1)
-  nll, w, valid = _pick_class(op, logp, t, weight, ignore_index, reduction)
+  nll, w, valid = _pick_class(logp, t, weight, ignore_index)
   if reduction == "none": out = nll
   elif reduction == "sum": out = nll.sum()
   else: out = nll.sum() / w.sum()
