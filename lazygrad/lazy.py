@@ -111,6 +111,8 @@ class LazyBuffer:
     axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
     if not axes: return self
     shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
+    if any(self.shape[a] == 0 for a in axes):  # nothing to reduce: the identity (max of nothing is -inf, as amax's caller checks)
+      return LazyBuffer.const(0 if op is ReduceOps.SUM else (-float("inf") if self.dtype.is_float else 0), self.dtype, self.device, shape)
     split = self._split_reduce(op, axes, shape)
     if split is not None: return split
     return LazyBuffer.new(self.device, shape, self.dtype, op, (self,), axes)
@@ -198,16 +200,17 @@ def run_schedule(items) -> int:
   launched = 0
   for si in items:
     out = si.out
-    out.realized = devices.Buffer(out.device, out.size, out.dtype)
+    buffer = devices.Buffer(out.device, out.size, out.dtype)
     if si.ast is not None and out.size:
       dev = devices.get(out.device)
       if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
                            f"{len(si.inputs)} input(s){' for ' + si.origin if si.origin else ''}")
-      buffers = [out.realized] + [i.realized for i in si.inputs]
+      buffers = [buffer] + [i.realized for i in si.inputs]
       dev.exec(si.ast, buffers, si.origin)
       if capture is not None: capture.append((dev, si.ast, buffers, si.origin))
       devices.count_kernel()
       launched += 1
+    out.realized = buffer  # only now: a kernel that failed leaves its output unrealized, to be computed again
     # the graph below a realized node is no longer needed: let it be freed
     if getattr(out, "_cache_key", None) is not None and _node_cache.get(out._cache_key) is out:
       del _node_cache[out._cache_key]

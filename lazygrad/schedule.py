@@ -133,4 +133,5 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     memo[id(base)] = out
     return out
 
-  return inline(root)
+  try: return inline(root)
+  finally: load = view_of = inline = None  # the closures refer to each other: break the cycle, free the buffers now

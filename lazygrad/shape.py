@@ -22,10 +22,11 @@ def contiguous_strides(shape) -> tuple[int, ...]:
 
 def unravel(shape, flat: Node) -> list[Node]:
   """Per-dimension indexes of a flat row-major position."""
+  if 0 in shape: return [Num(0)] * len(shape)  # an empty shape has no position to unravel
   idxs, acc = [], 1
   for i in reversed(range(len(shape))):
     s = shape[i]
-    if s == 1: idxs.append(Num(0))
+    if s <= 1: idxs.append(Num(0))  # size 1: always 0; size 0: nothing is read
     elif i == 0: idxs.append(flat // acc)  # no modulo on the outermost dim: valid positions are in range
     else: idxs.append((flat // acc) % s)
     acc *= s

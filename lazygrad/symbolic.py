@@ -236,6 +236,14 @@ def make_div(a: Node, b: int) -> Node:
     if isinstance(a, Mul) and a.b % b == 0: return make_mul(a.a, a.b // b)
     if isinstance(a, Mul) and b % a.b == 0 and a.b > 0: return make_div(a.a, b // a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      if any(not isinstance(t, Num) and _split(t)[1] > b and _split(t)[1] % b for t in a.terms):
+        # x*(q*b + r) = (x*q)*b + x*r: the first part divides out
+        whole, rest = [], []
+        for t in a.terms:
+          base, f = _split(t)
+          if not isinstance(t, Num) and f > b and f % b: whole.append(make_mul(base, f // b)); rest.append(make_mul(base, f % b))
+          else: rest.append(t)
+        return make_sum(whole + [make_div(make_sum(rest), b)])
       const = sum(t.v for t in a.terms if isinstance(t, Num))
       if const >= b:  # (x + q*b + r) // b = (x + r) // b + q
         rest = [t for t in a.terms if not isinstance(t, Num)]
@@ -281,6 +289,9 @@ def make_mod(a: Node, b: int) -> Node:
     if isinstance(a, Mul) and a.b % b == 0: return Num(0)
     if isinstance(a, Mul) and a.b > 0 and b % a.b == 0: return make_mul(make_mod(a.a, b // a.b), a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+      if any(not isinstance(t, Num) and _split(t)[1] > b and _split(t)[1] % b for t in a.terms):  # factors modulo b
+        return make_mod(make_sum([make_mul(_split(t)[0], _split(t)[1] % b) if not isinstance(t, Num) and _split(t)[1] > b
+                                  else t for t in a.terms]), b)
       const = sum(t.v for t in a.terms if isinstance(t, Num))
       if const >= b: return make_mod(make_sum([t for t in a.terms if not isinstance(t, Num)] + [Num(const % b)]), b)
       kept = [t for t in a.terms if not (_split(t)[1] % b == 0 and not isinstance(t, Num)) and

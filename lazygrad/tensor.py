@@ -186,6 +186,7 @@ class Tensor:
   def assign(self, other) -> Tensor:
     """Replace this tensor's data in place (same shape and dtype); what optimizers use to update parameters."""
     other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
+    if other.device != self.device: raise ValueError(f"assign: tensors are on different devices: {self.device} and {other.device}")
     if other.shape != self.shape: raise ShapeError(f"assign: shape {other.shape} does not match {self.shape}")
     if other.dtype is not self.dtype: other = other.cast(self.dtype)
     if assign_hook is not None: assign_hook(self)
@@ -552,18 +553,25 @@ class Tensor:
       u = x.exp()
       return (u == 1).where(x, (u - 1 == -1).where(-1.0, (u - 1) * (x / u.log())))
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp())
+  def _erfc_positive(x):
+    """erfc for x >= 0: a Chebyshev fit (relative error below 1.2e-7, tail included)."""
+    t = 1 / (1 + 0.5 * x)
+    coeffs = (1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+    acc = t * 0 + coeffs[-1]
+    for c in reversed(coeffs[:-1]): acc = acc * t + c
+    return t * (-x * x - 1.26551223 + t * acc).exp()
   def erf(self):
-    """Error function: a Chebyshev fit of erfc (relative error below 1.2e-7), with the exact derivative."""
+    """Error function: a Taylor series near 0 (relative accuracy for tiny x), 1 - erfc beyond; exact derivative."""
     def value(x):
       z = x.abs()
-      t = 1 / (1 + 0.5 * z)
-      coeffs = (1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-      acc = t * 0 + coeffs[-1]
-      for c in reversed(coeffs[:-1]): acc = acc * t + c
-      erfc = t * (-z * z - 1.26551223 + t * acc).exp()
-      return (x >= 0).where(1 - erfc, erfc - 1)
+      x2 = x * x
+      series = x * (2 / math.sqrt(math.pi)) * (1 + x2 * (-1 / 3 + x2 * (1 / 10 + x2 * (-1 / 42 + x2 * (1 / 216 + x2 * (-1 / 1320 + x2 / 9360))))))
+      far = 1 - Tensor._erfc_positive(z)
+      return (z < 0.5).where(series, (x >= 0).where(far, -far))
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (2 / math.sqrt(math.pi)) * (-x * x).exp())
-  def erfc(self): return 1 - self.erf()
+  def erfc(self):
+    def value(x): return (x >= 0.5).where(Tensor._erfc_positive(x.maximum(0.5)), 1 - x.erf())
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: -g * (2 / math.sqrt(math.pi)) * (-x * x).exp())
   def sqrt(self): return F.Sqrt.apply(self._float())
   def rsqrt(self): return self.sqrt().reciprocal()
   def sin(self): return F.Sin.apply(self._float())
@@ -621,6 +629,8 @@ class Tensor:
     dtype = result_type(*(v for v in (x, y)))
     ref = xt if xt is not None else yt if yt is not None else None
     dev = cond.device
+    for t in (xt, yt):
+      if t is not None and t.device != dev: raise ValueError(f"where: tensors are on different devices: {dev} and {t.device}")
     xv = xt.cast(dtype) if xt is not None else Tensor._const(x, dtype, dev)
     yv = yt.cast(dtype) if yt is not None else Tensor._const(y, dtype, dev)
     shape = broadcast_shape(cond.shape, xv.shape, yv.shape, op="where")
@@ -639,6 +649,9 @@ class Tensor:
   def _axes(self, dim, op: str) -> tuple[int, ...]:
     if dim is None: return tuple(range(self.ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if self.ndim == 0:  # a 0-d tensor takes dim 0 or -1 and has nothing to reduce
+      for d in dims: normalize_dim(d, 0, op)
+      return ()
     axes = tuple(normalize_dim(d, self.ndim, op) for d in dims)
     if len(set(axes)) != len(axes): raise RuntimeError(f"{op}: dim {dim} appears more than once")
     return axes
@@ -664,7 +677,8 @@ class Tensor:
 
   def amax(self, dim=None, keepdim=False) -> Tensor:
     if self.numel() == 0 and (dim is None or any(self.shape[a] == 0 for a in self._axes(dim, "amax"))):
-      raise IndexError(f"amax: cannot reduce over an empty dimension of a tensor of shape {self.shape}")
+      raise RuntimeError(f"amax: cannot reduce over an empty dimension of a tensor of shape {self.shape}; "
+                         f"the maximum of nothing is undefined")
     return self._reduce(F.Max, dim, keepdim, "amax")
 
   def amin(self, dim=None, keepdim=False) -> Tensor:
@@ -718,12 +732,14 @@ class Tensor:
 
   def softmax(self, dim=-1, dtype=None) -> Tensor:
     x = self.cast(dtype) if dtype is not None else self._float()
+    if x.numel() == 0: return x
     m = x.amax(dim, keepdim=True).detach()
     e = (x - m).exp()
     return e / e.sum(dim, keepdim=True)
 
   def log_softmax(self, dim=-1, dtype=None) -> Tensor:
     x = self.cast(dtype) if dtype is not None else self._float()
+    if x.numel() == 0: return x
     m = x.amax(dim, keepdim=True).detach()
     shifted = x - m
     return shifted - shifted.exp().sum(dim, keepdim=True).log()
@@ -753,7 +769,12 @@ class Tensor:
 
   def norm(self, p=2, dim=None, keepdim=False) -> Tensor:
     x = self._float()
-    if p == 2 or p == "fro": return (x * x).sum(dim, keepdim).sqrt()
+    if p == 2 or p == "fro":
+      # the gradient x / norm, taken as 0 at a zero vector (as torch does) rather than 0/0
+      def grad(x, g):
+        n = (x * x).sum(dim, keepdim=True).sqrt()
+        return (n == 0).where(0.0, x / n * g.reshape(n.shape))
+      return F.CustomGrad.apply(x, value=lambda v: (v * v).sum(dim, keepdim).sqrt(), grad=grad)
     if p == 1: return x.abs().sum(dim, keepdim)
     if p == math.inf: return x.abs().amax(dim, keepdim)
     if p == -math.inf: return x.abs().amin(dim, keepdim)
@@ -927,9 +948,9 @@ class Tensor:
     padding = tuple(tuple(p) for p in padding)
     if all(p == (0, 0) for p in padding): return self
     out = F.Pad.apply(self, padding=padding)
-    if value != 0:  # padding reads zero; other values are a where over the same mask
+    if value != 0:  # padding reads zero; other values are a where over the same mask (in this tensor's dtype)
       mask = F.Pad.apply(Tensor._const(True, bool_, self.device, self.shape), padding=padding)
-      out = mask.where(out, value)
+      out = mask.where(out, Tensor._const(value, self.dtype, self.device))
     return out
 
   def _shrink(self, bounds) -> Tensor:
@@ -1105,6 +1126,7 @@ class Tensor:
     d = normalize_dim(dim, self.ndim, "gather")
     if not isinstance(index, Tensor) or index.dtype.is_float:
       raise TypeError(f"gather: index must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+    if index.device != self.device: raise ValueError(f"gather: tensors are on different devices: {self.device} and {index.device}")
     if index.ndim != self.ndim:
       raise ShapeError(f"gather: index has {index.ndim} dims but input has {self.ndim} (shapes {index.shape} and {self.shape})")
     for a, (i, s) in enumerate(zip(index.shape, self.shape)):
