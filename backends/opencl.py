@@ -100,6 +100,21 @@ def global_size(plan: Plan) -> int:
   return plan.out_size // (choice[0] * _tiling(plan, *choice)[0])
 
 
+def reduce_loops(plan: Plan, itype: str, indent: str = "  ", step_var: str = "ridx"):
+  """The reduce loop as C loop headers and the substitution for `ridx` in index math: one loop per reduced dim, so
+  no iteration divides to find its position (a convolution's weight gradient reduces over batch, height and width)."""
+  dims = [d for d in plan.red_shape if d > 1]
+  if len(dims) < 2:
+    return [f"{indent}for ({itype} ridx = 0; ridx < {plan.red_size}; ridx++) {{"], "}", {}
+  loop_vars = [Var(f"r{k}", 0, d - 1) for k, d in enumerate(dims)]
+  flat, stride = Num(0), 1
+  for v, d in reversed(list(zip(loop_vars, dims))):
+    flat, stride = flat + v * stride, stride * d
+  heads = [f"{indent}for ({itype} r{k} = 0; r{k} < {d}; r{k}++) {'{' if k == len(dims) - 1 else ''}"
+           for k, d in enumerate(dims)]
+  return heads, "}", {"ridx": flat}
+
+
 def render_scalar(plan: Plan) -> tuple[str, str]:
   """One output per work-item, scalar code."""
   itype = "long" if plan.big_index else "int"
@@ -109,13 +124,17 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
 
   def val(i: Instr) -> str: return names[id(i)]
 
+  heads, close, nest = reduce_loops(plan, itype) if plan.reduce is not None else ([], "", {})
+  sub = lambda node: node.substitute(nest) if nest else node
+
   def line(i: Instr, indent: str):
     ctype = COMPUTE[i.dtype.name]
     if i.op == "const": names[id(i)] = literal(i.arg, i.dtype); return
     if i.op == "index":
-      expr = i.arg.render(ivar)
+      expr = sub(i.arg).render(ivar)
     elif i.op == "load":
       bufno, idx, valid = i.arg
+      idx, valid = sub(idx), sub(valid)
       ptr, index = f"data{bufno}", idx.render(ivar)
       if i.dtype is float16: read = f"vload_half({index}, {ptr})"
       elif i.dtype is bool_: read = f"({ptr}[{index}]!=0)"
@@ -135,13 +154,13 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
     r = plan.reduce
     acc_t = COMPUTE[r.dtype.name]
     lines.append(f"  {acc_t} acc = {literal(reduce_identity(r.arg, r.dtype), r.dtype)};")
-    lines.append(f"  for ({itype} ridx = 0; ridx < {plan.red_size}; ridx++) {{")
+    lines.extend(heads)
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
     x = val(r.srcs[0])
     upd = alu(BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX, r.dtype, ["acc", x], [r.dtype, r.dtype])
     lines.append(f"    acc = {upd};")
-    lines.append("  }")
+    lines.append("  " + close)
   for i in plan.instrs:
     if i.region == "post": line(i, "  ")
 
@@ -288,7 +307,8 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   else:
     gvec = Var("gvec", 0, plan.out_size // LANES - 1)
     at = lambda j, u: gvec * LANES + u
-  lanes_of = lambda node, j: [node.substitute({lane: at(j, u)}) for u in range(LANES)]
+  heads, close, nest = reduce_loops(plan, itype) if plan.reduce is not None and lane == "gidx" else ([], "", {})
+  lanes_of = lambda node, j: [node.substitute({lane: at(j, u), **nest}) for u in range(LANES)]
   vector_regions = {"pre", "loop", "post"} if lane == "gidx" else {"loop"}
   lines: list[str] = []
   names: dict[tuple, tuple[str, bool]] = {}  # (instr, row) -> (expression, is a vector)
@@ -337,9 +357,10 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
       for j in range(rows): names[(id(i), j)] = (f"acc{j}", True) if lane == "gidx" else ("acc", False)
       return
     if not vector:  # a scalar instruction, as render_scalar writes it
-      if i.op == "index": expr = i.arg.render()
+      if i.op == "index": expr = i.arg.substitute(nest).render()
       elif i.op == "load":
         bufno, idx, valid = i.arg
+        idx, valid = idx.substitute(nest), valid.substitute(nest)
         r = _scalar_read(bufno, idx.render(), i.dtype)
         expr = r if valid.min == 1 else f"({valid.render()}?{r}:{literal(0, i.dtype)})"
       else: expr = alu(i.arg, i.dtype, [use(s, 0, False) for s in i.srcs], [s.dtype for s in i.srcs])
@@ -364,13 +385,13 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     init = _bc(ident, r.dtype) if r.dtype is not bool_ else f"({_vt(r.dtype)})(0)"
     accs = [f"acc{j}" for j in range(rows)]
     lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
-    steps, loopvar = (plan.red_size // LANES, "rvec") if lane == "ridx" else (plan.red_size, "ridx")
-    lines.append(f"  for ({itype} {loopvar} = 0; {loopvar} < {steps}; {loopvar}++) {{")
+    if lane == "ridx": heads, close = [f"  for ({itype} rvec = 0; rvec < {plan.red_size // LANES}; rvec++) {{"], "}"
+    lines.extend(heads)
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
     for j, a in enumerate(accs):
       lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(r.srcs[0], j, True)], [r.dtype, r.dtype], LANES)};")
-    lines.append("  }")
+    lines.append("  " + close)
     if lane == "ridx":  # fold the lanes into one value
       if r.dtype is bool_: lines.append(f"  bool acc = ({'|'.join(f'acc0.s{u}' for u in range(LANES))})!=0;")
       else:

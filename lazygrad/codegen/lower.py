@@ -33,6 +33,7 @@ class Plan:
   buf_sizes: list[int]
   out_size: int
   red_size: int              # 0 when the kernel does not reduce
+  red_shape: list[int]       # the reduced dims; ridx runs over them flattened, row-major
   instrs: list[Instr]
   reduce: Instr | None
   value: Instr               # what is stored at out[gidx]
@@ -121,4 +122,4 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
   reduce = next((i for i in instrs if i.op == "reduce"), None)
   kind = "r" if reduces else "e"
   name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
-  return Plan(name, bufs, buf_sizes, out_size, red_size, instrs, reduce, value, ast)
+  return Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast)
