@@ -514,12 +514,12 @@ class Device:
       st = time.perf_counter()
       prg = self.compile(src, name)
       if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-      entry = self.kernels[ast] = (plan, self.cl.Kernel(prg, name), src)
-    plan, kernel, src = entry
+      entry = self.kernels[ast] = (plan, self.cl.Kernel(prg, name), src, (global_size(plan),))
+    plan, kernel, src, gsize = entry
     if plan.out_size == 0: return
     with self.lock:
       try:
-        kernel(self.queue, (global_size(plan),), None, *[b.handle for b in buffers])
+        kernel(self.queue, gsize, None, *[b.handle for b in buffers])
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {plan.name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None

@@ -32,10 +32,10 @@ class CNN(nn.Module):
   def __init__(self):
     super().__init__()
     self.features = nn.Sequential(
-      nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 16 x 14 x 14
-      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 32 x 7 x 7
+      nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),     # 8 x 14 x 14
+      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 16 x 7 x 7
     )
-    self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
   def forward(self, x): return self.classifier(self.features(x))
 
@@ -96,8 +96,8 @@ def plot(histories, path):
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--model", choices=["mlp", "cnn", "both"], default="both")
-  ap.add_argument("--epochs", type=int, default=3)
-  ap.add_argument("--batch-size", type=int, default=128)
+  ap.add_argument("--epochs", type=int, default=5)
+  ap.add_argument("--batch-size", type=int, default=64)
   ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (0: all 60,000)")
   ap.add_argument("--device", default=None, help="OPENCL, OPENCL:1, TRITON (default: LAZYGRAD_DEVICE or OPENCL)")
   ap.add_argument("--data", default=None, help="folder of the IDX files (default: LAZYGRAD_DATA, then Debian's)")

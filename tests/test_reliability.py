@@ -1,0 +1,501 @@
+"""Reliability: edge shapes against PyTorch, very large reductions, memory that stays flat, threads, kernel failures,
+and bad input (one test per class of mistake, each checking the exception's type and message).
+"""
+
+import gc
+import importlib
+import re
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import lazygrad as lg
+from lazygrad.device import Buffer, canonical
+
+
+# ---- (a) empty tensors, size-1 dims and 0-d tensors give PyTorch's results
+
+def check_like_torch(fn, *shapes, seed=0):
+    """Run fn(lib, *tensors) with lib = torch and lib = lazygrad on the same data: same values, or the same exception."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    try:
+        want = fn(torch, *[torch.from_numpy(a.copy()) for a in arrays])
+    except Exception as e:  # noqa: BLE001  (torch's exception is the expectation)
+        with pytest.raises(type(e)):
+            fn(lg, *[lg.Tensor(a) for a in arrays]).numpy()
+        return
+    got = fn(lg, *[lg.Tensor(a) for a in arrays])
+    assert got.shape == tuple(want.shape)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, strict=True)
+
+
+def case(name, fn, *shapes, bug=None):
+    """One edge case; `bug` names a known library bug, which marks the case xfail until it is fixed."""
+    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+    return pytest.param(fn, shapes, id=name, marks=marks)
+
+
+AMAX_DIM = "amax with a dim over a size-0 dim raises RuntimeError; torch raises IndexError (RuntimeError only without a dim)"
+
+EDGE_CASES = [
+    case("sum (0,)", lambda lib, x: x.sum(), (0,)),
+    case("sum (0,3)", lambda lib, x: x.sum(), (0, 3)),
+    case("sum (0,3) dim 0", lambda lib, x: x.sum(0), (0, 3)),
+    case("sum (0,3) dim 1", lambda lib, x: x.sum(1), (0, 3)),
+    case("sum (3,0)", lambda lib, x: x.sum(), (3, 0)),
+    case("sum (3,0) dim 1 keepdim", lambda lib, x: x.sum(1, keepdim=True), (3, 0)),
+    case("sum (1,1)", lambda lib, x: x.sum(), (1, 1)),
+    case("sum (2,1,3) dim 1 keepdim", lambda lib, x: x.sum(1, keepdim=True), (2, 1, 3)),
+    case("sum 0-d", lambda lib, x: x.sum(), ()),
+    case("sum 0-d dim 0 keepdim", lambda lib, x: x.sum(0, keepdim=True), ()),
+    case("sum 0-d dim 1 raises", lambda lib, x: x.sum(1), ()),
+    case("sum dim ()", lambda lib, x: x.sum(()), (2, 3),
+         bug="sum(dim=()) returns the input unreduced; torch reduces over every dim"),
+    case("mean (0,)", lambda lib, x: x.mean(), (0,)),
+    case("mean (0,3) dim 0", lambda lib, x: x.mean(0), (0, 3)),
+    case("mean (0,3) dim 1", lambda lib, x: x.mean(1), (0, 3)),
+    case("mean (3,0)", lambda lib, x: x.mean(), (3, 0)),
+    case("mean (1,3) dim 0", lambda lib, x: x.mean(0), (1, 3)),
+    case("mean 0-d", lambda lib, x: x.mean(), ()),
+    case("amax (0,) dim 0 raises", lambda lib, x: x.amax(0), (0,), bug=AMAX_DIM),
+    case("amax (0,3) dim 0 raises", lambda lib, x: x.amax(0), (0, 3), bug=AMAX_DIM),
+    case("amax (0,3) dims (0, 1) raises", lambda lib, x: x.amax((0, 1)), (0, 3), bug=AMAX_DIM),
+    case("amax (0,) raises", lambda lib, x: x.amax(), (0,)),
+    case("amax (0,3) dim 1", lambda lib, x: x.amax(1), (0, 3)),
+    case("amax (1,1) dim 1", lambda lib, x: x.amax(1), (1, 1)),
+    case("amax 0-d", lambda lib, x: x.amax(), ()),
+    case("amax 0-d dim 0", lambda lib, x: x.amax(0), ()),
+    case("softmax (0,3) dim -1", lambda lib, x: x.softmax(-1), (0, 3)),
+    case("softmax (3,0) dim 0", lambda lib, x: x.softmax(0), (3, 0)),
+    case("softmax (3,0) dim -1", lambda lib, x: x.softmax(-1), (3, 0)),
+    case("softmax (0,) dim 0", lambda lib, x: x.softmax(0), (0,)),
+    case("log_softmax (3,0) dim -1", lambda lib, x: x.log_softmax(-1), (3, 0)),
+    case("softmax (1,) dim 0", lambda lib, x: x.softmax(0), (1,)),
+    case("softmax (2,1) dim 1", lambda lib, x: x.softmax(1), (2, 1)),
+    case("softmax 0-d", lambda lib, x: x.softmax(0), ()),
+    case("matmul (3,0)@(0,4)", lambda lib, a, b: a @ b, (3, 0), (0, 4)),
+    case("matmul (0,)@(0,)", lambda lib, a, b: a @ b, (0,), (0,)),
+    case("matmul (2,0)@(0,)", lambda lib, a, b: a @ b, (2, 0), (0,)),
+    case("matmul (2,3,0)@(0,4)", lambda lib, a, b: a @ b, (2, 3, 0), (0, 4)),
+    case("matmul (0,3)@(3,2)", lambda lib, a, b: a @ b, (0, 3), (3, 2)),
+    case("matmul (1,1)@(1,1)", lambda lib, a, b: a @ b, (1, 1), (1, 1)),
+    case("cat (2,3) with (0,)", lambda lib, a, b: lib.cat([a, b]), (2, 3), (0,)),
+    case("cat (0,) with (2,3)", lambda lib, a, b: lib.cat([a, b]), (0,), (2, 3)),
+    case("cat (0,3) with (2,3)", lambda lib, a, b: lib.cat([a, b]), (0, 3), (2, 3)),
+    case("cat (2,0) with (2,3) dim 1", lambda lib, a, b: lib.cat([a, b], 1), (2, 0), (2, 3)),
+    case("cat (0,) with (0,)", lambda lib, a, b: lib.cat([a, b]), (0,), (0,)),
+    case("cat 0-d raises", lambda lib, a, b: lib.cat([a, b]), (), (1,)),
+    case("reshape (0,3) to (3,0)", lambda lib, x: x.reshape(3, 0), (0, 3)),
+    case("reshape (0,3) to (2,0,5)", lambda lib, x: x.reshape(2, 0, 5), (0, 3)),
+    case("reshape (0,3) to -1", lambda lib, x: x.reshape(-1), (0, 3)),
+    case("reshape (0,3) to (0,-1) raises", lambda lib, x: x.reshape(0, -1), (0, 3)),
+    case("reshape 0-d to (1,1)", lambda lib, x: x.reshape(1, 1), ()),
+    case("reshape 0-d to -1", lambda lib, x: x.reshape(-1), ()),
+    case("reshape (1,1) to 0-d", lambda lib, x: x.reshape(()), (1, 1)),
+    case("reshape (1,) to (2,) raises", lambda lib, x: x.reshape(2), (1,)),
+]
+
+
+@pytest.mark.parametrize("fn, shapes", EDGE_CASES)
+def test_edge_shapes_like_torch(fn, shapes):
+    check_like_torch(fn, *shapes)
+
+
+# ---- (b) very large reductions against NumPy in float64
+
+BIG = 2**26  # 256 MiB of float32
+
+
+# A float32 reduction that accumulates sequentially loses the low digits of each addend once the running sum is large:
+# 2**26 copies of 0.1 summed 15% high that way, and 2**27 ones stop counting at 2**24 in one accumulator.
+@pytest.mark.parametrize("data", ["ones", "normal", "tenths"])
+def test_big_reduction_matches_float64(data):
+    x = {"ones": lambda: np.ones(BIG, np.float32),
+         "normal": lambda: np.random.default_rng(0).standard_normal(BIG, dtype=np.float32),
+         "tenths": lambda: np.full(BIG, 0.1, np.float32)}[data]()
+    t = lg.Tensor(x)
+    np.testing.assert_allclose(t.sum().item(), np.sum(x, dtype=np.float64), rtol=1e-4, err_msg="sum")
+    np.testing.assert_allclose(t.mean().item(), np.mean(x, dtype=np.float64), rtol=1e-4, err_msg="mean")
+
+
+def test_sum_of_2_27_ones():
+    assert lg.ones(2**27).sum().item() == 2**27  # exact in float32 if no partial sum passes 2**24
+
+
+# ---- (c) memory: a training loop stays flat, deleting tensors gives memory back, the counters match the buffers
+
+def live_buffer_bytes(device=None) -> int:
+    """The bytes of every device buffer still alive on `device` (the default device if None)."""
+    dev = canonical(device)
+    return sum(o.nbytes for o in gc.get_objects() if type(o) is Buffer and o.device == dev and o.handle is not None)
+
+
+def in_use() -> int:
+    return lg.memory_stats()["in_use"]
+
+
+class TinyMLP:
+    """Two layers by hand, trained by plain SGD: the pattern an optimizer step follows."""
+
+    def __init__(self, seed=0):
+        rng = np.random.default_rng(seed)
+        self.x = lg.Tensor(rng.standard_normal((16, 8), dtype=np.float32))
+        self.y = lg.Tensor(rng.standard_normal((16, 1), dtype=np.float32))
+        self.params = [lg.Tensor(rng.standard_normal(shape, dtype=np.float32) * 0.3, requires_grad=True)
+                       for shape in ((8, 12), (12,), (12, 1), (1,))]
+
+    def step(self, lr=0.01) -> lg.Tensor:
+        w1, b1, w2, b2 = self.params
+        loss = (((self.x @ w1 + b1).relu() @ w2 + b2 - self.y) ** 2).mean()
+        loss.backward()
+        for p in self.params:
+            p.assign(p - lr * p.grad)
+            p.grad = None
+        lg.realize(*self.params)
+        return loss.detach()
+
+
+def test_training_loop_memory_is_flat_and_given_back():
+    gc.collect()
+    before = in_use()
+    model = TinyMLP()
+    first_loss = model.step().item()
+    for step in range(2, 2001):
+        model.step()
+        if step in (100, 2000):
+            gc.collect()
+            used = in_use()
+            assert used == live_buffer_bytes()
+            if step == 100: at_100 = used
+    assert used == at_100, f"in_use grew from {at_100} bytes at step 100 to {used} at step 2000"
+    assert model.step().item() < first_loss / 10  # it trained
+    del model
+    gc.collect()
+    assert in_use() == before
+    assert in_use() == live_buffer_bytes()
+
+
+def test_a_training_step_frees_its_intermediates_without_the_cyclic_gc():
+    model = TinyMLP()
+    for _ in range(3): model.step()
+    gc.collect()
+    gc.disable()
+    try:
+        before = in_use()
+        model.step()
+        after = in_use()
+    finally:
+        gc.enable()
+    assert after == before
+
+
+def test_memory_stats_in_use_matches_live_buffers():
+    gc.collect()
+    before = in_use()
+    a = lg.Tensor(np.ones((64, 32), np.float32))
+    b = (a * 2 + 1).sum(1)  # one fused kernel: only the output is stored
+    b.realize()
+    assert in_use() == before + a.numel() * 4 + b.numel() * 4
+    assert in_use() == live_buffer_bytes()
+    del a, b
+    gc.collect()
+    assert in_use() == before == live_buffer_bytes()
+
+
+# ---- (d) threads: each realizes its own tensors
+
+def test_two_threads_realize_their_own_tensors():
+    errors = []
+
+    def work(shape, seed, iters):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(iters):
+                a = rng.standard_normal(shape, dtype=np.float32)
+                b = rng.standard_normal(shape[-1:], dtype=np.float32)
+                ta, tb = lg.Tensor(a), lg.Tensor(b)
+                got = ((ta * 2 + tb).relu().sum(0) + 1).numpy()
+                np.testing.assert_allclose(got, np.maximum(a * 2 + b, 0).sum(0) + 1, rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose((ta @ ta.T).numpy(), a @ a.T, rtol=1e-4, atol=1e-4)
+        except Exception as e:  # noqa: BLE001  (reported by the main thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=((3, 5), 1, 150)), threading.Thread(target=work, args=((6, 2), 2, 150))]
+    for t in threads: t.start()
+    for t in threads: t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors[0]
+
+
+# ---- (e) kernel failures name the generated source and the backend's message
+
+@pytest.fixture
+def broken_render(monkeypatch):
+    """Make the OpenCL renderer emit invalid source for the next kernel it renders (one kernel only)."""
+    backend = importlib.import_module("lazygrad.backends.opencl")
+    render, broken = backend.render, []
+
+    def bad_render(plan):
+        src, name = render(plan)
+        if broken: return src, name
+        broken.append(name)
+        return src.replace("{\n", "{\n  this_is_not_c;\n", 1), name
+
+    monkeypatch.setattr(backend, "render", bad_render)
+    return backend
+
+
+def test_compile_failure_shows_source_and_backend_message(broken_render):
+    y = lg.Tensor(np.arange(35, dtype=np.float32).reshape(5, 7)) * 1234.5  # a kernel no other test compiles
+    with pytest.raises(broken_render.KernelError) as info:
+        y.numpy()
+    message = str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    assert "__kernel void" in message and "1234.5" in message  # the generated source
+    assert re.search(r"error.*this_is_not_c", message, re.S | re.I)  # the compiler's words about the bad line
+    assert message.count("this_is_not_c") >= 2  # once in the compiler's log, once in the source
+
+
+def test_retry_after_a_failed_kernel_recomputes(broken_render, monkeypatch):
+    x = np.arange(35, dtype=np.float32).reshape(7, 5)
+    y = lg.Tensor(x) * 4321.5  # a kernel no other test compiles
+    with pytest.raises(broken_render.KernelError):
+        y.numpy()
+    monkeypatch.undo()  # the renderer works again
+    np.testing.assert_allclose(y.numpy(), x * np.float32(4321.5))
+
+
+# ---- (f) bad input: one test per class of mistake; each case checks the exception's type and message, raised eagerly
+# (at the offending call, not when a result is realized later)
+
+def bad(name, fn, exc, message, bug=None):
+    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+    return pytest.param(fn, exc, message, id=name, marks=marks)
+
+
+def check_raises(fn, exc, message):
+    with pytest.raises(exc, match=message) as info:
+        fn()
+    return info.value
+
+
+M34, M56 = (lambda: lg.ones(3, 4)), (lambda: lg.ones(5, 6))
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("add", lambda: M34() + M56(), ValueError, r"^add: shapes \(3, 4\) and \(5, 6\) cannot be broadcast"),
+    bad("mul rank", lambda: lg.ones(2, 3, 4) * lg.ones(3), RuntimeError, r"^mul: shapes \(2, 3, 4\) and \(3,\) cannot be broadcast"),
+    bad("maximum", lambda: M34().maximum(lg.ones(2, 1)), ValueError, r"\(3, 4\) and \(2, 1\)"),
+    bad("where", lambda: lg.ones(3).where(lg.ones(4), 0.0), ValueError, r"^where: shapes \(3,\) and \(4,\)"),
+    bad("expand_as", lambda: lg.ones(2).expand_as(lg.ones(3)), ValueError, r"\(2,\).*\(3,\)"),
+])
+def test_bad_input_shapes_that_do_not_broadcast(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("2-D", lambda: M34() @ M56(), ValueError, "^" + re.escape("matmul: shapes (3, 4) and (5, 6) cannot be multiplied (4 != 5)") + "$"),
+    bad("torch type", lambda: M34() @ M56(), RuntimeError, r"cannot be multiplied"),
+    bad("1-D", lambda: lg.ones(3) @ lg.ones(4, 2), ValueError, re.escape("matmul: shapes (3,) and (4, 2) cannot be multiplied (3 != 4)")),
+    bad("batched", lambda: lg.ones(2, 3, 4) @ lg.ones(2, 5, 6), ValueError, re.escape("shapes (2, 3, 4) and (2, 5, 6) cannot be multiplied (4 != 5)")),
+    bad("batch dims", lambda: lg.ones(2, 3, 4) @ lg.ones(3, 4, 5), ValueError, r"batch dimensions .*\(2, 3, 4\) and \(3, 4, 5\)"),
+    bad("0-d", lambda: lg.ones(()) @ lg.ones(3), ValueError, r"at least 1 dimension.*\(\) and \(3,\)"),
+])
+def test_bad_input_matmul_shapes(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+DIM_RANGE = r"dim 2 is out of range for a tensor of 2 dimensions \(expected to be in range of \[-2, 1\]\)"
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("sum", lambda: M34().sum(2), IndexError, "^sum: " + DIM_RANGE),
+    bad("sum tuple", lambda: M34().sum((0, 2)), IndexError, "^sum: " + DIM_RANGE),
+    bad("amax negative", lambda: M34().amax(-3), IndexError, r"^amax: dim -3 is out of range"),
+    bad("transpose", lambda: M34().transpose(0, 2), IndexError, "^transpose: " + DIM_RANGE),
+    bad("flip", lambda: M34().flip(2), IndexError, "^flip: " + DIM_RANGE),
+    bad("cat", lambda: lg.cat([M34(), M34()], 2), IndexError, "^cat: " + DIM_RANGE),
+    bad("unsqueeze", lambda: M34().unsqueeze(4), IndexError, r"^unsqueeze: dim 4 is out of range .*\[-3, 2\]"),
+    bad("softmax", lambda: M34().softmax(2), IndexError, "^softmax: " + DIM_RANGE,
+        bug="softmax's dim error names amax (`amax: dim 2 is out of range`), not the op the user called"),
+    bad("0-d", lambda: lg.ones(()).sum(1), IndexError, r"dim 1 is out of range .*\[-1, 0\]"),
+])
+def test_bad_input_dim_out_of_range(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("reshape", lambda: M34().reshape(5, 2), ValueError, "^" + re.escape("reshape: shape (5, 2) is invalid for input of size 12 (shape (3, 4))")),
+    bad("view", lambda: M34().view(5, 2), RuntimeError, re.escape("shape (5, 2) is invalid for input of size 12")),
+    bad("inferred", lambda: M34().reshape(5, -1), ValueError, re.escape("shape (5, -1) is invalid for input of size 12")),
+    bad("two inferred", lambda: M34().reshape(-1, -1), ValueError, r"only one dimension can be inferred"),
+    bad("empty ambiguous", lambda: lg.ones(0, 3).reshape(0, -1), ValueError, re.escape("shape (0, -1) is invalid for input of size 0")),
+])
+def test_bad_input_reshape_size_mismatch(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+def OOB(i, d, s): return "^" + re.escape(f"index {i} is out of bounds for dimension {d} with size {s}") + "$"
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("int", lambda: M34()[3], IndexError, OOB(3, 0, 3)),
+    bad("negative int", lambda: M34()[-4], IndexError, OOB(-4, 0, 3)),
+    bad("int in dim 1", lambda: M34()[:, 4], IndexError, OOB(4, 1, 4)),
+    bad("tensor", lambda: M34()[lg.tensor([0, 3])], IndexError, OOB(3, 0, 3)),
+    bad("negative tensor", lambda: M34()[lg.tensor([-4])], IndexError, OOB(-4, 0, 3)),
+    bad("list in dim 1", lambda: M34()[:, [5]], IndexError, OOB(5, 1, 4)),
+    bad("gather", lambda: M34().gather(1, lg.tensor([[4]])), IndexError, OOB(4, 1, 4)),
+    bad("gather negative", lambda: M34().gather(1, lg.tensor([[-1]])), IndexError, OOB(-1, 1, 4)),
+    bad("index_select", lambda: M34().index_select(0, lg.tensor([3])), IndexError, OOB(3, 0, 3)),
+    bad("setitem", lambda: M34().__setitem__(3, 1.0), IndexError, OOB(3, 0, 3)),
+])
+def test_bad_input_index_out_of_range(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("and", lambda: lg.ones(3) & lg.ones(3), TypeError, r"^bitwise_and: not supported for floating point tensors \(got float32\)$"),
+    bad("or scalar", lambda: lg.ones(3) | 1, TypeError, r"^bitwise_or: not supported for floating point tensors"),
+    bad("xor int with float", lambda: lg.tensor([1, 2]) ^ lg.ones(2), TypeError, r"^bitwise_xor: .*floating point"),
+    bad("invert", lambda: ~lg.ones(3), TypeError, r"^bitwise_not: not supported for floating point tensors"),
+    bad("mean of int", lambda: lg.tensor([1, 2]).mean(), RuntimeError, r"mean\(\): could not infer output dtype.*int64"),
+    bad("neg of bool", lambda: -lg.tensor([True]), TypeError, r"^neg: negation of a bool tensor"),
+    bad("float index", lambda: M34()[lg.tensor([1.0])], IndexError, r"must be long, int or bool, got float32"),
+])
+def test_bad_input_dtype_not_supported_by_op(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+def two_devices():
+    """A tensor on each of two devices. TRITON:0 is a valid device name whether or not Triton can run here: a
+    constant on it allocates nothing, so the check must come from comparing device names."""
+    try:
+        return lg.zeros(3, device="TRITON"), lg.zeros(3)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no second device name: {e}")
+
+
+DIFFERENT = r"tensors are on different devices: (TRITON:0 and OPENCL:0|OPENCL:0 and TRITON:0)"
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("add", lambda a, b: a + b, ValueError, "^add: " + DIFFERENT),
+    bad("matmul", lambda a, b: a @ b, ValueError, DIFFERENT),
+    bad("cat", lambda a, b: lg.cat([a, b]), ValueError, "^cat: " + DIFFERENT),
+    bad("maximum", lambda a, b: a.maximum(b), ValueError, "^maximum: " + DIFFERENT),
+    bad("where", lambda a, b: (b > 0).where(a, b), ValueError, DIFFERENT),
+    bad("assign", lambda a, b: b.assign(a), ValueError, DIFFERENT),
+    bad("gather", lambda a, b: b.gather(0, a.long()), ValueError, DIFFERENT),
+])
+def test_bad_input_tensors_on_different_devices(fn, exc, message):
+    a, b = two_devices()
+    check_raises(lambda: fn(a, b), exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("name", lambda: lg.Tensor([1.0], device="FOO"), ValueError, r"^unknown device 'FOO'; expected one of OPENCL, TRITON"),
+    bad("index", lambda: lg.zeros(2, device="OPENCL:x"), ValueError, r"^unknown device 'OPENCL:x'"),
+    bad("type", lambda: lg.zeros(2, device=3), TypeError, r"device must be a string.*got 3"),
+    bad("missing device, data", lambda: lg.Tensor([1.0], device="OPENCL:99"), ValueError, r"^OPENCL:99 does not exist"),
+    bad("missing device, constant", lambda: lg.zeros(2, device="OPENCL:99"), ValueError, r"^OPENCL:99 does not exist",
+        bug="a constant on a device that does not exist raises only when realized (torch raises at creation)"),
+])
+def test_bad_input_unknown_device(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+def test_bad_input_backward_of_non_scalar_without_gradient():
+    y = lg.tensor([1.0, 2.0, 3.0], requires_grad=True) * 2
+    check_raises(y.backward, RuntimeError,
+                 r"^grad can be implicitly created only for scalar outputs; this output has shape \(3,\)")
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("tensor", lambda: lg.tensor([1, 2], requires_grad=True), RuntimeError,
+        r"^only floating point tensors can require gradients, got dtype int64$"),
+    bad("creation", lambda: lg.ones(2, dtype=lg.int32, requires_grad=True), RuntimeError, r"got dtype int32$"),
+    bad("requires_grad_", lambda: lg.tensor([True]).requires_grad_(), RuntimeError, r"got dtype bool$"),
+])
+def test_bad_input_requires_grad_on_int_tensor(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("negative", lambda: lg.zeros(2, -1), ValueError, re.escape("negative dimension in shape (2, -1)")),
+    bad("random", lambda: lg.randn(-3), ValueError, re.escape("negative dimension in shape (-3,)")),
+    bad("float", lambda: lg.zeros(2.5), TypeError, re.escape("a shape takes ints, got (2.5,)")),
+    bad("reshape negative", lambda: M34().reshape(-2, -6), ValueError, re.escape("reshape: invalid shape (-2, -6)")),
+])
+def test_bad_input_invalid_shape(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("permute repeats", lambda: M34().permute(0, 0), RuntimeError, r"^permute: order \(0, 0\) repeats a dim"),
+    bad("permute length", lambda: M34().permute(0), RuntimeError, r"^permute: order \(0,\) does not match the 2 dims"),
+    bad("expand", lambda: M34().expand(6, 4), RuntimeError, r"^expand: shape \(3, 4\) cannot be expanded to \(6, 4\)"),
+    bad("expand fewer dims", lambda: M34().expand(4), RuntimeError, r"^expand: the number of sizes \(1\)"),
+    bad("pad length", lambda: lg.ones(3).pad([1, 1, 1, 1]), ValueError, r"^pad: padding length 4"),
+])
+def test_bad_input_invalid_movement(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("cat", lambda: lg.cat([lg.ones(2, 3), lg.ones(3, 2)]), RuntimeError, re.escape("cat: shapes (2, 3), (3, 2) do not match outside dim 0")),
+    bad("cat nothing", lambda: lg.cat([]), ValueError, r"^cat: expected a non-empty list"),
+    bad("stack", lambda: lg.stack([lg.ones(2), lg.ones(3)]), RuntimeError, re.escape("stack: expects each tensor to be equal size, got (2,), (3,)")),
+    bad("split", lambda: lg.ones(4).split([1, 2]), RuntimeError, re.escape("split: sections [1, 2] do not add up to 4")),
+])
+def test_bad_input_shapes_that_do_not_concatenate(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("item", lambda: lg.ones(2).item(), RuntimeError, re.escape("item: a Tensor with 2 elements (shape (2,)) cannot be converted to a Python number")),
+    bad("bool", lambda: bool(lg.ones(2)), ValueError, r"2 elements"),
+    bad("len of 0-d", lambda: len(lg.ones(())), TypeError, r"len\(\) of a 0-d tensor"),
+])
+def test_bad_input_many_elements_as_one_number(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("too many", lambda: M34()[0, 0, 0], IndexError, re.escape("too many indices for tensor of dimension 2 (got 3, shape (3, 4))")),
+    bad("float scalar", lambda: M34()[1.0], IndexError, r"unsupported index 1.0 of type float"),
+    bad("two ellipses", lambda: M34()[..., ...], IndexError, r"single ellipsis"),
+    bad("mask shape", lambda: M34()[lg.tensor([True, False])], IndexError, r"shape of the mask \(2,\) at index 0 does not match .*\(3, 4\)"),
+])
+def test_bad_input_index_of_the_wrong_kind(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+def test_bad_input_backward_twice():
+    x = lg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    check_raises(y.backward, RuntimeError, r"backward through the graph a second time; pass retain_graph=True")
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("string", lambda: lg.Tensor("abc"), TypeError, r"cannot make a tensor from a NumPy array of dtype <U3"),
+    bad("None", lambda: lg.Tensor(None), TypeError, r"cannot make a tensor of NoneType None"),
+    bad("complex", lambda: lg.Tensor(np.zeros(2, np.complex64)), TypeError, r"dtype complex64"),
+    bad("dtype name", lambda: lg.zeros(2, dtype="float128"), TypeError, r"^unknown dtype 'float128'; expected one of"),
+])
+def test_bad_input_data_or_dtype_that_is_not_a_tensor(fn, exc, message):
+    check_raises(fn, exc, message)
+
+
+@pytest.mark.parametrize("fn, exc, message", [
+    bad("assign shape", lambda: lg.zeros(3).assign(lg.zeros(4)), RuntimeError, re.escape("assign: shape (4,) does not match (3,)")),
+    bad("setitem on a leaf that requires grad", lambda: lg.ones(3, requires_grad=True).__setitem__(0, 2.0), RuntimeError,
+        r"a leaf tensor that requires grad is being used in an in-place operation"),
+    bad("setitem value shape", lambda: M34().__setitem__(0, lg.ones(5)), ValueError, re.escape("setitem: shapes (4,) and (5,) cannot be broadcast")),
+])
+def test_bad_input_in_place_update(fn, exc, message):
+    check_raises(fn, exc, message)
