@@ -54,6 +54,10 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   # a gather reads its source at data-dependent places: the source must be a real buffer
   stored |= {id(n.srcs[0].base) for n in order if n.op is IndexOps.GATHER and n.srcs[0].base.realized is None}
 
+  # expensive elementwise work read through an expand (each value used many times, as a matmul's operand is) gets a
+  # buffer, rather than being recomputed for every use inside a reduction's loop
+  _store_expensive_expanded(order, readers, stored)
+
   # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
   fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
   for r in order:
@@ -79,6 +83,20 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
     ast = _build_ast(node, stored, inputs)
     items.append(ScheduleItem(ast, node, inputs, node.origin))
   return items
+
+
+EXPENSIVE = 12  # elementwise ops (inlined, up to the nearest buffers) above which expanded reads get a buffer
+
+
+def _store_expensive_expanded(order, readers, stored: set):
+  cost: dict[int, int] = {}
+  for n in order:  # sources first
+    if id(n) in stored or not isinstance(n.op, ELEMENTWISE): cost[id(n)] = 0; continue
+    cost[id(n)] = 1 + sum(cost.get(id(s.base), 0) for s in n.srcs if s.base.realized is None)
+  for n in order:
+    # small values (an optimizer's bias correction, say) are cheaper to recompute than to launch a kernel for
+    if id(n) in stored or cost.get(id(n), 0) < EXPENSIVE or n.size < 1024: continue
+    if any(not _reads_each_once(via) for _, via in readers.get(n, [])): stored.add(id(n))
 
 
 def _reads_each_once(view: LazyBuffer) -> bool:
