@@ -96,7 +96,7 @@ def plot(histories, path):
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--model", choices=["mlp", "cnn", "both"], default="both")
-  ap.add_argument("--epochs", type=int, default=5)
+  ap.add_argument("--epochs", type=int, default=6)
   ap.add_argument("--batch-size", type=int, default=64)
   ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (0: all 60,000)")
   ap.add_argument("--device", default=None, help="OPENCL, OPENCL:1, TRITON (default: LAZYGRAD_DEVICE or OPENCL)")
