@@ -13,7 +13,7 @@ from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, disk_cache_get, disk_cache_put
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum
 
 # what each dtype is called in memory (pointer element type) and in arithmetic
@@ -39,13 +39,6 @@ def literal(value, dtype: DType) -> str:
   if v == -2**31 and dtype.itemsize == 4: return "(-2147483647-1)"
   text = f"{v}L" if dtype.itemsize == 8 else str(v)
   return f"({text})" if v < 0 else text
-
-
-def reduce_identity(op: ReduceOps, dtype: DType):
-  if op is ReduceOps.SUM: return 0
-  if dtype.is_float: return -math.inf
-  if dtype is bool_: return 0
-  return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
 
 
 ROUND_HALF = ("float round_half(float x) { ushort t; vstore_half(x, 0, (__private half*)&t); "

@@ -21,7 +21,7 @@ from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And
 
 
@@ -95,12 +95,6 @@ def typed(value, dtype: DType, shape: str) -> str:
   """A constant tile with its own type, for an expression no tensor gives a type to. (A tile, not a 0-d tensor:
   the interpreter mislabels 0-d comparison results and breaks when it broadcasts them.)"""
   return f"tl.full({shape}, {literal(value, dtype)}, {COMPUTE[dtype.name]})"
-
-
-def reduce_identity(op: ReduceOps, dtype: DType):
-  if op is ReduceOps.SUM or dtype is bool_: return 0
-  if dtype.is_float: return -math.inf
-  return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
 
 
 def index(node: Node, var, ctx: str = "top") -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from lazygrad import device as devices
 from lazygrad.dtype import DType, bool_
 from lazygrad.helpers import DEBUG
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, ELEMENTWISE
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, ELEMENTWISE, reduce_identity
 from lazygrad.shape import ShapeTracker
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurse through long elementwise chains
@@ -111,8 +111,8 @@ class LazyBuffer:
     axes = tuple(sorted(a for a in axes if self.shape[a] != 1))
     if not axes: return self
     shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape))
-    if any(self.shape[a] == 0 for a in axes):  # nothing to reduce: the identity (max of nothing is -inf, as amax's caller checks)
-      return LazyBuffer.const(0 if op is ReduceOps.SUM else (-float("inf") if self.dtype.is_float else 0), self.dtype, self.device, shape)
+    if any(self.shape[a] == 0 for a in axes):  # nothing to reduce: the identity (amax's caller raises first)
+      return LazyBuffer.const(reduce_identity(op, self.dtype), self.dtype, self.device, shape)
     split = self._split_reduce(op, axes, shape)
     if split is not None: return split
     return LazyBuffer.new(self.device, shape, self.dtype, op, (self,), axes)

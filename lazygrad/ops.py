@@ -31,6 +31,13 @@ class IndexOps(Enum):
   GATHER = auto()  # torch.gather: out[..i..] = x[..idx[..i..] at dim..]; arg is dim. x is read from a real buffer
 
 
+def reduce_identity(op: "ReduceOps", dtype: DType):
+  """The value a reduction starts from: 0 for a sum (and for bool), the lowest value of the dtype for a max."""
+  if op is ReduceOps.SUM or dtype.kind == "b": return 0
+  if dtype.is_float: return -float("inf")
+  return -(2 ** (8 * dtype.itemsize - 1)) if dtype.kind == "i" else 0
+
+
 class MovementOps(Enum):
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
 
