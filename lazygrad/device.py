@@ -44,6 +44,13 @@ def get(name: str):
     return _devices[name]
 
 
+def existing(name) -> str:
+  """The canonical name of a device that exists. It opens the device, so a tensor made for a missing one raises at
+  the line that makes it, not when it is first computed."""
+  get(name)
+  return canonical(name)
+
+
 def count_kernel():
   global _kernel_count
   with _lock: _kernel_count += 1

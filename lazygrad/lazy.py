@@ -4,6 +4,7 @@ A base LazyBuffer holds an op and its sources (or, once realized, a device Buffe
 base and holds a ShapeTracker: movement ops make views and never copy.
 """
 from __future__ import annotations
+import math
 import sys
 import time
 import weakref
@@ -19,6 +20,13 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurs
 
 # equal nodes built twice are one node, so a recomputed expression (an op's backward, say) is scheduled once
 _node_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+# float ops whose result is NaN whenever an operand is NaN
+NAN_IN_NAN_OUT = (UnaryOps.NEG, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.SQRT, UnaryOps.RECIP, UnaryOps.CAST,
+                  BinaryOps.ADD, BinaryOps.SUB, BinaryOps.MUL, BinaryOps.DIV, BinaryOps.MAX)
+
+
+def _is_nan(value) -> bool: return isinstance(value, float) and math.isnan(value)
 
 
 class LazyBuffer:
@@ -102,6 +110,10 @@ class LazyBuffer:
       if a is not None and op is BinaryOps.ADD and a == 0: return others[0]
       if a is not None and op is BinaryOps.MUL and a == 1: return others[0]
     if op is UnaryOps.CAST and dtype is self.dtype: return self
+    # float arithmetic on a constant NaN is NaN: fold it here, because PoCL's vector exp2/floor/tanh of a NaN the
+    # compiler can see give garbage (a NaN known only at run time is fine)
+    if dtype.is_float and op in NAN_IN_NAN_OUT and any(s.dtype.is_float and _is_nan(s.const_value) for s in srcs):
+      return LazyBuffer.const(math.nan, dtype, self.device, self.shape)
     return LazyBuffer.new(self.device, self.shape, dtype, op, srcs, arg)
 
   def cast(self, dtype: DType) -> LazyBuffer: return self.e(UnaryOps.CAST, dtype=dtype)

@@ -207,7 +207,7 @@ class Tensor:
       if isinstance(a, str) and a.split(":")[0].upper() in devices.BACKENDS + ("CPU", "GPU", "CUDA"): device = a
       else: dtype = a
     out = self
-    if device is not None and devices.canonical(device) != self.device:
+    if device is not None and devices.existing(device) != self.device:
       out = Tensor(self.detach().numpy(), device=device, requires_grad=self.requires_grad)
     return out.cast(dtype) if dtype is not None else out
 
@@ -231,7 +231,7 @@ class Tensor:
     if not _is_number(fill_value): raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     dtype = to_dtype(dtype) if dtype is not None else (
       bool_ if isinstance(fill_value, (bool, np.bool_)) else default_int if isinstance(fill_value, (int, np.integer)) else default_float)
-    t = Tensor._const(fill_value, dtype, devices.canonical(device), _shape_arg((shape,) if isinstance(shape, int) else tuple(shape)))
+    t = Tensor._const(fill_value, dtype, devices.existing(device), _shape_arg((shape,) if isinstance(shape, int) else tuple(shape)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
   @staticmethod
@@ -244,7 +244,7 @@ class Tensor:
 
   @staticmethod
   def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    t = Tensor._from_lazy(LazyBuffer.empty(_shape_arg(shape), to_dtype(dtype or default_float), devices.canonical(device)))
+    t = Tensor._from_lazy(LazyBuffer.empty(_shape_arg(shape), to_dtype(dtype or default_float), devices.existing(device)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
   @staticmethod
@@ -268,7 +268,7 @@ class Tensor:
     m = n if m is None else m
     dtype = to_dtype(dtype or default_float)
     # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
-    row = Tensor._const(1, dtype, devices.canonical(device), (1,))._pad(((0, m),))  # [1, 0, ..., 0] of length m+1
+    row = Tensor._const(1, dtype, devices.existing(device), (1,))._pad(((0, m),))  # [1, 0, ..., 0] of length m+1
     t = row.expand(n, m + 1).reshape(n * (m + 1))._shrink(((0, n * m),)).reshape(n, m) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
     return t.contiguous().requires_grad_(requires_grad) if requires_grad else t
 
@@ -647,7 +647,8 @@ class Tensor:
   # ---- reductions
 
   def _axes(self, dim, op: str) -> tuple[int, ...]:
-    if dim is None: return tuple(range(self.ndim))
+    # an empty dim list reduces over every dim, as in torch (sum(dim=()) is a full sum)
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0): return tuple(range(self.ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     if self.ndim == 0:  # a 0-d tensor takes dim 0 or -1 and has nothing to reduce
       for d in dims: normalize_dim(d, 0, op)
@@ -676,9 +677,13 @@ class Tensor:
     return MaxResult(self.amin(dim, keepdim), self.argmin(dim, keepdim))
 
   def amax(self, dim=None, keepdim=False) -> Tensor:
-    if self.numel() == 0 and (dim is None or any(self.shape[a] == 0 for a in self._axes(dim, "amax"))):
-      raise RuntimeError(f"amax: cannot reduce over an empty dimension of a tensor of shape {self.shape}; "
-                         f"the maximum of nothing is undefined")
+    if self.numel() == 0:  # torch: IndexError naming the empty dim, or RuntimeError when no dim was given
+      if dim is None:
+        raise RuntimeError(f"amax: cannot reduce a tensor of shape {self.shape} with no elements without a dim; "
+                           f"the maximum of nothing is undefined")
+      empty = [a for a in self._axes(dim, "amax") if self.shape[a] == 0]
+      if empty:
+        raise IndexError(f"amax: cannot reduce over dim {empty[0]}, which has size 0 in a tensor of shape {self.shape}")
     return self._reduce(F.Max, dim, keepdim, "amax")
 
   def amin(self, dim=None, keepdim=False) -> Tensor:
@@ -731,6 +736,7 @@ class Tensor:
     return out if keepdim else out.squeeze(self._axes(dim, "logsumexp"))
 
   def softmax(self, dim=-1, dtype=None) -> Tensor:
+    dim = normalize_dim(dim, self.ndim, "softmax")
     x = self.cast(dtype) if dtype is not None else self._float()
     if x.numel() == 0: return x
     m = x.amax(dim, keepdim=True).detach()
@@ -738,6 +744,7 @@ class Tensor:
     return e / e.sum(dim, keepdim=True)
 
   def log_softmax(self, dim=-1, dtype=None) -> Tensor:
+    dim = normalize_dim(dim, self.ndim, "log_softmax")
     x = self.cast(dtype) if dtype is not None else self._float()
     if x.numel() == 0: return x
     m = x.amax(dim, keepdim=True).detach()

@@ -12,16 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, reject, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import lazygrad as lg
-from lazygrad.device import default_device, get as get_device
 
 EXAMPLES = int(os.environ.get("LAZYGRAD_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
-
-ON_POCL = default_device().startswith("OPENCL") and "Portable Computing Language" in (
-    get_device(default_device()).device.platform.name)
 
 MAX_NDIM = 4
 MAX_DIM = 4  # starting dims; pads and expands may grow a dim to MAX_GROWN
@@ -113,21 +109,12 @@ def operand(shape, dtype, seed) -> np.ndarray:
     return rng.uniform(-1.5, 1.5, size=shape).astype(dtype)
 
 
-# Known bugs, each with an xfail regression test below. An example that would hit one is rejected rather than failed,
-# so the bounded run stays green while the bug is open; delete the entry when its regression test flips to XPASS.
-def known_bug(x: np.ndarray, op) -> str | None:
-    """The regression test of a known bug that applying `op` to (the lazygrad twin of) `x` would hit, if any."""
-    if op == ("unary", "exp") and ON_POCL and np.isnan(x).any(): return "test_exp_of_a_constant_nan_is_nan"
-    return None
-
-
 def run_chain(shape, dtype, seed, lazy_start, ops):
     """Apply `ops` to NumPy and lazygrad copies of the same data and compare the results."""
     x = operand(shape, np.dtype(dtype), seed)
     t = lg.Tensor(x)
     if lazy_start: t = -(-t)  # start from an unrealized node, so the first views are of inlined work
     for op in ops:
-        if known_bug(x, op): reject()
         if op[0] == "reduce" and op[1] == "amax" and reduces_empty(x.shape, op[2]):
             # torch: IndexError with a dim, RuntimeError without (tests/test_reliability.py checks which)
             with pytest.raises((IndexError, RuntimeError), match="amax"):
@@ -343,9 +330,7 @@ def test_mean_of_0d_over_dim_0(dim):  # found by test_op_chains_match_numpy; tor
     np.testing.assert_array_equal(x.mean(dim).numpy(), np.float32(2.5), strict=True)
 
 
-@pytest.mark.xfail(ON_POCL, strict=True, reason="PoCL miscompiles exp2 of a NaN it can see at compile time (x * NAN): "
-                   "exp of x * nan, or of the mean of an empty tensor, returns a finite garbage value")
-def test_exp_of_a_constant_nan_is_nan():  # found by test_op_chains_match_numpy
+def test_exp_of_a_constant_nan_is_nan():  # found by test_op_chains_match_numpy; PoCL's exp2 of a NaN it can see gave garbage
     cases = {
         "x * nan": (lg.Tensor(np.array([0.0, 1.0, 2.0], np.float32)) * float("nan")).exp(),
         "mean of empty": lg.Tensor(np.empty(0, np.float32)).mean().exp(),
