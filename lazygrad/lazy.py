@@ -76,6 +76,15 @@ class LazyBuffer:
     if uploads is not None: uploads.append((id(lb.realized), x.tobytes()))
     return lb
 
+  def overwrite(self, x: np.ndarray) -> None:
+    """Copy host data into this realized base's buffer in place, so every kernel that reads the buffer, a jit's
+    replayed ones included, sees the new values."""
+    if self._base is not None or self.realized is None or x.size != self.size:
+      raise RuntimeError(f"overwrite: needs a realized buffer of {x.size} elements, got {'a view' if self._base else self.size}")
+    x = np.ascontiguousarray(x, dtype=self.dtype.np).reshape(-1)
+    self.realized.copyin(x)
+    if uploads is not None: uploads.append((id(self.realized), x.tobytes()))
+
   @staticmethod
   def const(value, dtype: DType, device: str, shape=()) -> LazyBuffer:
     value = bool(value) if dtype is bool_ else (int(value) if dtype.is_int else float(value))

@@ -175,6 +175,23 @@ class Tensor:
 
   def clone(self) -> Tensor: return F.Contiguous.apply(self, force=True)
 
+  def __deepcopy__(self, memo) -> Tensor:
+    """copy.deepcopy: a leaf's own copy (a lazy device-side clone) with its requires_grad and grad, of its class
+    (a Parameter stays a Parameter), as in torch."""
+    if not self.is_leaf:
+      raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy protocol; "
+                         "deepcopy a .detach()ed tensor instead")
+    out = object.__new__(type(self))
+    out.lazydata, out.requires_grad, out._ctx = self.detach().clone().lazydata, self.requires_grad, None
+    out.grad = None if self.grad is None else self.grad.detach().clone()
+    memo[id(self)] = out
+    return out
+
+  def __reduce__(self):
+    """pickle: the values (copied to the host), dtype, device and requires_grad; a Parameter stays a Parameter."""
+    if not self.is_leaf: raise RuntimeError("pickle: only leaf tensors can be pickled; pickle a .detach()ed tensor instead")
+    return (_unpickle_tensor, (type(self), self.numpy(), self.device, self.requires_grad))
+
   def contiguous(self) -> Tensor: return F.Contiguous.apply(self)
 
   def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -192,6 +209,12 @@ class Tensor:
     if assign_hook is not None: assign_hook(self)
     self.lazydata = other.lazydata
     return self
+
+  def _overwrite(self, values: np.ndarray) -> None:
+    """Write host values into this realized tensor's own buffer in place (what optimizers use for hyperparameters:
+    the kernels that read the buffer, replayed ones included, see the new values)."""
+    self.realize()
+    self.lazydata.overwrite(np.asarray(values).reshape(self.shape))
 
   def zero_(self) -> Tensor: return self.assign(self.zeros_like())
   def fill_(self, value) -> Tensor: return self.assign(self.full_like(value))
@@ -1361,6 +1384,13 @@ def einsum(equation: str, *operands) -> Tensor:
     product = aligned if product is None else product * aligned
   summed = tuple(range(len(rhs), len(letters)))
   return product.sum(summed) if summed else product._broadcast_to(tuple(sizes[c] for c in letters))
+
+
+def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) -> Tensor:
+  t = Tensor(values, device=device)
+  out = object.__new__(cls)
+  out.lazydata, out.requires_grad, out.grad, out._ctx = t.lazydata, requires_grad, None, None
+  return out
 
 
 def realize(*tensors: Tensor) -> None:

@@ -305,6 +305,21 @@ def test_train_eval_zero_grad_apply_to():
     assert m[0].weight.numpy().any()
 
 
+def test_tensors_deepcopy_and_pickle_as_in_torch():
+    import copy
+    import pickle
+    w = nn.Parameter(lg.Tensor(np.arange(6, dtype=np.float64).reshape(2, 3)))
+    w.grad = lg.full((2, 3), 0.5, dtype=lg.float64)
+    twin = copy.deepcopy(w)
+    assert type(twin) is nn.Parameter and twin.requires_grad and twin.dtype is lg.float64
+    np.testing.assert_array_equal(twin.grad.numpy(), np.full((2, 3), 0.5))
+    back = pickle.loads(pickle.dumps(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))))
+    assert type(back[0].weight) is nn.Parameter and back[0].weight.requires_grad and back[1].running_var.numpy().tolist() == [1, 1]
+    assert pickle.loads(pickle.dumps(w)).numpy().tolist() == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(w * 2)
+
+
 # ---------------------------------------------------------------- init
 
 N_INIT = (256, 200)  # 51200 samples: means and stds to about 1%

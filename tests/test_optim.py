@@ -134,11 +134,33 @@ def test_jitted_steps_replay_the_same_updates():
     assert step.replayable
     assert_params_close(ours, theirs)
     assert opt.state[ours[0].weight]["step"].item() == 8
-    # a scheduler cannot change a replayed step's learning rate: it says so
-    sched = lr_scheduler.StepLR(opt, step_size=1)
-    step(lg.tensor(X), lg.tensor(Y))
-    with pytest.warns(UserWarning, match="lazygrad.jit"):
+
+
+def test_a_scheduler_reaches_jitted_steps():
+    """A learning rate set between replayed steps (by a scheduler, or by hand) is the one the replayed kernels use."""
+    ours, theirs = models()
+    opt, topt = optim.AdamW(ours.parameters(), lr=0.01), torch.optim.AdamW(theirs.parameters(), lr=0.01)
+    sched, tsched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.3), torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.3)
+
+    @lg.jit
+    def step(x, y):
+        loss = ((ours(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    for n in range(10):
+        if n == 7:
+            opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.05
+        step(lg.tensor(X), lg.tensor(Y))
+        topt.zero_grad()
+        torch_loss(theirs).backward()
+        topt.step()
         sched.step()
+        tsched.step()
+    assert step.replayable
+    assert_params_close(ours, theirs)
 
 
 def test_a_parameter_without_gradient_keeps_its_step_count():

@@ -33,13 +33,6 @@ def _as_tensor(value, like: Tensor | None = None) -> Tensor:
   return Tensor(arr)
 
 
-def _copy_tensor(t: Tensor) -> Tensor:
-  data = t.detach().clone()
-  out = Parameter(data, t.requires_grad) if isinstance(t, Parameter) else data.requires_grad_(t.requires_grad)
-  if t.grad is not None: out.grad = t.grad.detach().clone()
-  return out
-
-
 def _addindent(s: str, n: int) -> str:
   lines = s.split("\n")
   return lines[0] if len(lines) == 1 else lines[0] + "\n" + "\n".join(" " * n + line for line in lines[1:])
@@ -347,19 +340,6 @@ class Module:
   def float(self) -> Module: return self.to(dtype="float32")
   def double(self) -> Module: return self.to(dtype="float64")
   def half(self) -> Module: return self.to(dtype="float16")
-
-  def __deepcopy__(self, memo):
-    """A copy with its own parameters and buffers (lazy device-side copies), as copy.deepcopy(model) gives in torch."""
-    import copy
-    for m in self.modules():
-      tensors = [t for store in (m._parameters, m._buffers) for t in store.values() if t is not None]
-      tensors += [v for v in m.__dict__.values() if isinstance(v, Tensor)]
-      for t in tensors:
-        if id(t) not in memo: memo[id(t)] = _copy_tensor(t)
-    new = object.__new__(type(self))
-    memo[id(self)] = new
-    for k, v in self.__dict__.items(): object.__setattr__(new, k, copy.deepcopy(v, memo))
-    return new
 
   # ---- printing
 

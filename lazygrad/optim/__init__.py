@@ -7,14 +7,16 @@ Nothing a kernel reads changes on the host from step to step, so the kernels are
 `lazygrad.jit` replays correctly:
 - the step count is a device tensor (as torch's `capturable=True` keeps it), shared by the parameters of a group
   that step together, and bias corrections are computed from it inside the update kernels;
-- hyperparameters (lr, betas, eps, ...) reach the kernels through a small uploaded vector per group, uploaded
-  again only when a value changes (a scheduler), never baked into the kernel source as literals.
+- hyperparameters (lr, betas, eps, ...) reach the kernels through a small vector per group on the device, never
+  baked into the kernel source as literals; setting one (a scheduler does) overwrites the vector in place at once, so
+  the new value reaches even a step that lazygrad.jit replays without running step().
 """
 from __future__ import annotations
 import copy
 from collections import defaultdict
 import math
 from typing import Callable
+import weakref
 import numpy as np
 from lazygrad.tensor import Tensor, no_grad, enable_grad, realize
 from lazygrad.dtype import float32, float64
@@ -61,6 +63,22 @@ def _one_minus_pow(log_base: Tensor, step: Tensor) -> Tensor:
   return (x.abs() < 0.1).where(series, 1 - x.exp())
 
 
+class _ParamGroup(dict):
+  """A parameter group: a dict, as in torch. Setting a hyperparameter (as a scheduler or the user does) writes the new
+  value into the vector the update kernels read at once, so it reaches a step replayed by `lazygrad.jit` too."""
+
+  def __init__(self, optimizer: Optimizer, items: dict):
+    super().__init__(items)
+    self._owner = weakref.ref(optimizer)
+
+  def __setitem__(self, key, value):
+    super().__setitem__(key, value)
+    owner = self._owner()
+    if owner is not None: owner._sync_hyperparameters(self)
+
+  def __reduce__(self): return (dict, (dict(self),))  # copies and pickles are plain dicts
+
+
 class Optimizer:
   """Base class: param_groups (dicts with per-group hyperparameters), per-parameter state, state dicts, zero_grad."""
 
@@ -98,7 +116,7 @@ class Optimizer:
       param_group.setdefault(name, default)
     seen = {id(p) for g in self.param_groups for p in g["params"]}
     if any(id(p) in seen for p in params): raise ValueError("some parameters appear in more than one parameter group")
-    self.param_groups.append(param_group)
+    self.param_groups.append(_ParamGroup(self, param_group))
 
   def zero_grad(self, set_to_none: bool = True) -> None:
     for group in self.param_groups:
@@ -125,7 +143,6 @@ class Optimizer:
         for p in active:
           hyper = self._hyper(index, group, p)
           updated += self._update(group, p, p.grad.detach(), self.state[p], hyper)
-    self._step_calls = getattr(self, "_step_calls", 0) + 1
     if updated: realize(*updated)
     return loss
 
@@ -150,16 +167,23 @@ class Optimizer:
     return list(counters.values())
 
   def _hyper(self, index: int, group: dict, p: Tensor) -> dict[str, Tensor]:
-    """The group's hyperparameters as 0-d views of one uploaded vector; uploaded again only when a value changes."""
-    values = self._hyperparameters(group)
+    """The group's hyperparameters as 0-d views of one vector on the device, uploaded once per group, dtype and device
+    and overwritten in place when a value changes (the kernels that read it stay the same)."""
     dt = _compute_dtype(p)
-    key = (tuple(values.values()), dt.name, p.device)
-    cache = self.__dict__.setdefault("_uploads", {})
-    hit = cache.get((index, dt.name, p.device))
-    if hit is None or hit[0] != key:
+    uploads = self.__dict__.setdefault("_uploads", {})  # (group index, dtype, device) -> (vector, its 0-d views)
+    if (index, dt.name, p.device) not in uploads:
+      values = self._hyperparameters(group)
       vec = Tensor(np.array(list(values.values()), dtype=dt.np), dtype=dt, device=p.device)
-      hit = cache[(index, dt.name, p.device)] = (key, {name: vec[i] for i, name in enumerate(values)})
-    return hit[1]
+      uploads[(index, dt.name, p.device)] = (vec, {name: vec[i] for i, name in enumerate(values)})
+    return uploads[(index, dt.name, p.device)][1]
+
+  def _sync_hyperparameters(self, group: dict) -> None:
+    """Write the group's hyperparameters into its uploaded vectors, where a value differs."""
+    index = next((i for i, g in enumerate(self.param_groups) if g is group), None)
+    for (i, _, _), (vec, _) in self.__dict__.get("_uploads", {}).items():
+      if i != index: continue
+      values = np.array(list(self._hyperparameters(group).values()), dtype=vec.dtype.np)
+      if not np.array_equal(values, vec.numpy()): vec._overwrite(values)
 
   def _init_state(self, group: dict, p: Tensor, state: dict) -> None: pass
   def _hyperparameters(self, group: dict) -> dict[str, float]: raise NotImplementedError
@@ -214,8 +238,9 @@ class Optimizer:
     for g, s in zip(groups, saved):
       s["params"] = g["params"]
       if "param_names" in g and "param_names" not in s: s["param_names"] = g["param_names"]
-      new_groups.append(s)
+      new_groups.append(_ParamGroup(self, s))
     self.param_groups = new_groups
+    for g in new_groups: self._sync_hyperparameters(g)
 
   def __getstate__(self): return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
   def __setstate__(self, state): self.__dict__.update(state)

@@ -5,7 +5,6 @@ Learning rates are plain Python floats in the optimizer's param_groups; the opti
 from __future__ import annotations
 import math
 import types
-import warnings
 from bisect import bisect_right
 from collections import Counter
 from typing import Sequence
@@ -26,17 +25,6 @@ def _format_param(name: str, optimizer: Optimizer, param) -> list:
 
 
 def _lrs(optimizer: Optimizer, key: str = "lr") -> list: return [g[key] for g in optimizer.param_groups]
-
-
-def _check_optimizer_stepped(sched) -> None:
-  """Warn when the optimizer has stepped before but not since the last scheduler step: its Python step() did not
-  run (a step replayed by lazygrad.jit), so a new learning rate cannot reach the update kernels."""
-  calls = getattr(sched.optimizer, "_step_calls", 0)
-  if calls and calls == getattr(sched, "_seen_step_calls", None):
-    warnings.warn("lr_scheduler.step(): optimizer.step() has not run since the last scheduler step. If the optimizer "
-                  "steps inside a function replayed by lazygrad.jit, the replay keeps the hyperparameters it was "
-                  "recorded with, and the scheduler's new learning rate is not used.", UserWarning, stacklevel=3)
-  sched._seen_step_calls = calls
 
 
 class LRScheduler:
@@ -68,7 +56,6 @@ class LRScheduler:
 
   def step(self, epoch: int | None = None) -> None:
     self._step_count += 1
-    _check_optimizer_stepped(self)
     self._update_lr(epoch)
 
   def _update_lr(self, epoch: int | None = None) -> None:
@@ -408,7 +395,6 @@ class ReduceLROnPlateau(LRScheduler):
     self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
 
   def step(self, metrics, epoch=None) -> None:
-    _check_optimizer_stepped(self)
     current = float(metrics)
     self.last_epoch = epoch if epoch is not None else self.last_epoch + 1
     if self._is_better(current, self.best): self.best, self.num_bad_epochs = current, 0
