@@ -212,7 +212,7 @@ def vector_choice(plan: Plan):
     if size < LANES or size % LANES: continue
     # a reduction's loop keeps one accumulator: 8 lanes hide the latency of its chain of adds
     wide = any(VECTOR_DTYPES[d.name] == "long" for d in [*plan.bufs, *(i.dtype for i in plan.instrs)])
-    n = 8 if size % 8 == 0 and not wide and (lane == "ridx" or (plan.reduce is not None and _row_stride(plan) % 8 == 0)) else LANES
+    n = 8 if size % 8 == 0 and not wide and (lane == "ridx" or (plan.reduce is not None and _tiling(plan, 8, lane)[0] > 1)) else LANES
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
@@ -423,12 +423,38 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
 
 
 def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int]:
-  """(rows, row stride) of the register tile: several output rows per work-item for reductions over lanes of outputs."""
-  stride = _row_stride(plan)
-  if lane == "gidx" and plan.reduce is not None and plan.red_size >= 16 and stride % lanes == 0 and \
-     plan.out_size % (ROWS * stride) == 0:
-    return ROWS, stride
-  return 1, stride
+  """(rows, row stride) of the register tile: a reduction over lanes of outputs also takes ROWS rows of them, at the
+  stride of the output dim whose rows share the most loads (a matmul's right operand, a convolution's input window)."""
+  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, _row_stride(plan)
+  cache = plan.__dict__.setdefault("_tilings", {})
+  if lanes not in cache:
+    dims = [d for d in plan.ast.shape if d != 1]
+    options = [(1, _row_stride(plan))]
+    for k in range(len(dims) - 1):
+      stride = math.prod(dims[k + 1:])
+      if stride % lanes == 0 and plan.out_size % (ROWS * stride) == 0: options.append((ROWS, stride))
+    cache[lanes] = min(options, key=lambda o: _loads_per_output(plan, lanes, *o))
+  return cache[lanes]
+
+
+def _loads_per_output(plan: Plan, lanes: int, rows: int, stride: int) -> float:
+  """Memory instructions per output per reduce step of a tile: a load whose index and mask are the same in rows 0 and
+  1 is shared by every row; one with uniform mask and uniform or contiguous index is one load, else one per lane."""
+  nest = reduce_loops(plan, "int")[2]
+  if rows == 1: at = lambda j, u: {"gidx": Var("gvec", 0, plan.out_size // lanes - 1) * lanes + u, **nest}
+  else:
+    mi, ni = Var("mi", 0, plan.out_size // (rows * stride) - 1), Var("ni", 0, stride // lanes - 1)
+    at = lambda j, u: {"gidx": (mi * rows + j) * stride + ni * lanes + u, **nest}
+  total = 0
+  for i in plan.instrs:
+    if i.op != "load" or i.region != "loop": continue
+    _, idx, valid = i.arg
+    row = [([idx.substitute(at(j, u)) for u in range(lanes)], [valid.substitute(at(j, u)) for u in range(lanes)])
+           for j in range(min(rows, 2))]
+    cost = 1 if _lane_kind(row[0][1]) == "uniform" and _lane_kind(row[0][0]) != "gather" else lanes
+    shared = rows == 1 or (row[0][0] == row[1][0] and row[0][1] == row[1][1])
+    total += cost if shared else cost * rows
+  return total / (rows * lanes)
 
 
 class CLAllocator(Allocator):

@@ -53,6 +53,8 @@ def evaluate(model, loader) -> float:
 
 def train(name, model, train_loader, test_loader, epochs, lr):
   opt = lg.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+  # one cycle: the learning rate warms up to `lr`, then anneals to almost 0 by the last step
+  schedule = lg.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_loader))
 
   @lg.jit
   def step(images, labels):
@@ -68,6 +70,7 @@ def train(name, model, train_loader, test_loader, epochs, lr):
     bar = tqdm(train_loader, desc=f"{name} epoch {epoch}/{epochs}", unit="batch", leave=False)
     for images, labels in bar:
       loss = step(images, labels)
+      schedule.step()
       losses.append(loss)
       if len(losses) % 20 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
     train_loss = float(np.mean([l.item() for l in losses]))
