@@ -382,8 +382,14 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     lines.extend(heads)
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
+    src = r.srcs[0]
+    # a sum of products is written as one expression, acc + x*y, which the compiler contracts to a fused multiply-add
+    # (it does not fuse across statements; an explicit fma() call is a slow library call on PoCL)
+    fused = r.arg is ReduceOps.SUM and r.dtype in (float32, float64) and src.op == "alu" and src.arg is BinaryOps.MUL \
+      and src.region == "loop" and all(s.dtype is r.dtype for s in src.srcs)
     for j, a in enumerate(accs):
-      lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(r.srcs[0], j, True)], [r.dtype, r.dtype], LANES)};")
+      if fused: lines.append(f"    {a} = ({a}+({use(src.srcs[0], j, True)}*{use(src.srcs[1], j, True)}));")
+      else: lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(src, j, True)], [r.dtype, r.dtype], LANES)};")
     lines.append("  " + close)
     if lane == "ridx":  # fold the lanes into one value
       if r.dtype is bool_: lines.append(f"  bool acc = ({'|'.join(f'acc0.s{u}' for u in range(LANES))})!=0;")

@@ -199,6 +199,7 @@ def first_call(runs):
   """Wall time of a fresh process's first ew_chain (import included), with an empty and with a warm kernel cache."""
   with tempfile.TemporaryDirectory() as cache:
     env = {**os.environ, "LAZYGRAD_CACHE_DIR": cache, "POCL_KERNEL_CACHE": "0"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install keeps compiled bytecode: import as fast as theirs
     run = lambda: float(subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True,
                                        check=True).stdout.strip().splitlines()[-1])
     cold = run()

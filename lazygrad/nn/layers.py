@@ -253,6 +253,12 @@ class _ConvNd(Module):
     if self.padding_mode != "zeros": s += f", padding_mode={self.padding_mode}"
     return s
 
+  def _forward(self, conv, input):
+    """A (non-transposed) convolution's forward: padding modes other than zeros pad first."""
+    if self.padding_mode != "zeros":
+      return conv(self._padded(input), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+    return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
 
 class Conv1d(_ConvNd):
   _dims = 1
@@ -262,10 +268,7 @@ class Conv1d(_ConvNd):
     super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
                      padding_mode, device, dtype)
 
-  def forward(self, input):
-    if self.padding_mode != "zeros":
-      return F.conv1d(self._padded(input), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-    return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+  def forward(self, input): return self._forward(F.conv1d, input)
 
 
 class Conv2d(_ConvNd):
@@ -276,10 +279,7 @@ class Conv2d(_ConvNd):
     super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
                      padding_mode, device, dtype)
 
-  def forward(self, input):
-    if self.padding_mode != "zeros":
-      return F.conv2d(self._padded(input), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-    return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+  def forward(self, input): return self._forward(F.conv2d, input)
 
 
 class ConvTranspose2d(_ConvNd):

@@ -185,6 +185,17 @@ class Optimizer:
       values = np.array(list(self._hyperparameters(group).values()), dtype=vec.dtype.np)
       if not np.array_equal(values, vec.numpy()): vec._overwrite(values)
 
+  def _start(self, group: dict, p: Tensor, grad: Tensor, s: dict[str, Tensor]):
+    """What every update begins with: (compute dtype, parameter, gradient) in that dtype, the gradient negated for
+    `maximize`, and weight decay: added to the gradient (L2), or shrinking the parameter when decoupled (AdamW)."""
+    dt = _compute_dtype(p)
+    x, g = p.cast(dt), grad.cast(dt)
+    if group["maximize"]: g = -g
+    if group["weight_decay"] != 0:
+      if group.get("decoupled_weight_decay"): x = x * s["decay"]
+      else: g = g + x * s["weight_decay"]
+    return dt, x, g
+
   def _init_state(self, group: dict, p: Tensor, state: dict) -> None: pass
   def _hyperparameters(self, group: dict) -> dict[str, float]: raise NotImplementedError
   def _update(self, group: dict, p: Tensor, grad: Tensor, state: dict, s: dict[str, Tensor]) -> list[Tensor]:
@@ -280,11 +291,7 @@ class SGD(Optimizer):
             "weight_decay": group["weight_decay"]}
 
   def _update(self, group, p, grad, state, s):
-    dt = _compute_dtype(p)
-    x = p.cast(dt)
-    g = grad.cast(dt)
-    if group["maximize"]: g = -g
-    if group["weight_decay"] != 0: g = g + x * s["weight_decay"]
+    dt, x, g = self._start(group, p, grad, s)
     out = []
     if group["momentum"] != 0:
       buf = state.get("momentum_buffer")
@@ -322,13 +329,7 @@ class Adam(Optimizer):
             "ln_beta1": _ln(beta1), "ln_beta2": _ln(beta2), "decay": 1 - lr * wd, "weight_decay": wd, "eps": group["eps"]}
 
   def _update(self, group, p, grad, state, s):
-    dt = _compute_dtype(p)
-    x = p.cast(dt)
-    g = grad.cast(dt)
-    if group["maximize"]: g = -g
-    if group["weight_decay"] != 0:
-      if group["decoupled_weight_decay"]: x = x * s["decay"]
-      else: g = g + x * s["weight_decay"]
+    dt, x, g = self._start(group, p, grad, s)
     m, v = state["exp_avg"], state["exp_avg_sq"]
     m.assign(_lerp(m.cast(dt), g, 1 - group["betas"][0], s["w1"], s["one_minus_w1"]))
     v.assign(v.cast(dt) * s["beta2"] + s["one_minus_beta2"] * g * g)
@@ -386,11 +387,7 @@ class RMSprop(Optimizer):
             "momentum": group["momentum"], "weight_decay": group["weight_decay"]}
 
   def _update(self, group, p, grad, state, s):
-    dt = _compute_dtype(p)
-    x = p.cast(dt)
-    g = grad.cast(dt)
-    if group["maximize"]: g = -g
-    if group["weight_decay"] != 0: g = g + x * s["weight_decay"]
+    dt, x, g = self._start(group, p, grad, s)
     sq = state["square_avg"]
     sq.assign(sq.cast(dt) * s["alpha"] + s["w"] * g * g)
     out = [sq]
