@@ -89,7 +89,8 @@ def render(plan: Plan) -> tuple[str, str]:
 
 def global_size(plan: Plan) -> int:
   choice = vector_choice(plan)
-  if not choice or choice[1] != "gidx": return plan.out_size
+  if not choice: return plan.out_size
+  if choice[1] == "ridx": return plan.out_size // _dot_tiling(plan, choice[0])[0]
   return plan.out_size // (choice[0] * _tiling(plan, *choice)[0])
 
 
@@ -290,9 +291,14 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   _bc = lambda x, d: _broadcast(x, d, LANES)
   itype = "long" if plan.big_index else "int"
   rows, stride = _tiling(plan, LANES, lane)
+  slot = lambda j: Var("gidx", 0, plan.out_size - 1)  # the output a scalar row computes (lanes along ridx)
   if lane == "ridx":
     rvec = Var("rvec", 0, max(plan.red_size // LANES - 1, 0))
     at = lambda j, u: rvec * LANES + u
+    rows, ra, rb, stride = _dot_tiling(plan, LANES)
+    if rows > 1:  # ra x rb outputs per work-item: loads that depend on one of the two are shared by the others
+      mi, ni = Var("mi", 0, plan.out_size // (rows * stride // rb) - 1), Var("ni", 0, stride // rb - 1)
+      slot = lambda j: (mi * ra + j // rb) * stride + ni * rb + j % rb
   elif rows > 1:
     mi = Var("mi", 0, plan.out_size // (rows * stride) - 1)
     ni = Var("ni", 0, stride // LANES - 1)
@@ -301,7 +307,8 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     gvec = Var("gvec", 0, plan.out_size // LANES - 1)
     at = lambda j, u: gvec * LANES + u
   heads, close, nest = reduce_loops(plan, itype) if plan.reduce is not None and lane == "gidx" else ([], "", {})
-  lanes_of = lambda node, j: [node.substitute({lane: at(j, u), **nest}) for u in range(LANES)]
+  outer = lambda j: {"gidx": slot(j)} if lane == "ridx" else {}
+  lanes_of = lambda node, j: [node.substitute({lane: at(j, u), **nest, **outer(j)}) for u in range(LANES)]
   vector_regions = {"pre", "loop", "post"} if lane == "gidx" else {"loop"}
   lines: list[str] = []
   names: dict[tuple, tuple[str, bool]] = {}  # (instr, row) -> (expression, is a vector)
@@ -347,17 +354,20 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     if i.op == "const":
       names[(id(i), 0)] = (literal(i.arg, i.dtype), False); return
     if i.op == "reduce":
-      for j in range(rows): names[(id(i), j)] = (f"acc{j}", True) if lane == "gidx" else ("acc", False)
+      for j in range(rows): names[(id(i), j)] = (f"acc{j}", True) if lane == "gidx" else (f"red{j}", False)
       return
-    if not vector:  # a scalar instruction, as render_scalar writes it
-      if i.op == "index": expr = i.arg.substitute(nest).render()
-      elif i.op == "load":
-        bufno, idx, valid = i.arg
-        idx, valid = idx.substitute(nest), valid.substitute(nest)
-        r = _scalar_read(bufno, idx.render(), i.dtype)
-        expr = r if valid.min == 1 else f"({valid.render()}?{r}:{literal(0, i.dtype)})"
-      else: expr = alu(i.arg, i.dtype, [use(s, 0, False) for s in i.srcs], [s.dtype for s in i.srcs])
-      emit(i, 0, COMPUTE[i.dtype.name], expr, indent, False); return
+    if not vector:  # scalar instructions, as render_scalar writes them, one per row
+      for j in range(rows):
+        subs = {**nest, **outer(j)}
+        if i.op == "index": expr = i.arg.substitute(subs).render()
+        elif i.op == "load":
+          bufno, idx, valid = i.arg
+          idx, valid = idx.substitute(subs), valid.substitute(subs)
+          r = _scalar_read(bufno, idx.render(), i.dtype)
+          expr = r if valid.min == 1 else f"({valid.render()}?{r}:{literal(0, i.dtype)})"
+        else: expr = alu(i.arg, i.dtype, [use(s, j, False) for s in i.srcs], [s.dtype for s in i.srcs])
+        emit(i, j, COMPUTE[i.dtype.name], expr, indent, False)
+      return
     for j in range(rows):
       if i.op == "index":
         conds = lanes_of(i.arg, j)
@@ -380,22 +390,25 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
     if lane == "ridx": heads, close = [f"  for ({itype} rvec = 0; rvec < {plan.red_size // LANES}; rvec++) {{"], "}"
     lines.extend(heads)
-    for i in plan.instrs:
-      if i.region == "loop": line(i, "    ")
     src = r.srcs[0]
     # a sum of products is written as one expression, acc + x*y, which the compiler contracts to a fused multiply-add
     # (it does not fuse across statements; an explicit fma() call is a slow library call on PoCL)
     fused = r.arg is ReduceOps.SUM and r.dtype in (float32, float64) and src.op == "alu" and src.arg is BinaryOps.MUL \
-      and src.region == "loop" and all(s.dtype is r.dtype for s in src.srcs)
+      and src.region == "loop" and all(s.dtype is r.dtype for s in src.srcs) and plan.value is not src \
+      and not any(s is src for i in plan.instrs if i is not r for s in i.srcs)
+    for i in plan.instrs:
+      if i.region == "loop" and not (fused and i is src): line(i, "    ")
     for j, a in enumerate(accs):
       if fused: lines.append(f"    {a} = ({a}+({use(src.srcs[0], j, True)}*{use(src.srcs[1], j, True)}));")
       else: lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(src, j, True)], [r.dtype, r.dtype], LANES)};")
     lines.append("  " + close)
-    if lane == "ridx":  # fold the lanes into one value
-      if r.dtype is bool_: lines.append(f"  bool acc = ({'|'.join(f'acc0.s{u}' for u in range(LANES))})!=0;")
-      else:
-        lines.append(f"  {COMPUTE[r.dtype.name]} acc = acc0.s0;")
-        lines.extend(f"  acc = {alu(combine, r.dtype, ['acc', f'acc0.s{u}'], [r.dtype, r.dtype])};" for u in range(1, LANES))
+    if lane == "ridx":  # fold each accumulator's lanes into one value
+      for j in range(rows):
+        if r.dtype is bool_: lines.append(f"  bool red{j} = ({'|'.join(f'acc{j}.s{u}' for u in range(LANES))})!=0;")
+        else:
+          lines.append(f"  {COMPUTE[r.dtype.name]} red{j} = acc{j}.s0;")
+          lines.extend(f"  red{j} = {alu(combine, r.dtype, [f'red{j}', f'acc{j}.s{u}'], [r.dtype, r.dtype])};"
+                       for u in range(1, LANES))
   for i in plan.instrs:
     if i.region == "post": line(i, "  ")
 
@@ -411,11 +424,15 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {work}) return;"]
     head += [f"  {itype} mi = w / {stride // LANES};", f"  {itype} ni = w % {stride // LANES};"] if rows > 1 else [f"  {itype} gvec = w;"]
   else:
-    v = use(plan.value, 0, False)
-    if out is float16: stores.append(f"vstore_half({v}, gidx, data0);")
-    elif out is bool_: stores.append(f"data0[gidx] = (uchar)({v});")
-    else: stores.append(f"data0[gidx] = {v};")
-    head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
+    for j in range(rows):
+      v, where = use(plan.value, j, False), slot(j).render()
+      if out is float16: stores.append(f"vstore_half({v}, {where}, data0);")
+      elif out is bool_: stores.append(f"data0[{where}] = (uchar)({v});")
+      else: stores.append(f"data0[{where}] = {v};")
+    if rows > 1:
+      head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {plan.out_size // rows}) return;",
+              f"  {itype} mi = w / {stride // rb};", f"  {itype} ni = w % {stride // rb};"]
+    else: head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                        for n, d in enumerate(plan.bufs) if n > 0]
   body = "\n".join(lines)
@@ -441,6 +458,44 @@ def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int]:
       if stride % lanes == 0 and plan.out_size % (ROWS * stride) == 0: options.append((ROWS, stride))
     cache[lanes] = min(options, key=lambda o: _loads_per_output(plan, lanes, *o))
   return cache[lanes]
+
+
+DOT_TILES = ((2, 4), (4, 2), (2, 2), (1, 4), (4, 1))  # (ra, rb): at most 8 vector accumulators stay in registers
+
+
+def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
+  """(outputs, ra, rb, row stride) of the tile of a reduction with lanes along its loop (a dot product per output,
+  as `x @ w.T` is): ra rows of rb consecutive outputs; the rows share the loads that depend only on the column and
+  the columns those that depend only on the row."""
+  stride = _row_stride(plan)
+  if plan.reduce is None or plan.red_size < 16: return 1, 1, 1, stride
+  cache = plan.__dict__.setdefault("_dot_tilings", {})
+  if lanes not in cache:
+    options = [(1, 1)] + [(ra, rb) for ra, rb in DOT_TILES if stride % rb == 0 and (plan.out_size // stride) % ra == 0]
+    ra, rb = min(options, key=lambda o: _dot_loads_per_output(plan, lanes, *o, stride))
+    cache[lanes] = (ra * rb, ra, rb, stride)
+  return cache[lanes]
+
+
+def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int) -> float:
+  """Memory instructions per output per vector step of the loop: distinct loads over the tile's outputs, one for a
+  contiguous run of lanes, one per lane otherwise."""
+  rvec = Var("rvec", 0, max(plan.red_size // lanes - 1, 0))
+  if ra * rb == 1: slots = [Var("gidx", 0, plan.out_size - 1)]
+  else:
+    mi, ni = Var("mi", 0, plan.out_size // (ra * stride) - 1), Var("ni", 0, stride // rb - 1)
+    slots = [(mi * ra + a) * stride + ni * rb + b for a in range(ra) for b in range(rb)]
+  seen, total = set(), 0
+  for i in plan.instrs:
+    if i.op != "load" or i.region != "loop": continue
+    for g in slots:
+      idx = [i.arg[1].substitute({"ridx": rvec * lanes + u, "gidx": g}) for u in range(lanes)]
+      valid = [i.arg[2].substitute({"ridx": rvec * lanes + u, "gidx": g}) for u in range(lanes)]
+      key = (id(i), idx[0].render(), valid[0].render())
+      if key in seen: continue
+      seen.add(key)
+      total += 1 if _lane_kind(valid) == "uniform" and _lane_kind(idx) != "gather" else lanes
+  return total / len(slots)
 
 
 def _loads_per_output(plan: Plan, lanes: int, rows: int, stride: int) -> float:

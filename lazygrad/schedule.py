@@ -12,6 +12,7 @@ Rules, in order:
 """
 from __future__ import annotations
 from dataclasses import dataclass
+from math import prod
 from lazygrad.lazy import LazyBuffer
 from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
 
@@ -86,22 +87,39 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
 
 
 EXPENSIVE = 12  # elementwise ops (inlined, up to the nearest buffers) above which expanded reads get a buffer
+REUSED = 8      # an expanded read that repeats each element at least this often, into a reduction's loop, gets one too
 
 
 def _store_expensive_expanded(order, readers, stored: set):
+  """Elementwise work read through an expand is recomputed for every repeat. It gets a buffer when that is costly:
+  when it is long, or when the repeats run inside a reduction's loop (a matmul's operand after a bias and a ReLU is
+  otherwise recomputed once per output column, and its ops slow the inner loop)."""
   cost: dict[int, int] = {}
   for n in order:  # sources first
     if id(n) in stored or not isinstance(n.op, ELEMENTWISE): cost[id(n)] = 0; continue
     cost[id(n)] = 1 + sum(cost.get(id(s.base), 0) for s in n.srcs if s.base.realized is None)
+  feeds: dict[int, bool] = {}
+  for n in reversed(order):  # readers first
+    feeds[id(n)] = any(r.op in ReduceOps or (id(r) not in stored and _is_elementwise(r) and feeds.get(id(r), False))
+                       for r, _ in readers.get(n, []))
   for n in order:
     # small values (an optimizer's bias correction, say) are cheaper to recompute than to launch a kernel for
-    if id(n) in stored or cost.get(id(n), 0) < EXPENSIVE or n.size < 1024: continue
-    if any(not _reads_each_once(via) for _, via in readers.get(n, [])): stored.add(id(n))
+    if id(n) in stored or cost.get(id(n), 0) == 0 or n.size < 1024: continue
+    for reader, via in readers.get(n, []):
+      repeats = _repeats(via)
+      if repeats > 1 and (cost[id(n)] >= EXPENSIVE or (repeats >= REUSED and (reader.op in ReduceOps or feeds[id(reader)]))):
+        stored.add(id(n))
+        break
+
+
+def _repeats(view: LazyBuffer) -> int:
+  """How many times a view reads each element: the product of its expanded dims."""
+  return max((prod(s for s, st in zip(v.shape, v.strides) if st == 0) for v in view.st.views), default=1)
 
 
 def _reads_each_once(view: LazyBuffer) -> bool:
   """Whether a view reads no element twice (no expand), so work fused behind it is not repeated."""
-  return all(st != 0 or s == 1 for v in view.st.views for s, st in zip(v.shape, v.strides))
+  return _repeats(view) == 1
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:
