@@ -3,6 +3,8 @@ where there is no GPU (or TRITON_INTERPRET=1), in Triton's interpreter over NumP
 
 A program computes BLOCK output elements at once (`gidx` is a tile of flat indices). A reduction walks its axis in
 [BLOCK, RBLOCK] tiles, combining them elementwise into an accumulator tile that is reduced once, after the loop.
+A matrix product (see `matmul`) is written as a person would write it instead: a program computes a [BM, BN] tile of
+the output, `gidx` is that 2-D tile, and the loop over K multiplies [BM, BK] by [BK, BN] tiles with tl.dot.
 float16 and bfloat16 are stored as such and computed in float32.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator
-from lazygrad.dtype import DType, bool_, float16, bfloat16, float64
+from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And
@@ -173,10 +175,103 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   raise NotImplementedError(f"Triton renderer: no rule for {op}")
 
 
+def load(bufno: int, idx: Node, valid: Node, dtype: DType, var, mask: list[str], full: set[str], shape: str) -> str:
+  """tl.load of buffer `bufno` at idx where every mask term and `valid` hold, else 0. `full` are the index variables
+  that together span the tile `shape`: without all of them the pointers are broadcast, as the mask is a whole tile."""
+  if valid.min != 1: mask = [*mask, index(valid, var, "and")]
+  ptr = f"data{bufno}" if idx == Num(0) else f"data{bufno} + {index(idx, var, 'sum')}"
+  if not idx.vars() >= full: ptr = f"tl.broadcast_to({ptr}, {shape})"
+  return f"tl.load({ptr}, mask={' & '.join(mask)}, other={'0.0' if dtype.is_float else '0'})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Operand:
+  """One factor of a matrix product: its load, with the load's index and valid expressions over m or n, and ridx."""
+  load: Instr
+  idx: Node
+  valid: Node
+
+
+@dataclasses.dataclass(frozen=True)
+class Matmul:
+  """out[m, n] = sum over ridx < K of a[m, ridx] * b[ridx, n], for the output's flat index gidx = m * N + n."""
+  M: int
+  N: int
+  K: int
+  a: Operand
+  b: Operand
+
+
+def out_matrix(plan: Plan) -> tuple[int, int]:
+  """The output as M rows of N: N is its last dim longer than 1 (1 if it has none), M the dims before it."""
+  N = next((d for d in reversed(plan.ast.shape) if d > 1), 1)
+  return plan.out_size // N, N
+
+
+def matmul(plan: Plan) -> Matmul | None:
+  """The plan as a matrix product, or None: it keeps the 1-D path. Strict, as tl.dot computes nothing else: a float
+  sum of the product of two loads (of its own dtype) and nothing more in the loop, where one load (a) does not move
+  with the output's column n and the other (b) not with its row m. A batched product's b moves with the batch, part
+  of m, so it does not qualify."""
+  r = plan.reduce
+  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16): return None
+  mul, loop = r.srcs[0], [i for i in plan.instrs if i.region == "loop"]
+  if not (mul.op == "alu" and mul.arg is BinaryOps.MUL and mul.dtype is r.dtype and len(loop) == 3 and mul in loop):
+    return None
+  x, y = mul.srcs
+  if x is y or not all(s.op == "load" and not s.srcs and s.dtype is r.dtype and s in loop for s in (x, y)): return None
+  M, N = out_matrix(plan)
+  # a vector (or nothing) out keeps the 1-D path: tl.dot would pad it to 16 rows, and one row of [BM, BN] tiles
+  # leaves most of a GPU idle
+  if M <= 1 or N == 1: return None
+  at = {"gidx": Var("m", 0, M - 1) * N + Var("n", 0, N - 1)}
+  x, y = (Operand(s, s.arg[1].substitute(at), s.arg[2].substitute(at)) for s in (x, y))
+  for a, b in ((x, y), (y, x)):
+    if "n" not in a.idx.vars() | a.valid.vars() and "m" not in b.idx.vars() | b.valid.vars():
+      return Matmul(M, N, plan.red_size, a, b)
+  return None
+
+
+def dot_loop(mm: Matmul, wide: bool) -> list[str]:
+  """The loop of a matrix product, accumulating [BM, BK] @ [BK, BN] tiles into acc in float32. Inputs of 16 bits stay
+  16 bits (tensor cores); float32 is multiplied in full precision ("ieee"), as PyTorch's float32 matmul is."""
+  a, b = mm.a.load, mm.b.load
+  precision = ', input_precision="ieee"' if a.dtype is float32 else ""
+
+  def operand(o: Operand, ridx: str, mask: list[str], full: set[str], shape: str) -> str:
+    """A's tile reads ridx as a row [1, BK], B's as a column [BK, 1]."""
+    def var(name: str) -> str: return ridx if name == "ridx" else name
+    return f"        {o.load.name} = {load(o.load.arg[0], o.idx, o.valid, o.load.dtype, var, mask, full, shape)}"
+
+  return [
+    "    acc = tl.zeros([BM, BN], dtype=tl.float32)",
+    f"    for r0 in range(0, {mm.K}, BK):",
+    "        ridx = r0 + tl.arange(0, BK)" + (".to(tl.int64)" if wide else ""),
+    f"        rmask = ridx < {mm.K}",
+    operand(mm.a, "ridx[None, :]", ["mmask", "rmask[None, :]"], {"m", "ridx"}, "[BM, BK]"),
+    operand(mm.b, "ridx[:, None]", ["rmask[:, None]", "nmask"], {"n", "ridx"}, "[BK, BN]"),
+    f"        acc = tl.dot({a.name}, {b.name}, acc{precision})"]
+
+
+def dot_head(mm: Matmul, wide: bool) -> list[str]:
+  """A matrix product's program computes the [BM, BN] output tile (pid_m, pid_n); gidx is that tile's flat indices."""
+  to64 = ".to(tl.int64)" if wide else ""
+  return [
+    f"    pid_m = tl.program_id(0){to64}",
+    f"    pid_n = tl.program_id(1){to64}",
+    "    m = pid_m * BM + tl.arange(0, BM)[:, None]",
+    "    n = pid_n * BN + tl.arange(0, BN)[None, :]",
+    f"    mmask = m < {mm.M}",
+    f"    nmask = n < {mm.N}",
+    f"    gidx = m * {mm.N} + n",
+    "    gmask = mmask & nmask"]
+
+
 def render(plan: Plan) -> tuple[str, str]:
   """Plan -> (Triton source: a Python module defining one @triton.jit kernel, kernel name). A pure function."""
   for d in [*plan.bufs, *(i.dtype for i in plan.instrs)]: check_dtype(d)
   R = plan.red_size
+  mm = matmul(plan)
   names: dict[int, str] = {}
   helpers: set[str] = set()
   lines: list[str] = []
@@ -184,7 +279,9 @@ def render(plan: Plan) -> tuple[str, str]:
   def var_in(region: str):
     return (lambda n: "gidx[:, None]" if n == "gidx" else n) if region == "loop" else (lambda n: n)
 
-  def tile(region: str) -> str: return "[BLOCK, RBLOCK]" if region == "loop" else "[BLOCK]"
+  def tile(region: str) -> str:
+    if mm is not None: return "[BM, BN]"  # its loop renders its own tiles (dot_loop)
+    return "[BLOCK, RBLOCK]" if region == "loop" else "[BLOCK]"
 
   def ref(i: Instr, region: str) -> str:
     """How code in `region` names the value of i. Every named value is a tile; a [BLOCK] value from before the loop
@@ -206,13 +303,8 @@ def render(plan: Plan) -> tuple[str, str]:
     if i.op == "index":
       expr = index(i.arg, var)
     elif i.op == "load":
-      bufno, idx, valid = i.arg
-      mask = ["gmask[:, None]", "rmask"] if region == "loop" else ["gmask"]
-      if valid.min != 1: mask.append(index(valid, var, "and"))
-      ptr = f"data{bufno}" if idx == Num(0) else f"data{bufno} + {index(idx, var, 'sum')}"
-      if not idx.vars() >= ({"gidx", "ridx"} if region == "loop" else {"gidx"}):
-        ptr = f"tl.broadcast_to({ptr}, {tile(region)})"  # the mask is a whole tile, so the pointers must be too
-      expr = f"tl.load({ptr}, mask={' & '.join(mask)}, other={'0.0' if i.dtype.is_float else '0'})"
+      mask, full = (["gmask[:, None]", "rmask"], {"gidx", "ridx"}) if region == "loop" else (["gmask"], {"gidx"})
+      expr = load(*i.arg, i.dtype, var, mask, full, tile(region))
       if i.dtype in (float16, bfloat16): expr += ".to(tl.float32)"
     elif i.op == "alu":
       expr = alu(i.arg, i.dtype, operands(i, region), i.srcs, helpers)
@@ -222,7 +314,13 @@ def render(plan: Plan) -> tuple[str, str]:
 
   for i in plan.instrs:
     if i.region == "pre": line(i, "pre", "    ")
-  if plan.reduce is not None:
+  # the dot kernel forms no gidx * K + ridx, only indices into buffers and the output: 64 bits when those need them
+  wide = mm is not None and max(plan.out_size, *plan.buf_sizes) >= 2**31 - 1
+  if mm is not None:
+    lines += dot_loop(mm, wide)
+    lines.append(f"    {plan.reduce.name} = acc")  # float32, as today's path sums 16-bit floats too
+    names[id(plan.reduce)] = plan.reduce.name
+  elif plan.reduce is not None:
     r = plan.reduce
     acc_t, x = COMPUTE[r.dtype.name], plan.reduce.srcs[0]
     xs = typed(x.arg, x.dtype, tile("loop")) if x.op == "const" else None
@@ -256,14 +354,16 @@ def render(plan: Plan) -> tuple[str, str]:
   out, v = plan.bufs[0], plan.value
   value = ref(v, "post")
   if out in (float16, bfloat16) and v.op != "const": value += f".to({TL[out.name]})"
-  params = [f"data{n}" for n in range(len(plan.bufs))] + ["BLOCK: tl.constexpr"] + (
-    ["RBLOCK: tl.constexpr"] if plan.reduce is not None else [])
+  constexprs = ["BM", "BN", "BK"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None else ["BLOCK"]
+  params = [f"data{n}" for n in range(len(plan.bufs))] + [f"{k}: tl.constexpr" for k in constexprs]
+  head = dot_head(mm, wide) if mm is not None else [
+    "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
+    "    gidx = pid * BLOCK + tl.arange(0, BLOCK)",
+    f"    gmask = gidx < {plan.out_size}"]
   kernel = [
     "@triton.jit",
     f"def {plan.name}({', '.join(params)}):",
-    "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
-    "    gidx = pid * BLOCK + tl.arange(0, BLOCK)",
-    f"    gmask = gidx < {plan.out_size}",
+    *head,
     *lines,
     f"    tl.store(data0 + gidx, {value}, mask=gmask)"]
   parts = ["import triton\nimport triton.language as tl", *(HELPERS[h] for h in sorted(helpers)), "\n".join(kernel)]
@@ -273,13 +373,34 @@ def render(plan: Plan) -> tuple[str, str]:
 def next_pow2(n: int) -> int: return 1 << max(n - 1, 0).bit_length()
 
 
-def tile_sizes(plan: Plan, interpret: bool) -> tuple[int, int]:
-  """(BLOCK, RBLOCK). The interpreter pays about a millisecond per program and little per element: big tiles.
+def tile_sizes(plan: Plan, interpret: bool) -> dict[str, int]:
+  """The kernel's tile sizes (its tl.constexpr parameters) by name: BLOCK and, if it reduces, RBLOCK; or a matrix
+  product's BM, BN, BK. The interpreter pays about a millisecond per program and little per element: big tiles.
   A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements."""
+  mm = matmul(plan)
+  if mm is not None: return dot_tile_sizes(mm, interpret)
   budget = 1 << 16 if interpret else 4096
-  if plan.reduce is None: return min(next_pow2(plan.out_size), budget if interpret else 1024), 1
+  if plan.reduce is None: return {"BLOCK": min(next_pow2(plan.out_size), budget if interpret else 1024)}
   rblock = min(next_pow2(plan.red_size), budget if interpret else 1024)
-  return min(next_pow2(plan.out_size), max(1, budget // rblock)), rblock
+  return {"BLOCK": min(next_pow2(plan.out_size), max(1, budget // rblock)), "RBLOCK": rblock}
+
+
+def dot_tile_sizes(mm: Matmul, interpret: bool) -> dict[str, int]:
+  """BM, BN, BK: powers of two, at least 16 (tl.dot's smallest) and no bigger than M, N, K need, up to a cap. In the
+  interpreter tl.dot is one NumPy matmul and each tile op a fixed cost: 256 each, every tile within the 1-D path's
+  budget of 65536 elements (a 1024^3 product runs 5x faster than with 128). A GPU: 64 x 64 output tiles, K in steps
+  of 32, for 4 warps (cuda_options): 32 float32 accumulators a thread, and A and B tiles that fit shared memory for
+  the software pipeline's stages."""
+  caps = (256, 256, 256) if interpret else (64, 64, 32)
+  return {k: min(max(next_pow2(size), 16), cap) for k, size, cap in zip(("BM", "BN", "BK"), (mm.M, mm.N, mm.K), caps)}
+
+
+def grid(plan: Plan, sizes: dict[str, int]) -> tuple[int, ...]:
+  """Programs along each axis: the output's [BM, BN] tiles as rows x columns for a matrix product, else its blocks."""
+  if "BM" in sizes:
+    M, N = out_matrix(plan)
+    return -(-M // sizes["BM"]), -(-N // sizes["BN"])
+  return (-(-plan.out_size // sizes["BLOCK"]),)
 
 
 # --------------------------------------------------------------------------------------------- source -> function
@@ -445,11 +566,12 @@ class CUDA:
       self.check(self.lib.cuFuncSetAttribute(fn, 8, optin - static.value), "cuFuncSetAttribute")  # MAX_DYNAMIC_SHARED
     return mod, fn
 
-  def launch(self, fn, grid: int, threads: int, shared: int, pointers: list[int]):
+  def launch(self, fn, programs: tuple[int, ...], threads: int, shared: int, pointers: list[int]):
     self.current()
     args = [ctypes.c_uint64(p) for p in pointers]
     params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.byref(a), ctypes.c_void_p) for a in args])
-    self.check(self.lib.cuLaunchKernel(fn, ctypes.c_uint(grid), ctypes.c_uint(1), ctypes.c_uint(1),
+    x, y = (*programs, 1)[:2]  # a 1-D grid, or a matrix product's 2-D one
+    self.check(self.lib.cuLaunchKernel(fn, ctypes.c_uint(x), ctypes.c_uint(y), ctypes.c_uint(1),
                                        ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1),
                                        ctypes.c_uint(shared), ctypes.c_void_p(0), params, ctypes.c_void_p(0)),
                "cuLaunchKernel")
@@ -505,25 +627,25 @@ class GPUProgram:
   module: object = None
 
 
-def cuda_options(block: int, rblock: int) -> dict:
-  return {"num_warps": min(8, max(1, block * rblock // 256)),
+def cuda_options(sizes: dict[str, int]) -> dict:
+  warps = 4 if "BM" in sizes else min(8, max(1, sizes["BLOCK"] * sizes.get("RBLOCK", 1) // 256))  # see tile_sizes
+  return {"num_warps": warps,
           "enable_fp_fusion": False}  # no fused multiply-add: round each op on its own, as the reference does
 
 
-def compile_cubin(src: str, plan: Plan, block: int, rblock: int, cc: int) -> GPUProgram:
+def compile_cubin(src: str, plan: Plan, sizes: dict[str, int], cc: int) -> GPUProgram:
   """Generated source -> cubin for compute capability `cc`. Needs Triton's CUDA backend, not a GPU or a driver (but
   triton.jit must make real JITFunctions: TRITON_INTERPRET unset when the source is first loaded)."""
   from triton.compiler import ASTSource
   from triton.backends.compiler import GPUTarget
   signature = {f"data{n}": "*" + SIGNATURE[d.name] for n, d in enumerate(plan.bufs)}
-  constexprs = {"BLOCK": block} | ({"RBLOCK": rblock} if plan.reduce is not None else {})
-  signature |= {k: "constexpr" for k in constexprs}
+  signature |= {k: "constexpr" for k in sizes}
   # every buffer comes from cuMemAlloc, so every pointer is 16-byte aligned: lets Triton vectorize
   attrs = {(n,): [["tt.divisibility", 16]] for n in range(len(plan.bufs))}
   try:
     fn = load_kernel(src, plan.name)
-    k = triton.compile(ASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
-                       target=GPUTarget("cuda", cc, 32), options=cuda_options(block, rblock))
+    k = triton.compile(ASTSource(fn, signature, constexprs=dict(sizes), attrs=attrs),
+                       target=GPUTarget("cuda", cc, 32), options=cuda_options(sizes))
   except Exception as e:
     raise KernelError(f"Triton failed to compile kernel {plan.name}: {e}\n--- source ---\n{src}") from e
   md = k.metadata
@@ -548,22 +670,22 @@ class Device:
       self.allocator = CUDAAllocator(self.cuda)
       self.ident = f"{self.cuda.name}|sm_{self.cuda.cc}|triton {triton.__version__}"
     self.name = f"TRITON:{index}"
-    self.kernels: dict = {}  # kernel AST -> (plan, program, source, BLOCK, RBLOCK)
+    self.kernels: dict = {}  # kernel AST -> (plan, program, source, tile sizes, grid)
     self.lock = threading.Lock()
 
-  def compile(self, src: str, plan: Plan, block: int, rblock: int):
+  def compile(self, src: str, plan: Plan, sizes: dict[str, int]):
     """Source -> a runnable program: the interpreted function, or a loaded cubin (through the on-disk cache)."""
     if self.interpret:
       try: return load_kernel(src, plan.name)
       except Exception as e:
         raise KernelError(f"Triton failed to load kernel {plan.name}: {e}\n--- source ---\n{src}") from e
-    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], block, rblock, cuda_options(block, rblock)])
+    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], sizes, cuda_options(sizes)])
     cached = disk_cache_get("triton", key)
     if cached is not None:
       meta, cubin = cached.split(b"\n", 1)
       prog = GPUProgram(**json.loads(meta), cubin=cubin)
     else:
-      prog = compile_cubin(src, plan, block, rblock, self.cuda.cc)
+      prog = compile_cubin(src, plan, sizes, self.cuda.cc)
       meta = {"name": prog.name, "num_warps": prog.num_warps, "shared": prog.shared, "scratch": list(prog.scratch)}
       disk_cache_put("triton", key, json.dumps(meta).encode() + b"\n" + prog.cubin)
     prog.module, prog.function = self.cuda.load(prog.cubin, prog.name, prog.shared)
@@ -580,37 +702,35 @@ class Device:
         plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
         src, name = render(plan)
         if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-        block, rblock = tile_sizes(plan, self.interpret)
+        sizes = tile_sizes(plan, self.interpret)
         st = time.perf_counter()
-        prog = self.compile(src, plan, block, rblock)
+        prog = self.compile(src, plan, sizes)
         if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-        entry = self.kernels[ast] = (plan, prog, src, block, rblock)
-      plan, prog, src, block, rblock = entry
+        entry = self.kernels[ast] = (plan, prog, src, sizes, grid(plan, sizes))
+      plan, prog, src, sizes, programs = entry
       if plan.out_size == 0: return
-      grid = (plan.out_size + block - 1) // block
       try:
-        if self.interpret: self._run_interpreted(prog, plan, buffers, grid, block, rblock)
-        else: self._run_gpu(prog, buffers, grid)
+        if self.interpret: self._run_interpreted(prog, buffers, programs, sizes)
+        else: self._run_gpu(prog, buffers, programs)
       except Exception as e:
         raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
                           f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
 
-  def _run_interpreted(self, fn, plan: Plan, buffers, grid: int, block: int, rblock: int):
+  def _run_interpreted(self, fn, buffers, programs: tuple[int, ...], sizes: dict[str, int]):
     args = [host_view(b.handle, b.dtype, b.nbytes) for b in buffers]
-    sizes = {"BLOCK": block} | ({"RBLOCK": rblock} if plan.reduce is not None else {})
     with np.errstate(all="ignore"):  # lanes past the end are computed too, on whatever the masked loads gave
-      fn[(grid,)](*args, **sizes)  # a plain tuple: callable grids break older interpreters
+      fn[programs](*args, **sizes)  # a plain tuple: callable grids break older interpreters
 
-  def _run_gpu(self, prog: GPUProgram, buffers, grid: int):
+  def _run_gpu(self, prog: GPUProgram, buffers, programs: tuple[int, ...]):
     size, align = prog.scratch
     scratch = None
     if size:
-      nbytes = grid * size + align
+      nbytes = math.prod(programs) * size + align
       scratch = self.allocator.alloc(nbytes)
     try:
       scratch_ptr = 0 if scratch is None else -(-scratch.ptr // align) * align
       # the parameters: one pointer per buffer, then the global and profile scratch pointers every Triton kernel takes
-      self.cuda.launch(prog.function, grid, 32 * prog.num_warps, prog.shared,
+      self.cuda.launch(prog.function, programs, 32 * prog.num_warps, prog.shared,
                        [b.handle.ptr for b in buffers] + [scratch_ptr, 0])
     finally:
       if scratch is not None: self.allocator.free(scratch, nbytes)  # reuse is ordered after this kernel on the stream

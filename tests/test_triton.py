@@ -125,7 +125,82 @@ def test_a_kernel_that_fails_to_load_carries_its_source():
   bad = "import triton\n\n@triton.jit\ndef broken(data0:\n    pass\n"
   if not backend.INTERPRET: pytest.skip("covered by the compile check below")
   with pytest.raises(backend.KernelError, match="(?s)failed to load kernel.*--- source ---.*def broken"):
-    dev.compile(bad, plan, 4, 1)
+    dev.compile(bad, plan, {"BLOCK": 4})
+
+
+def matmul_source(out: lg.Tensor) -> str:
+  """The source of out's one kernel, which must be a tl.dot kernel."""
+  plan = only_plan(out)
+  assert backend.matmul(plan) is not None, "not seen as a matrix product"
+  return backend.render(plan)[0]
+
+
+def rand(*shape, dtype=np.float32, seed=0):
+  return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# float16: inputs are exact and sums are float32 either way, so results differ by the final rounding at most
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float16: dict(rtol=1e-3, atol=1e-3)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+def test_matmul_renders_dot_tiles_over_a_2d_grid(dtype):
+  an, bn = rand(37, 29, dtype=dtype), rand(29, 23, dtype=dtype, seed=1)  # no size is a multiple of 16
+  out = lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
+  src = matmul_source(out)
+  for text in ("BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr", "pid_n = tl.program_id(1)",
+               "m = pid_m * BM + tl.arange(0, BM)[:, None]", "gidx = m * 23 + n", "gmask = mmask & nmask",
+               "acc = tl.zeros([BM, BN], dtype=tl.float32)", "for r0 in range(0, 29, BK):", "tl.dot(",
+               "tl.store(data0 + gidx, "):
+    assert text in src, f"{text!r} not in\n{src}"
+  if dtype is np.float32: assert 'input_precision="ieee"' in src  # as torch's float32 matmul
+  else: assert src.count(".to(tl.float32)") == 0, "float16 tiles go to tl.dot as they are"
+  want = (an.astype(np.float32) @ bn.astype(np.float32)).astype(dtype)
+  np.testing.assert_allclose(out.numpy(), want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+def test_linear_layer_with_bias_and_relu_is_one_dot_kernel(dtype):
+  """A 3-D input times a 2-D weight: the batch folds into the rows; bias and relu run on the accumulator tile."""
+  xn, wn, bn = rand(3, 20, 33, dtype=dtype), rand(33, 18, dtype=dtype, seed=1), rand(18, dtype=dtype, seed=2)
+  out = (lg.Tensor(xn, device=DEV) @ lg.Tensor(wn, device=DEV) + lg.Tensor(bn, device=DEV)).relu()
+  src = matmul_source(out)
+  assert src.index("tl.dot(") < src.index("tl.maximum(") < src.index("tl.store(")
+  f32 = [v.astype(np.float32) for v in (xn, wn, bn)]
+  np.testing.assert_allclose(out.numpy(), np.maximum(f32[0] @ f32[1] + f32[2], 0).astype(dtype), **TOL[dtype])
+
+
+def test_matmul_with_a_transposed_operand():
+  an, bn = rand(19, 40), rand(21, 40, seed=1)
+  out = lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV).T
+  assert "tl.dot(" in matmul_source(out)
+  np.testing.assert_allclose(out.numpy(), an @ bn.T, **TOL[np.float32])
+
+
+def test_linear_forward_and_backward_match_torch():
+  """The backward pass's products read transposed views: they take the tl.dot path too."""
+  torch = pytest.importorskip("torch")
+  xn, wn, bn, gn = rand(2, 17, 24), rand(20, 24, seed=1), rand(20, seed=2), rand(2, 17, 20, seed=3)
+  x, w, b = (lg.Tensor(v, device=DEV, requires_grad=True) for v in (xn, wn, bn))
+  out = lg.nn.functional.linear(x, w, b)
+  out.backward(lg.Tensor(gn, device=DEV))
+  assert all(backend.matmul(p) is not None for t in (out, x.grad, w.grad) for p in plans(t))
+  tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (xn, wn, bn))
+  tout = torch.nn.functional.linear(tx, tw, tb)
+  tout.backward(torch.tensor(gn))
+  for got, want in ((out, tout), (x.grad, tx.grad), (w.grad, tw.grad), (b.grad, tb.grad)):
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), **TOL[np.float32])
+
+
+def test_reductions_that_are_not_matrix_products_keep_the_1d_path():
+  x, y = lg.Tensor(rand(6, 40), device=DEV), lg.Tensor(rand(6, 40, seed=1), device=DEV)
+  v = lg.Tensor(rand(40, seed=2), device=DEV)
+  bmm = lg.Tensor(rand(2, 5, 7), device=DEV) @ lg.Tensor(rand(2, 7, 3, seed=1), device=DEV)  # b moves with the batch
+  for out in (x.sum(1), (x * y).sum(1), x @ v, (v * v).sum(), x.max(1)[0], bmm):
+    plan = only_plan(out)
+    src = backend.render(plan)[0]
+    assert backend.matmul(plan) is None and "tl.dot(" not in src and "gidx = pid * BLOCK" in src, src
+  np.testing.assert_allclose((x * y).sum(1).numpy(), (rand(6, 40) * rand(6, 40, seed=1)).sum(1), rtol=1e-5)
 
 
 CUBIN_CHECK = r"""
@@ -136,29 +211,45 @@ from lazygrad.backends import triton as backend
 from lazygrad.dtype import BY_NAME
 os.environ["TRITON_INTERPRET"] = "0"
 for k in json.loads(sys.stdin.read()):
-  plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]], reduce=k["reduce"] or None)
-  prog = backend.compile_cubin(k["src"], plan, k["block"], k["rblock"], 90)
+  plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]])
+  prog = backend.compile_cubin(k["src"], plan, k["sizes"], 90)
   assert prog.cubin[:4] == b"\x7fELF" and prog.name == k["name"], prog.name
 print("ok")
 """
 
 
-def test_gpu_path_compiles_kernels_to_cubins():
-  """No GPU is needed to compile: this keeps the GPU path honest on CPU-only machines."""
+def compile_to_cubins(*outs: lg.Tensor) -> list[str]:
+  """Compile every kernel of outs for sm_90, in a process of its own where triton.jit is real; their sources.
+  No GPU is needed to compile: this keeps the GPU path honest on CPU-only machines."""
   import triton
   if "nvidia" not in getattr(triton.backends, "backends", {}): pytest.skip("this Triton has no CUDA backend")
-  rng = np.random.default_rng(4)
-  x = lg.Tensor(rng.standard_normal((8, 100)).astype(np.float32), device=DEV)
-  h = lg.Tensor(rng.standard_normal(64).astype(np.float16), device=DEV)
-  i = lg.Tensor(rng.integers(-9, 9, 64).astype(np.int64), device=DEV)
   kernels = []
-  for out in ((x.softmax(1) * 2).max(1)[0], h * h + 1, (i // 3 > 0) | (i % 2 == 0), x.to(lg.bfloat16) * 2):
+  for out in outs:
     for plan in plans(out):
       src, name = backend.render(plan)
-      block, rblock = backend.tile_sizes(plan, interpret=False)
-      kernels.append(dict(src=src, name=name, bufs=[d.name for d in plan.bufs], reduce=plan.reduce is not None,
-                          block=block, rblock=rblock))
+      kernels.append(dict(src=src, name=name, bufs=[d.name for d in plan.bufs],
+                          sizes=backend.tile_sizes(plan, interpret=False)))
   env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
   res = subprocess.run([sys.executable, "-c", CUBIN_CHECK], input=json.dumps(kernels), capture_output=True, text=True,
                        env=env, timeout=300)
   assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-4000:]
+  return [k["src"] for k in kernels]
+
+
+def test_gpu_path_compiles_kernels_to_cubins():
+  rng = np.random.default_rng(4)
+  x = lg.Tensor(rng.standard_normal((8, 100)).astype(np.float32), device=DEV)
+  h = lg.Tensor(rng.standard_normal(64).astype(np.float16), device=DEV)
+  i = lg.Tensor(rng.integers(-9, 9, 64).astype(np.int64), device=DEV)
+  compile_to_cubins((x.softmax(1) * 2).max(1)[0], h * h + 1, (i // 3 > 0) | (i % 2 == 0), x.to(lg.bfloat16) * 2)
+
+
+def test_gpu_path_compiles_dot_kernels_to_cubins():
+  """float32 in full precision, and 16-bit tiles for the tensor cores, with a 2-D grid of programs."""
+  rng = np.random.default_rng(5)
+  a = lg.Tensor(rng.standard_normal((3, 40, 70)).astype(np.float32), device=DEV)
+  w = lg.Tensor(rng.standard_normal((50, 70)).astype(np.float32), device=DEV)
+  b = lg.Tensor(rng.standard_normal(50).astype(np.float32), device=DEV)
+  outs = [a @ w.T, *((a.to(dt) @ w.T.to(dt) + b.to(dt)).relu() for dt in (lg.float16, lg.bfloat16))]
+  srcs = compile_to_cubins(*outs)
+  assert sum("tl.dot(" in src for src in srcs) == 3, "\n".join(srcs)
