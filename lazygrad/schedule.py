@@ -6,8 +6,8 @@ Rules, in order:
   elementwise work;
 - everything elementwise is inlined into the kernels that read it (recomputed rather than stored), and views of
   inlined nodes become index math, so broadcasting never materializes;
-- a reduction whose only reader is elementwise work, through a view that reads each element at most once (a reshape,
-  permute, shrink, flip or pad; not an expand), is not stored: that work runs in the reduction's kernel, after its
+- a reduction whose only reader is elementwise work, through a view that reads each element at most once and
+  everywhere (a reshape, permute, shrink or flip; not an expand or a pad), is not stored: that work runs in the reduction's kernel, after its
   loop ("elementwise after a reduction fuses into it").
 """
 from __future__ import annotations
@@ -68,7 +68,8 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
       rs = readers.get(node, [])
       if len(rs) != 1: ok = False; break
       reader, via = rs[0]
-      if not _is_elementwise(reader) or not (via is node or _reads_each_once(via)): ok = False; break
+      # not through a pad: the reduction's loop would run, reading out of bounds, where the pad reads nothing
+      if not _is_elementwise(reader) or not (via is node or (_reads_each_once(via) and not _masked(via))): ok = False; break
       if any(s.base is node for s in reader.srcs if s is not via): ok = False; break  # read twice
       node = reader
       if id(node) in stored: break
@@ -120,6 +121,9 @@ def _repeats(view: LazyBuffer) -> int:
 def _reads_each_once(view: LazyBuffer) -> bool:
   """Whether a view reads no element twice (no expand), so work fused behind it is not repeated."""
   return _repeats(view) == 1
+
+
+def _masked(view: LazyBuffer) -> bool: return any(v.mask is not None for v in view.st.views)
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:

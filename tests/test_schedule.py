@@ -38,6 +38,17 @@ def test_elementwise_after_reduce_fuses(x):
   np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x.numpy()).sum(1)) * 2 + y.numpy(), rtol=1e-5)
 
 
+def test_reduction_read_through_a_pad_gets_its_own_kernel(x):
+  """Fused after a pad, a reduction's loop ran where the pad reads nothing, with indices out of bounds (it crashed a
+  GPT's backward, where q, k and v gradients are padded into one buffer): it is stored, and the pad reads that."""
+  w = lg.randn(32, 24).realize()
+  y = lg.randn(16, 40).realize()
+  out = lg.nn.functional.pad(x @ w, (16, 0)) + y
+  assert kernels(out.realize) == 2
+  want = np.pad(x.numpy() @ w.numpy(), ((0, 0), (16, 0))) + y.numpy()
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
 def test_softmax_is_three_kernels(x):
   # max, sum of exp(x - max), and exp(x - max) / sum
   out = x.softmax(-1)
