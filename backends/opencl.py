@@ -206,18 +206,36 @@ def vector_choice(plan: Plan):
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
     return None
+  wide = any(VECTOR_DTYPES[d.name] == "long" for d in [*plan.bufs, *(i.dtype for i in plan.instrs)])
+  if plan.reduce is not None and plan.red_size >= 16: return _reduction_vector_choice(plan, wide)
   options = [("ridx", plan.red_size)] if plan.reduce is not None else []
   options.append(("gidx", plan.out_size))
   best, best_score = None, -1
   for lane, size in options:
     if size < LANES or size % LANES: continue
-    # a reduction's loop keeps one accumulator: 8 lanes hide the latency of its chain of adds
-    wide = any(VECTOR_DTYPES[d.name] == "long" for d in [*plan.bufs, *(i.dtype for i in plan.instrs)])
-    n = 8 if size % 8 == 0 and not wide and (lane == "ridx" or (plan.reduce is not None and _tiling(plan, 8, lane)[0] > 1)) else LANES
+    n = LANES
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
     if score > best_score: best, best_score = (n, lane), score
+  return best
+
+
+def _reduction_vector_choice(plan: Plan, wide: bool):
+  """A reduction's (lanes, "gidx" or "ridx"), by a count of instructions per output per reduced element: its loop's
+  distinct loads (a gather is one per lane) and its vector multiply-adds, over the tile the choice comes with. Lanes
+  along the outputs (with rows of outputs sharing loads) suit a matmul or a convolution whose rows are a multiple of
+  the lanes; lanes along the loop suit dot products (x @ w.T) and contiguous sums; 2 lanes suit odd widths (14)."""
+  best, best_cost = None, None
+  for n in (4, 2) if wide else (8, 4, 2):
+    if plan.out_size % n == 0:
+      rows, stride = _tiling(plan, n, "gidx")
+      cost = _loads_per_output(plan, n, rows, stride) + 1 / n
+      if best_cost is None or cost < best_cost: best, best_cost = (n, "gidx"), cost
+    if plan.red_size % n == 0:
+      _, ra, rb, stride = _dot_tiling(plan, n)
+      cost = (_dot_loads_per_output(plan, n, ra, rb, stride) + 1) / n
+      if best_cost is None or cost < best_cost: best, best_cost = (n, "ridx"), cost
   return best
 
 
