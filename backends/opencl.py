@@ -10,7 +10,7 @@ import threading
 import time
 import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
-from lazygrad.device import Allocator
+from lazygrad.device import Allocator, KernelCache
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, disk_cache_get, disk_cache_put
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
@@ -584,7 +584,7 @@ class Device:
     self.allocator = CLAllocator(self)
     self.name = f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
-    self.kernels: dict = {}  # kernel AST -> (plan, cl.Kernel)
+    self.kernels = KernelCache()  # kernel AST -> (plan, cl.Kernel, source, global size)
     self.lock = threading.Lock()
 
   def compile(self, src: str, name: str):

@@ -20,7 +20,7 @@ import threading
 import time
 import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
-from lazygrad.device import Allocator
+from lazygrad.device import Allocator, KernelCache
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
@@ -670,7 +670,7 @@ class Device:
       self.allocator = CUDAAllocator(self.cuda)
       self.ident = f"{self.cuda.name}|sm_{self.cuda.cc}|triton {triton.__version__}"
     self.name = f"TRITON:{index}"
-    self.kernels: dict = {}  # kernel AST -> (plan, program, source, tile sizes, grid)
+    self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid)
     self.lock = threading.Lock()
 
   def compile(self, src: str, plan: Plan, sizes: dict[str, int]):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from lazygrad.dtype import DType
 
 BACKENDS = ("OPENCL", "TRITON")
@@ -49,6 +49,24 @@ def existing(name) -> str:
   the line that makes it, not when it is first computed."""
   get(name)
   return canonical(name)
+
+
+class KernelCache(OrderedDict):
+  """A device's compiled kernels by AST, least recently used first: a long run that makes many different kernels
+  (a fuzzer, a sweep over shapes) keeps at most `limit` in memory; an evicted one reloads from the disk cache."""
+
+  def __init__(self, limit: int = 2048):
+    super().__init__()
+    self.limit = limit
+
+  def get(self, key, default=None):
+    entry = super().get(key, default)
+    if entry is not default: self.move_to_end(key)
+    return entry
+
+  def __setitem__(self, key, value):
+    super().__setitem__(key, value)
+    if len(self) > self.limit: self.popitem(last=False)
 
 
 def count_kernel():

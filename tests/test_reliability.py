@@ -202,6 +202,26 @@ def test_memory_stats_in_use_matches_live_buffers():
     assert in_use() == before == live_buffer_bytes()
 
 
+def test_compiled_kernels_in_memory_are_bounded():
+    """A run that makes many different kernels keeps the most recently used ones; an evicted one compiles (or loads
+    from the disk cache) again and gives the same numbers."""
+    from lazygrad.device import KernelCache, get
+    cache = KernelCache(limit=2)
+    cache["a"], cache["b"] = 1, 2
+    assert cache.get("a") == 1  # a is now the most recently used
+    cache["c"] = 3
+    assert list(cache) == ["a", "c"]
+    dev = get(lg.Tensor([0.0]).device)
+    limit, dev.kernels.limit = dev.kernels.limit, 3
+    try:
+        x = lg.Tensor(np.arange(8, dtype=np.float32))
+        for k in range(6): (x * (k + 2)).exp().sum().realize()  # six different kernels
+        assert len(dev.kernels) == 3
+        np.testing.assert_allclose((x * 2).exp().sum().item(), np.exp(np.arange(8) * 2).sum(), rtol=1e-5)
+    finally:
+        dev.kernels.limit = limit
+
+
 # ---- (d) threads: each realizes its own tensors
 
 def test_two_threads_realize_their_own_tensors():
