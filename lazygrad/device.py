@@ -66,7 +66,7 @@ class KernelCache(OrderedDict):
 
   def __setitem__(self, key, value):
     super().__setitem__(key, value)
-    if len(self) > self.limit: self.popitem(last=False)
+    while len(self) > self.limit: self.popitem(last=False)
 
 
 def count_kernel():
