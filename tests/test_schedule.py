@@ -38,6 +38,16 @@ def test_elementwise_after_reduce_fuses(x):
   np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x.numpy()).sum(1)) * 2 + y.numpy(), rtol=1e-5)
 
 
+def test_transposed_right_operand_is_copied_where_the_backend_wants_rows(x):
+  """x @ w.T (a linear layer): OpenCL copies w.T to row-major first, for register tiles that share its rows' loads;
+  Triton's tl.dot reads it as it is."""
+  w = lg.randn(24, 32).realize()
+  out = x @ w.T
+  want_rows = lg.device.get(x.device).row_major_matmul_operand
+  assert kernels(out.realize) == (2 if want_rows else 1)
+  np.testing.assert_allclose(out.numpy(), x.numpy() @ w.numpy().T, rtol=1e-5, atol=1e-5)
+
+
 def test_reduction_read_through_a_pad_gets_its_own_kernel(x):
   """Fused after a pad, a reduction's loop ran where the pad reads nothing, with indices out of bounds (it crashed a
   GPT's backward, where q, k and v gradients are padded into one buffer): it is stored, and the pad reads that."""
