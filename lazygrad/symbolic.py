@@ -195,28 +195,20 @@ def make_sum(nodes: list[Node]) -> Node:
 
 
 def _merge_div_mod(terms: list[Node]) -> list[Node]:
-  """(x//c)*(c*k) + (x%c)*k  ->  x*k: what ravelling an unravelled index gives back."""
-  for i, t in enumerate(terms):
-    base, f = _split(t)
-    if not isinstance(base, Div) or f % base.b != 0 or base.a.min < 0: continue
-    k = f // base.b
-    for j, u in enumerate(terms):
-      ubase, uf = _split(u)
-      if isinstance(ubase, Mod) and ubase.b == base.b and ubase.a == base.a and uf == k:
-        rest = [x for n, x in enumerate(terms) if n not in (i, j)]
-        return _regroup([*rest, make_mul(base.a, k)])
-  # ((x//c)%m)*(c*k) + (x%c)*k  ->  (x%(c*m))*k
-  for i, t in enumerate(terms):
-    base, f = _split(t)
-    if not (isinstance(base, Mod) and isinstance(base.a, Div)) or base.a.a.min < 0: continue
-    c, m, x = base.a.b, base.b, base.a.a
-    if f % c != 0: continue
-    k = f // c
-    for j, u in enumerate(terms):
-      ubase, uf = _split(u)
-      if isinstance(ubase, Mod) and ubase.b == c and ubase.a == x and uf == k:
-        rest = [y for n, y in enumerate(terms) if n not in (i, j)]
-        return _regroup([*rest, make_mul(make_mod(x, c * m), k)])
+  """What ravelling an unravelled index gives back, for y >= 0 (y//c may already read as z//(c*d) when y is z//d):
+  (y//c)*(c*k) + (y%c)*k -> y*k, and ((y//c)%m)*(c*k) + (y%c)*k -> (y%(c*m))*k."""
+  for j, u in enumerate(terms):
+    ubase, k = _split(u)
+    if not isinstance(ubase, Mod) or ubase.a.min < 0: continue
+    y, c = ubase.a, ubase.b
+    quotient = make_div(y, c)
+    for i, t in enumerate(terms):
+      base, f = _split(t)
+      if i == j or f != c * k: continue
+      if base == quotient: merged = make_mul(y, k)
+      elif isinstance(base, Mod) and base.a == quotient: merged = make_mul(make_mod(y, c * base.b), k)
+      else: continue
+      return _regroup([*(x for n, x in enumerate(terms) if n not in (i, j)), merged])
   return terms
 
 
