@@ -103,3 +103,16 @@ def test_tensor_views_match_numpy():
   np.testing.assert_array_equal(t[::-1, 1:, ::2].numpy(), a[::-1, 1:, ::2])
   np.testing.assert_array_equal(t[:, None, 2, ...].numpy(), a[:, None, 2, ...])
   np.testing.assert_array_equal(t[-1, ::-2].numpy(), a[-1, ::-2])
+
+
+def test_unravelled_index_ravels_back():
+  """(g/16384)*512 + ((g/4096)%4)*128 + (g/32)%128 is g/32 (an attention softmax's row index): the merge sees g/4096
+  as (g/32)/128. Checked by value over the whole range, and by its rendering."""
+  from lazygrad.symbolic import Var
+  g = Var("g", 0, 2**18 - 1)
+  expr = (g // 16384) * 512 + ((g // 4096) % 4) * 128 + (g // 32) % 128
+  assert expr.render() == "(g/32)"
+  values = np.arange(2**18)
+  np.testing.assert_array_equal((values // 16384) * 512 + ((values // 4096) % 4) * 128 + (values // 32) % 128, values // 32)
+  x = Var("x", 0, 1000)
+  assert (((x // 7) % 3) * 14 + (x % 7) * 2).render() == "((x%21)*2)"
