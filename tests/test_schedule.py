@@ -59,6 +59,21 @@ def test_reduction_read_through_a_pad_gets_its_own_kernel(x):
   np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+def test_work_under_a_pad_reads_only_inside_its_buffer(x):
+  """A pad of inlined work (the gradient of a split, say) masks that work's loads too, not only its result: they
+  would read past the end of the buffer where the pad is zero. Lowering checks every unmasked load's range in tests
+  (LAZYGRAD_CHECK_BOUNDS, set in conftest.py); here the load's mask is checked directly."""
+  from lazygrad.codegen.lower import lower
+  from lazygrad.schedule import schedule
+  out = lg.nn.functional.pad(x.exp(), (0, 0, 0, 16)) * 2  # 16 more rows
+  [item] = [si for si in schedule([out.lazydata.base]) if si.ast is not None]
+  plan = lower(item.ast, [item.out.dtype] + [i.dtype for i in item.inputs], [item.out.size] + [i.size for i in item.inputs])
+  [load] = [i for i in plan.instrs if i.op == "load"]
+  valid = load.arg[2]
+  assert [valid.evaluate({"gidx": g}) for g in range(1024)] == [1] * 512 + [0] * 512, valid.render()
+  np.testing.assert_allclose(out.numpy(), np.pad(np.exp(x.numpy()), ((0, 16), (0, 0))) * 2, rtol=1e-6)
+
+
 def test_softmax_is_three_kernels(x):
   # max, sum of exp(x - max), and exp(x - max) / sum
   out = x.softmax(-1)

@@ -10,9 +10,10 @@ from math import prod
 from typing import Any
 from lazygrad.dtype import DType, bool_
 from lazygrad.dtype import int64
+from lazygrad.helpers import getenv
 from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps, IndexOps
 from lazygrad.shape import unravel
-from lazygrad.symbolic import Node, Num, Var
+from lazygrad.symbolic import Node, Num, Var, make_and
 
 
 @dataclass(eq=False)
@@ -74,12 +75,15 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
     cse[key] = ins
     return ins
 
-  def lo(node: KernelOp, idxs: list[Node]) -> Instr:
-    key = (node, tuple(i.key for i in idxs))
+  def lo(node: KernelOp, idxs: list[Node], guard: Node = Num(1)) -> Instr:
+    """The instruction computing node at idxs. `guard` is where a masked view above it reads anything: loads below
+    it are masked by it too, so work whose result the view drops never reads out of bounds."""
+    key = (node, tuple(i.key for i in idxs), guard.key)
     if key in memo: return memo[key]
     if node.op is BufferOps.LOAD:
       bufno, st = node.arg
       flat, valid = st.expr(idxs)
+      valid = make_and([guard, valid])
       out = emit("const", node.dtype, (), 0) if valid == Num(0) else emit("load", node.dtype, (), (bufno, flat, valid))
     elif node.op is BufferOps.CONST:
       out = emit("const", node.dtype, (), node.arg)
@@ -87,7 +91,7 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
       flat, valid = node.arg.expr(idxs)
       if valid == Num(0): out = emit("const", node.dtype, (), 0)
       else:
-        out = lo(node.src[0], unravel(node.src[0].shape, flat))
+        out = lo(node.src[0], unravel(node.src[0].shape, flat), make_and([guard, valid]))
         if valid != Num(1):
           out = emit("alu", node.dtype, (emit("index", bool_, (), valid), out, emit("const", node.dtype, (), 0)),
                      TernaryOps.WHERE)
@@ -95,12 +99,12 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
       src_shape, axes = node.src[0].shape, node.arg
       red_idxs = iter(unravel(red_shape, ridx))
       full = [next(red_idxs) if d in axes else idxs[d] for d in range(len(src_shape))]
-      out = emit("reduce", node.dtype, (lo(node.src[0], full),), node.op)
+      out = emit("reduce", node.dtype, (lo(node.src[0], full, guard),), node.op)
     elif node.op is IndexOps.GATHER:
       # the index is a value computed in the kernel; clamped, so a bad index can never read outside the buffer
       x, dim = node.src[0], node.arg
       size = x.shape[dim]
-      v = lo(node.src[1], idxs)
+      v = lo(node.src[1], idxs, guard)
       if v.op == "const": where = Num(min(max(int(v.arg), 0), size - 1))
       else:
         lo_ok = emit("alu", bool_, (v, emit("const", v.dtype, (), 0)), BinaryOps.CMPLT)
@@ -110,9 +114,10 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
         where = Var(v.name, 0, size - 1)
       bufno, st = x.arg
       flat, valid = st.expr([where if d == dim else i for d, i in enumerate(idxs)])
+      valid = make_and([guard, valid])
       out = emit("load", node.dtype, (v,) if v.op != "const" else (), (bufno, flat, valid))
     elif isinstance(node.op, (UnaryOps, BinaryOps, TernaryOps)):
-      out = emit("alu", node.dtype, tuple(lo(s, idxs) for s in node.src), node.op)
+      out = emit("alu", node.dtype, tuple(lo(s, idxs, guard) for s in node.src), node.op)
     else:
       raise NotImplementedError(f"cannot lower {node.op} in a kernel")
     memo[key] = out
@@ -122,4 +127,20 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
   reduce = next((i for i in instrs if i.op == "reduce"), None)
   kind = "r" if reduces else "e"
   name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
-  return Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast)
+  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast)
+  if CHECK_BOUNDS: check_bounds(plan)
+  return plan
+
+
+CHECK_BOUNDS = getenv("LAZYGRAD_CHECK_BOUNDS", 0)  # the test suite turns it on
+
+
+def check_bounds(plan: Plan) -> None:
+  """An internal check: every unmasked load's index range lies inside its buffer. A scheduling bug that reads out of
+  bounds (a reduction fused behind a pad once did) fails here, at lowering, instead of crashing the device."""
+  for i in plan.instrs:
+    if i.op != "load" or i.srcs: continue  # a gather's index is a loaded value, clamped where it is computed
+    bufno, idx, valid = i.arg
+    if valid.min == 1 and (idx.min < 0 or idx.max >= plan.buf_sizes[bufno]):
+      raise AssertionError(f"kernel {plan.name} would read buffer {bufno} of {plan.buf_sizes[bufno]} elements at "
+                           f"{idx.render()}, in [{idx.min}, {idx.max}]")
