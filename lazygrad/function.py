@@ -155,6 +155,21 @@ class Sum(Function):
     return x.r(ReduceOps.SUM, axes)
   def backward(self, g): return g.expand(self.input_shape)
 
+class MatMul(Function):
+  """x @ w over equal batch dims: a sum over k of a broadcast product, which the scheduler makes one reduction. Its
+  gradients are matmuls too (g @ w^T, x^T @ g), so they get a matmul's kernels and operand layouts rather than the
+  layouts the product's own gradient would read."""
+  def forward(self, x, w):
+    *batch, m, k = x.shape
+    batch, n = tuple(batch), w.shape[-1]
+    xe = x.reshape(batch + (m, 1, k)).expand(batch + (m, n, k))
+    we = w.permute(tuple(range(len(batch))) + (len(batch) + 1, len(batch))).reshape(batch + (1, n, k)).expand(batch + (m, n, k))
+    return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (len(batch) + 2,)).reshape(batch + (m, n))
+  def backward(self, g):
+    x, w = self.parents
+    return (g.matmul(w.transpose(-1, -2)) if self.needs_input_grad[0] else None,
+            x.transpose(-1, -2).matmul(g) if self.needs_input_grad[1] else None)
+
 class Max(Function):
   def forward(self, x, axes):
     self.axes, self.ret = axes, x.r(ReduceOps.MAX, axes)

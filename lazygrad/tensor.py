@@ -1258,16 +1258,20 @@ class Tensor:
       raise ShapeError(f"matmul: shapes {self.shape} and {other.shape} cannot be multiplied ({x.shape[-1]} != {w.shape[-2]})")
     try: batch = broadcast_shape(x.shape[:-2], w.shape[:-2])
     except ShapeError: raise ShapeError(f"matmul: batch dimensions of shapes {self.shape} and {other.shape} cannot be broadcast") from None
+    if x.device != w.device: raise ValueError(f"matmul: tensors are on different devices: {x.device} and {w.device}")
     dtype = result_type(x, w)
     x, w = x.cast(dtype), w.cast(dtype)
-    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
-    if m >= 16 and n >= 8 and _columns_are_strided(w) and devices.get(w.device).row_major_matmul_operand:
+    k, n = x.shape[-1], w.shape[-1]
+    folded = w.ndim == 2 and x.ndim > 2  # a batch of rows times one matrix: one product over all the rows, so the
+    if folded: x = x.reshape(prod(x.shape[:-1]), k)  # weight's gradient is one reduction too
+    m = prod(x.shape[:-1])
+    if m >= 16 and n >= 8 and m * n * k >= 1 << 18 and _columns_are_strided(w) and devices.get(w.device).row_major_matmul_operand:
       # a transposed right operand (x @ w.T, a linear layer) is copied to row-major first where the backend's
-      # kernels want it (OpenCL's register tiles: 1.2x to 2.5x faster on PoCL, copy included, for m >= 16)
+      # kernels want it (OpenCL's register tiles: 1.2x to 2.5x faster on PoCL, copy included, for m >= 16); not
+      # for small products, where the copy's launch costs more than it saves
       w = w.contiguous()
-    xe = x.reshape(x.shape[:-1] + (1, k))._broadcast_to(batch + (m, n, k))
-    we = w.transpose(-1, -2).reshape(w.shape[:-2] + (1, n, k))._broadcast_to(batch + (m, n, k))
-    out = (xe * we).sum(-1)
+    if folded: out = F.MatMul.apply(x, w).reshape(batch + (self.shape[-2], n))
+    else: out = F.MatMul.apply(x._broadcast_to(batch + x.shape[-2:]), w._broadcast_to(batch + (k, n)))
     if self.ndim == 1: out = out.squeeze(-2)
     if other.ndim == 1: out = out.squeeze(-1)
     return out
