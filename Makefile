@@ -31,7 +31,7 @@ $(DATA):
 	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1))) || true
 
 example: $(EXAMPLE_STAMP) | $(DATA)
-	$(PY) examples/mnist.py --model mlp --epochs 1 --limit 10000
+	$(PY) examples/mnist.py --model mlp --epochs 1 --limit 10000 --out runs/example
 
 mnist: $(EXAMPLE_STAMP) | $(DATA)
 	$(PY) examples/mnist.py

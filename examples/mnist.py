@@ -1,7 +1,7 @@
 """Fashion-MNIST with lazygrad: an MLP and a small CNN, trained with AdamW, evaluated, saved and plotted.
 
   python examples/mnist.py                     # both models, a few epochs each
-  python examples/mnist.py --model mlp --epochs 1 --limit 10000    # the short run `make example` does
+  python examples/mnist.py --model mlp --epochs 1 --limit 10000 --out runs/example   # what `make example` runs
   python examples/mnist.py --device TRITON     # any backend; LAZYGRAD_DEVICE works too
 
 The data are Zalando's IDX files: `apt-get install dataset-fashion-mnist` puts them where lazygrad looks, or point
