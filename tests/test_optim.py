@@ -112,19 +112,25 @@ def test_adam_step_kernel_count():
     assert counts[0] == counts[1] == counts[2] <= 20
 
 
+def jitted_step(model, opt):
+    """One training step on (x, y) under lazygrad.jit: forward, backward, optimizer update."""
+    @lg.jit
+    def step(x, y):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 def test_jitted_steps_replay_the_same_updates():
     """Under lazygrad.jit the recorded kernels are replayed without running Python: the step count and bias
     corrections live on the device, so replayed Adam steps still match torch's."""
     ours, theirs = models()
     opt, topt = optim.AdamW(ours.parameters(), lr=0.01), torch.optim.AdamW(theirs.parameters(), lr=0.01)
 
-    @lg.jit
-    def step(x, y):
-        loss = ((ours(x) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+    step = jitted_step(ours, opt)
 
     for _ in range(8):
         step(lg.tensor(X), lg.tensor(Y))
@@ -142,13 +148,7 @@ def test_a_scheduler_reaches_jitted_steps():
     opt, topt = optim.AdamW(ours.parameters(), lr=0.01), torch.optim.AdamW(theirs.parameters(), lr=0.01)
     sched, tsched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.3), torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.3)
 
-    @lg.jit
-    def step(x, y):
-        loss = ((ours(x) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+    step = jitted_step(ours, opt)
 
     for n in range(10):
         if n == 7:
