@@ -344,3 +344,19 @@ def test_reduce_lr_on_plateau_matches_torch():
         tsched.step(m)
         assert sched.get_last_lr() == tsched.get_last_lr()
     assert sched.get_last_lr()[1] == 0.004
+
+
+def test_a_pickled_optimizer_keeps_stepping_and_follows_new_learning_rates():
+    import pickle
+    w = lg.Tensor(np.ones(3, np.float32), requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    w.grad = lg.ones(3)
+    opt.step()
+    back = pickle.loads(pickle.dumps(opt))
+    p = back.param_groups[0]["params"][0]
+    for lr in (0.1, 1.0):
+        back.param_groups[0]["lr"] = lr
+        p.grad = lg.ones(3)
+        back.step()
+    np.testing.assert_allclose(p.numpy(), [-0.2] * 3, rtol=1e-6)
+    np.testing.assert_allclose(w.numpy(), [0.9] * 3, rtol=1e-6)  # the original is its own

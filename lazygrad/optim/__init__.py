@@ -254,7 +254,9 @@ class Optimizer:
     for g in new_groups: self._sync_hyperparameters(g)
 
   def __getstate__(self): return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
-  def __setstate__(self, state): self.__dict__.update(state)
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self.param_groups = [_ParamGroup(self, g) for g in self.param_groups]  # pickled as plain dicts
 
   def __repr__(self):
     s = type(self).__name__ + " ("
