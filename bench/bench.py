@@ -149,8 +149,8 @@ def mlp_train_step(runs, batch=256):
   return [("mlp_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
-def gpt_train_step(runs):
-  """GPT: vocab 256, context 128, 4 layers, 4 heads, width 128, batch 16, AdamW: steps/s."""
+def gpt_train_step(runs, torch_device: str = "cpu"):
+  """GPT: vocab 256, context 128, 4 layers, 4 heads, width 128, batch 16, AdamW: steps/s (torch on `torch_device`)."""
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
   from gpt import GPT
   import lazygrad.nn.functional as F
@@ -169,20 +169,22 @@ def gpt_train_step(runs):
   out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), max(2, runs // 2), lg.synchronize)}
   if torch is not None:
     torch.manual_seed(0)
+    dev = torch.device(torch_device)
     layer = lambda: torch.nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-    tok, pos = torch.nn.Embedding(256, 128), torch.nn.Embedding(128, 128)
-    blocks, head = torch.nn.ModuleList([layer() for _ in range(4)]), torch.nn.Linear(128, 256)
+    tok, pos = torch.nn.Embedding(256, 128).to(dev), torch.nn.Embedding(128, 128).to(dev)
+    blocks, head = torch.nn.ModuleList([layer() for _ in range(4)]).to(dev), torch.nn.Linear(128, 256).to(dev)
     params = [p for m in (tok, pos, blocks, head) for p in m.parameters()]
     topt = torch.optim.AdamW(params, lr=1e-3)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    mask = torch.nn.Transformer.generate_square_subsequent_mask(128)
+    tx, ty, positions = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev), torch.arange(128, device=dev)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(128, device=dev)
 
     def tstep():
-      h = tok(tx) + pos(torch.arange(128))
+      h = tok(tx) + pos(positions)
       for b in blocks: h = b(h, src_mask=mask, is_causal=True)
       loss = torch.nn.functional.cross_entropy(head(h).reshape(-1, 256), ty.reshape(-1))
       topt.zero_grad(); loss.backward(); topt.step()
-    out["torch"] = 1 / median_time(tstep, max(2, runs // 2))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    out["torch"] = 1 / median_time(tstep, max(2, runs // 2), sync)
   return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 

@@ -28,6 +28,9 @@ def main():
   gb = 3 * n * 4 / 1e9
   rows.append(("ew_chain 2^28", "GB/s", gb / timed(lambda: ((x * 1.5 + b).relu() * 0.5).exp().sub(x).realize(), lg.synchronize),
                gb / timed(lambda: torch.exp(torch.relu(tx * 1.5 + tb) * 0.5) - tx, tsync) if tsync and (tx := torch.randn(n, device="cuda")) is not None and (tb := torch.randn(n, device="cuda")) is not None else None))
+  # the reference the issue sets: a device-to-device copy (lazygrad's is a one-load one-store kernel)
+  rows.append(("copy 2^28", "GB/s", 2 * n * 4 / 1e9 / timed(lambda: x.clone().realize(), lg.synchronize),
+               2 * n * 4 / 1e9 / timed(lambda: tx.clone(), tsync) if tsync else None))
   rows.append(("sum 2^28", "GB/s", n * 4 / 1e9 / timed(lambda: x.sum().realize(), lg.synchronize),
                n * 4 / 1e9 / timed(lambda: tx.sum(), tsync) if tsync else None))
   s = lg.randn(4096, 1024).realize()
@@ -41,6 +44,10 @@ def main():
     ta = torch.randn(m, m, device="cuda", dtype=getattr(torch, tdt)) if tsync else None
     rows.append((f"matmul 8192 {tdt}", "TFLOP/s", flop / timed(lambda: (a @ c).realize(), lg.synchronize, 3),
                  flop / timed(lambda: ta @ ta, tsync, 3) if tsync else None))
+  sys.path.insert(0, __file__.rsplit("/", 1)[0])
+  from bench import gpt_train_step
+  [(_, _, figs, ok)] = gpt_train_step(6, torch_device="cuda" if tsync else "cpu")
+  rows.append(("gpt_train_step" + ("" if ok else " WRONG"), "steps/s", figs["lazygrad"], figs.get("torch")))
   print(f"lazygrad on {x.device}; torch {torch.__version__ if torch else 'absent'}")
   print(f"{'workload':<22}{'unit':<9}{'lazygrad':>10}{'torch':>10}{'ratio':>8}")
   for name, unit, mine, theirs in rows:
