@@ -6,6 +6,7 @@ float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 e
 from __future__ import annotations
 import math
 import os
+import random
 import threading
 import time
 import numpy as np
@@ -500,42 +501,46 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
 def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int) -> float:
   """Memory instructions per output per vector step of the loop: distinct loads over the tile's outputs, one for a
   contiguous run of lanes, one per lane otherwise."""
-  rvec = Var("rvec", 0, max(plan.red_size // lanes - 1, 0))
-  if ra * rb == 1: slots = [Var("gidx", 0, plan.out_size - 1)]
-  else:
-    mi, ni = Var("mi", 0, plan.out_size // (ra * stride) - 1), Var("ni", 0, stride // rb - 1)
-    slots = [(mi * ra + a) * stride + ni * rb + b for a in range(ra) for b in range(rb)]
-  seen, total = set(), 0
-  for i in plan.instrs:
-    if i.op != "load" or i.region != "loop": continue
-    for g in slots:
-      idx = [i.arg[1].substitute({"ridx": rvec * lanes + u, "gidx": g}) for u in range(lanes)]
-      valid = [i.arg[2].substitute({"ridx": rvec * lanes + u, "gidx": g}) for u in range(lanes)]
-      key = (id(i), idx[0].render(), valid[0].render())
-      if key in seen: continue
-      seen.add(key)
-      total += 1 if _lane_kind(valid) == "uniform" and _lane_kind(idx) != "gather" else lanes
-  return total / len(slots)
+  if ra * rb == 1: slot = lambda p, j: p[0]
+  else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
+  sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
+  points = _sample_points(sizes + (plan.red_size // lanes,))
+  return _count_loads(plan, lanes, ra * rb, points, lambda p, j, u: (slot(p, j), p[-1] * lanes + u)) / (ra * rb)
 
 
 def _loads_per_output(plan: Plan, lanes: int, rows: int, stride: int) -> float:
-  """Memory instructions per output per reduce step of a tile: a load whose index and mask are the same in rows 0 and
-  1 is shared by every row; one with uniform mask and uniform or contiguous index is one load, else one per lane."""
-  nest = reduce_loops(plan, "int")[2]
-  if rows == 1: at = lambda j, u: {"gidx": Var("gvec", 0, plan.out_size // lanes - 1) * lanes + u, **nest}
+  """Memory instructions per output per reduce step of a tile of rows x lanes outputs (lanes along the outputs)."""
+  if rows == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
   else:
-    mi, ni = Var("mi", 0, plan.out_size // (rows * stride) - 1), Var("ni", 0, stride // lanes - 1)
-    at = lambda j, u: {"gidx": (mi * rows + j) * stride + ni * lanes + u, **nest}
+    at = lambda p, j, u: ((p[0] * rows + j) * stride + p[1] * lanes + u, p[-1])
+    sizes = (plan.out_size // (rows * stride), stride // lanes)
+  return _count_loads(plan, lanes, rows, _sample_points(sizes + (max(plan.red_size, 1),)), at) / (rows * lanes)
+
+
+def _sample_points(sizes) -> list[tuple[int, ...]]:
+  """A few points of a grid of the given sizes (both corners and some between), where a cost estimate evaluates
+  index math by number: much cheaper than rewriting it symbolically for every choice."""
+  rng = random.Random(0)
+  return [tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)] + [tuple(rng.randrange(s) for s in sizes) for _ in range(6)]
+
+
+def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> int:
+  """The loop's memory instructions for a tile of `rows` rows of `lanes` lanes, `at(point, row, lane)` giving
+  (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask is uniform and its index uniform or
+  contiguous, else one per lane), and rows whose index and mask agree at every point share one load."""
   total = 0
   for i in plan.instrs:
     if i.op != "load" or i.region != "loop": continue
     _, idx, valid = i.arg
-    row = [([idx.substitute(at(j, u)) for u in range(lanes)], [valid.substitute(at(j, u)) for u in range(lanes)])
-           for j in range(min(rows, 2))]
-    cost = 1 if _lane_kind(row[0][1]) == "uniform" and _lane_kind(row[0][0]) != "gather" else lanes
-    shared = rows == 1 or (row[0][0] == row[1][0] and row[0][1] == row[1][1])
-    total += cost if shared else cost * rows
-  return total / (rows * lanes)
+    value = lambda node, p, j, u: node.evaluate(dict(zip(("gidx", "ridx"), at(p, j, u))))
+    lanes_at = lambda node, p: [value(node, p, 0, u) for u in range(lanes)]
+    idx0, valid0 = [lanes_at(idx, p) for p in points], [lanes_at(valid, p) for p in points]
+    uniform = lambda rows_: all(len(set(v)) == 1 for v in rows_)
+    contiguous = all(x - v[0] == u for v in idx0 for u, x in enumerate(v))
+    cost = 1 if uniform(valid0) and (uniform(idx0) or contiguous) else lanes
+    distinct = {tuple((value(idx, p, j, 0), value(valid, p, j, 0)) for p in points) for j in range(rows)}
+    total += cost * len(distinct)
+  return total
 
 
 class CLAllocator(Allocator):
