@@ -301,6 +301,7 @@ def make_lt(a: Node, b: int) -> Node:
   if a.min >= b: return Num(0)
   # (x*c) < b  <=>  x < ceil(b/c) for c > 0
   if isinstance(a, Mul) and a.b > 0: return make_lt(a.a, -(-b // a.b))
+  if isinstance(a, Div) and a.a.min >= 0: return make_lt(a.a, b * a.b)  # (x//c) < b  <=>  x < b*c for x >= 0
   return Lt(a, b)
 
 
@@ -308,6 +309,7 @@ def make_ge(a: Node, b: int) -> Node:
   if a.min >= b: return Num(1)
   if a.max < b: return Num(0)
   if isinstance(a, Mul) and a.b > 0: return make_ge(a.a, -(-b // a.b))  # x*c >= b  <=>  x >= ceil(b/c)
+  if isinstance(a, Div) and a.a.min >= 0: return make_ge(a.a, b * a.b)  # (x//c) >= b  <=>  x >= b*c for x >= 0
   return Ge(a, b)
 
 

@@ -116,3 +116,14 @@ def test_unravelled_index_ravels_back():
   np.testing.assert_array_equal((values // 16384) * 512 + ((values // 4096) % 4) * 128 + (values // 32) % 128, values // 32)
   x = Var("x", 0, 1000)
   assert (((x // 7) % 3) * 14 + (x % 7) * 2).render() == "((x%21)*2)"
+
+
+def test_comparisons_of_a_quotient_compare_the_dividend():
+  """(x//c) < b is x < b*c for x >= 0 (and >= likewise): one compare, no division, in a mask. Checked by value."""
+  from lazygrad.symbolic import Var
+  x = Var("x", 0, 200)
+  assert (x // 32).lt(3).render() == "(x<96)" and (x // 32).ge(3).render() == "(x>=96)"
+  for c in (1, 3, 7, 32):
+    for b in range(-2, 10):
+      lt, ge = (x // c).lt(b), (x // c).ge(b)
+      assert all(lt.evaluate({"x": v}) == (v // c < b) and ge.evaluate({"x": v}) == (v // c >= b) for v in range(201))
