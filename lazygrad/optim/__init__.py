@@ -170,20 +170,23 @@ class Optimizer:
     """The group's hyperparameters as 0-d views of one vector on the device, uploaded once per group, dtype and device
     and overwritten in place when a value changes (the kernels that read it stay the same)."""
     dt = _compute_dtype(p)
-    uploads = self.__dict__.setdefault("_uploads", {})  # (group index, dtype, device) -> (vector, its 0-d views)
+    # (group index, dtype, device) -> [vector, its 0-d views, the values it holds (kept here: no read back)]
+    uploads = self.__dict__.setdefault("_uploads", {})
     if (index, dt.name, p.device) not in uploads:
-      values = self._hyperparameters(group)
-      vec = Tensor(np.array(list(values.values()), dtype=dt.np), dtype=dt, device=p.device)
-      uploads[(index, dt.name, p.device)] = (vec, {name: vec[i] for i, name in enumerate(values)})
+      values = np.array(list(self._hyperparameters(group).values()), dtype=dt.np)
+      vec = Tensor(values, dtype=dt, device=p.device)
+      uploads[(index, dt.name, p.device)] = [vec, {name: vec[i] for i, name in enumerate(self._hyperparameters(group))}, values]
     return uploads[(index, dt.name, p.device)][1]
 
   def _sync_hyperparameters(self, group: dict) -> None:
     """Write the group's hyperparameters into its uploaded vectors, where a value differs."""
     index = next((i for i, g in enumerate(self.param_groups) if g is group), None)
-    for (i, _, _), (vec, _) in self.__dict__.get("_uploads", {}).items():
+    for (i, _, _), entry in self.__dict__.get("_uploads", {}).items():
       if i != index: continue
-      values = np.array(list(self._hyperparameters(group).values()), dtype=vec.dtype.np)
-      if not np.array_equal(values, vec.numpy()): vec._overwrite(values)
+      values = np.array(list(self._hyperparameters(group).values()), dtype=entry[2].dtype)
+      if not np.array_equal(values, entry[2]):
+        entry[0]._overwrite(values)
+        entry[2] = values
 
   def _start(self, group: dict, p: Tensor, grad: Tensor, s: dict[str, Tensor]):
     """What every update begins with: (compute dtype, parameter, gradient) in that dtype, the gradient negated for
