@@ -4,6 +4,7 @@ One work-item computes one output element; a reduction loops inside it. float16 
 float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 extension.
 """
 from __future__ import annotations
+import json
 import math
 import os
 import random
@@ -13,8 +14,8 @@ import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator, KernelCache
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, disk_cache_get, disk_cache_put
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
+from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum
 
 # what each dtype is called in memory (pointer element type) and in arithmetic
@@ -202,7 +203,13 @@ def _lane_kind(lanes: list[Node]) -> str:
 
 
 def vector_choice(plan: Plan):
-  """(LANES, "gidx" or "ridx") when the kernel can run as vector code, else None."""
+  """(LANES, "gidx" or "ridx") when the kernel can run as vector code, else None. Kept on the plan: render and the
+  launch's global size both ask."""
+  if "_vector_choice" not in plan.__dict__: plan.__dict__["_vector_choice"] = _vector_choice(plan)
+  return plan.__dict__["_vector_choice"]
+
+
+def _vector_choice(plan: Plan):
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
@@ -521,7 +528,7 @@ def _sample_points(sizes) -> list[tuple[int, ...]]:
   """A few points of a grid of the given sizes (both corners and some between), where a cost estimate evaluates
   index math by number: much cheaper than rewriting it symbolically for every choice."""
   rng = random.Random(0)
-  return [tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)] + [tuple(rng.randrange(s) for s in sizes) for _ in range(6)]
+  return [tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)] + [tuple(rng.randrange(s) for s in sizes) for _ in range(3)]
 
 
 def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> int:
@@ -581,6 +588,11 @@ def _pick_device(index: int):
   return ordered[index]
 
 
+# the modules whose code decides a kernel's source: a change to any of them renders every kernel again
+CODEGEN_MODULES = ("lazygrad.ops", "lazygrad.dtype", "lazygrad.symbolic", "lazygrad.shape", "lazygrad.codegen.lower",
+                   "lazygrad.backends.opencl")
+
+
 class Device:
   def __init__(self, index: int):
     import pyopencl as cl
@@ -591,7 +603,7 @@ class Device:
     self.allocator = CLAllocator(self)
     self.name = f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
-    self.kernels = KernelCache()  # kernel AST -> (plan, cl.Kernel, source, global size)
+    self.kernels = KernelCache()  # kernel AST -> (name, outputs, cl.Kernel, source, global size)
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
     self.lock = threading.Lock()
@@ -614,22 +626,34 @@ class Device:
   def exec(self, ast, buffers, origin: str = ""):
     """Run one kernel AST over device buffers (buffers[0] is the output)."""
     entry = self.kernels.get(ast)
-    if entry is None:
-      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
-      src, name = render(plan)
-      if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-      st = time.perf_counter()
-      prg = self.compile(src, name)
-      if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-      entry = self.kernels[ast] = (plan, self.cl.Kernel(prg, name), src, (global_size(plan),))
-    plan, kernel, src, gsize = entry
-    if plan.out_size == 0: return
+    if entry is None: entry = self.kernels[ast] = self._prepare(ast, buffers, origin)
+    name, out_size, kernel, src, gsize = entry
+    if out_size == 0: return
     with self.lock:
       try:
         kernel(self.queue, gsize, None, *[b.handle for b in buffers])
       except self.cl.Error as e:
-        raise KernelError(f"OpenCL failed to launch kernel {plan.name}{' (from ' + origin + ')' if origin else ''}:"
+        raise KernelError(f"OpenCL failed to launch kernel {name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None
+
+  def _prepare(self, ast, buffers, origin: str):
+    """(name, outputs, kernel, source, global size) for an AST. The source comes from the disk cache when this
+    version of the code generator has written it before: lowering and rendering a big kernel takes longer than
+    loading its binary, and a model's first step would pay it for every kernel."""
+    key = json.dumps([code_version(*CODEGEN_MODULES), self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
+                      [b.size for b in buffers]])
+    cached = disk_cache_get("opencl-source", key)
+    if cached is not None: name, out_size, gsize, src = json.loads(cached)
+    else:
+      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
+      src, name = render(plan)
+      out_size, gsize = plan.out_size, global_size(plan)
+    if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
+    st = time.perf_counter()
+    prg = self.compile(src, name)
+    if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
+    if cached is None: disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())  # once it builds
+    return name, out_size, self.cl.Kernel(prg, name), src, (gsize,)
 
   def synchronize(self):
     self.queue.finish()

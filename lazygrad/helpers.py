@@ -47,6 +47,16 @@ def disk_cache_put(table: str, key: str, data: bytes):
     pass  # a cache that cannot be written only costs a recompile
 
 
+@functools.cache
+def code_version(*modules: str) -> str:
+  """A digest of the named modules' source files: part of a cache key for what that code generates, so a change to
+  the code never reuses what older code made."""
+  import importlib.util
+  digest = hashlib.sha256()
+  for name in modules: digest.update(pathlib.Path(importlib.util.find_spec(name).origin).read_bytes())
+  return digest.hexdigest()
+
+
 def argsort(x): return sorted(range(len(x)), key=x.__getitem__)
 
 
@@ -61,4 +71,4 @@ def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
   return dim % max(ndim, 1)
 
 
-__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "argsort", "normalize_dim", "prod"]
+__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "code_version", "argsort", "normalize_dim", "prod"]

@@ -85,6 +85,14 @@ class KernelOp:
 _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
+def kernel_text(ast: KernelOp) -> str:
+  """A kernel AST as text, the same in every process (ops, dtypes, shapes, args, and sources by position): a key
+  for what is derived from the AST alone, such as its generated source."""
+  nodes = ast.walk()
+  at = {id(n): i for i, n in enumerate(nodes)}
+  return "\n".join(f"{n.op}|{n.dtype.name}|{n.shape}|{n.arg!r}|{[at[id(s)] for s in n.src]}" for n in nodes)
+
+
 def kernel_op(op: Op, src: tuple[KernelOp, ...], dtype: DType, shape: tuple[int, ...], arg: Any = None) -> KernelOp:
   """The one KernelOp with these fields (hash-consed: sources are compared by identity, args by value)."""
   argkey = arg.key if hasattr(arg, "key") else arg

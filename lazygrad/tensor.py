@@ -997,6 +997,9 @@ class Tensor:
 
   def pad(self, pad: Sequence[int], value=0.0) -> Tensor:
     """torch.nn.functional.pad's constant mode: pairs from the last dim backwards; negative values crop."""
+    if not isinstance(pad, (tuple, list)) or not all(isinstance(p, int) and not isinstance(p, bool) for p in pad):
+      raise TypeError(f"pad: expected a flat sequence of ints, (left, right, top, bottom, ...) from the last dim "
+                      f"backwards, as torch.nn.functional.pad takes; got {pad!r}")
     if len(pad) % 2 or len(pad) // 2 > self.ndim:
       raise ShapeError(f"pad: padding length {len(pad)} must be even and at most twice the dims of shape {self.shape}")
     pairs = [(0, 0)] * self.ndim

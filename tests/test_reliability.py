@@ -262,6 +262,9 @@ def broken_render(monkeypatch):
         return src.replace("{\n", "{\n  this_is_not_c;\n", 1), name
 
     monkeypatch.setattr(backend, "render", bad_render)
+    # sources cached by an earlier run would skip rendering altogether
+    cache_get = backend.disk_cache_get
+    monkeypatch.setattr(backend, "disk_cache_get", lambda table, key: None if table == "opencl-source" else cache_get(table, key))
     return backend
 
 
@@ -283,6 +286,17 @@ def test_retry_after_a_failed_kernel_recomputes(broken_render, monkeypatch):
         y.numpy()
     monkeypatch.undo()  # the renderer works again
     np.testing.assert_allclose(y.numpy(), x * np.float32(4321.5))
+
+
+def test_a_kernels_source_comes_from_the_disk_cache_after_the_first_time(monkeypatch):
+    """Lowering and rendering run once per kernel and code version: a new process (here: an emptied in-memory cache)
+    takes the source from the disk cache and only loads the binary."""
+    backend = importlib.import_module("lazygrad.backends.opencl")
+    x = np.arange(6, dtype=np.float32)
+    (lg.Tensor(x, device="OPENCL") * 1234.25).numpy()
+    lg.device.get("OPENCL").kernels.clear()
+    monkeypatch.setattr(backend, "render", lambda plan: pytest.fail("rendered a kernel whose source is cached"))
+    np.testing.assert_allclose((lg.Tensor(x, device="OPENCL") * 1234.25).numpy(), x * np.float32(1234.25))
 
 
 # ---- (f) bad input: one test per class of mistake; each case checks the exception's type and message, raised eagerly
@@ -455,6 +469,7 @@ def test_bad_input_invalid_shape(fn, exc, message):
     bad("expand", lambda: M34().expand(6, 4), RuntimeError, r"^expand: shape \(3, 4\) cannot be expanded to \(6, 4\)"),
     bad("expand fewer dims", lambda: M34().expand(4), RuntimeError, r"^expand: the number of sizes \(1\)"),
     bad("pad length", lambda: lg.ones(3).pad([1, 1, 1, 1]), ValueError, r"^pad: padding length 4"),
+    bad("pad pairs", lambda: M34().pad(((0, 1), (0, 0))), TypeError, r"^pad: expected a flat sequence of ints.*got \(\(0, 1\), \(0, 0\)\)"),
 ])
 def test_bad_input_invalid_movement(fn, exc, message):
     check_raises(fn, exc, message)
