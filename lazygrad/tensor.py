@@ -81,6 +81,11 @@ def broadcast_shape(*shapes, op: str = "broadcast") -> tuple[int, ...]:
   return tuple(out)
 
 
+def _same_device(op: str, a: Tensor, b: Tensor) -> None:
+  """A ValueError naming the op and both devices, where two tensors an op combines live on different devices."""
+  if a.device != b.device: raise ValueError(f"{op}: tensors are on different devices: {a.device} and {b.device}")
+
+
 def _columns_are_strided(t: Tensor) -> bool:
   """Whether a matrix (or a batch of them) is a view whose rows run down memory: unit stride along dim -2, not -1."""
   views = t.lazydata.st.views
@@ -120,9 +125,10 @@ class Tensor:
       raise RuntimeError(f"only floating point tensors can require gradients, got dtype {self.dtype.name}")
 
   @staticmethod
-  def _from_lazy(lb: LazyBuffer) -> Tensor:
-    t = Tensor.__new__(Tensor)
-    t.lazydata, t.requires_grad, t.grad, t._ctx = lb, False, None, None
+  def _from_lazy(lb: LazyBuffer, cls: type | None = None, requires_grad: bool = False) -> Tensor:
+    """A leaf tensor (of class `cls`, Tensor by default) over a LazyBuffer."""
+    t = object.__new__(cls or Tensor)
+    t.lazydata, t.requires_grad, t.grad, t._ctx = lb, requires_grad, None, None
     return t
 
   # ---- properties
@@ -189,8 +195,7 @@ class Tensor:
     if not self.is_leaf:
       raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy protocol; "
                          "deepcopy a .detach()ed tensor instead")
-    out = object.__new__(type(self))
-    out.lazydata, out.requires_grad, out._ctx = self.detach().clone().lazydata, self.requires_grad, None
+    out = Tensor._from_lazy(self.detach().clone().lazydata, type(self), self.requires_grad)
     out.grad = None if self.grad is None else self.grad.detach().clone()
     memo[id(self)] = out
     return out
@@ -211,7 +216,7 @@ class Tensor:
   def assign(self, other) -> Tensor:
     """Replace this tensor's data in place (same shape and dtype); what optimizers use to update parameters."""
     other = other if isinstance(other, Tensor) else Tensor(other, dtype=self.dtype, device=self.device)
-    if other.device != self.device: raise ValueError(f"assign: tensors are on different devices: {self.device} and {other.device}")
+    _same_device("assign", self, other)
     if other.shape != self.shape: raise ShapeError(f"assign: shape {other.shape} does not match {self.shape}")
     if other.dtype is not self.dtype: other = other.cast(self.dtype)
     if assign_hook is not None: assign_hook(self)
@@ -391,8 +396,7 @@ class Tensor:
 
   def _operand(self, other, op: str):
     if isinstance(other, Tensor):
-      if other.device != self.device:
-        raise ValueError(f"{op}: tensors are on different devices: {self.device} and {other.device}")
+      _same_device(op, self, other)
       return other
     if _is_number(other): return other.item() if isinstance(other, np.generic) else other
     if isinstance(other, (list, tuple, np.ndarray)): return Tensor(other, device=self.device)
@@ -658,10 +662,9 @@ class Tensor:
     xt = x if isinstance(x, Tensor) else None
     yt = y if isinstance(y, Tensor) else None
     dtype = result_type(*(v for v in (x, y)))
-    ref = xt if xt is not None else yt if yt is not None else None
     dev = cond.device
     for t in (xt, yt):
-      if t is not None and t.device != dev: raise ValueError(f"where: tensors are on different devices: {dev} and {t.device}")
+      if t is not None: _same_device("where", cond, t)
     xv = xt.cast(dtype) if xt is not None else Tensor._const(x, dtype, dev)
     yv = yt.cast(dtype) if yt is not None else Tensor._const(y, dtype, dev)
     shape = broadcast_shape(cond.shape, xv.shape, yv.shape, op="where")
@@ -1167,7 +1170,7 @@ class Tensor:
     d = normalize_dim(dim, self.ndim, "gather")
     if not isinstance(index, Tensor) or index.dtype.is_float:
       raise TypeError(f"gather: index must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
-    if index.device != self.device: raise ValueError(f"gather: tensors are on different devices: {self.device} and {index.device}")
+    _same_device("gather", self, index)
     if index.ndim != self.ndim:
       raise ShapeError(f"gather: index has {index.ndim} dims but input has {self.ndim} (shapes {index.shape} and {self.shape})")
     for a, (i, s) in enumerate(zip(index.shape, self.shape)):
@@ -1261,7 +1264,7 @@ class Tensor:
       raise ShapeError(f"matmul: shapes {self.shape} and {other.shape} cannot be multiplied ({x.shape[-1]} != {w.shape[-2]})")
     try: batch = broadcast_shape(x.shape[:-2], w.shape[:-2])
     except ShapeError: raise ShapeError(f"matmul: batch dimensions of shapes {self.shape} and {other.shape} cannot be broadcast") from None
-    if x.device != w.device: raise ValueError(f"matmul: tensors are on different devices: {x.device} and {w.device}")
+    _same_device("matmul", x, w)
     dtype = result_type(x, w)
     x, w = x.cast(dtype), w.cast(dtype)
     k, n = x.shape[-1], w.shape[-1]
@@ -1350,7 +1353,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
   for t in tensors:
     if t.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != axis):
       raise ShapeError(f"cat: shapes {', '.join(str(x.shape) for x in tensors)} do not match outside dim {dim}")
-    if t.device != ref.device: raise ValueError(f"cat: tensors are on different devices: {t.device} and {ref.device}")
+    _same_device("cat", t, ref)
   dtype = result_type(*tensors)
   total = sum(t.shape[axis] for t in tensors)
   out, start = None, 0
@@ -1406,10 +1409,7 @@ def einsum(equation: str, *operands) -> Tensor:
 
 
 def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) -> Tensor:
-  t = Tensor(values, device=device)
-  out = object.__new__(cls)
-  out.lazydata, out.requires_grad, out.grad, out._ctx = t.lazydata, requires_grad, None, None
-  return out
+  return Tensor._from_lazy(Tensor(values, device=device).lazydata, cls, requires_grad)
 
 
 def realize(*tensors: Tensor) -> None:
