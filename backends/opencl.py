@@ -68,8 +68,10 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   if op is BinaryOps.MUL: return f"({a}*{b})" if src_dtypes[0] is not bool_ else f"({a}&&{b})"
   if op is BinaryOps.DIV: return f"({a}/{b})"
   # an integer division by zero is undefined in C (a CPU traps): it gives 0 here, as on the Triton backend
-  if op is BinaryOps.IDIV: return f"({a}/{b})" if b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0" else f"(({b})==0?0:({a})/({b}))"
-  if op is BinaryOps.MOD: return f"({a}%{b})" if b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0" else f"(({b})==0?0:({a})%({b}))"
+  if op in (BinaryOps.IDIV, BinaryOps.MOD):
+    sym = "/" if op is BinaryOps.IDIV else "%"
+    nonzero_literal = b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0"
+    return f"({a}{sym}{b})" if nonzero_literal else f"(({b})==0?0:({a}){sym}({b}))"
   if op is BinaryOps.MAX:  # NaN wins, as in torch.maximum
     return f"((({a}>{b})||isnan({a}))?{a}:{b})" if fl else f"(({a}>{b})?{a}:{b})"
   if op is BinaryOps.CMPLT: return f"({a}<{b})"
@@ -96,7 +98,7 @@ def global_size(plan: Plan) -> int:
   return plan.out_size // (choice[0] * _tiling(plan, *choice)[0])
 
 
-def reduce_loops(plan: Plan, itype: str, indent: str = "  ", step_var: str = "ridx"):
+def reduce_loops(plan: Plan, itype: str, indent: str = "  "):
   """The reduce loop as C loop headers and the substitution for `ridx` in index math: one loop per reduced dim, so
   no iteration divides to find its position (a convolution's weight gradient reduces over batch, height and width)."""
   dims = [d for d in plan.red_shape if d > 1]
