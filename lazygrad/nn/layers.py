@@ -508,12 +508,16 @@ class Dropout(Module):
 
 # ---- activations
 
-class ReLU(Module):
+class _InplaceActivation(Module):
+  """An activation with torch's `inplace` flag, kept for state and repr; the result is a new lazy tensor either way."""
   def __init__(self, inplace: bool = False):
     super().__init__()
     self.inplace = inplace
-  def forward(self, input): return F.relu(input, inplace=self.inplace)
   def extra_repr(self): return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_InplaceActivation):
+  def forward(self, input): return F.relu(input, inplace=self.inplace)
 
 
 class LeakyReLU(Module):
@@ -532,12 +536,8 @@ class GELU(Module):
   def extra_repr(self): return f"approximate={self.approximate!r}"
 
 
-class SiLU(Module):
-  def __init__(self, inplace: bool = False):
-    super().__init__()
-    self.inplace = inplace
+class SiLU(_InplaceActivation):
   def forward(self, input): return F.silu(input, inplace=self.inplace)
-  def extra_repr(self): return "inplace=True" if self.inplace else ""
 
 
 class Tanh(Module):
@@ -548,20 +548,20 @@ class Sigmoid(Module):
   def forward(self, input): return F.sigmoid(input)
 
 
-class Softmax(Module):
+class _DimActivation(Module):
+  """An activation over one dim (None: torch's legacy choice, made in F)."""
   def __init__(self, dim: int | None = None):
     super().__init__()
     self.dim = dim
-  def forward(self, input): return F.softmax(input, self.dim)  # dim=None: torch's legacy choice, made in F
   def extra_repr(self): return f"dim={self.dim}"
 
 
-class LogSoftmax(Module):
-  def __init__(self, dim: int | None = None):
-    super().__init__()
-    self.dim = dim
+class Softmax(_DimActivation):
+  def forward(self, input): return F.softmax(input, self.dim)
+
+
+class LogSoftmax(_DimActivation):
   def forward(self, input): return F.log_softmax(input, self.dim)
-  def extra_repr(self): return f"dim={self.dim}"
 
 
 # ---- pooling and reshaping
