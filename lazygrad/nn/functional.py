@@ -256,19 +256,26 @@ def _pad_spatial(x: Tensor, pads, value=0.0) -> Tensor:
 
 # ---------------------------------------------------------------- convolution
 
-def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups) -> Tensor:
+def _conv_input(op: str, nd: int, input: Tensor, weight: Tensor, weight_dims: str, stride, dilation, groups):
+  """The checks every convolution makes first, in torch's words: (the batched input, whether it was unbatched,
+  stride and dilation as nd-tuples)."""
   _check_tensor(input, "input", op)
   _check_tensor(weight, "weight", op)
   if weight.ndim != nd + 2:
-    raise ShapeError(f"{op}: weight must be {nd + 2}-D (out_channels, in_channels/groups, *kernel), got shape {weight.shape}")
+    raise ShapeError(f"{op}: weight must be {nd + 2}-D ({weight_dims}, *kernel), got shape {weight.shape}")
   if input.ndim not in (nd + 1, nd + 2):
     raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got shape {input.shape}")
   unbatched = input.ndim == nd + 1
-  x = input.unsqueeze(0) if unbatched else input
   stride, dilation = _ntuple(stride, nd, "stride", op), _ntuple(dilation, nd, "dilation", op)
   if any(s <= 0 for s in stride): raise RuntimeError(f"{op}: non-positive stride is not supported, got stride={stride}")
   if any(d <= 0 for d in dilation): raise RuntimeError(f"{op}: non-positive dilation is not supported, got dilation={dilation}")
   if not isinstance(groups, int) or groups <= 0: raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups}")
+  return (input.unsqueeze(0) if unbatched else input), unbatched, stride, dilation
+
+
+def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups) -> Tensor:
+  x, unbatched, stride, dilation = _conv_input(op, nd, input, weight, "out_channels, in_channels/groups", stride,
+                                               dilation, groups)
   cout, cin_g, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
   cin = x.shape[1]
   if cout % groups:
@@ -319,23 +326,13 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def _conv_transpose(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding, output_padding, groups, dilation) -> Tensor:
   """A stride-1 convolution of the zero-stuffed input (stride - 1 zeros between values, a pad + reshape view) with
   the flipped, in/out-swapped weight."""
-  _check_tensor(input, "input", op)
-  _check_tensor(weight, "weight", op)
-  if weight.ndim != nd + 2:
-    raise ShapeError(f"{op}: weight must be {nd + 2}-D (in_channels, out_channels/groups, *kernel), got shape {weight.shape}")
-  if input.ndim not in (nd + 1, nd + 2):
-    raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got shape {input.shape}")
-  unbatched = input.ndim == nd + 1
-  x = input.unsqueeze(0) if unbatched else input
-  stride, dilation = _ntuple(stride, nd, "stride", op), _ntuple(dilation, nd, "dilation", op)
+  x, unbatched, stride, dilation = _conv_input(op, nd, input, weight, "in_channels, out_channels/groups", stride,
+                                               dilation, groups)
   padding, output_padding = _ntuple(padding, nd, "padding", op), _ntuple(output_padding, nd, "output_padding", op)
-  if any(s <= 0 for s in stride): raise RuntimeError(f"{op}: non-positive stride is not supported, got stride={stride}")
-  if any(d <= 0 for d in dilation): raise RuntimeError(f"{op}: non-positive dilation is not supported, got dilation={dilation}")
   if any(p < 0 for p in padding): raise RuntimeError(f"{op}: negative padding is not supported, got padding={padding}")
   if any(p < 0 or (p >= s and p >= d) for p, s, d in zip(output_padding, stride, dilation)):
     raise RuntimeError(f"{op}: output padding must be smaller than either stride or dilation, got output_padding={output_padding}, "
                        f"stride={stride}, dilation={dilation}")
-  if not isinstance(groups, int) or groups <= 0: raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups}")
   cin, cout_g, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
   if x.shape[1] != cin:
     raise ShapeError(f"{op}: input has {x.shape[1]} channels but weight expects {cin} (weight shape {weight.shape}, groups {groups})")
