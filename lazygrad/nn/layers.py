@@ -253,33 +253,28 @@ class _ConvNd(Module):
     if self.padding_mode != "zeros": s += f", padding_mode={self.padding_mode}"
     return s
 
-  def _forward(self, conv, input):
-    """A (non-transposed) convolution's forward: padding modes other than zeros pad first."""
+
+class _Conv(_ConvNd):
+  """Conv1d and Conv2d: torch's signature, and a forward through `_conv` (F.conv1d or F.conv2d); padding modes
+  other than zeros pad first."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
+               bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+    super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
+                     padding_mode, device, dtype)
+
+  def forward(self, input):
     if self.padding_mode != "zeros":
-      return conv(self._padded(input), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-    return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+      return self._conv(self._padded(input), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+    return self._conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class Conv1d(_ConvNd):
-  _dims = 1
-
-  def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-               bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-    super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
-                     padding_mode, device, dtype)
-
-  def forward(self, input): return self._forward(F.conv1d, input)
+class Conv1d(_Conv):
+  _dims, _conv = 1, staticmethod(F.conv1d)
 
 
-class Conv2d(_ConvNd):
-  _dims = 2
-
-  def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-               bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-    super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
-                     padding_mode, device, dtype)
-
-  def forward(self, input): return self._forward(F.conv2d, input)
+class Conv2d(_Conv):
+  _dims, _conv = 2, staticmethod(F.conv2d)
 
 
 class ConvTranspose2d(_ConvNd):
