@@ -173,17 +173,20 @@ class Optimizer:
     # (group index, dtype, device) -> [vector, its 0-d views, the values it holds (kept here: no read back)]
     uploads = self.__dict__.setdefault("_uploads", {})
     if (index, dt.name, p.device) not in uploads:
-      values = np.array(list(self._hyperparameters(group).values()), dtype=dt.np)
+      hyper = self._hyperparameters(group)
+      values = np.array(list(hyper.values()), dtype=dt.np)
       vec = Tensor(values, dtype=dt, device=p.device)
-      uploads[(index, dt.name, p.device)] = [vec, {name: vec[i] for i, name in enumerate(self._hyperparameters(group))}, values]
+      uploads[(index, dt.name, p.device)] = [vec, {name: vec[i] for i, name in enumerate(hyper)}, values]
     return uploads[(index, dt.name, p.device)][1]
 
   def _sync_hyperparameters(self, group: dict) -> None:
     """Write the group's hyperparameters into its uploaded vectors, where a value differs."""
     index = next((i for i, g in enumerate(self.param_groups) if g is group), None)
-    for (i, _, _), entry in self.__dict__.get("_uploads", {}).items():
-      if i != index: continue
-      values = np.array(list(self._hyperparameters(group).values()), dtype=entry[2].dtype)
+    entries = [entry for (i, _, _), entry in self.__dict__.get("_uploads", {}).items() if i == index]
+    if not entries: return  # nothing uploaded yet: the first step uploads the values as they are then
+    hyper = list(self._hyperparameters(group).values())
+    for entry in entries:
+      values = np.array(hyper, dtype=entry[2].dtype)
       if not np.array_equal(values, entry[2]):
         entry[0]._overwrite(values)
         entry[2] = values
