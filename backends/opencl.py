@@ -303,13 +303,6 @@ def _scalar_read(bufno: int, index: str, dtype) -> str:
   return f"{ptr}[{index}]"
 
 
-def _row_stride(plan: Plan) -> int:
-  """The last output dim: a reduction kernel over lanes of outputs also takes ROWS rows of them, so loads that do not
-  depend on the row (a matmul's right operand) are shared: a register tile."""
-  dims = [d for d in plan.ast.shape if d != 1]
-  return dims[-1] if dims else 1
-
-
 ROWS = 8
 
 
@@ -478,11 +471,11 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
 def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int]:
   """(rows, row stride) of the register tile: a reduction over lanes of outputs also takes ROWS rows of them, at the
   stride of the output dim whose rows share the most loads (a matmul's right operand, a convolution's input window)."""
-  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, _row_stride(plan)
+  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, plan.row_size
   cache = plan.__dict__.setdefault("_tilings", {})
   if lanes not in cache:
     dims = [d for d in plan.ast.shape if d != 1]
-    options = [(1, _row_stride(plan))]
+    options = [(1, plan.row_size)]
     for k in range(len(dims) - 1):
       stride = math.prod(dims[k + 1:])
       if stride % lanes == 0 and plan.out_size % (ROWS * stride) == 0: options.append((ROWS, stride))
@@ -497,7 +490,7 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
   """(outputs, ra, rb, row stride) of the tile of a reduction with lanes along its loop (a dot product per output,
   as `x @ w.T` is): ra rows of rb consecutive outputs; the rows share the loads that depend only on the column and
   the columns those that depend only on the row."""
-  stride = _row_stride(plan)
+  stride = plan.row_size
   if plan.reduce is None or plan.red_size < 16: return 1, 1, 1, stride
   cache = plan.__dict__.setdefault("_dot_tilings", {})
   if lanes not in cache:

@@ -204,8 +204,7 @@ class Matmul:
 
 def out_matrix(plan: Plan) -> tuple[int, int]:
   """The output as M rows of N: N is its last dim longer than 1 (1 if it has none), M the dims before it."""
-  N = next((d for d in reversed(plan.ast.shape) if d > 1), 1)
-  return plan.out_size // N, N
+  return plan.out_size // plan.row_size, plan.row_size
 
 
 def matmul(plan: Plan) -> Matmul | None:

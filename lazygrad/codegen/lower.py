@@ -41,6 +41,12 @@ class Plan:
   ast: KernelOp = field(repr=False)
 
   @property
+  def row_size(self) -> int:
+    """The output's last dim longer than 1 (1 if none): a row of outputs, which backends tile rows of (OpenCL's
+    register tiles, Triton's matrix products)."""
+    return next((d for d in reversed(self.ast.shape) if d > 1), 1)
+
+  @property
   def big_index(self) -> bool:
     """Whether index math needs 64 bits."""
     return max([self.out_size * max(self.red_size, 1), *self.buf_sizes]) >= 2**31 - 1
