@@ -47,8 +47,7 @@ def get(name: str):
 def existing(name) -> str:
   """The canonical name of a device that exists. It opens the device, so a tensor made for a missing one raises at
   the line that makes it, not when it is first computed."""
-  get(name)
-  return canonical(name)
+  return get(name).name
 
 
 class KernelCache(OrderedDict):
