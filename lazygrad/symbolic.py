@@ -256,10 +256,12 @@ def make_div(a: Node, b: int) -> Node:
 def _split_small(terms: list[Node], d: int):
   """Terms as (multiples of c, a remainder in [0, c), c) for a c dividing d, when they fall apart that way."""
   factors = sorted({abs(_split(t)[1]) for t in terms if not isinstance(t, Num)} | {abs(t.v) for t in terms if isinstance(t, Num)}, reverse=True)
-  for c in factors:
-    if c <= 1 or d % c: continue
-    big = [t for t in terms if (t.v % c == 0 if isinstance(t, Num) else _split(t)[1] % c == 0)]
-    small = [t for t in terms if not any(t is x for x in big)]
+  const = sum(t.v for t in terms if isinstance(t, Num))
+  for c in sorted({gcd(f, d) for f in factors}, reverse=True):  # the part of each factor that divides d
+    if c <= 1: continue
+    # a constant splits too: its multiple of c joins the big terms (8*x + 9 is 8*(x + 1) + 1)
+    big = [t for t in terms if not isinstance(t, Num) and _split(t)[1] % c == 0] + ([Num(const - const % c)] if const - const % c else [])
+    small = [t for t in terms if not isinstance(t, Num) and _split(t)[1] % c] + ([Num(const % c)] if const % c else [])
     if big and small and all(t.min >= 0 for t in small) and sum(t.max for t in small) < c: return big, small, c
   return None
 
