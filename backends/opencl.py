@@ -22,6 +22,7 @@ from lazygrad.symbolic import Node, Num, Var, make_sum
 STORAGE = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int", "int64": "long",
            "float16": "half", "float32": "float", "float64": "double"}
 COMPUTE = {**STORAGE, "bool": "bool", "float16": "float"}
+ALIGN = {"uchar": 1, "char": 1, "short": 2, "int": 4, "long": 8, "float": 4, "double": 8}
 
 
 class KernelError(RuntimeError):
@@ -83,19 +84,28 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   raise NotImplementedError(f"OpenCL renderer: no rule for {op}")
 
 
-def render(plan: Plan) -> tuple[str, str]:
-  """Plan -> (OpenCL C source, kernel name). A pure function of the plan."""
+def render(plan: Plan, pointer_vectors: bool = False) -> tuple[str, str]:
+  """Plan -> (OpenCL C source, kernel name). A pure function of the plan and the access style: `pointer_vectors`
+  moves vectors through pointers to element-aligned vector types instead of vloadN/vstoreN, which PoCL compiles to
+  library calls that spill every register around them (a matmul tile ran at half speed)."""
   for d in plan.bufs:
     if d is bfloat16: raise TypeError("OpenCL backend: bfloat16 is not supported; use float16 or float32")
   choice = vector_choice(plan)
-  return render_vector(plan, *choice) if choice else render_scalar(plan)
+  return render_vector(plan, *choice, pointer_vectors) if choice else render_scalar(plan)
+
+
+def unaligned_vector(ctype: str, lanes: int) -> tuple[str, str]:
+  """(name, typedef) of a vector type that needs only its element's alignment, as vloadN does."""
+  name = f"{ctype}{lanes}_u"
+  return name, f"typedef {ctype} {name} __attribute__((ext_vector_type({lanes}), aligned({ALIGN[ctype]})));"
 
 
 def global_size(plan: Plan) -> int:
   choice = vector_choice(plan)
   if not choice: return plan.out_size
   if choice[1] == "ridx": return plan.out_size // _dot_tiling(plan, choice[0])[0]
-  return plan.out_size // (choice[0] * _tiling(plan, *choice)[0])
+  rows, cols, _ = _tiling(plan, *choice)
+  return plan.out_size // (choice[0] * rows * cols)
 
 
 def reduce_loops(plan: Plan, itype: str, indent: str = "  "):
@@ -239,12 +249,11 @@ def _reduction_vector_choice(plan: Plan, wide: bool):
   best, best_cost = None, None
   for n in (4, 2) if wide else (8, 4, 2):
     if plan.out_size % n == 0:
-      rows, stride = _tiling(plan, n, "gidx")
-      cost = _loads_per_output(plan, n, rows, stride) + 1 / n
+      cost = _loads_per_output(plan, n, *_tiling(plan, n, "gidx"))[0] + 1 / n
       if best_cost is None or cost < best_cost: best, best_cost = (n, "gidx"), cost
     if plan.red_size % n == 0:
       _, ra, rb, stride = _dot_tiling(plan, n)
-      cost = (_dot_loads_per_output(plan, n, ra, rb, stride) + 1) / n
+      cost = (_dot_loads_per_output(plan, n, ra, rb, stride)[0] + 1) / n
       if best_cost is None or cost < best_cost: best, best_cost = (n, "ridx"), cost
   return best
 
@@ -303,15 +312,27 @@ def _scalar_read(bufno: int, index: str, dtype) -> str:
   return f"{ptr}[{index}]"
 
 
-ROWS = 8
 
 
-def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
+def render_vector(plan: Plan, LANES: int, lane: str, pointer_vectors: bool = False) -> tuple[str, str]:
   """LANES outputs per work-item ("gidx"), or LANES reduce positions per loop step ("ridx"), as vector code."""
+  typedefs: dict[str, str] = {}
+
+  def vload(ctype: str, base: str) -> str:
+    if not pointer_vectors: return f"vload{LANES}(0, {base})"
+    name, typedefs[ctype] = unaligned_vector(ctype, LANES)
+    return f"(*(__global const {name}*)({base}))"
+
+  def vstore(ctype: str, value: str, base: str) -> str:
+    if not pointer_vectors: return f"vstore{LANES}({value}, 0, {base});"
+    name, typedefs[ctype] = unaligned_vector(ctype, LANES)
+    return f"*(__global {name}*)({base}) = {value};"
+
   _vt = lambda d: _vtype(d, LANES)
   _bc = lambda x, d: _broadcast(x, d, LANES)
   itype = "long" if plan.big_index else "int"
-  rows, stride = _tiling(plan, LANES, lane)
+  trows, cols, stride = _tiling(plan, LANES, lane)
+  rows = trows * cols  # accumulators; j below counts them, row j // cols and column j % cols of the tile
   slot = lambda j: Var("gidx", 0, plan.out_size - 1)  # the output a scalar row computes (lanes along ridx)
   if lane == "ridx":
     rvec = Var("rvec", 0, max(plan.red_size // LANES - 1, 0))
@@ -321,9 +342,9 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
       mi, ni = Var("mi", 0, plan.out_size // (rows * stride // rb) - 1), Var("ni", 0, stride // rb - 1)
       slot = lambda j: (mi * ra + j // rb) * stride + ni * rb + j % rb
   elif rows > 1:
-    mi = Var("mi", 0, plan.out_size // (rows * stride) - 1)
-    ni = Var("ni", 0, stride // LANES - 1)
-    at = lambda j, u: (mi * rows + j) * stride + ni * LANES + u
+    mi = Var("mi", 0, plan.out_size // (trows * stride) - 1)
+    ni = Var("ni", 0, stride // (LANES * cols) - 1)
+    at = lambda j, u: (mi * trows + j // cols) * stride + (ni * cols + j % cols) * LANES + u
   else:
     gvec = Var("gvec", 0, plan.out_size // LANES - 1)
     at = lambda j, u: gvec * LANES + u
@@ -349,8 +370,8 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
       else:
         base = f"data{bufno} + {idx_l[0].render()}"
         if i.dtype is float16: expr = f"vload_half{LANES}(0, {base})"
-        elif i.dtype is bool_: expr = f"(convert_int{LANES}(vload{LANES}(0, {base}))!=({_vt(i.dtype)})(0))"
-        else: expr = f"vload{LANES}(0, {base})"
+        elif i.dtype is bool_: expr = f"(convert_int{LANES}({vload('uchar', base)})!=({_vt(i.dtype)})(0))"
+        else: expr = vload(STORAGE[i.dtype.name], base)
         is_vec = True
       if valid_l[0].min != 1:
         expr = f"({valid_l[0].render()}?{expr}:{_bc(zero, i.dtype) if is_vec else zero})"
@@ -441,11 +462,11 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
     for j in range(rows):
       v, where = use(plan.value, j, True), f"data0 + {at(j, 0).render()}"
       if out is float16: stores.append(f"vstore_half{LANES}({v}, 0, {where});")
-      elif out is bool_: stores.append(f"vstore{LANES}(convert_uchar{LANES}(-({v})), 0, {where});")
-      else: stores.append(f"vstore{LANES}({v}, 0, {where});")
+      elif out is bool_: stores.append(vstore("uchar", f"convert_uchar{LANES}(-({v}))", where))
+      else: stores.append(vstore(STORAGE[out.name], v, where))
     work = plan.out_size // (LANES * rows)
     head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {work}) return;"]
-    head += [f"  {itype} mi = w / {stride // LANES};", f"  {itype} ni = w % {stride // LANES};"] if rows > 1 else [f"  {itype} gvec = w;"]
+    head += [f"  {itype} mi = w / {stride // (LANES * cols)};", f"  {itype} ni = w % {stride // (LANES * cols)};"] if rows > 1 else [f"  {itype} gvec = w;"]
   else:
     for j in range(rows):
       v, where = use(plan.value, j, False), slot(j).render()
@@ -459,7 +480,7 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                        for n, d in enumerate(plan.bufs) if n > 0]
   body = "\n".join(lines)
-  helpers = []
+  helpers = list(typedefs.values())
   if "round_half(" in body: helpers.append(ROUND_HALF)
   if f"round_half{LANES}(" in body:
     helpers.append(f"float{LANES} round_half{LANES}(float{LANES} x) {{ ushort{LANES} t; "
@@ -468,18 +489,28 @@ def render_vector(plan: Plan, LANES: int, lane: str) -> tuple[str, str]:
   return src, plan.name
 
 
-def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int]:
-  """(rows, row stride) of the register tile: a reduction over lanes of outputs also takes ROWS rows of them, at the
-  stride of the output dim whose rows share the most loads (a matmul's right operand, a convolution's input window)."""
-  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, plan.row_size
+# (rows, columns) of a register tile of vector accumulators, columns of adjacent lanes: at most 8 accumulators, plus
+# the columns' loads and a row's broadcast, fit AVX2's 16 vector registers
+TILES = ((8, 1), (4, 2), (2, 4), (1, 8), (4, 1), (2, 2), (1, 4), (2, 1), (1, 2))
+
+
+def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int, int]:
+  """(rows, columns, row stride) of the register tile of a reduction with lanes along its outputs: rows at the stride
+  of an output dim, columns of lanes next to each other, chosen by the fewest loads per output (a matmul's right
+  operand is shared down the rows, its left operand across the columns)."""
+  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, 1, plan.row_size
   cache = plan.__dict__.setdefault("_tilings", {})
   if lanes not in cache:
     dims = [d for d in plan.ast.shape if d != 1]
-    options = [(1, plan.row_size)]
-    for k in range(len(dims) - 1):
-      stride = math.prod(dims[k + 1:])
-      if stride % lanes == 0 and plan.out_size % (ROWS * stride) == 0: options.append((ROWS, stride))
-    cache[lanes] = min(options, key=lambda o: _loads_per_output(plan, lanes, *o))
+    strides = {math.prod(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
+    options = [(1, 1, plan.row_size)] + [(rows, cols, stride) for rows, cols in TILES for stride in sorted(strides)
+                                         if stride % (lanes * cols) == 0 and plan.out_size % (rows * stride) == 0
+                                         and (rows == 1) == (stride == plan.out_size)]
+    # among equal counts: fewer elements moved (a matmul's rows down its left operand share one vector of the
+    # right, where rows across the right operand's panels would load a vector each), more rows (fewer loaded columns
+    # stay live), then the nearest rows, whose loads share cache lines and pages (a convolution's neighbouring pixels
+    # rather than its images)
+    cache[lanes] = min(options, key=lambda o: (*_loads_per_output(plan, lanes, *o), -o[0], o[2]))
   return cache[lanes]
 
 
@@ -495,7 +526,7 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
   cache = plan.__dict__.setdefault("_dot_tilings", {})
   if lanes not in cache:
     options = [(1, 1)] + [(ra, rb) for ra, rb in DOT_TILES if stride % rb == 0 and (plan.out_size // stride) % ra == 0]
-    ra, rb = min(options, key=lambda o: _dot_loads_per_output(plan, lanes, *o, stride))
+    ra, rb = min(options, key=lambda o: _dot_loads_per_output(plan, lanes, *o, stride)[0])
     cache[lanes] = (ra * rb, ra, rb, stride)
   return cache[lanes]
 
@@ -507,16 +538,19 @@ def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int)
   else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
   sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
   points = _sample_points(sizes + (plan.red_size // lanes,))
-  return _count_loads(plan, lanes, ra * rb, points, lambda p, j, u: (slot(p, j), p[-1] * lanes + u)) / (ra * rb)
+  count, elements = _count_loads(plan, lanes, ra * rb, points, lambda p, j, u: (slot(p, j), p[-1] * lanes + u))
+  return count / (ra * rb), elements / (ra * rb)
 
 
-def _loads_per_output(plan: Plan, lanes: int, rows: int, stride: int) -> float:
-  """Memory instructions per output per reduce step of a tile of rows x lanes outputs (lanes along the outputs)."""
-  if rows == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
+def _loads_per_output(plan: Plan, lanes: int, rows: int, cols: int, stride: int) -> float:
+  """Memory instructions per output per reduce step of a tile of rows x cols vectors (lanes along the outputs)."""
+  if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
   else:
-    at = lambda p, j, u: ((p[0] * rows + j) * stride + p[1] * lanes + u, p[-1])
-    sizes = (plan.out_size // (rows * stride), stride // lanes)
-  return _count_loads(plan, lanes, rows, _sample_points(sizes + (max(plan.red_size, 1),)), at) / (rows * lanes)
+    at = lambda p, j, u: ((p[0] * rows + j // cols) * stride + (p[1] * cols + j % cols) * lanes + u, p[-1])
+    sizes = (plan.out_size // (rows * stride), stride // (lanes * cols))
+  tile = rows * cols
+  count, elements = _count_loads(plan, lanes, tile, _sample_points(sizes + (max(plan.red_size, 1),)), at)
+  return count / (tile * lanes), elements / (tile * lanes)
 
 
 def _sample_points(sizes) -> list[tuple[int, ...]]:
@@ -526,11 +560,11 @@ def _sample_points(sizes) -> list[tuple[int, ...]]:
   return [tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)] + [tuple(rng.randrange(s) for s in sizes) for _ in range(3)]
 
 
-def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> int:
-  """The loop's memory instructions for a tile of `rows` rows of `lanes` lanes, `at(point, row, lane)` giving
-  (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask is uniform and its index uniform or
-  contiguous, else one per lane), and rows whose index and mask agree at every point share one load."""
-  total = 0
+def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, int]:
+  """(memory instructions, elements moved) of the loop for a tile of `rows` rows of `lanes` lanes, `at(point, row,
+  lane)` giving (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask is uniform and its
+  index uniform or contiguous, else one per lane), and rows whose index and mask agree at every point share one load."""
+  total, elements = 0, 0
   for i in plan.instrs:
     if i.op != "load" or i.region != "loop": continue
     _, idx, valid = i.arg
@@ -540,9 +574,10 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> int:
     uniform = lambda rows_: all(len(set(v)) == 1 for v in rows_)
     contiguous = all(x - v[0] == u for v in idx0 for u, x in enumerate(v))
     cost = 1 if uniform(valid0) and (uniform(idx0) or contiguous) else lanes
-    distinct = {tuple((value(idx, p, j, 0), value(valid, p, j, 0)) for p in points) for j in range(rows)}
-    total += cost * len(distinct)
-  return total
+    distinct = len({tuple((value(idx, p, j, 0), value(valid, p, j, 0)) for p in points) for j in range(rows)})
+    total += cost * distinct
+    elements += (1 if uniform(idx0) and uniform(valid0) else lanes) * distinct
+  return total, elements
 
 
 class CLAllocator(Allocator):
@@ -601,6 +636,9 @@ class Device:
     self.kernels = KernelCache()  # kernel AST -> (name, outputs, cl.Kernel, source, global size)
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
+    # PoCL's vloadN/vstoreN are calls; a CPU compiler turns a pointer to an element-aligned vector into one move
+    self.pointer_vectors = bool(self.device.type & cl.device_type.CPU)
+    self.matmul_panel = 16 if self.pointer_vectors else 0
     self.lock = threading.Lock()
 
   def compile(self, src: str, name: str):
@@ -641,7 +679,7 @@ class Device:
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
       plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
-      src, name = render(plan)
+      src, name = render(plan, self.pointer_vectors)
       out_size, gsize = plan.out_size, global_size(plan)
     if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
     st = time.perf_counter()

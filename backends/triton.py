@@ -669,6 +669,7 @@ class Device:
       self.allocator = CUDAAllocator(self.cuda)
       self.ident = f"{self.cuda.name}|sm_{self.cuda.cc}|triton {triton.__version__}"
     self.name = f"TRITON:{index}"
+    self.matmul_panel = 0
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
     self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid)
     self.lock = threading.Lock()

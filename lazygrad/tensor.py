@@ -1271,6 +1271,15 @@ class Tensor:
     folded = w.ndim == 2 and x.ndim > 2  # a batch of rows times one matrix: one product over all the rows, so the
     if folded: x = x.reshape(prod(x.shape[:-1]), k)  # weight's gradient is one reduction too
     m = prod(x.shape[:-1])
+    panel = matmul_panel(w.device, m, n, k)
+    if panel:
+      # the right operand copied to panels of columns, each a contiguous run down k: the tiles' loads of it walk
+      # memory in order instead of one row apart (4 KiB strides alias in the cache), 2x faster on PoCL, copy included
+      if folded: return F.MatMul.apply(x, w, panel=panel).reshape(batch + (self.shape[-2], n))
+      out = F.MatMul.apply(x._broadcast_to(batch + x.shape[-2:]), w._broadcast_to(batch + (k, n)), panel=panel)
+      if self.ndim == 1: out = out.squeeze(-2)
+      if other.ndim == 1: out = out.squeeze(-1)
+      return out
     if m >= 16 and n >= 8 and m * n * k >= 1 << 18 and _columns_are_strided(w) and devices.get(w.device).row_major_matmul_operand:
       # a transposed right operand (x @ w.T, a linear layer) is copied to row-major first where the backend's
       # kernels want it (OpenCL's register tiles: 1.2x to 2.5x faster on PoCL, copy included, for m >= 16); not
@@ -1291,6 +1300,15 @@ class Tensor:
   def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     out = self.matmul(weight.T)
     return out + bias if bias is not None else out
+
+
+def matmul_panel(device: str, m: int, n: int, k: int) -> int:
+  """How many columns wide the panels are that this device's kernels want the right operand of an (m, k) @ (k, n)
+  product copied to (each panel runs contiguously down k), or 0 where they read it as it is: always for small
+  products, where the copy's launch costs more than it saves."""
+  panel = devices.get(device).matmul_panel
+  while panel > 8 and n % panel: panel //= 2  # narrower panels for widths that are not a multiple
+  return panel if panel and n % panel == 0 and m >= 16 and m * n * k >= 1 << 18 else 0
 
 
 class MaxResult(tuple):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as TF
 
 import lazygrad as lg
+from lazygrad.tensor import matmul_panel
 import lazygrad.nn.functional as F
 from tests.test_ops import assert_same
 
@@ -230,6 +231,21 @@ def test_conv2d_unbatched_input_and_1x1():
 def test_conv1d_and_conv3d():
     check(lambda F, x, w, b: F.conv1d(x, w, b, stride=2, padding=2, dilation=2), (2, 4, 9), (3, 4, 3), (3,))
     check(lambda F, x, w: F.conv3d(x, w, stride=(1, 2, 1), padding=1), (1, 2, 3, 4, 3), (3, 2, 2, 2, 2), grad=False)
+
+
+def test_conv_big_enough_for_weight_panels():
+    """Convolutions big enough that OpenCL on a CPU runs them channels-last against the weight copied to panels."""
+    check(lambda F, x, w, b: F.conv2d(x, w, b, padding=1), (2, 8, 16, 16), (16, 8, 3, 3), (16,), atol=1e-4)
+    check(lambda F, x, w: F.conv2d(x, w, stride=2, dilation=2), (2, 8, 24, 24), (24, 8, 3, 3), atol=1e-4)
+    check(lambda F, x, w: F.conv1d(x, w, padding=2), (4, 16, 60), (32, 16, 5), atol=1e-4)
+
+
+def test_conv_with_weight_panels_is_two_kernels():
+    x, w = lg.randn(2, 8, 16, 16).realize(), lg.randn(16, 8, 3, 3).realize()
+    panel = matmul_panel(x.device, 2 * 16 * 16, 16, 8 * 9)
+    before = lg.kernel_count()
+    F.conv2d(x, w, padding=1).realize()
+    assert lg.kernel_count() - before == (2 if panel else 1)  # the weight's copy to panels, then the convolution
 
 
 def test_conv_forward_is_one_kernel():

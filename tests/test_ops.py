@@ -284,6 +284,11 @@ MATMUL_SHAPES = [
     ((2, 3, 4), (4, 5)),
     ((2, 3, 4), (2, 4, 5)),
     ((2, 1, 3, 4), (3, 4, 2)),
+    # big enough that OpenCL on a CPU copies the right operand to panels of 16 or 8 columns first
+    ((64, 72), (72, 64)),
+    ((128, 64), (64, 40)),
+    ((2, 32, 64), (2, 64, 80)),
+    ((4, 16, 64), (64, 48)),
 ]
 
 

@@ -255,8 +255,8 @@ def broken_render(monkeypatch):
     backend = importlib.import_module("lazygrad.backends.opencl")
     render, broken = backend.render, []
 
-    def bad_render(plan):
-        src, name = render(plan)
+    def bad_render(plan, *args):
+        src, name = render(plan, *args)
         if broken: return src, name
         broken.append(name)
         return src.replace("{\n", "{\n  this_is_not_c;\n", 1), name

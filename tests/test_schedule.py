@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 import lazygrad as lg
+from lazygrad.tensor import matmul_panel
 
 
 def kernels(fn) -> int:
@@ -38,13 +39,16 @@ def test_elementwise_after_reduce_fuses(x):
   np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x.numpy()).sum(1)) * 2 + y.numpy(), rtol=1e-5)
 
 
-def test_transposed_right_operand_is_copied_where_the_backend_wants_rows(x):
-  """x @ w.T (a linear layer): OpenCL copies w.T to row-major first, for register tiles that share its rows' loads;
-  Triton's tl.dot reads it as it is."""
+def test_right_operand_is_copied_where_the_backend_wants_panels_or_rows(x):
+  """OpenCL on a CPU copies a matmul's right operand to panels of columns first, contiguous down k; on a GPU it copies
+  x @ w.T's (a linear layer's) w.T to row-major, for register tiles that share its rows' loads; Triton's tl.dot reads
+  either as it is."""
   a, w = lg.randn(64, 64).realize(), lg.randn(64, 64).realize()
-  out = a @ w.T
+  panel = matmul_panel(a.device, 64, 64, 64)
   want_rows = lg.device.get(a.device).row_major_matmul_operand
-  assert kernels(out.realize) == (2 if want_rows else 1)
+  assert kernels((a @ w).realize) == (2 if panel else 1)
+  out = a @ w.T
+  assert kernels(out.realize) == (2 if panel or want_rows else 1)
   np.testing.assert_allclose(out.numpy(), a.numpy() @ w.numpy().T, rtol=1e-4, atol=1e-4)
   small = x @ lg.randn(24, 32).realize().T  # a small product: the copy's launch would cost more than it saves
   assert kernels(small.realize) == 1

@@ -9,7 +9,7 @@ import math
 import warnings
 from typing import Sequence
 import numpy as np
-from lazygrad.tensor import Tensor, ShapeError, cat
+from lazygrad.tensor import Tensor, ShapeError, cat, matmul_panel
 from lazygrad.dtype import bool_, int64
 
 # ---------------------------------------------------------------- helpers
@@ -302,6 +302,18 @@ def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding
   n = x.shape[0]
   win = _windows(_pad_spatial(x, pads), kernel, stride, dilation)  # (N, Cin, *out, *k)
   outs = win.shape[2:2 + nd]
+  panel = matmul_panel(weight.device, n * math.prod(outs), cout, cin * math.prod(kernel)) if groups == 1 else 0
+  if panel:
+    # as a matmul with the weight in panels (see Tensor.matmul): (N, *out, 1, Cin, *k, 1) against (Cout/p, Cin, *k, p),
+    # each output pixel a row of the kernel's register tile and p output channels its vector; the result comes out
+    # channels-last and is returned as a channels-first view. 3x faster on PoCL than the channels-first reduction,
+    # whose vectors gather a window's pixels.
+    win = win.permute(0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)).reshape(n, *outs, 1, cin, *kernel, 1)
+    wp = weight.reshape(cout // panel, panel, cin, *kernel).permute(0, *range(2, 3 + nd), 1).contiguous()
+    out = (win * wp.reshape(cout // panel, cin, *kernel, panel)).sum(tuple(range(2 + nd, 3 + 2 * nd)))
+    out = out.reshape(n, *outs, cout).permute(0, 1 + nd, *range(1, 1 + nd))
+    if bias is not None: out = out + bias.reshape(cout, *(1,) * nd)
+    return out.squeeze(0) if unbatched else out
   # (N, G, 1, *out, Cin/G, *k) against weight (1, G, Cout/G, *1, Cin/G, *k), reduced over (Cin/G, *k)
   win = win.reshape(n, groups, 1, cin_g, *outs, *kernel)
   win = win.permute(0, 1, 2, *range(4, 4 + nd), 3, *range(4 + nd, 4 + 2 * nd))
