@@ -304,13 +304,13 @@ def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding
   outs = win.shape[2:2 + nd]
   panel = matmul_panel(weight.device, n * math.prod(outs), cout, cin * math.prod(kernel)) if groups == 1 else 0
   if panel:
-    # as a matmul with the weight in panels (see Tensor.matmul): (N, *out, 1, Cin, *k, 1) against (Cout/p, Cin, *k, p),
+    # as a matmul with the weight in panels (see Tensor.matmul): (N, *out, 1, *k, Cin, 1) against (Cout/p, *k, Cin, p),
     # each output pixel a row of the kernel's register tile and p output channels its vector; the result comes out
     # channels-last and is returned as a channels-first view. 3x faster on PoCL than the channels-first reduction,
-    # whose vectors gather a window's pixels.
-    win = win.permute(0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)).reshape(n, *outs, 1, cin, *kernel, 1)
-    wp = weight.reshape(cout // panel, panel, cin, *kernel).permute(0, *range(2, 3 + nd), 1).contiguous()
-    out = (win * wp.reshape(cout // panel, cin, *kernel, panel)).sum(tuple(range(2 + nd, 3 + 2 * nd)))
+    # whose vectors gather a window's pixels. Channels loop innermost: a tap's padding test is the same for all.
+    win = win.permute(0, *range(2, 2 + 2 * nd), 1).reshape(n, *outs, 1, *kernel, cin, 1)
+    wp = weight.reshape(cout // panel, panel, cin, *kernel).permute(0, *range(3, 3 + nd), 2, 1).contiguous()
+    out = (win * wp.reshape(cout // panel, *kernel, cin, panel)).sum(tuple(range(2 + nd, 3 + 2 * nd)))
     out = out.reshape(n, *outs, cout).permute(0, 1 + nd, *range(1, 1 + nd))
     if bias is not None: out = out + bias.reshape(cout, *(1,) * nd)
     return out.squeeze(0) if unbatched else out
