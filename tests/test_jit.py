@@ -4,9 +4,10 @@ import pytest
 import lazygrad as lg
 
 
-def make_params(seed=0):
+def make_params(seed=0, sizes=(8, 16, 4)):
   rng = np.random.default_rng(seed)
-  shapes = ((8, 16), (16,), (16, 4), (4,))
+  i, h, o = sizes
+  shapes = ((i, h), (h,), (h, o), (o,))
   return [lg.Tensor(rng.standard_normal(s).astype(np.float32) * 0.3, requires_grad=True) for s in shapes]
 
 
@@ -21,16 +22,18 @@ def sgd_step(params, x, y):
   return loss
 
 
-def batches(n, seed=1):
+def batches(n, seed=1, rows=5, sizes=(8, 16, 4)):
   rng = np.random.default_rng(seed)
-  return [(lg.Tensor(rng.standard_normal((5, 8)).astype(np.float32)), lg.Tensor(rng.standard_normal((5, 4)).astype(np.float32)))
-          for _ in range(n)]
+  return [(lg.Tensor(rng.standard_normal((rows, sizes[0])).astype(np.float32)),
+           lg.Tensor(rng.standard_normal((rows, sizes[2])).astype(np.float32))) for _ in range(n)]
 
 
-def test_jitted_training_matches_plain_training():
-  plain, jitted = make_params(), make_params()
+# the second is big enough that OpenCL on a CPU copies matmuls' right operands to panels (of 16 and of 8 columns)
+@pytest.mark.parametrize("rows, sizes", [(5, (8, 16, 4)), (64, (72, 64, 16))], ids=["small", "panels"])
+def test_jitted_training_matches_plain_training(rows, sizes):
+  plain, jitted = make_params(sizes=sizes), make_params(sizes=sizes)
   step = lg.jit(lambda x, y: sgd_step(jitted, x, y))
-  for x, y in batches(8):
+  for x, y in batches(8, rows=rows, sizes=sizes):
     want = sgd_step(plain, x, y).item()
     got = step(x, y).item()
     assert abs(got - want) < 1e-5 * max(1, abs(want))
