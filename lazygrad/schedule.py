@@ -89,6 +89,7 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
 
 EXPENSIVE = 12  # elementwise ops (inlined, up to the nearest buffers) above which expanded reads get a buffer
 REUSED = 8      # an expanded read that repeats each element at least this often, into a reduction's loop, gets one too
+BROADCAST = 1 << 16  # a small expensive value (under 1024 elements) read this often gets a buffer
 
 
 def _store_expensive_expanded(order, readers, stored: set):
@@ -104,10 +105,15 @@ def _store_expensive_expanded(order, readers, stored: set):
     feeds[id(n)] = any(r.op in ReduceOps or (id(r) not in stored and _is_elementwise(r) and feeds.get(id(r), False))
                        for r, _ in readers.get(n, []))
   for n in order:
-    # small values (an optimizer's bias correction, say) are cheaper to recompute than to launch a kernel for
-    if id(n) in stored or cost.get(id(n), 0) == 0 or n.size < 1024: continue
+    if id(n) in stored or cost.get(id(n), 0) == 0: continue
     for reader, via in readers.get(n, []):
       repeats = _repeats(via)
+      if n.size < 1024:
+        # a small value is cheaper to recompute than to launch a kernel for, unless it is long and read very many
+        # times: an optimizer's bias corrections (two exponentials and a series) cost more than the rest of each
+        # parameter's update, recomputed for every element
+        if cost[id(n)] >= EXPENSIVE and repeats >= BROADCAST: stored.add(id(n)); break
+        continue
       if repeats > 1 and (cost[id(n)] >= EXPENSIVE or (repeats >= REUSED and (reader.op in ReduceOps or feeds[id(reader)]))):
         stored.add(id(n))
         break
