@@ -172,9 +172,15 @@ class MatMul(Function):
     we = w.permute(tuple(range(len(batch))) + (len(batch) + 1, len(batch))).reshape(batch + (1, n, k)).expand(batch + (m, n, k))
     return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (len(batch) + 2,)).reshape(batch + (m, n))
   def backward(self, g):
+    from lazygrad.tensor import _columns_are_strided
     x, w = self.parents
-    return (g.matmul(w.transpose(-1, -2)) if self.needs_input_grad[0] else None,
-            x.transpose(-1, -2).matmul(g) if self.needs_input_grad[1] else None)
+    gw = None
+    if self.needs_input_grad[1]:
+      # w a transposed view (x @ W.T, a linear layer): its gradient is made in W's own layout, (g^T @ x)^T, so the
+      # optimizer reads W's gradient contiguously instead of gathering it through the transpose
+      if _columns_are_strided(w): gw = g.transpose(-1, -2).matmul(x).transpose(-1, -2)
+      else: gw = x.transpose(-1, -2).matmul(g)
+    return g.matmul(w.transpose(-1, -2)) if self.needs_input_grad[0] else None, gw
 
 class Max(Function):
   def forward(self, x, axes):
