@@ -158,3 +158,28 @@ def test_mlp_sgd_step_kernel_count_and_values():
     opt.zero_grad(); loss.backward(); opt.step()
   for p, r in zip(params, ref):
     np.testing.assert_allclose(p.numpy(), r.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_long_scalar_work_broadcast_very_far_gets_its_own_kernel():
+  """An optimizer's bias correction: a scalar that takes many ops, read by every element of a big update, is computed
+  once in a tiny kernel; a short one is recomputed inline, and so is a long one read by few elements."""
+  t = lg.tensor(3.0).realize()
+  long_scalar = t
+  for _ in range(6): long_scalar = (long_scalar * 0.5 + 1).exp().log()  # 4 ops a round, 24 in all
+  big, small = lg.randn(1 << 16).realize(), lg.randn(256).realize()
+  assert kernels((big * (t * 0.5 + 1)).realize) == 1
+  assert kernels((small * long_scalar).realize) == 1
+  want = np.float32(3.0)
+  for _ in range(6): want = np.log(np.exp(want * np.float32(0.5) + np.float32(1)))
+  out = big * long_scalar
+  assert kernels(out.realize) == 2
+  np.testing.assert_allclose(out.numpy(), big.numpy() * want, rtol=1e-5)
+
+
+def test_linear_weight_gradient_is_made_in_the_weight_layout():
+  """x @ W.T's gradient for W comes out contiguous in W's own layout, not as a transposed view of x.T @ g."""
+  w = lg.randn(64, 96, requires_grad=True)
+  x = lg.randn(32, 96)
+  (x @ w.T).sum().backward()
+  assert w.grad.lazydata.st.contiguous
+  np.testing.assert_allclose(w.grad.numpy(), np.ones((32, 64), np.float32).T @ x.numpy(), rtol=1e-4, atol=1e-4)
