@@ -358,6 +358,19 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   lines: list[str] = []
   names: dict[tuple, tuple[str, bool]] = {}  # (instr, row) -> (expression, is a vector)
   emitted: dict[tuple, str] = {}  # (region, type, expression) -> name: rows share what does not depend on the row
+  # masks of loop loads that do not change along the innermost loop (a convolution's padding per tap): on a CPU the
+  # loop is written twice, without them where they all hold, and with them elsewhere
+  dims = [d for d in plan.red_shape if d > 1]
+  inner = f"r{len(dims) - 1}" if len(dims) >= 2 else "ridx"
+  invariant: dict[str, None] = {}
+  assumed: set[str] = set()
+
+  def condition(valid: Node) -> Node:
+    if valid.min == 1: return valid
+    text = valid.render()
+    if text in assumed: return Num(1)
+    if cpu and lane == "gidx" and inner not in valid.vars(): invariant[text] = None
+    return valid
 
   def use(i: Instr, j: int, as_vector: bool) -> str:
     expr, is_vec = names[(id(i), j)] if (id(i), j) in names else names[(id(i), 0)]
@@ -365,7 +378,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
 
   def read(i: Instr, j: int) -> tuple[str, bool]:
     bufno, idx, valid = i.arg
-    idx_l, valid_l = lanes_of(idx, j), lanes_of(valid, j)
+    idx_l, valid_l = lanes_of(idx, j), [condition(v) for v in lanes_of(valid, j)] if i.region == "loop" else lanes_of(valid, j)
     vk, ik = _lane_kind(valid_l), _lane_kind(idx_l)
     zero = literal(0, i.dtype)
     if vk == "uniform" and ik in ("uniform", "contiguous"):
@@ -433,20 +446,36 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
     if lane == "ridx": heads, close = [f"  for ({itype} rvec = 0; rvec < {plan.red_size // LANES}; rvec++) {{"], "}"
     lines.extend(heads)
+    body_start = len(lines)
     src = r.srcs[0]
     # a sum of products is written as one expression, acc + x*y, which the compiler contracts to a fused multiply-add
     # (it does not fuse across statements; an explicit fma() call is a slow library call on PoCL)
     fused = r.arg is ReduceOps.SUM and r.dtype in (float32, float64) and src.op == "alu" and src.arg is BinaryOps.MUL \
       and src.region == "loop" and all(s.dtype is r.dtype for s in src.srcs) and plan.value is not src \
       and not any(s is src for i in plan.instrs if i is not r for s in i.srcs)
-    # row by row, each row's loads just before its update: a load shared by the rows is written once, at its first
-    # use, and fewer values stay live (all rows' loads first spilled registers: 8x8 matmul tiles ran 30% slower)
-    for j, a in enumerate(accs):
-      for i in plan.instrs:
-        if i.region == "loop" and not (fused and i is src): line(i, "    ", j)
-      if fused: lines.append(f"    {a} = ({a}+({use(src.srcs[0], j, True)}*{use(src.srcs[1], j, True)}));")
-      else: lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(src, j, True)], [r.dtype, r.dtype], LANES)};")
-    lines.append("  " + close)
+
+    def body() -> list[str]:
+      # row by row, each row's loads just before its update: a load shared by the rows is written once, at its
+      # first use, and fewer values stay live (all rows' loads first spilled registers: 8x8 matmul tiles ran 30%
+      # slower)
+      for j, a in enumerate(accs):
+        for i in plan.instrs:
+          if i.region == "loop" and not (fused and i is src): line(i, "    ", j)
+        if fused: lines.append(f"    {a} = ({a}+({use(src.srcs[0], j, True)}*{use(src.srcs[1], j, True)}));")
+        else: lines.append(f"    {a} = {valu(combine, r.dtype, [a, use(src, j, True)], [r.dtype, r.dtype], LANES)};")
+      written = lines[body_start:]
+      del lines[body_start:]
+      return written
+
+    masked = body()
+    if invariant:  # 20-25% faster on a padded convolution: no test or branch per load where no mask can fail
+      conds = list(invariant)
+      assumed.update(conds)
+      for key in [k for k in emitted if k[0] == "loop"]: del emitted[key]  # names declared in the other branch
+      fast = body()
+      lines[body_start - 1:] = [f"  if ({' && '.join(f'({c})' for c in conds)}) {{", heads[-1], *fast, "  }", "  } else {", heads[-1],
+                                *masked, "  }", "  }"]
+    else: lines.extend(masked + ["  " + close])
     if lane == "ridx":  # fold each accumulator's lanes into one value
       for j in range(rows):
         if r.dtype is bool_: lines.append(f"  bool red{j} = ({'|'.join(f'acc{j}.s{u}' for u in range(LANES))})!=0;")
