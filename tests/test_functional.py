@@ -690,3 +690,10 @@ ERRORS = {
 def test_errors(fn, exc, message):
     with pytest.raises(exc, match=message):
         fn()
+
+
+def test_reductions_over_padded_inputs_both_sides_of_the_border():
+    """OpenCL on a CPU writes a reduction's loop twice when its loads' masks do not change along it (without them
+    where they all hold): both versions run here, inside and on the padding."""
+    check(lambda F, x, w: F.pad(x, (0, 0, 3, 5)) @ w, (24, 40), (40, 32), atol=1e-4)
+    check(lambda F, x, w: F.conv2d(F.pad(x, (2, 1, 1, 2)), w, padding=1), (2, 8, 9, 11), (16, 8, 3, 3), atol=1e-4)
