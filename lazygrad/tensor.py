@@ -1271,22 +1271,18 @@ class Tensor:
     folded = w.ndim == 2 and x.ndim > 2  # a batch of rows times one matrix: one product over all the rows, so the
     if folded: x = x.reshape(prod(x.shape[:-1]), k)  # weight's gradient is one reduction too
     m = prod(x.shape[:-1])
+    # the right operand copied to panels of columns, each a contiguous run down k, where the backend wants it: the
+    # tiles' loads of it walk memory in order instead of one row apart (4 KiB strides alias in the cache), 2x faster
+    # on PoCL, copy included
     panel = matmul_panel(w.device, m, n, k)
-    if panel:
-      # the right operand copied to panels of columns, each a contiguous run down k: the tiles' loads of it walk
-      # memory in order instead of one row apart (4 KiB strides alias in the cache), 2x faster on PoCL, copy included
-      if folded: return F.MatMul.apply(x, w, panel=panel).reshape(batch + (self.shape[-2], n))
-      out = F.MatMul.apply(x._broadcast_to(batch + x.shape[-2:]), w._broadcast_to(batch + (k, n)), panel=panel)
-      if self.ndim == 1: out = out.squeeze(-2)
-      if other.ndim == 1: out = out.squeeze(-1)
-      return out
-    if m >= 16 and n >= 8 and m * n * k >= 1 << 18 and _columns_are_strided(w) and devices.get(w.device).row_major_matmul_operand:
+    if not panel and m >= 16 and n >= 8 and m * n * k >= 1 << 18 and _columns_are_strided(w) and \
+        devices.get(w.device).row_major_matmul_operand:
       # a transposed right operand (x @ w.T, a linear layer) is copied to row-major first where the backend's
-      # kernels want it (OpenCL's register tiles: 1.2x to 2.5x faster on PoCL, copy included, for m >= 16); not
-      # for small products, where the copy's launch costs more than it saves
+      # kernels want it (OpenCL's register tiles on a GPU); not for small products, where the copy's launch costs
+      # more than it saves
       w = w.contiguous()
-    if folded: out = F.MatMul.apply(x, w).reshape(batch + (self.shape[-2], n))
-    else: out = F.MatMul.apply(x._broadcast_to(batch + x.shape[-2:]), w._broadcast_to(batch + (k, n)))
+    if folded: out = F.MatMul.apply(x, w, panel=panel).reshape(batch + (self.shape[-2], n))
+    else: out = F.MatMul.apply(x._broadcast_to(batch + x.shape[-2:]), w._broadcast_to(batch + (k, n)), panel=panel)
     if self.ndim == 1: out = out.squeeze(-2)
     if other.ndim == 1: out = out.squeeze(-1)
     return out
@@ -1331,29 +1327,26 @@ def _check_index_range(index: Tensor, size: int, dim: int, negative_ok: bool = T
     raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
+def _index_matches(n: int, dim: int, index: Tensor, device: str) -> Tensor:
+  """index == position, for each of n positions along a new dim inserted at dim: a one-hot view of a scatter's
+  targets. The callers have checked that every index lies in [0, n): 32-bit compares suffice below 2**31 (twice the
+  lanes of 64-bit ones; an embedding's gradient ran at half speed on int64)."""
+  itype = int32 if n < 2**31 else int64
+  arange = Tensor.arange(n, dtype=itype, device=device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))
+  return index.cast(itype).unsqueeze(dim) == arange
+
+
 def scatter_sum(shape, dim: int, index: Tensor, src: Tensor) -> Tensor:
   """Zeros of `shape` with src added where index points along dim (torch.scatter_add into zeros).
 
   One fused reduction over index's extent per output element: out[.., n, ..] = sum(src where index == n). Its cost
   grows with the index's extent along dim; it serves gradients of gathers and explicit scatters."""
-  n = shape[dim]
-  # the callers have checked that every index lies in [0, n): 32-bit compares suffice below 2**31 (twice the lanes
-  # of 64-bit ones; an embedding's gradient ran at half speed on int64)
-  itype = int32 if n < 2**31 else int64
-  arange = Tensor.arange(n, dtype=itype, device=src.device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))
-  match = index.cast(itype).unsqueeze(dim) == arange
-  out = match.where(src.unsqueeze(dim), 0).sum(dim + 1)
+  out = _index_matches(shape[dim], dim, index, src.device).where(src.unsqueeze(dim), 0).sum(dim + 1)
   return out._pad(tuple((0, s - o) for s, o in zip(shape, out.shape)))
 
 
 def _scatter_reduce_max(shape, dim: int, index: Tensor, src: Tensor) -> Tensor:
-  n = shape[dim]
-  # the callers have checked that every index lies in [0, n): 32-bit compares suffice below 2**31 (twice the lanes
-  # of 64-bit ones; an embedding's gradient ran at half speed on int64)
-  itype = int32 if n < 2**31 else int64
-  arange = Tensor.arange(n, dtype=itype, device=src.device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))
-  match = index.cast(itype).unsqueeze(dim) == arange
-  out = match.where(src.unsqueeze(dim), 0).amax(dim + 1)
+  out = _index_matches(shape[dim], dim, index, src.device).where(src.unsqueeze(dim), 0).amax(dim + 1)
   return out._pad(tuple((0, s - o) for s, o in zip(shape, out.shape)))
 
 
