@@ -312,13 +312,12 @@ def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias, stride, padding
     wp = weight.reshape(cout // panel, panel, cin, *kernel).permute(0, *range(3, 3 + nd), 2, 1).contiguous()
     out = (win * wp.reshape(cout // panel, *kernel, cin, panel)).sum(tuple(range(2 + nd, 3 + 2 * nd)))
     out = out.reshape(n, *outs, cout).permute(0, 1 + nd, *range(1, 1 + nd))
-    if bias is not None: out = out + bias.reshape(cout, *(1,) * nd)
-    return out.squeeze(0) if unbatched else out
-  # (N, G, 1, *out, Cin/G, *k) against weight (1, G, Cout/G, *1, Cin/G, *k), reduced over (Cin/G, *k)
-  win = win.reshape(n, groups, 1, cin_g, *outs, *kernel)
-  win = win.permute(0, 1, 2, *range(4, 4 + nd), 3, *range(4 + nd, 4 + 2 * nd))
-  w = weight.reshape(1, groups, cout // groups, *(1,) * nd, cin_g, *kernel)
-  out = (win * w).sum(tuple(range(-1 - nd, 0))).reshape(n, cout, *outs)
+  else:
+    # (N, G, 1, *out, Cin/G, *k) against weight (1, G, Cout/G, *1, Cin/G, *k), reduced over (Cin/G, *k)
+    win = win.reshape(n, groups, 1, cin_g, *outs, *kernel)
+    win = win.permute(0, 1, 2, *range(4, 4 + nd), 3, *range(4 + nd, 4 + 2 * nd))
+    w = weight.reshape(1, groups, cout // groups, *(1,) * nd, cin_g, *kernel)
+    out = (win * w).sum(tuple(range(-1 - nd, 0))).reshape(n, cout, *outs)
   if bias is not None: out = out + bias.reshape(cout, *(1,) * nd)
   return out.squeeze(0) if unbatched else out
 
