@@ -315,8 +315,6 @@ def _read(bufno: int, index: str, valid: Node, dtype) -> str:
   return read if valid.min == 1 else f"({valid.render()}?{read}:{literal(0, dtype)})"
 
 
-
-
 def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple[str, str]:
   """LANES outputs per work-item ("gidx"), or LANES reduce positions per loop step ("ridx"), as vector code."""
   typedefs: dict[str, str] = {}
@@ -378,7 +376,8 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
 
   def read(i: Instr, j: int) -> tuple[str, bool]:
     bufno, idx, valid = i.arg
-    idx_l, valid_l = lanes_of(idx, j), [condition(v) for v in lanes_of(valid, j)] if i.region == "loop" else lanes_of(valid, j)
+    idx_l, valid_l = lanes_of(idx, j), lanes_of(valid, j)
+    if i.region == "loop": valid_l = [condition(v) for v in valid_l]
     vk, ik = _lane_kind(valid_l), _lane_kind(idx_l)
     zero = literal(0, i.dtype)
     if vk == "uniform" and ik in ("uniform", "contiguous"):
@@ -473,8 +472,8 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
       assumed.update(conds)
       for key in [k for k in emitted if k[0] == "loop"]: del emitted[key]  # names declared in the other branch
       fast = body()
-      lines[body_start - 1:] = [f"  if ({' && '.join(f'({c})' for c in conds)}) {{", heads[-1], *fast, "  }", "  } else {", heads[-1],
-                                *masked, "  }", "  }"]
+      test = " && ".join(f"({c})" for c in conds)
+      lines[body_start - 1:] = [f"  if ({test}) {{", heads[-1], *fast, "  }", "  } else {", heads[-1], *masked, "  }", "  }"]
     else: lines.extend(masked + ["  " + close])
     if lane == "ridx":  # fold each accumulator's lanes into one value
       for j in range(rows):
@@ -561,9 +560,9 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
   return cache[lanes]
 
 
-def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int) -> float:
-  """Memory instructions per output per vector step of the loop: distinct loads over the tile's outputs, one for a
-  contiguous run of lanes, one per lane otherwise."""
+def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int) -> tuple[float, float]:
+  """(memory instructions, elements moved) per output per vector step of the loop: distinct loads over the tile's
+  outputs, one for a contiguous run of lanes, one per lane otherwise."""
   if ra * rb == 1: slot = lambda p, j: p[0]
   else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
   sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
@@ -572,8 +571,9 @@ def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int)
   return count / (ra * rb), elements / (ra * rb)
 
 
-def _loads_per_output(plan: Plan, lanes: int, rows: int, cols: int, stride: int) -> float:
-  """Memory instructions per output per reduce step of a tile of rows x cols vectors (lanes along the outputs)."""
+def _loads_per_output(plan: Plan, lanes: int, rows: int, cols: int, stride: int) -> tuple[float, float]:
+  """(memory instructions, elements moved) per output per reduce step of a tile of rows x cols vectors (lanes along
+  the outputs)."""
   if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
   else:
     at = lambda p, j, u: ((p[0] * rows + j // cols) * stride + (p[1] * cols + j % cols) * lanes + u, p[-1])

@@ -47,7 +47,6 @@ def disk_cache_put(table: str, key: str, data: bytes):
     pass  # a cache that cannot be written only costs a recompile
 
 
-@functools.cache
 def code_version(*modules: str) -> str:
   """A digest of the named modules' source files: part of a cache key for what that code generates, so a change to
   the code never reuses what older code made."""
