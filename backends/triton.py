@@ -500,7 +500,10 @@ def _is_bf16(host: np.ndarray, nbytes: int) -> bool:
 class HostAllocator(Allocator):
   """Interpreter memory: a byte array per buffer, handed to kernels as typed views (no copies)."""
 
-  def _alloc(self, nbytes): return np.empty(nbytes, np.uint8)
+  def _alloc(self, nbytes):
+    try: return np.empty(nbytes, np.uint8)
+    except MemoryError as e: raise MemoryError(f"Triton interpreter: out of host memory allocating {nbytes} bytes") from e
+
   def _free(self, handle): pass
 
   def copyin(self, handle, host: np.ndarray):

@@ -202,6 +202,13 @@ def test_memory_stats_in_use_matches_live_buffers():
     assert in_use() == before == live_buffer_bytes()
 
 
+def test_out_of_memory_names_the_size_asked_for():
+    x = lg.Tensor([1.0])
+    with pytest.raises(MemoryError, match="out of (host|device) memory allocating 281474976710656 bytes"):
+        (x.expand(2**46) * 2).realize()
+    np.testing.assert_allclose((x.expand(4) * 2).numpy(), [2, 2, 2, 2])  # the device goes on working
+
+
 def test_compiled_kernels_in_memory_are_bounded():
     """A run that makes many different kernels keeps the most recently used ones; an evicted one compiles (or loads
     from the disk cache) again and gives the same numbers."""
