@@ -306,6 +306,20 @@ def test_a_kernels_source_comes_from_the_disk_cache_after_the_first_time(monkeyp
     np.testing.assert_allclose((lg.Tensor(x, device="OPENCL") * 1234.25).numpy(), x * np.float32(1234.25))
 
 
+def test_a_cpu_kernels_work_groups_are_many_enough_to_balance_the_cores():
+    """PoCL would run a convolution's 25088 work-items as 7 groups on 2 cores; ours are powers of two, at least 32
+    per core where the work allows, and the global size rounds up past the work (whose kernels return early)."""
+    dev = lg.device.get("OPENCL")
+    if not dev.cpu: pytest.skip("work-groups are chosen for CPU devices only")
+    for work in (1, 7, 25088, 100003, 2**21):
+        (size,), (local,) = dev.launch_sizes(work)
+        assert local & (local - 1) == 0 and local <= dev.max_local
+        assert size % local == 0 and work <= size < work + local
+        assert size // local >= min(work, 32 * dev.cores)
+    x = np.arange(100003, dtype=np.float32)
+    np.testing.assert_array_equal((lg.Tensor(x, device="OPENCL") * 2 + 1).numpy(), x * 2 + 1)
+
+
 # ---- (f) bad input: one test per class of mistake; each case checks the exception's type and message, raised eagerly
 # (at the offending call, not when a result is realized later)
 
