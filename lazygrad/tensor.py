@@ -49,12 +49,19 @@ def enable_grad(): return _GradMode(True)
 
 # ---- random numbers: generated on the host from one seeded generator, as torch's CPU generator does
 
-_rng = np.random.default_rng()
+_rng = None  # made on first use: numpy.random takes 10 ms to import, a tenth of a first call's budget
 
 
 def manual_seed(seed: int):
   global _rng
   _rng = np.random.default_rng(seed)
+
+
+def _generator() -> np.random.Generator:
+  """The generator every random op draws from (manual_seed replaces it)."""
+  global _rng
+  if _rng is None: _rng = np.random.default_rng()
+  return _rng
 
 
 def _shape_arg(shape) -> tuple[int, ...]:
@@ -311,12 +318,12 @@ class Tensor:
   @staticmethod
   def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
-    return Tensor(_rng.random(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
+    return Tensor(_generator().random(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
   def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
-    return Tensor(_rng.standard_normal(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
+    return Tensor(_generator().standard_normal(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
   def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
@@ -325,11 +332,11 @@ class Tensor:
     if size is None: raise TypeError("randint: size is required, e.g. randint(0, 10, (3, 4))")
     if high <= low: raise ValueError(f"randint: empty range [{low}, {high})")
     dtype = to_dtype(dtype or default_int)
-    return Tensor(_rng.integers(low, high, _shape_arg(size if isinstance(size, (tuple, list)) else (size,))).astype(dtype.np), device=device)
+    return Tensor(_generator().integers(low, high, _shape_arg(size if isinstance(size, (tuple, list)) else (size,))).astype(dtype.np), device=device)
 
   @staticmethod
   def randperm(n: int, dtype=None, device=None) -> Tensor:
-    return Tensor(_rng.permutation(n).astype(to_dtype(dtype or default_int).np), device=device)
+    return Tensor(_generator().permutation(n).astype(to_dtype(dtype or default_int).np), device=device)
 
   def full_like(self, value, dtype=None) -> Tensor: return Tensor.full(self.shape, value, dtype=dtype or self.dtype, device=self.device)
   def zeros_like(self, dtype=None) -> Tensor: return self.full_like(0, dtype)

@@ -145,7 +145,7 @@ class DataLoader:
   def _order(self) -> np.ndarray:
     n = len(self.dataset)
     if not self.shuffle: return np.arange(n)
-    rng = self._rng if self._rng is not None else _tensor_module._rng  # read now: manual_seed replaces it
+    rng = self._rng if self._rng is not None else _tensor_module._generator()  # read now: manual_seed replaces it
     return rng.permutation(n)
 
   def __iter__(self):
