@@ -72,7 +72,9 @@ def test_matches_torch_after_20_steps(name, kwargs):
     for lp, tp in zip(ours.parameters(), theirs.parameters()):  # the moment buffers too
         for key, tv in topt.state[tp].items():
             if key == "step": assert opt.state[lp]["step"].item() == tv.item() == 20
-            else: np.testing.assert_allclose(opt.state[lp][key].numpy(), tv.numpy(), rtol=1e-4, atol=1e-6, err_msg=key)
+            else:  # absolute error on the buffer's scale: a momentum buffer of O(1) terms can pass near zero
+                tv = tv.numpy()
+                np.testing.assert_allclose(opt.state[lp][key].numpy(), tv, rtol=1e-4, atol=1e-5 * np.abs(tv).max(), err_msg=key)
 
 
 def test_param_groups_and_a_scheduler_that_cycles_betas():
