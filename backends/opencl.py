@@ -4,6 +4,7 @@ One work-item computes one output element; a reduction loops inside it. float16 
 float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 extension.
 """
 from __future__ import annotations
+import collections
 import json
 import math
 import os
@@ -611,6 +612,7 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
 
 
 PAGE = 4096  # bytes: the alignment of a CPU device's host-memory buffers
+ASYNC_COPY_BYTES = 4 << 20  # uploads up to this size are copied once more on the host and do not wait for the queue
 
 
 class CLAllocator(Allocator):
@@ -634,7 +636,17 @@ class CLAllocator(Allocator):
 
   def copyin(self, handle, host: np.ndarray):
     import pyopencl as cl
-    cl.enqueue_copy(self.dev.queue, handle, np.ascontiguousarray(host), is_blocking=True)
+    if host.nbytes > ASYNC_COPY_BYTES:
+      cl.enqueue_copy(self.dev.queue, handle, np.ascontiguousarray(host), is_blocking=True)
+      return
+    # a blocking copy waits for every kernel before it in the queue: a training step that uploads a small array
+    # (cross-entropy's class ids, a batch) would wait for the previous step's kernels before building the rest of
+    # its graph. A private copy of the data goes instead, and the transfer's event keeps it alive until it is done.
+    event = cl.enqueue_copy(self.dev.queue, handle, np.array(host, order="C", copy=True), is_blocking=False)
+    with self.dev.lock:
+      pending = self.dev.pending_copies
+      while pending and pending[0].command_execution_status == cl.command_execution_status.COMPLETE: pending.popleft()
+      pending.append(event)  # dropping an unfinished transfer's event would wait for it
 
   def copyout(self, host: np.ndarray, handle):
     import pyopencl as cl
@@ -687,6 +699,7 @@ class Device:
     self.matmul_panel = 16 if self.cpu else 0
     self.cores, self.max_local = self.device.max_compute_units, self.device.max_work_group_size
     self.lock = threading.Lock()
+    self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
 
   def compile(self, src: str, name: str):
     """Source -> built program, through the on-disk binary cache."""
@@ -746,3 +759,4 @@ class Device:
 
   def synchronize(self):
     self.queue.finish()
+    with self.lock: self.pending_copies.clear()
