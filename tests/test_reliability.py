@@ -13,6 +13,8 @@ import torch
 
 import lazygrad as lg
 from lazygrad.device import Buffer, canonical
+from lazygrad import nn
+import lazygrad.nn.functional as F
 
 
 # ---- (a) empty tensors, size-1 dims and 0-d tensors give PyTorch's results
@@ -227,6 +229,40 @@ def test_compiled_kernels_in_memory_are_bounded():
         np.testing.assert_allclose((x * 2).exp().sum().item(), np.exp(np.arange(8) * 2).sum(), rtol=1e-5)
     finally:
         dev.kernels.limit = limit
+
+
+def test_an_upload_is_a_snapshot_of_the_array_and_a_small_one_reads_back_without_the_device(monkeypatch):
+    """Uploads are copies (a later change to the array does not reach the tensor), small ones queued without waiting
+    for earlier kernels; reading a small upload back needs no copy from the device, reading a big one does."""
+    from lazygrad.device import MIRROR_BYTES
+    small, big = np.arange(10, dtype=np.float32), np.arange(MIRROR_BYTES // 4 + 1, dtype=np.float32)
+    ts, tb = lg.Tensor(small), lg.Tensor(big)
+    small[:], big[:] = -1, -1
+    doubled = (ts * 2).numpy()  # a kernel reads what was uploaded, not the changed array
+    allocator = lg.device.get(ts.device).allocator
+    copies = []
+    monkeypatch.setattr(allocator, "copyout", lambda host, handle: copies.append(host.size))
+    np.testing.assert_array_equal(ts.numpy(), np.arange(10))
+    assert copies == []
+    tb.numpy()
+    assert copies == [big.size]
+    np.testing.assert_array_equal(doubled, np.arange(10) * 2)
+
+
+def test_a_training_step_with_cross_entropy_reads_nothing_back(monkeypatch):
+    """cross_entropy checks its targets on the host (as torch does) from the upload's host copy: a step does not wait
+    for the kernels before it."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = lg.optim.Adam(model.parameters(), lr=0.01)
+    x, y = lg.Tensor(np.ones((5, 4), np.float32)), lg.Tensor(np.array([0, 1, 2, 1, 0]))
+    step = lambda: (F.cross_entropy(model(x), y).backward(), opt.step(), opt.zero_grad())
+    step()
+    copies = []
+    monkeypatch.setattr(lg.device.get(x.device).allocator, "copyout", lambda host, handle: copies.append(host.size))
+    for _ in range(2): step()
+    assert copies == []
+    with pytest.raises(IndexError, match="target 3 is out of bounds for 3 classes"):
+        F.cross_entropy(model(x), lg.Tensor(np.array([0, 1, 2, 3, 0])))
 
 
 # ---- (d) threads: each realizes its own tensors
