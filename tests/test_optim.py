@@ -362,3 +362,16 @@ def test_a_pickled_optimizer_keeps_stepping_and_follows_new_learning_rates():
         back.step()
     np.testing.assert_allclose(p.numpy(), [-0.2] * 3, rtol=1e-6)
     np.testing.assert_allclose(w.numpy(), [0.9] * 3, rtol=1e-6)  # the original is its own
+
+
+def test_adam_builds_its_bias_corrections_once_per_step_counter(monkeypatch):
+    """Parameters that step together share one counter, and so one pair of bias corrections per step (each is 17 ops
+    of Python graph building)."""
+    built = []
+    real = optim._one_minus_pow
+    monkeypatch.setattr(optim, "_one_minus_pow", lambda *a: built.append(1) or real(*a))
+    ours, theirs = models()
+    opt, topt = optim.Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    train(ours, theirs, opt, topt, 3)
+    assert len(built) == 2 * 3
+    assert_params_close(ours, theirs)

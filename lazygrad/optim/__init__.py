@@ -131,6 +131,7 @@ class Optimizer:
     if closure is not None:
       with enable_grad(): loss = closure()
     updated: list[Tensor] = []
+    self._shared = {}  # values the parameters of one step share (Adam's bias corrections from one step counter)
     with no_grad():
       for index, group in enumerate(self.param_groups):
         active = [p for p in group["params"] if p.grad is not None]
@@ -143,6 +144,7 @@ class Optimizer:
         for p in active:
           hyper = self._hyper(index, group, p)
           updated += self._update(group, p, p.grad.detach(), self.state[p], hyper)
+    self._shared = {}
     if updated: realize(*updated)
     return loss
 
@@ -342,10 +344,13 @@ class Adam(Optimizer):
     m.assign(_lerp(m.cast(dt), g, 1 - group["betas"][0], s["w1"], s["one_minus_w1"]))
     v.assign(v.cast(dt) * s["beta2"] + s["one_minus_beta2"] * g * g)
     out = [m, v]
-    # bias corrections from the step count on the device: step_size = lr / (1 - beta1**t), sqrt(1 - beta2**t)
-    t = state["step"].cast(dt)
-    step_size = s["lr"] / _one_minus_pow(s["ln_beta1"], t)
-    bias_correction2_sqrt = _one_minus_pow(s["ln_beta2"], t).sqrt()
+    # bias corrections from the step count on the device: step_size = lr / (1 - beta1**t), sqrt(1 - beta2**t), built
+    # once per counter and hyperparameter vector (s) in a step: 17 ops each, most of a step's Python time otherwise
+    key = ("bias corrections", id(state["step"]), id(s))
+    if key not in self._shared:
+      t = state["step"].cast(dt)
+      self._shared[key] = (s["lr"] / _one_minus_pow(s["ln_beta1"], t), _one_minus_pow(s["ln_beta2"], t).sqrt())
+    step_size, bias_correction2_sqrt = self._shared[key]
     if group["amsgrad"]:
       vmax = state["max_exp_avg_sq"]
       vmax.assign(vmax.cast(dt).maximum(v.cast(dt)))
