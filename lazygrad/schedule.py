@@ -5,7 +5,8 @@ Rules, in order:
 - a gather's source gets a buffer (it is read at data-dependent places); the gather itself is inlined like
   elementwise work;
 - everything elementwise is inlined into the kernels that read it (recomputed rather than stored), and views of
-  inlined nodes become index math, so broadcasting never materializes;
+  inlined nodes become index math, so broadcasting never materializes; except where recomputing costs more than a
+  buffer: long work read through an expand, and work that several kernels read which itself reads many buffers;
 - a reduction whose only reader is elementwise work, through a view that reads each element at most once and
   everywhere (a reshape, permute, shrink or flip; not an expand or a pad), is not stored: that work runs in the reduction's kernel, after its
   loop ("elementwise after a reduction fuses into it").
@@ -58,6 +59,7 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   # expensive elementwise work read through an expand (each value used many times, as a matmul's operand is) gets a
   # buffer, rather than being recomputed for every use inside a reduction's loop
   _store_expensive_expanded(order, readers, stored)
+  _store_shared(order, readers, stored)
 
   # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
   fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
@@ -117,6 +119,41 @@ def _store_expensive_expanded(order, readers, stored: set):
       if repeats > 1 and (cost[id(n)] >= EXPENSIVE or (repeats >= REUSED and (reader.op in ReduceOps or feeds[id(reader)]))):
         stored.add(id(n))
         break
+
+
+SHARED_LOADS = 4  # an elementwise value that several kernels read gets a buffer when it reads this many buffers
+SHARED_SIZE = 1024  # ... and has at least this many elements (below, a kernel launch costs more than the reads)
+
+
+def _inlined(n: LazyBuffer, stored: set) -> bool:
+  return id(n) not in stored and (_is_elementwise(n) or n.op is IndexOps.GATHER)
+
+
+def _store_shared(order, readers, stored: set):
+  """Inlined work is recomputed in every kernel that reads it. Where several kernels read a value whose recomputation
+  reads many buffers, it gets a buffer of its own: a transformer's residual stream (the embeddings plus every block's
+  output so far) was otherwise re-read from all of them, through gathers, by each of the next block's kernels."""
+  kernels: dict[int, frozenset] = {}  # id(node) -> the stored nodes whose kernels compute it
+  for n in reversed(order):  # readers first
+    if not _inlined(n, stored): kernels[id(n)] = frozenset((id(n),)); continue
+    into = frozenset().union(*(kernels[id(r)] for r, _ in readers.get(n, [])))
+    if len(into) >= 2 and n.size >= SHARED_SIZE and _loads(n, stored, SHARED_LOADS) >= SHARED_LOADS:
+      stored.add(id(n))
+      into = frozenset((id(n),))
+    kernels[id(n)] = into
+
+
+def _loads(n: LazyBuffer, stored: set, enough: int) -> int:
+  """The distinct buffers n's inlined work reads, counted up to `enough`."""
+  seen, found, stack = set(), set(), [n]
+  while stack and len(found) < enough:
+    for s in stack.pop().srcs:
+      b = s.base
+      if id(b) in seen: continue
+      seen.add(id(b))
+      if b.realized is not None or id(b) in stored: found.add(id(b))
+      elif _inlined(b, stored): stack.append(b)
+  return len(found)
 
 
 def _repeats(view: LazyBuffer) -> int:

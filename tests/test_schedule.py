@@ -87,6 +87,23 @@ def test_softmax_is_three_kernels(x):
   np.testing.assert_allclose(out.numpy(), torch.softmax(torch.tensor(x.numpy()), -1).numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_a_value_several_kernels_read_is_stored_once_when_it_reads_many_buffers():
+  """Inlined work is recomputed by each kernel that reads it: fine for a value of two buffers, not for a residual
+  stream of many (one buffer, written once, is then read by each)."""
+  a, b, c, d = [lg.randn(64, 32).realize() for _ in range(4)]
+  cheap = a * b + 1
+  assert kernels(lambda: lg.realize(cheap.sum(1), cheap.amax(1))) == 2
+  dear = a + b * c + d.exp()
+  total, top = dear.sum(1), dear.amax(1)
+  assert kernels(lambda: lg.realize(total, top)) == 3
+  want = a.numpy() + b.numpy() * c.numpy() + np.exp(d.numpy())
+  np.testing.assert_allclose(total.numpy(), want.sum(1), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(top.numpy(), want.max(1), rtol=1e-6)
+  small = [lg.randn(4, 8).realize() for _ in range(4)]  # under 1024 elements: recomputing beats a launch
+  dear_small = small[0] + small[1] * small[2] + small[3].exp()
+  assert kernels(lambda: lg.realize(dear_small.sum(1), dear_small.amax(1))) == 2
+
+
 def test_linear_relu_is_one_kernel(x):
   w, b = lg.randn(32, 8).realize(), lg.randn(8).realize()
   out = (x @ w + b).relu()
