@@ -159,15 +159,20 @@ class MatMul(Function):
   """x @ w over equal batch dims: a sum over k of a broadcast product, which the scheduler makes one reduction. Its
   gradients are matmuls too (g @ w^T, x^T @ g), so they get a matmul's kernels and operand layouts rather than the
   layouts the product's own gradient would read."""
-  def forward(self, x, w, panel: int = 0):
+  def forward(self, x, w, panel: int = 0, rows: int = 0):
     *batch, m, k = x.shape
     batch, n = tuple(batch), w.shape[-1]
     if panel:  # w copied to panels of `panel` columns, each k rows deep and contiguous (see Tensor.matmul)
-      b = len(batch)
-      wp = w.reshape(batch + (k, n // panel, panel)).permute(tuple(range(b)) + (b + 1, b, b + 2)).contiguous(force=True)
-      xe = x.reshape(batch + (m, 1, k, 1)).expand(batch + (m, n // panel, k, panel))
-      we = wp.reshape(batch + (1, n // panel, k, panel)).expand(batch + (m, n // panel, k, panel))
-      return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (b + 2,)).reshape(batch + (m, n))
+      b, keep = len(batch), tuple(range(len(batch)))
+      wp = w.reshape(batch + (k, n // panel, panel)).permute(keep + (b + 1, b, b + 2)).contiguous(force=True)
+      # and x, where asked, to panels of `rows` rows: (m/rows, k, rows), the product's outputs (m/rows, rows, n)
+      r = rows or 1
+      if rows: x = x.reshape(batch + (m // r, r, k)).permute(keep + (b, b + 2, b + 1)).contiguous(force=True) \
+        .permute(keep + (b, b + 2, b + 1))
+      full = batch + (m // r, r, n // panel, k, panel)
+      xe = x.reshape(batch + (m // r, r, 1, k, 1)).expand(full)
+      we = wp.reshape(batch + (1, 1, n // panel, k, panel)).expand(full)
+      return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (b + 3,)).reshape(batch + (m, n))
     xe = x.reshape(batch + (m, 1, k)).expand(batch + (m, n, k))
     we = w.permute(tuple(range(len(batch))) + (len(batch) + 1, len(batch))).reshape(batch + (1, n, k)).expand(batch + (m, n, k))
     return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (len(batch) + 2,)).reshape(batch + (m, n))

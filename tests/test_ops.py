@@ -297,6 +297,12 @@ def test_matmul(shapes):
     check(lambda a, b: a @ b, *shapes)
 
 
+def test_matmul_of_a_transposed_left_operand_over_a_long_k():
+    # OpenCL on a CPU copies both operands to panels here (a weight gradient's shape): forward and both gradients
+    check(lambda a, b: a.T @ b, (1024, 16), (1024, 24))
+    check(lambda x, w: (x @ w.T).relu(), (1024, 16), (24, 16))
+
+
 def test_matmul_method():
     check(lambda a, b: a.matmul(b), (3, 4), (4, 5))
 

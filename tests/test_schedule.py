@@ -52,6 +52,11 @@ def test_right_operand_is_copied_where_the_backend_wants_panels_or_rows(x):
   np.testing.assert_allclose(out.numpy(), a.numpy() @ w.numpy().T, rtol=1e-4, atol=1e-4)
   small = x @ lg.randn(24, 32).realize().T  # a small product: the copy's launch would cost more than it saves
   assert kernels(small.realize) == 1
+  # a weight gradient's shape, g.T @ x over a long batch: on a CPU the left operand goes to panels of rows too
+  g, h = lg.randn(1024, 16).realize(), lg.randn(1024, 32).realize()
+  grad = g.T @ h
+  assert kernels(grad.realize) == (3 if matmul_panel(g.device, 16, 32, 1024) else 1)
+  np.testing.assert_allclose(grad.numpy(), g.numpy().T @ h.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_reduction_read_through_a_pad_gets_its_own_kernel(x):
