@@ -162,6 +162,11 @@ def memory_stats(device=None) -> dict:
   return {"in_use": a.in_use, "peak": a.peak, "cached": a.cached}
 
 
+def empty_cache(device=None):
+  """Give the freed memory a device's allocator keeps for reuse back to the device (default: the default device)."""
+  get(canonical(device)).allocator.empty_cache()
+
+
 def synchronize(device=None):
   get(canonical(device)).synchronize()
 

@@ -211,6 +211,16 @@ def test_out_of_memory_names_the_size_asked_for():
     np.testing.assert_allclose((x.expand(4) * 2).numpy(), [2, 2, 2, 2])  # the device goes on working
 
 
+def test_empty_cache_gives_freed_memory_back():
+    x = lg.Tensor(np.ones(1 << 16, np.float32)) * 2
+    x.realize()
+    del x
+    gc.collect()
+    assert lg.memory_stats()["cached"] >= 4 << 16
+    lg.empty_cache()
+    assert lg.memory_stats()["cached"] == 0
+
+
 def test_compiled_kernels_in_memory_are_bounded():
     """A run that makes many different kernels keeps the most recently used ones; an evicted one compiles (or loads
     from the disk cache) again and gives the same numbers."""
