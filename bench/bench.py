@@ -2,6 +2,7 @@
 reported as medians and ratios. `python bench/bench.py [--json out.json] [--only name,name] [--runs N]`."""
 from __future__ import annotations
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -199,6 +200,11 @@ print(time.perf_counter() - start)
 
 def first_call(runs):
   """Wall time of a fresh process's first ew_chain (import included), with an empty and with a warm kernel cache."""
+  # the fresh process should not compete with this one's leftovers: the memory its allocator keeps, and the worker
+  # threads NumPy's and PyTorch's thread pools leave spinning for a while after their last call
+  gc.collect()
+  lg.empty_cache()
+  time.sleep(1)
   with tempfile.TemporaryDirectory() as cache:
     # both kernel caches start empty, lazygrad's binaries and PoCL's (which keeps the machine code it generates for
     # each binary's work-group size): cold is a first run on a fresh machine, warm a user's second run
