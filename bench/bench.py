@@ -120,8 +120,9 @@ def conv2d(runs):
   return [("conv2d", "GFLOP/s", out, checked)]
 
 
-def mlp_train_step(runs, batch=256):
-  """MLP 784-512-512-10, ReLU, cross-entropy, Adam 1e-3: forward + backward + step, in steps/s."""
+def mlp_train_step(runs, batch=256, jit=True):
+  """MLP 784-512-512-10, ReLU, cross-entropy, Adam 1e-3: forward + backward + step, in steps/s (with `@lg.jit`, or
+  eagerly: graph building, scheduling and launching every step, as code without it runs)."""
   import lazygrad.nn as nn
   import lazygrad.nn.functional as F
   rng = np.random.default_rng(0)
@@ -130,11 +131,11 @@ def mlp_train_step(runs, batch=256):
   opt = lg.optim.Adam(model.parameters(), lr=1e-3)
   lx, ly = lg.Tensor(x), lg.Tensor(y)
 
-  @lg.jit
   def step(xb, yb):
     loss = F.cross_entropy(model(xb), yb)
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
+  if jit: step = lg.jit(step)
   for _ in range(3): step(lx, ly)
   out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), runs, lg.synchronize)}
   if torch is not None:
@@ -147,7 +148,7 @@ def mlp_train_step(runs, batch=256):
       loss = torch.nn.functional.cross_entropy(tm(tx), ty)
       topt.zero_grad(); loss.backward(); topt.step()
     out["torch"] = 1 / median_time(tstep, runs)
-  return [("mlp_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
+  return [("mlp_train_step" if jit else "mlp_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
 def gpt_train_step(runs, torch_device: str = "cpu"):
@@ -219,7 +220,8 @@ def first_call(runs):
 
 
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
-             "mlp_train_step": mlp_train_step, "gpt_train_step": gpt_train_step, "first_call": first_call}
+             "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
+             "gpt_train_step": gpt_train_step, "first_call": first_call}
 
 
 def main():
