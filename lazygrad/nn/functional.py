@@ -10,6 +10,7 @@ import warnings
 from typing import Sequence
 import numpy as np
 from lazygrad.tensor import Tensor, ShapeError, cat, matmul_panel
+from lazygrad.function import CustomGrad
 from lazygrad.dtype import bool_, int64
 
 # ---------------------------------------------------------------- helpers
@@ -77,7 +78,14 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor: return hardtanh(input
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
   x = input._float()
-  if approximate == "none": return 0.5 * x * (1 + (x * math.sqrt(0.5)).erf())
+  if approximate == "none":  # x * Phi(x), Phi the standard normal CDF
+    def phi(x):
+      # from erfc alone: 1 - erfc/2 needs erfc's absolute accuracy only, and on the negative side erfc/2 itself keeps
+      # its relative accuracy (1 + erf(x) lost digits there), so erf's small-argument series, half its work, goes
+      half_tail = Tensor._erfc_positive((x * math.sqrt(0.5)).abs()) * 0.5
+      return (x >= 0).where(1 - half_tail, half_tail)
+    return CustomGrad.apply(x, value=lambda x: x * phi(x),
+                            grad=lambda x, g: g * (phi(x) + x * (-0.5 * x * x).exp() * (1 / math.sqrt(2 * math.pi))))
   if approximate == "tanh":  # 1 + tanh(y) = 2 sigmoid(2y)
     return x * (2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).sigmoid()
   raise RuntimeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
