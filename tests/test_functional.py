@@ -489,6 +489,22 @@ def test_embedding():
     check(lambda F, i, w: F.embedding(i, w, padding_idx=2), idx, (4, 3))
 
 
+def test_embedding_gradient_of_many_repeated_indices():
+    """A GPT's token embedding: 2048 indices into 64 rows, the weight's gradient one one-hot matmul (panels on a CPU);
+    beyond ONE_HOT_ELEMENTS the dense scatter gives the same numbers. Negative indices count from the end in both."""
+    idx = Fixed(np.random.default_rng(0).integers(-64, 64, (16, 128)), np.int64)
+    theirs = lambda F, i, w: F.embedding(i % 64, w) if F is TF else F.embedding(i, w)
+    check(lambda F, i, w: theirs(F, i, w) * 1.5, idx, (64, 8))
+    w = lg.randn(64, 8, requires_grad=True)
+    i, g = lg.tensor(idx.value), lg.randn(16, 128, 8)
+    (F.embedding(i, w) * g).sum().backward()
+    via_matmul, w.grad = w.grad.numpy(), None
+    limit, F.ONE_HOT_ELEMENTS = F.ONE_HOT_ELEMENTS, 0
+    try: (F.embedding(i, w) * g).sum().backward()
+    finally: F.ONE_HOT_ELEMENTS = limit
+    np.testing.assert_allclose(via_matmul, w.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_one_hot():
     idx = np.array([[0, 3], [2, 1]])
     assert_same(F.one_hot(lg.tensor(idx), 5), TF.one_hot(torch.tensor(idx), 5))
