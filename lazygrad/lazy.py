@@ -32,6 +32,7 @@ def _is_nan(value) -> bool: return isinstance(value, float) and math.isnan(value
 class LazyBuffer:
   def __init__(self, device: str, st: ShapeTracker, dtype: DType, op=None, srcs=(), arg=None, base=None):
     self.device, self.st, self.dtype = device, st, dtype
+    self.shape: tuple[int, ...] = st.shape  # read thousands of times per step: an attribute, not a property
     self._base = base  # None for a base
     if base is None:
       self.op, self.srcs, self.arg = op, tuple(srcs), arg
@@ -44,8 +45,6 @@ class LazyBuffer:
 
   @property
   def base(self) -> LazyBuffer: return self if self._base is None else self._base
-  @property
-  def shape(self) -> tuple[int, ...]: return self.st.shape
   @property
   def size(self) -> int: return prod(self.st.shape)
   @property
