@@ -746,15 +746,19 @@ class Device:
     prg = self.compile(src, name)
     if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
     if cached is None: disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())  # once it builds
-    return name, out_size, self.cl.Kernel(prg, name), src, self.launch_sizes(gsize)
+    kernel = self.cl.Kernel(prg, name)
+    most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
+    return name, out_size, kernel, src, self.launch_sizes(gsize, most)
 
-  def launch_sizes(self, work: int) -> tuple[tuple[int], tuple[int] | None]:
+  def launch_sizes(self, work: int, most: int | None = None) -> tuple[tuple[int], tuple[int] | None]:
     """(global, local) sizes for `work` work-items. A GPU's driver picks its own work-groups. On a CPU PoCL picks
     the largest that divides the work, as few as 7 for a convolution's 25088 items on 2 cores: one core then runs 4
     of them while the other waits after 3. Work-groups of a power of two, at least WORK_GROUPS_PER_CORE per core,
-    balance the cores (the kernels return early past the work's end, so the global size may round up)."""
+    balance the cores (the kernels return early past the work's end, so the global size may round up); `most` is the
+    kernel's largest work-group."""
     if not self.cpu: return (work,), None
-    local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * self.cores)).bit_length() - 1), self.max_local)
+    most = min(most or self.max_local, self.max_local)  # the kernel's own limit can be below the device's
+    local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * self.cores)).bit_length() - 1), 1 << (most.bit_length() - 1))
     return (-(-work // local) * local,), (local,)
 
   def synchronize(self):

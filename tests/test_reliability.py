@@ -362,6 +362,7 @@ def test_a_cpu_kernels_work_groups_are_many_enough_to_balance_the_cores():
         assert local & (local - 1) == 0 and local <= dev.max_local
         assert size % local == 0 and work <= size < work + local
         assert size // local >= min(work, 32 * dev.cores)
+        assert dev.launch_sizes(work, 48)[1][0] <= 32  # within a kernel's own, smaller limit
     x = np.arange(100003, dtype=np.float32)
     np.testing.assert_array_equal((lg.Tensor(x, device="OPENCL") * 2 + 1).numpy(), x * 2 + 1)
 
