@@ -7,7 +7,7 @@ the shape of the view beneath it.
 """
 from __future__ import annotations
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from math import prod
 from lazygrad.symbolic import Node, Num, to_node, make_sum, make_and
 
@@ -145,7 +145,7 @@ class ShapeTracker:
   views: tuple[View, ...]
 
   @staticmethod
-  def from_shape(shape) -> ShapeTracker: return ShapeTracker((View.create(shape),))
+  def from_shape(shape) -> ShapeTracker: return _contiguous_tracker(tuple(shape))
 
   @property
   def shape(self) -> tuple[int, ...]: return self.views[-1].shape
@@ -193,3 +193,9 @@ class ShapeTracker:
     grids = np.meshgrid(*[np.arange(s) for s in self.shape], indexing="ij")
     env = {f"i{d}": g for d, g in enumerate(grids)}
     return np.broadcast_to(flat.evaluate(env), self.shape), np.broadcast_to(np.asarray(valid.evaluate(env)).astype(bool), self.shape)
+
+
+@lru_cache(maxsize=4096)
+def _contiguous_tracker(shape: tuple) -> ShapeTracker:
+  """The tracker of a fresh buffer, one per shape: trackers and views are immutable, and every new node needs one."""
+  return ShapeTracker((View.create(shape),))
