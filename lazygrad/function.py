@@ -165,10 +165,10 @@ class MatMul(Function):
     if panel:  # w copied to panels of `panel` columns, each k rows deep and contiguous (see Tensor.matmul)
       b, keep = len(batch), tuple(range(len(batch)))
       wp = w.reshape(batch + (k, n // panel, panel)).permute(keep + (b + 1, b, b + 2)).contiguous(force=True)
-      # and x, where asked, to panels of `rows` rows: (m/rows, k, rows), the product's outputs (m/rows, rows, n)
       r = rows or 1
-      if rows: x = x.reshape(batch + (m // r, r, k)).permute(keep + (b, b + 2, b + 1)).contiguous(force=True) \
-        .permute(keep + (b, b + 2, b + 1))
+      if rows:  # and x, where asked, to panels of `rows` rows, (m/r, k, r), read back as an (m/r, r, k) view
+        swap = keep + (b, b + 2, b + 1)  # its own inverse
+        x = x.reshape(batch + (m // r, r, k)).permute(swap).contiguous(force=True).permute(swap)
       full = batch + (m // r, r, n // panel, k, panel)
       xe = x.reshape(batch + (m // r, r, 1, k, 1)).expand(full)
       we = wp.reshape(batch + (1, 1, n // panel, k, panel)).expand(full)
