@@ -294,10 +294,16 @@ class Tensor:
   def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None: start, end = 0, start
     if step == 0: raise ValueError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+      raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign (start {start}, end {end}, step {step})")
     if dtype is None: dtype = default_int if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else default_float
     dtype = to_dtype(dtype)
-    n = max(0, math.ceil((end - start) / step))
-    values = (start + np.arange(n, dtype=np.float64) * step)
+    if not dtype.is_float and all(isinstance(v, (int, np.integer)) for v in (start, end, step)):
+      # integers exactly, as torch does: float64 steps lose them beyond 2**53
+      start, end, step = int(start), int(end), int(step)
+      values = start + np.arange(max(0, -((start - end) // step)), dtype=np.int64) * step
+    else:
+      values = start + np.arange(max(0, math.ceil((end - start) / step)), dtype=np.float64) * step
     return Tensor(values.astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod

@@ -564,6 +564,17 @@ def test_creation(name, args, kwargs):
     assert_same(actual, expected, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("args", [(2**60, 2**60 + 5), (2**60 + 3, 2**60, -1), (-7, 7, 4), (10, 0, -3), (3, 3)], ids=str)
+def test_arange_of_integers_is_exact(args):
+    # in int64, as torch does: float64 steps would round 2**60 + 1 to 2**60
+    assert lg.arange(*args).numpy().tolist() == torch.arange(*args).tolist()
+
+
+def test_arange_whose_step_goes_away_from_the_end_is_refused():
+    with pytest.raises(RuntimeError, match=r"^arange: upper bound and lower bound inconsistent with step sign \(start 5, end 1, step 1\)"):
+        lg.arange(5, 1)
+
+
 @pytest.mark.parametrize("args, kwargs", [((2, 3), {}), (((3,),), dict(dtype="int32"))], ids=str)
 def test_empty_shape_and_dtype(args, kwargs):
     expected = torch.empty(*args, **to_lib_kwargs(torch, kwargs))
