@@ -244,6 +244,17 @@ class Expand(Function):
     axes = tuple(i for i, (a, b) in enumerate(zip(self.input_shape, g.shape)) if a != b)
     return g.sum(axes, keepdim=True) if axes else g
 
+class Broadcast(Function):
+  """New leading dims and size-1 dims stretched to `shape` (an operand's broadcast): a reshape and an expand as one
+  node of the graph, the gradient summed back over what was stretched."""
+  def forward(self, x, shape):
+    self.input_shape = x.shape
+    return x.reshape((1,) * (len(shape) - len(x.shape)) + x.shape).expand(shape)
+  def backward(self, g):
+    stretched = (1,) * (g.ndim - len(self.input_shape)) + self.input_shape
+    axes = tuple(i for i, (a, b) in enumerate(zip(stretched, g.shape)) if a != b)
+    return (g.sum(axes, keepdim=True) if axes else g).reshape(self.input_shape)
+
 class Pad(Function):
   def forward(self, x, padding):
     self.bounds = tuple((b, b + s) for (b, _), s in zip(padding, x.shape))

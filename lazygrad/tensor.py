@@ -425,9 +425,9 @@ class Tensor:
     return (y, x) if reverse else (x, y)
 
   def _broadcast_to(self, shape) -> Tensor:
-    if self.shape == tuple(shape): return self
-    t = self.reshape((1,) * (len(shape) - self.ndim) + self.shape) if self.ndim < len(shape) else self
-    return t.expand(shape)
+    """To a shape that broadcast_shape checked: one graph node (see F.Broadcast), not a reshape and an expand."""
+    shape = tuple(shape)
+    return self if self.shape == shape else F.Broadcast.apply(self, shape=shape)
 
   def add(self, other, alpha=1, reverse=False):
     if alpha != 1: other = other * alpha
