@@ -296,9 +296,9 @@ class Tensor:
     if step == 0: raise ValueError("arange: step must be nonzero")
     if (end - start) * step < 0:
       raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign (start {start}, end {end}, step {step})")
-    if dtype is None: dtype = default_int if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else default_float
-    dtype = to_dtype(dtype)
-    if not dtype.is_float and all(isinstance(v, (int, np.integer)) for v in (start, end, step)):
+    integers = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    dtype = to_dtype(dtype if dtype is not None else default_int if integers else default_float)
+    if integers and not dtype.is_float:
       # integers exactly, as torch does: float64 steps lose them beyond 2**53
       start, end, step = int(start), int(end), int(step)
       values = start + np.arange(max(0, -((start - end) // step)), dtype=np.int64) * step
@@ -1347,8 +1347,8 @@ def _check_index_range(index: Tensor, size: int, dim: int, negative_ok: bool = T
 
 
 def _index_matches(n: int, dim: int, index: Tensor, device: str) -> Tensor:
-  """index == position, for each of n positions along a new dim inserted at dim: a one-hot view of a scatter's
-  targets. The callers have checked that every index lies in [0, n): 32-bit compares suffice below 2**31 (twice the
+  """index == position, for each of n positions along a new dim inserted at dim: the one-hot of a scatter's targets,
+  of one_hot, of an embedding's gradient. The callers have checked that every index lies in [0, n): 32-bit compares suffice below 2**31 (twice the
   lanes of 64-bit ones; an embedding's gradient ran at half speed on int64)."""
   itype = int32 if n < 2**31 else int64
   arange = Tensor.arange(n, dtype=itype, device=device).reshape(*(n if a == dim else 1 for a in range(index.ndim + 1)))

@@ -9,7 +9,7 @@ import math
 import warnings
 from typing import Sequence
 import numpy as np
-from lazygrad.tensor import Tensor, ShapeError, cat, matmul_panel
+from lazygrad.tensor import Tensor, ShapeError, cat, matmul_panel, _index_matches
 from lazygrad.function import CustomGrad
 from lazygrad.dtype import bool_, int64
 
@@ -935,10 +935,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     def grad(w, g):
       # the weight's gradient as one matmul, one_hot(input)^T @ grad, rather than the dense scatter a gather's gradient
       # is (a compare, a select and an add per index, row and column): 5x faster for a GPT's tokens
-      rows = input.reshape(-1, 1)
+      rows = input.reshape(-1)
       rows = (rows < 0).where(rows + num, rows)  # negative indices count from the end, as in weight[input]
-      hot = (rows == Tensor.arange(num, device=w.device)).cast(g.dtype)
-      return hot.T @ g.reshape(-1, dim)
+      return _index_matches(num, 1, rows, w.device).cast(g.dtype).T @ g.reshape(-1, dim)
     out = CustomGrad.apply(weight, value=lambda w: w[input], grad=grad)
   else: out = weight[input]
   if padding_idx is not None:  # the padding row gets no gradient
@@ -958,7 +957,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
       raise RuntimeError(f"one_hot: class values must be smaller than num_classes={num_classes}, got {hi}")
     if num_classes == -1: num_classes = hi + 1
   elif num_classes == -1: raise RuntimeError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
-  return (tensor.unsqueeze(-1) == Tensor.arange(num_classes, device=tensor.device)).long()
+  return _index_matches(num_classes, tensor.ndim, tensor, tensor.device).long()
 
 
 # ---------------------------------------------------------------- attention
