@@ -5,7 +5,8 @@ A program computes BLOCK output elements at once (`gidx` is a tile of flat indic
 [BLOCK, RBLOCK] tiles, combining them elementwise into an accumulator tile that is reduced once, after the loop.
 A matrix product (see `matmul`) is written as a person would write it instead: a program computes a [BM, BN] tile of
 the output, `gidx` is that 2-D tile, and the loop over K multiplies [BM, BK] by [BK, BN] tiles with tl.dot.
-float16 and bfloat16 are stored as such and computed in float32.
+float16 and bfloat16 are stored as such and computed in float32. Tile sizes are constexpr parameters, so one source
+serves every launch configuration; on a GPU a big kernel's is chosen by measurement (Device.choose).
 """
 from __future__ import annotations
 import ctypes
@@ -22,7 +23,7 @@ import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator, KernelCache
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put
+from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And
 
@@ -253,11 +254,17 @@ def dot_loop(mm: Matmul, wide: bool) -> list[str]:
 
 
 def dot_head(mm: Matmul, wide: bool) -> list[str]:
-  """A matrix product's program computes the [BM, BN] output tile (pid_m, pid_n); gidx is that tile's flat indices."""
+  """A matrix product's program computes one [BM, BN] output tile (pid_m, pid_n); gidx is that tile's flat indices.
+  Programs take the tiles GROUP_M rows of tiles at a time, down each column of the group: the programs a GPU runs
+  together read a few rows of A and columns of B, which stay in L2, rather than one column of B and all of A."""
   to64 = ".to(tl.int64)" if wide else ""
   return [
-    f"    pid_m = tl.program_id(0){to64}",
-    f"    pid_n = tl.program_id(1){to64}",
+    f"    pid = tl.program_id(0){to64}",
+    f"    per_group = GROUP_M * tl.cdiv({mm.N}, BN)",
+    "    first_m = (pid // per_group) * GROUP_M",
+    f"    group_rows = tl.minimum(tl.cdiv({mm.M}, BM) - first_m, GROUP_M)",
+    "    pid_m = first_m + (pid % per_group) % group_rows",
+    "    pid_n = (pid % per_group) // group_rows",
     "    m = pid_m * BM + tl.arange(0, BM)[:, None]",
     "    n = pid_n * BN + tl.arange(0, BN)[None, :]",
     f"    mmask = m < {mm.M}",
@@ -353,7 +360,7 @@ def render(plan: Plan) -> tuple[str, str]:
   out, v = plan.bufs[0], plan.value
   value = ref(v, "post")
   if out in (float16, bfloat16) and v.op != "const": value += f".to({TL[out.name]})"
-  constexprs = ["BM", "BN", "BK"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None else ["BLOCK"]
+  constexprs = ["BM", "BN", "BK", "GROUP_M"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None else ["BLOCK"]
   params = [f"data{n}" for n in range(len(plan.bufs))] + [f"{k}: tl.constexpr" for k in constexprs]
   head = dot_head(mm, wide) if mm is not None else [
     "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
@@ -374,31 +381,78 @@ def next_pow2(n: int) -> int: return 1 << max(n - 1, 0).bit_length()
 
 def tile_sizes(plan: Plan, interpret: bool) -> dict[str, int]:
   """The kernel's tile sizes (its tl.constexpr parameters) by name: BLOCK and, if it reduces, RBLOCK; or a matrix
-  product's BM, BN, BK. The interpreter pays about a millisecond per program and little per element: big tiles.
-  A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements."""
+  product's BM, BN, BK and GROUP_M. The interpreter pays about a millisecond per program and little per element: big
+  tiles. A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements."""
   mm = matmul(plan)
-  if mm is not None: return dot_tile_sizes(mm, interpret)
-  budget = 1 << 16 if interpret else 4096
-  if plan.reduce is None: return {"BLOCK": min(next_pow2(plan.out_size), budget if interpret else 1024)}
-  rblock = min(next_pow2(plan.red_size), budget if interpret else 1024)
+  if mm is not None: return dot_tile_sizes(mm, (256, 256, 256) if interpret else (64, 64, 32))
+  if interpret: return block_sizes(plan, 1 << 16, 1 << 16)
+  return block_sizes(plan, 1024 if plan.reduce is None else 4096, 1024)
+
+
+def block_sizes(plan: Plan, budget: int, most_reduced: int) -> dict[str, int]:
+  """BLOCK outputs a program, up to `budget`; for a reduction a [BLOCK, RBLOCK] tile of up to `budget` elements, with
+  RBLOCK up to `most_reduced` (a GPU's reductions want several rows a program)."""
+  if plan.reduce is None: return {"BLOCK": min(next_pow2(plan.out_size), budget)}
+  rblock = min(next_pow2(plan.red_size), most_reduced)
   return {"BLOCK": min(next_pow2(plan.out_size), max(1, budget // rblock)), "RBLOCK": rblock}
 
 
-def dot_tile_sizes(mm: Matmul, interpret: bool) -> dict[str, int]:
-  """BM, BN, BK: powers of two, at least 16 (tl.dot's smallest) and no bigger than M, N, K need, up to a cap. In the
-  interpreter tl.dot is one NumPy matmul and each tile op a fixed cost: 256 each, every tile within the 1-D path's
-  budget of 65536 elements (a 1024^3 product runs 5x faster than with 128). A GPU: 64 x 64 output tiles, K in steps
-  of 32, for 4 warps (cuda_options): 32 float32 accumulators a thread, and A and B tiles that fit shared memory for
-  the software pipeline's stages."""
-  caps = (256, 256, 256) if interpret else (64, 64, 32)
-  return {k: min(max(next_pow2(size), 16), cap) for k, size, cap in zip(("BM", "BN", "BK"), (mm.M, mm.N, mm.K), caps)}
+def dot_tile_sizes(mm: Matmul, caps: tuple[int, int, int], group: int = 8) -> dict[str, int]:
+  """BM, BN, BK: powers of two, at least 16 (tl.dot's smallest) and no bigger than M, N, K need, up to the caps;
+  GROUP_M rows of tiles per group (see dot_head). In the interpreter tl.dot is one NumPy matmul and each tile op a
+  fixed cost: 256 each, every tile within the 1-D path's budget of 65536 elements (a 1024^3 product runs 5x faster
+  than with 128). A GPU's default: 64 x 64 output tiles, K in steps of 32, for 4 warps: 32 float32 accumulators a
+  thread, and A and B tiles that fit shared memory for the software pipeline's stages."""
+  sizes = {k: min(max(next_pow2(size), 16), cap) for k, size, cap in zip(("BM", "BN", "BK"), (mm.M, mm.N, mm.K), caps)}
+  return {**sizes, "GROUP_M": group}
+
+
+def default_warps(sizes: dict[str, int]) -> int:
+  """4 warps for a matrix product's tile; else a warp per 256 elements of the tile, 1 to 8."""
+  return 4 if "BM" in sizes else min(8, max(1, sizes["BLOCK"] * sizes.get("RBLOCK", 1) // 256))
+
+
+# A kernel's launch configuration: its tile sizes, and on a GPU the warps a program runs on and the stages of the
+# software pipeline that prefetches a loop's loads (Triton's num_warps and num_stages).
+def config(sizes: dict[str, int], warps: int | None = None, stages: int = 3) -> dict:
+  return {"sizes": sizes, "num_warps": warps or default_warps(sizes), "num_stages": stages}
+
+
+# On a GPU, tile choices measured for a big kernel (see Device.choose), besides the default: (BM, BN, BK, warps,
+# stages). Tensor-core (16-bit) products want bigger tiles and K steps than float32 ones, which run on the FMA units.
+DOT_CHOICES_16 = ((128, 128, 64, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 32, 8, 4),
+                  (64, 128, 64, 4, 4), (128, 64, 64, 4, 4))
+DOT_CHOICES_32 = ((128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 16, 8, 4),
+                  (64, 64, 16, 4, 4))
+# elements a program for the 1-D path, besides the defaults: 1024 outputs, or a 4096-element reduction tile
+BLOCK_BUDGETS, REDUCE_BUDGETS = (512, 2048, 4096), (2048, 8192, 16384)
+TUNE_WORK = 1 << 26  # multiply-adds (or outputs times reduced elements) from which a GPU kernel's tiles are measured
+
+
+def tile_configs(plan: Plan, interpret: bool) -> list[dict]:
+  """Launch configurations worth measuring for this kernel, the default (tile_sizes') first, each distinct."""
+  configs = [config(tile_sizes(plan, interpret))]
+  mm = matmul(plan)
+  if interpret: extra = [config(dot_tile_sizes(mm, (64, 64, 64), 2))] if mm is not None else []
+  elif mm is not None:
+    choices = DOT_CHOICES_32 if mm.a.load.dtype is float32 else DOT_CHOICES_16
+    extra = [config(dot_tile_sizes(mm, (bm, bn, bk)), warps, stages) for bm, bn, bk, warps, stages in choices]
+  else:
+    budgets = BLOCK_BUDGETS if plan.reduce is None else REDUCE_BUDGETS
+    extra = [config(block_sizes(plan, budget, 1024)) for budget in budgets]
+  for c in extra:
+    if c not in configs: configs.append(c)
+  return configs
+
+
+def kernel_work(plan: Plan) -> int: return plan.out_size * max(plan.red_size, 1)
 
 
 def grid(plan: Plan, sizes: dict[str, int]) -> tuple[int, ...]:
-  """Programs along each axis: the output's [BM, BN] tiles as rows x columns for a matrix product, else its blocks."""
+  """Programs: one per [BM, BN] output tile of a matrix product (see dot_head for their order), else one per block."""
   if "BM" in sizes:
     M, N = out_matrix(plan)
-    return -(-M // sizes["BM"]), -(-N // sizes["BN"])
+    return (-(-M // sizes["BM"]) * -(-N // sizes["BN"]),)
   return (-(-plan.out_size // sizes["BLOCK"]),)
 
 
@@ -629,25 +683,25 @@ class GPUProgram:
   module: object = None
 
 
-def cuda_options(sizes: dict[str, int]) -> dict:
-  warps = 4 if "BM" in sizes else min(8, max(1, sizes["BLOCK"] * sizes.get("RBLOCK", 1) // 256))  # see tile_sizes
-  return {"num_warps": warps,
+def cuda_options(cfg: dict) -> dict:
+  return {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"],
           "enable_fp_fusion": False}  # no fused multiply-add: round each op on its own, as the reference does
 
 
-def compile_cubin(src: str, plan: Plan, sizes: dict[str, int], cc: int) -> GPUProgram:
+def compile_cubin(src: str, plan: Plan, cfg: dict, cc: int) -> GPUProgram:
   """Generated source -> cubin for compute capability `cc`. Needs Triton's CUDA backend, not a GPU or a driver (but
   triton.jit must make real JITFunctions: TRITON_INTERPRET unset when the source is first loaded)."""
   from triton.compiler import ASTSource
   from triton.backends.compiler import GPUTarget
   signature = {f"data{n}": "*" + SIGNATURE[d.name] for n, d in enumerate(plan.bufs)}
+  sizes = cfg["sizes"]
   signature |= {k: "constexpr" for k in sizes}
   # every buffer comes from cuMemAlloc, so every pointer is 16-byte aligned: lets Triton vectorize
   attrs = {(n,): [["tt.divisibility", 16]] for n in range(len(plan.bufs))}
   try:
     fn = load_kernel(src, plan.name)
     k = triton.compile(ASTSource(fn, signature, constexprs=dict(sizes), attrs=attrs),
-                       target=GPUTarget("cuda", cc, 32), options=cuda_options(sizes))
+                       target=GPUTarget("cuda", cc, 32), options=cuda_options(cfg))
   except Exception as e:
     raise KernelError(f"Triton failed to compile kernel {plan.name}: {e}\n--- source ---\n{src}") from e
   md = k.metadata
@@ -675,25 +729,46 @@ class Device:
     self.matmul_panel = 0
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
     self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid)
+    self.tune = not self.interpret and getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' tiles (see choose)
     self.lock = threading.Lock()
 
-  def compile(self, src: str, plan: Plan, sizes: dict[str, int]):
+  def compile(self, src: str, plan: Plan, cfg: dict):
     """Source -> a runnable program: the interpreted function, or a loaded cubin (through the on-disk cache)."""
     if self.interpret:
       try: return load_kernel(src, plan.name)
       except Exception as e:
         raise KernelError(f"Triton failed to load kernel {plan.name}: {e}\n--- source ---\n{src}") from e
-    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], sizes, cuda_options(sizes)])
+    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], cuda_options(cfg), cfg["sizes"]])
     cached = disk_cache_get("triton", key)
     if cached is not None:
       meta, cubin = cached.split(b"\n", 1)
       prog = GPUProgram(**json.loads(meta), cubin=cubin)
     else:
-      prog = compile_cubin(src, plan, sizes, self.cuda.cc)
+      prog = compile_cubin(src, plan, cfg, self.cuda.cc)
       meta = {"name": prog.name, "num_warps": prog.num_warps, "shared": prog.shared, "scratch": list(prog.scratch)}
       disk_cache_put("triton", key, json.dumps(meta).encode() + b"\n" + prog.cubin)
     prog.module, prog.function = self.cuda.load(prog.cubin, prog.name, prog.shared)
     return prog
+
+  def choose(self, plan: Plan, src: str, buffers) -> dict:
+    """The kernel's launch configuration: the default, or on a GPU for a kernel of TUNE_WORK or more, the fastest of
+    tile_configs measured on this call's buffers (it only writes buffers[0], which its real run then writes again),
+    kept on disk per device and kernel."""
+    configs = tile_configs(plan, self.interpret)
+    if not self.tune or len(configs) == 1 or kernel_work(plan) < TUNE_WORK or plan.out_size == 0: return configs[0]
+    key = json.dumps([self.ident, src, [d.name for d in plan.bufs]])
+
+    def measure(cfg: dict) -> float:
+      prog, programs = self.compile(src, plan, cfg), grid(plan, cfg["sizes"])
+      run = lambda: self.run(prog, buffers, programs, cfg["sizes"])
+      run(); self.synchronize()  # the first launch loads the module; it is not timed
+      start = time.perf_counter(); run(); self.synchronize()
+      reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))  # about 20 ms of launches
+      start = time.perf_counter()
+      for _ in range(reps): run()
+      self.synchronize()
+      return (time.perf_counter() - start) / reps
+    return tuned("triton-tune", key, configs, measure, plan.name)
 
   def exec(self, ast, buffers, origin: str = ""):
     """Run one kernel AST over device buffers (buffers[0] is the output)."""
@@ -706,19 +781,21 @@ class Device:
         plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
         src, name = render(plan)
         if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-        sizes = tile_sizes(plan, self.interpret)
         st = time.perf_counter()
-        prog = self.compile(src, plan, sizes)
+        cfg = self.choose(plan, src, buffers)
+        prog = self.compile(src, plan, cfg)
         if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-        entry = self.kernels[ast] = (plan, prog, src, sizes, grid(plan, sizes))
+        entry = self.kernels[ast] = (plan, prog, src, cfg["sizes"], grid(plan, cfg["sizes"]))
       plan, prog, src, sizes, programs = entry
       if plan.out_size == 0: return
-      try:
-        if self.interpret: self._run_interpreted(prog, buffers, programs, sizes)
-        else: self._run_gpu(prog, buffers, programs)
+      try: self.run(prog, buffers, programs, sizes)
       except Exception as e:
         raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
                           f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
+
+  def run(self, prog, buffers, programs: tuple[int, ...], sizes: dict[str, int]):
+    if self.interpret: self._run_interpreted(prog, buffers, programs, sizes)
+    else: self._run_gpu(prog, buffers, programs)
 
   def _run_interpreted(self, fn, buffers, programs: tuple[int, ...], sizes: dict[str, int]):
     args = [host_view(b.handle, b.dtype, b.nbytes) for b in buffers]

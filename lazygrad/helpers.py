@@ -1,7 +1,8 @@
-"""Small shared helpers: environment knobs, the on-disk cache folder, and list utilities."""
+"""Small shared helpers: environment knobs, the on-disk cache (compiled kernels, measured choices), list utilities."""
 from __future__ import annotations
 import functools
 import hashlib
+import json
 import os
 import pathlib
 import tempfile
@@ -47,6 +48,25 @@ def disk_cache_put(table: str, key: str, data: bytes):
     pass  # a cache that cannot be written only costs a recompile
 
 
+def tuned(table: str, key: str, candidates: list, measure, label: str = ""):
+  """The fastest of `candidates` (JSON values, the default first) by `measure(candidate) -> seconds`. It is measured
+  once per key; the choice is kept in the on-disk cache, so a second run pays nothing. A candidate whose measure
+  raises (a tile too big for the device's shared memory) is skipped; if every one does, the default's error is raised."""
+  cached = disk_cache_get(table, key)
+  if cached is not None and (choice := json.loads(cached)) in candidates: return choice
+  times, errors = [], []
+  for n, candidate in enumerate(candidates):
+    try: times.append((measure(candidate), n))
+    except Exception as e: errors.append(e)  # noqa: PERF203 (each candidate is a compile: the try costs nothing)
+    if DEBUG >= 1:
+      got = f"{times[-1][0] * 1e3:.3f} ms" if times and times[-1][1] == n else f"failed: {errors[-1]}".splitlines()[0]
+      print(f"tuning {label}: {n + 1}/{len(candidates)} {json.dumps(candidate)} {got}")
+  if not times: raise errors[0]
+  best = candidates[min(times)[1]]
+  disk_cache_put(table, key, json.dumps(best).encode())
+  return best
+
+
 def code_version(*modules: str) -> str:
   """A digest of the named modules' source files: part of a cache key for what that code generates, so a change to
   the code never reuses what older code made."""
@@ -70,4 +90,4 @@ def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
   return dim % max(ndim, 1)
 
 
-__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "code_version", "argsort", "normalize_dim", "prod"]
+__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "tuned", "code_version", "argsort", "normalize_dim", "prod"]

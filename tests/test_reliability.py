@@ -598,3 +598,26 @@ def test_bad_input_data_or_dtype_that_is_not_a_tensor(fn, exc, message):
 ])
 def test_bad_input_in_place_update(fn, exc, message):
     check_raises(fn, exc, message)
+
+
+def test_tuned_picks_the_fastest_and_measures_once(monkeypatch, tmp_path):
+  from lazygrad import helpers
+  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+  times, measured = {"a": 3.0, "b": 1.0, "c": 2.0}, []
+  measure = lambda c: measured.append(c["name"]) or times[c["name"]]
+  candidates = [{"name": n} for n in times]
+  assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and measured == ["a", "b", "c"]
+  assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and len(measured) == 3  # from disk
+  assert helpers.tuned("t", "key", candidates[:1], measure) == {"name": "a"}  # a kept choice no longer offered
+
+
+def test_tuned_skips_failures_and_raises_the_defaults_error_when_all_fail(monkeypatch, tmp_path):
+  from lazygrad import helpers
+  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+
+  def measure(c):
+    if c["name"] != "ok": raise ValueError(f"{c['name']} does not fit")
+    return 1.0
+  assert helpers.tuned("t", "k1", [{"name": "big"}, {"name": "ok"}], measure) == {"name": "ok"}
+  with pytest.raises(ValueError, match="^default does not fit$"):
+    helpers.tuned("t", "k2", [{"name": "default"}, {"name": "other"}], measure)

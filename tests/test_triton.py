@@ -144,11 +144,12 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float16: dict(rtol=1e-3, atol=
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
-def test_matmul_renders_dot_tiles_over_a_2d_grid(dtype):
+def test_matmul_renders_dot_tiles_in_groups_of_rows(dtype):
   an, bn = rand(37, 29, dtype=dtype), rand(29, 23, dtype=dtype, seed=1)  # no size is a multiple of 16
   out = lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
   src = matmul_source(out)
-  for text in ("BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr", "pid_n = tl.program_id(1)",
+  for text in ("BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr",
+               "per_group = GROUP_M * tl.cdiv(23, BN)", "pid_n = (pid % per_group) // group_rows",
                "m = pid_m * BM + tl.arange(0, BM)[:, None]", "gidx = m * 23 + n", "gmask = mmask & nmask",
                "acc = tl.zeros([BM, BN], dtype=tl.float32)", "for r0 in range(0, 29, BK):", "tl.dot(",
                "tl.store(data0 + gidx, "):
@@ -168,6 +169,17 @@ def test_linear_layer_with_bias_and_relu_is_one_dot_kernel(dtype):
   assert src.index("tl.dot(") < src.index("tl.maximum(") < src.index("tl.store(")
   f32 = [v.astype(np.float32) for v in (xn, wn, bn)]
   np.testing.assert_allclose(out.numpy(), np.maximum(f32[0] @ f32[1] + f32[2], 0).astype(dtype), **TOL[dtype])
+
+
+def test_dot_programs_cover_every_tile_of_partial_groups(monkeypatch):
+  """16 x 16 tiles in groups of 3 rows of tiles: 5 rows of tiles make a group of 3 and one of 2, and 70 x 60 leaves
+  partial tiles at both edges."""
+  small = lambda plan, interpret: backend.dot_tile_sizes(backend.matmul(plan), (16, 16, 16), group=3)
+  monkeypatch.setattr(backend, "tile_sizes", small)
+  an, bn = rand(70, 41), rand(41, 60, seed=1)
+  out = lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
+  assert backend.grid(only_plan(out), small(only_plan(out), True)) == (5 * 4,)
+  np.testing.assert_allclose(out.numpy(), an @ bn, **TOL[np.float32])
 
 
 def test_matmul_with_a_transposed_operand():
@@ -212,23 +224,25 @@ from lazygrad.dtype import BY_NAME
 os.environ["TRITON_INTERPRET"] = "0"
 for k in json.loads(sys.stdin.read()):
   plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]])
-  prog = backend.compile_cubin(k["src"], plan, k["sizes"], 90)
+  prog = backend.compile_cubin(k["src"], plan, k["config"], 90)
   assert prog.cubin[:4] == b"\x7fELF" and prog.name == k["name"], prog.name
 print("ok")
 """
 
 
-def compile_to_cubins(*outs: lg.Tensor) -> list[str]:
-  """Compile every kernel of outs for sm_90, in a process of its own where triton.jit is real; their sources.
-  No GPU is needed to compile: this keeps the GPU path honest on CPU-only machines."""
+def compile_to_cubins(*outs: lg.Tensor, every_config: bool = False) -> list[str]:
+  """Compile every kernel of outs for sm_90 (in its default launch configuration, or in each one a GPU measures), in
+  a process of its own where triton.jit is real; their sources. No GPU is needed to compile: this keeps the GPU path
+  honest on CPU-only machines."""
   import triton
   if "nvidia" not in getattr(triton.backends, "backends", {}): pytest.skip("this Triton has no CUDA backend")
   kernels = []
   for out in outs:
     for plan in plans(out):
       src, name = backend.render(plan)
-      kernels.append(dict(src=src, name=name, bufs=[d.name for d in plan.bufs],
-                          sizes=backend.tile_sizes(plan, interpret=False)))
+      configs = backend.tile_configs(plan, interpret=False)
+      kernels += [dict(src=src, name=name, bufs=[d.name for d in plan.bufs], config=c)
+                  for c in (configs if every_config else configs[:1])]
   env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
   res = subprocess.run([sys.executable, "-c", CUBIN_CHECK], input=json.dumps(kernels), capture_output=True, text=True,
                        env=env, timeout=300)
@@ -253,3 +267,51 @@ def test_gpu_path_compiles_dot_kernels_to_cubins():
   outs = [a @ w.T, *((a.to(dt) @ w.T.to(dt) + b.to(dt)).relu() for dt in (lg.float16, lg.bfloat16))]
   srcs = compile_to_cubins(*outs)
   assert sum("tl.dot(" in src for src in srcs) == 3, "\n".join(srcs)
+
+
+def test_every_tile_choice_a_gpu_measures_compiles():
+  """The tile choices of a big float16 and float32 product (see DOT_CHOICES_16 and _32) and of a big elementwise
+  kernel each compile for sm_90."""
+  rng = np.random.default_rng(6)
+  a = lg.Tensor(rng.standard_normal((512, 512)).astype(np.float32), device=DEV)
+  outs = [a @ a, a.half() @ a.half(), (a * 2).exp()]
+  assert len(compile_to_cubins(*outs, every_config=True)) == sum(
+    len(backend.tile_configs(plan, interpret=False)) for out in outs for plan in plans(out))
+
+
+@pytest.fixture
+def tuning(monkeypatch, tmp_path):
+  """Tuning turned on for every kernel, as a GPU does for big ones, with an empty on-disk cache; yields the device
+  and the configs it compiles, in order."""
+  from lazygrad import device as devices, helpers
+  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+  monkeypatch.setattr(backend, "TUNE_WORK", 0)
+  dev = devices.get(DEV)
+  monkeypatch.setattr(dev, "tune", True)
+  compiled, compile = [], dev.compile
+  monkeypatch.setattr(dev, "compile", lambda src, plan, cfg: compiled.append(cfg) or compile(src, plan, cfg))
+  yield dev, compiled
+
+
+def test_tuning_measures_each_config_then_keeps_the_choice_on_disk(tuning):
+  dev, compiled = tuning
+  an, bn = rand(96, 80), rand(80, 72, seed=1)
+  product = lambda: lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
+  configs = backend.tile_configs(only_plan(product()), dev.interpret)
+  assert len(configs) == 2 and configs[1]["sizes"] == {"BM": 64, "BN": 64, "BK": 64, "GROUP_M": 2}
+  np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
+  assert compiled[:2] == configs and compiled[2] in configs and len(compiled) == 3  # each measured, then the choice
+  compiled.clear()
+  dev.kernels.clear()  # as a new process: nothing compiled in memory
+  np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
+  assert len(compiled) == 1 and compiled[0] in configs  # read from disk, not measured again
+
+
+def test_tuning_skips_a_config_that_fails(tuning, monkeypatch):
+  dev, compiled = tuning
+  broken = backend.config({"BLOCK": 48})  # not a power of two: tl.arange refuses it
+  configs = backend.tile_configs
+  monkeypatch.setattr(backend, "tile_configs", lambda plan, interpret: [broken, *configs(plan, interpret)])
+  xn = rand(1000)
+  np.testing.assert_allclose((lg.Tensor(xn, device=DEV) * 3 + 1).numpy(), xn * 3 + 1, rtol=1e-6)
+  assert compiled[0] == broken and compiled[-1] != broken
