@@ -15,7 +15,7 @@ import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
 from lazygrad.device import Allocator, KernelCache
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put
+from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum
 
@@ -525,23 +525,50 @@ TILES = ((8, 1), (4, 2), (2, 4), (1, 8), (4, 1), (2, 2), (1, 4), (2, 1), (1, 2))
 
 
 def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int, int]:
-  """(rows, columns, row stride) of the register tile of a reduction with lanes along its outputs: rows at the stride
-  of an output dim, columns of lanes next to each other, chosen by the fewest loads per output (a matmul's right
-  operand is shared down the rows, its left operand across the columns)."""
-  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return 1, 1, plan.row_size
+  """(rows, columns, row stride) of the register tile of a reduction with lanes along its outputs: the model's best
+  (see tile_options), unless Device.choose_tile measured another and set it."""
   cache = plan.__dict__.setdefault("_tilings", {})
-  if lanes not in cache:
-    dims = [d for d in plan.ast.shape if d != 1]
-    strides = {math.prod(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
-    options = [(1, 1, plan.row_size)] + [(rows, cols, stride) for rows, cols in TILES for stride in sorted(strides)
-                                         if stride % (lanes * cols) == 0 and plan.out_size % (rows * stride) == 0
-                                         and (rows == 1) == (stride == plan.out_size)]
-    # among equal counts: fewer elements moved (a matmul's rows down its left operand share one vector of the
-    # right, where rows across the right operand's panels would load a vector each), more rows (fewer loaded columns
-    # stay live), then the nearest rows, whose loads share cache lines and pages (a convolution's neighbouring pixels
-    # rather than its images)
-    cache[lanes] = min(options, key=lambda o: (*_loads_per_output(plan, lanes, *o), -o[0], o[2]))
+  if lanes not in cache: cache[lanes] = tile_options(plan, lanes, lane)[0][0]
   return cache[lanes]
+
+
+def tile_options(plan: Plan, lanes: int, lane: str) -> list[tuple[tuple[int, int, int], tuple[float, float]]]:
+  """Register tiles for a reduction with lanes along its outputs, best first, each with its (memory instructions,
+  elements moved) per output: rows at the stride of an output dim, columns of lanes next to each other, fewest loads
+  first (a matmul's right operand is shared down the rows, its left operand across the columns)."""
+  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return [((1, 1, plan.row_size), (0, 0))]
+  dims = [d for d in plan.ast.shape if d != 1]
+  strides = {math.prod(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
+  options = [(1, 1, plan.row_size)] + [(rows, cols, stride) for rows, cols in TILES for stride in sorted(strides)
+                                       if stride % (lanes * cols) == 0 and plan.out_size % (rows * stride) == 0
+                                       and (rows == 1) == (stride == plan.out_size)]
+  # among equal counts: fewer elements moved (a matmul's rows down its left operand share one vector of the
+  # right, where rows across the right operand's panels would load a vector each), more rows (fewer loaded columns
+  # stay live), then the nearest rows, whose loads share cache lines and pages (a convolution's neighbouring pixels
+  # rather than its images)
+  costs = [(o, _loads_per_output(plan, lanes, *o)) for o in options]
+  return sorted(costs, key=lambda oc: (*oc[1], -oc[0][0], oc[0][2]))
+
+
+TUNE_WORK = 1 << 26  # multiply-adds (outputs times reduced elements) from which a kernel's register tile is measured
+TUNE_TILES = 8  # the most tiles measured for one kernel: each is a compile (0.1 to 0.7 s with PoCL)
+
+
+def measured_tiles(plan: Plan) -> list[list[int]]:
+  """The register tiles worth measuring for a big kernel, the model's best first: those with its fewest memory
+  instructions per output. The model cannot rank them further: the bench's convolution ran 12% faster on a tile of
+  2 pixels, one above the other, by 4 vectors of channels than on the model's 4 neighbouring pixels by 2 vectors.
+  Empty if there is no choice."""
+  choice = vector_choice(plan)
+  if choice is None or plan.out_size * max(plan.red_size, 1) < TUNE_WORK: return []
+  options = tile_options(plan, *choice)
+  return [list(tile) for tile, cost in options if cost[0] == options[0][1][0]][:TUNE_TILES]
+
+
+def set_tiling(plan: Plan, tile) -> Plan:
+  """The plan, rendered from now on with this register tile (one of measured_tiles)."""
+  plan.__dict__["_tilings"] = {vector_choice(plan)[0]: tuple(tile)}
+  return plan
 
 
 DOT_TILES = ((2, 4), (4, 2), (2, 2), (1, 4), (4, 1))  # (ra, rb): at most 8 vector accumulators stay in registers
@@ -698,6 +725,7 @@ class Device:
     self.cpu = bool(self.device.type & cl.device_type.CPU)
     self.matmul_panel = 16 if self.cpu else 0
     self.cores, self.max_local = self.device.max_compute_units, self.device.max_work_group_size
+    self.tune = getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' register tiles (see choose_tile)
     self.lock = threading.Lock()
     self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
 
@@ -734,11 +762,13 @@ class Device:
     version of the code generator has written it before: lowering and rendering a big kernel takes longer than
     loading its binary, and a model's first step would pay it for every kernel."""
     key = json.dumps([CODE_VERSION, self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
-                      [b.size for b in buffers]])
+                      [b.size for b in buffers], self.tune])  # a measured tile or the model's: not one for the other
     cached = disk_cache_get("opencl-source", key)
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
       plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
+      tiles = measured_tiles(plan) if self.tune else []
+      if len(tiles) > 1: set_tiling(plan, self.choose_tile(plan, tiles, buffers, key))
       src, name = render(plan, self.cpu)
       out_size, gsize = plan.out_size, global_size(plan)
     if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
@@ -749,6 +779,24 @@ class Device:
     kernel = self.cl.Kernel(prg, name)
     most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
     return name, out_size, kernel, src, self.launch_sizes(gsize, most)
+
+  def choose_tile(self, plan: Plan, tiles: list, buffers, key: str) -> list[int]:
+    """The fastest of a big kernel's register tiles, each compiled and timed on this call's buffers (it only writes
+    buffers[0], which its real run then writes again); the choice is kept on disk per device and kernel."""
+    def measure(tile) -> float:
+      src, name = render(set_tiling(plan, tile), self.cpu)
+      kernel = self.cl.Kernel(self.compile(src, name), name)
+      most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
+      sizes = self.launch_sizes(global_size(plan), most)
+      times = []
+      with self.lock:
+        for _ in range(6):  # the first run pays PoCL's code generation for the work-group size: not counted
+          start = time.perf_counter()
+          kernel(self.queue, *sizes, *[b.handle for b in buffers])
+          self.queue.finish()
+          times.append(time.perf_counter() - start)
+      return min(times[1:])  # the least disturbed run: other processes share these cores
+    return tuned("opencl-tune", key, tiles, measure, plan.name)
 
   def launch_sizes(self, work: int, most: int | None = None) -> tuple[tuple[int], tuple[int] | None]:
     """(global, local) sizes for `work` work-items. A GPU's driver picks its own work-groups. On a CPU PoCL picks

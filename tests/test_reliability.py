@@ -3,6 +3,7 @@ and bad input (one test per class of mistake, each checking the exception's type
 """
 
 import gc
+import json
 import importlib
 import re
 import threading
@@ -601,23 +602,44 @@ def test_bad_input_in_place_update(fn, exc, message):
 
 
 def test_tuned_picks_the_fastest_and_measures_once(monkeypatch, tmp_path):
-  from lazygrad import helpers
-  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
-  times, measured = {"a": 3.0, "b": 1.0, "c": 2.0}, []
-  measure = lambda c: measured.append(c["name"]) or times[c["name"]]
-  candidates = [{"name": n} for n in times]
-  assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and measured == ["a", "b", "c"]
-  assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and len(measured) == 3  # from disk
-  assert helpers.tuned("t", "key", candidates[:1], measure) == {"name": "a"}  # a kept choice no longer offered
+    from lazygrad import helpers
+    monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+    times, measured = {"a": 3.0, "b": 1.0, "c": 2.0}, []
+    measure = lambda c: measured.append(c["name"]) or times[c["name"]]
+    candidates = [{"name": n} for n in times]
+    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and measured == ["a", "b", "c"]
+    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and len(measured) == 3  # from disk
+    assert helpers.tuned("t", "key", candidates[:1], measure) == {"name": "a"}  # a kept choice no longer offered
 
 
 def test_tuned_skips_failures_and_raises_the_defaults_error_when_all_fail(monkeypatch, tmp_path):
-  from lazygrad import helpers
-  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+    from lazygrad import helpers
+    monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
 
-  def measure(c):
-    if c["name"] != "ok": raise ValueError(f"{c['name']} does not fit")
-    return 1.0
-  assert helpers.tuned("t", "k1", [{"name": "big"}, {"name": "ok"}], measure) == {"name": "ok"}
-  with pytest.raises(ValueError, match="^default does not fit$"):
-    helpers.tuned("t", "k2", [{"name": "default"}, {"name": "other"}], measure)
+    def measure(c):
+        if c["name"] != "ok": raise ValueError(f"{c['name']} does not fit")
+        return 1.0
+    assert helpers.tuned("t", "k1", [{"name": "big"}, {"name": "ok"}], measure) == {"name": "ok"}
+    with pytest.raises(ValueError, match="^default does not fit$"):
+        helpers.tuned("t", "k2", [{"name": "default"}, {"name": "other"}], measure)
+
+
+def test_a_big_kernels_register_tile_is_measured_on_opencl(monkeypatch, tmp_path):
+    """A convolution has several tiles with the model's fewest loads; each is compiled and timed once, the result is
+    right whichever wins, and the choice is kept on disk."""
+    from lazygrad import helpers
+    from lazygrad.backends import opencl
+    monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(opencl, "TUNE_WORK", 0)
+    dev = lg.device.get("OPENCL")
+    monkeypatch.setattr(dev, "tune", True)
+    compiled, compile = [], dev.compile
+    monkeypatch.setattr(dev, "compile", lambda src, name: compiled.append(name) or compile(src, name))
+    x, w = torch.randn(2, 8, 16, 16), torch.randn(16, 8, 3, 3)
+    y = F.conv2d(lg.Tensor(x.numpy()), lg.Tensor(w.numpy()), padding=1)
+    np.testing.assert_allclose(y.numpy(), torch.nn.functional.conv2d(x, w, padding=1).numpy(), rtol=1e-4, atol=1e-4)
+    # rows of the tile at the stride of a pixel row, an image's channel or an image, with the model's fewest loads
+    tiles = [[4, 2, 16], [4, 2, 256], [2, 4, 256], [2, 4, 4096], [1, 8, 8192]]
+    [choice] = [json.loads(f.read_bytes()) for f in (tmp_path / "opencl-tune").iterdir()]
+    assert choice in tiles
+    assert max(compiled.count(name) for name in compiled) == len(tiles) + 1  # each measured, then the choice built
