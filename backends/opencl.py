@@ -550,7 +550,10 @@ def tile_options(plan: Plan, lanes: int, lane: str) -> list[tuple[tuple[int, int
   return sorted(costs, key=lambda oc: (*oc[1], -oc[0][0], oc[0][2]))
 
 
-TUNE_WORK = 1 << 26  # multiply-adds (outputs times reduced elements) from which a kernel's register tile is measured
+# multiply-adds (outputs times reduced elements) from which a kernel's register tile is measured: 5 ms or more on two
+# cores, long enough that a wall-clock time tells tiles apart (a GPT's 1-2 ms kernels, measured alone, ranked their
+# tiles at random: the training step ran no faster)
+TUNE_WORK = 1 << 28
 TUNE_TILES = 8  # the most tiles measured for one kernel: each is a compile (0.1 to 0.7 s with PoCL)
 
 
@@ -783,19 +786,23 @@ class Device:
   def choose_tile(self, plan: Plan, tiles: list, buffers, key: str) -> list[int]:
     """The fastest of a big kernel's register tiles, each compiled and timed on this call's buffers (it only writes
     buffers[0], which its real run then writes again); the choice is kept on disk per device and kernel."""
+    kernels = {}
+
     def measure(tile) -> float:
-      src, name = render(set_tiling(plan, tile), self.cpu)
-      kernel = self.cl.Kernel(self.compile(src, name), name)
-      most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
-      sizes = self.launch_sizes(global_size(plan), most)
+      if str(tile) not in kernels:
+        src, name = render(set_tiling(plan, tile), self.cpu)
+        kernel = self.cl.Kernel(self.compile(src, name), name)
+        most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
+        kernels[str(tile)] = kernel, self.launch_sizes(global_size(plan), most)
+      kernel, sizes = kernels[str(tile)]
       times = []
       with self.lock:
-        for _ in range(6):  # the first run pays PoCL's code generation for the work-group size: not counted
+        for _ in range(3):  # the first run of a new kernel pays PoCL's code generation for its work-group size
           start = time.perf_counter()
           kernel(self.queue, *sizes, *[b.handle for b in buffers])
           self.queue.finish()
           times.append(time.perf_counter() - start)
-      return min(times[1:])  # the least disturbed run: other processes share these cores
+      return min(times[1:])
     return tuned("opencl-tune", key, tiles, measure, plan.name)
 
   def launch_sizes(self, work: int, most: int | None = None) -> tuple[tuple[int], tuple[int] | None]:

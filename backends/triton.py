@@ -758,10 +758,13 @@ class Device:
     if not self.tune or len(configs) == 1 or kernel_work(plan) < TUNE_WORK or plan.out_size == 0: return configs[0]
     key = json.dumps([self.ident, src, [d.name for d in plan.bufs]])
 
+    programs = {}
+
     def measure(cfg: dict) -> float:
-      prog, programs = self.compile(src, plan, cfg), grid(plan, cfg["sizes"])
-      run = lambda: self.run(prog, buffers, programs, cfg["sizes"])
-      run(); self.synchronize()  # the first launch loads the module; it is not timed
+      if json.dumps(cfg) not in programs: programs[json.dumps(cfg)] = self.compile(src, plan, cfg)
+      prog = programs[json.dumps(cfg)]
+      run = lambda: self.run(prog, buffers, grid(plan, cfg["sizes"]), cfg["sizes"])
+      run(); self.synchronize()  # a first launch may load the module; it is not timed
       start = time.perf_counter(); run(); self.synchronize()
       reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))  # about 20 ms of launches
       start = time.perf_counter()

@@ -607,9 +607,17 @@ def test_tuned_picks_the_fastest_and_measures_once(monkeypatch, tmp_path):
     times, measured = {"a": 3.0, "b": 1.0, "c": 2.0}, []
     measure = lambda c: measured.append(c["name"]) or times[c["name"]]
     candidates = [{"name": n} for n in times]
-    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and measured == ["a", "b", "c"]
-    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and len(measured) == 3  # from disk
+    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and measured == ["a", "b", "c"] * 3  # rounds
+    assert helpers.tuned("t", "key", candidates, measure) == {"name": "b"} and len(measured) == 9  # from disk
     assert helpers.tuned("t", "key", candidates[:1], measure) == {"name": "a"}  # a kept choice no longer offered
+
+
+def test_tuned_counts_each_candidates_best_round(monkeypatch, tmp_path):
+    """A busy moment slows whichever candidate runs in it: here a's first round and b's second."""
+    from lazygrad import helpers
+    monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+    times = {"a": [9.0, 2.0, 2.0], "b": [3.0, 9.0, 3.0]}
+    assert helpers.tuned("t", "key", [{"name": "a"}, {"name": "b"}], lambda c: times[c["name"]].pop(0)) == {"name": "a"}
 
 
 def test_tuned_skips_failures_and_raises_the_defaults_error_when_all_fail(monkeypatch, tmp_path):
