@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lazygrad as lg
-from lazygrad.device import Buffer, canonical
+from lazygrad.device import Buffer, KernelCache, canonical
 from lazygrad import nn
 import lazygrad.nn.functional as F
 
@@ -641,6 +641,7 @@ def test_a_big_kernels_register_tile_is_measured_on_opencl(monkeypatch, tmp_path
     monkeypatch.setattr(opencl, "TUNE_WORK", 0)
     dev = lg.device.get("OPENCL")
     monkeypatch.setattr(dev, "tune", True)
+    monkeypatch.setattr(dev, "kernels", KernelCache())  # as a new process: nothing compiled in memory
     compiled, compile = [], dev.compile
     monkeypatch.setattr(dev, "compile", lambda src, name: compiled.append(name) or compile(src, name))
     x, w = torch.randn(2, 8, 16, 16), torch.randn(16, 8, 3, 3)

@@ -288,6 +288,7 @@ def tuning(monkeypatch, tmp_path):
   monkeypatch.setattr(backend, "TUNE_WORK", 0)
   dev = devices.get(DEV)
   monkeypatch.setattr(dev, "tune", True)
+  monkeypatch.setattr(dev, "kernels", devices.KernelCache())  # as a new process: nothing compiled in memory
   compiled, compile = [], dev.compile
   monkeypatch.setattr(dev, "compile", lambda src, plan, cfg: compiled.append(cfg) or compile(src, plan, cfg))
   yield dev, compiled
@@ -302,7 +303,7 @@ def test_tuning_measures_each_config_then_keeps_the_choice_on_disk(tuning):
   np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
   assert compiled[:2] == configs and compiled[2] in configs and len(compiled) == 3  # each measured, then the choice
   compiled.clear()
-  dev.kernels.clear()  # as a new process: nothing compiled in memory
+  dev.kernels.clear()  # a new process again, now with the choice on disk
   np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
   assert len(compiled) == 1 and compiled[0] in configs  # read from disk, not measured again
 
