@@ -4,7 +4,7 @@ gradients are one graph that the optimizer's step realizes with everything else,
 from __future__ import annotations
 import math
 from typing import Iterable
-from lazygrad.tensor import Tensor, cat, no_grad
+from lazygrad.tensor import Tensor, cat, no_grad, stack
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_", "parameters_to_vector",
            "vector_to_parameters"]
@@ -20,14 +20,9 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
   norm_type = float(norm_type)
   if not tensors: return Tensor(0.0)
   with no_grad():
-    norms = [t.norm(norm_type) for t in tensors]
-    if norm_type == math.inf:
-      total = norms[0]
-      for n in norms[1:]: total = total.maximum(n)
-    elif norm_type == 2.0:
-      total = sum((n * n for n in norms[1:]), norms[0] * norms[0]).sqrt()
-    else:
-      total = sum((n.pow(norm_type) for n in norms[1:]), norms[0].pow(norm_type)).pow(1.0 / norm_type)
+    # the norm of the tensors' norms, as torch computes it: a reduction, so one stored value that each gradient's
+    # update reads, where a sum of the norms' squares would be recomputed from all of them by every update's kernel
+    total = stack([t.norm(norm_type) for t in tensors]).norm(norm_type)
   if error_if_nonfinite and not math.isfinite(total.item()):  # only this option waits for the value
     raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it cannot "
                        "be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
