@@ -94,11 +94,16 @@ def kernel_text(ast: KernelOp) -> str:
 
 
 def kernel_op(op: Op, src: tuple[KernelOp, ...], dtype: DType, shape: tuple[int, ...], arg: Any = None) -> KernelOp:
-  """The one KernelOp with these fields (hash-consed: sources are compared by identity, args by value)."""
-  argkey = arg.key if hasattr(arg, "key") else arg
-  if isinstance(argkey, tuple): argkey = tuple(a.key if hasattr(a, "key") else a for a in argkey)
-  key = (op, tuple(id(s) for s in src), dtype.name, shape, type(arg).__name__, repr(argkey) if isinstance(argkey, float) else argkey)
-  node = _interned.get(key)
+  """The one KernelOp with these fields (hash-consed: sources are compared by identity, args by value). The scheduler
+  calls this for every node of every kernel, every step: it is kept lean."""
+  if arg is None: argkey = None
+  else:
+    argkey = arg.key if hasattr(arg, "key") else arg
+    if isinstance(argkey, tuple): argkey = tuple(a.key if hasattr(a, "key") else a for a in argkey)
+    elif isinstance(argkey, float): argkey = repr(argkey)  # -0.0 and 0.0 differ; 1.0 differs from 1 by the type below
+  key = (op, tuple(map(id, src)), dtype.name, shape, type(arg).__name__, argkey)
+  ref = _interned.data.get(key)  # the dict under the WeakValueDictionary: its own get is Python code, 3x slower
+  node = ref() if ref is not None else None
   if node is None:
     node = KernelOp(op, src, dtype, shape, arg)
     _interned[key] = node

@@ -123,6 +123,7 @@ def _store_expensive_expanded(order, readers, stored: set):
 
 SHARED_LOADS = 4  # an elementwise value that several kernels read gets a buffer when it reads this many buffers
 SHARED_SIZE = 1024  # ... and has at least this many elements (below, a kernel launch costs more than the reads)
+SHARED_SMALL_LOADS = 8  # ... or, smaller, when it reads this many (a sum of many norms, read by every update)
 
 
 def _inlined(n: LazyBuffer, stored: set) -> bool:
@@ -132,12 +133,14 @@ def _inlined(n: LazyBuffer, stored: set) -> bool:
 def _store_shared(order, readers, stored: set):
   """Inlined work is recomputed in every kernel that reads it. Where several kernels read a value whose recomputation
   reads many buffers, it gets a buffer of its own: a transformer's residual stream (the embeddings plus every block's
-  output so far) was otherwise re-read from all of them, through gathers, by each of the next block's kernels."""
+  output so far) was otherwise re-read from all of them, through gathers, by each of the next block's kernels; a
+  scalar made of many buffers' values is otherwise recomputed for every element of every kernel that reads it."""
   kernels: dict[int, frozenset] = {}  # id(node) -> the stored nodes whose kernels compute it
   for n in reversed(order):  # readers first
     if not _inlined(n, stored): kernels[id(n)] = frozenset((id(n),)); continue
     into = frozenset().union(*(kernels[id(r)] for r, _ in readers.get(n, [])))
-    if len(into) >= 2 and n.size >= SHARED_SIZE and _loads(n, stored, SHARED_LOADS) >= SHARED_LOADS:
+    need = SHARED_LOADS if n.size >= SHARED_SIZE else SHARED_SMALL_LOADS
+    if len(into) >= 2 and _loads(n, stored, need) >= need:
       stored.add(id(n))
       into = frozenset((id(n),))
     kernels[id(n)] = into
@@ -184,6 +187,8 @@ def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:
 
 
 def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> KernelOp:
+  """root's kernel AST: its inlined work, down to loads of realized or stored buffers (numbered 1.. in the order
+  they are first read, appended to `inputs`). Runs for every node of every kernel, every step: kept lean."""
   memo: dict[int, KernelOp] = {}
 
   def load(lb: LazyBuffer) -> KernelOp:
@@ -196,23 +201,22 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     return kernel_op(BufferOps.LOAD, (), base.dtype, lb.shape, (n + 1, lb.st))
 
   def view_of(lb: LazyBuffer) -> KernelOp:
-    base = lb.base
+    base = lb if lb._base is None else lb._base
     if base.realized is not None or (id(base) in stored and base is not root): return load(lb)
-    node = inline(base)
-    if lb is base: return node
-    if lb.st.contiguous and lb.size == base.size and lb.shape == base.shape: return node
+    node = memo[id(base)] if id(base) in memo else inline(base)
+    if lb is base or (lb.shape == base.shape and lb.st.contiguous): return node
     return kernel_op(BufferOps.VIEW, (node,), base.dtype, lb.shape, lb.st)
 
   def inline(base: LazyBuffer) -> KernelOp:
-    if id(base) in memo: return memo[id(base)]
-    if base.op is LoadOps.CONST: out = kernel_op(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
-    elif base.op is LoadOps.CONTIGUOUS: out = view_of(base.srcs[0])
-    elif base.op in ReduceOps: out = kernel_op(base.op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
-    elif base.op is IndexOps.GATHER:
+    op = base.op
+    if isinstance(op, ELEMENTWISE):
+      out = kernel_op(op, tuple([view_of(s) for s in base.srcs]), base.dtype, base.shape, base.arg)
+    elif op is LoadOps.CONST: out = kernel_op(BufferOps.CONST, (), base.dtype, base.shape, base.arg)
+    elif op is LoadOps.CONTIGUOUS: out = view_of(base.srcs[0])
+    elif isinstance(op, ReduceOps): out = kernel_op(op, (view_of(base.srcs[0]),), base.dtype, base.shape, base.arg)
+    elif op is IndexOps.GATHER:
       out = kernel_op(IndexOps.GATHER, (load(base.srcs[0]), view_of(base.srcs[1])), base.dtype, base.shape, base.arg)
-    elif isinstance(base.op, ELEMENTWISE):
-      out = kernel_op(base.op, tuple(view_of(s) for s in base.srcs), base.dtype, base.shape, base.arg)
-    else: raise RuntimeError(f"cannot schedule {base.op}")
+    else: raise RuntimeError(f"cannot schedule {op}")
     memo[id(base)] = out
     return out
 

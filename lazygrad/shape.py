@@ -50,6 +50,10 @@ class View:
       elif all(m == (0, s) for m, s in zip(mask, shape)): mask = None
     return View(shape, strides, int(offset), mask)
 
+  def __hash__(self):  # views key the scheduler's kernel nodes, hashed for every load of every kernel: hash once
+    if "_hash" not in self.__dict__: object.__setattr__(self, "_hash", hash((self.shape, self.strides, self.offset, self.mask)))
+    return self.__dict__["_hash"]
+
   @cached_property
   def contiguous(self) -> bool:
     return self.offset == 0 and self.mask is None and self.strides == contiguous_strides(self.shape)

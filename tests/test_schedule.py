@@ -107,6 +107,13 @@ def test_a_value_several_kernels_read_is_stored_once_when_it_reads_many_buffers(
   small = [lg.randn(4, 8).realize() for _ in range(4)]  # under 1024 elements: recomputing beats a launch
   dear_small = small[0] + small[1] * small[2] + small[3].exp()
   assert kernels(lambda: lg.realize(dear_small.sum(1), dear_small.amax(1))) == 2
+  # ... unless it reads many: a sum of 8 scalars that two kernels read is stored once, not recomputed per element
+  scalars = [lg.randn(()).realize() for _ in range(8)]
+  shared = sum(scalars[1:], scalars[0])
+  out = [shared * a, shared + b]
+  assert kernels(lambda: lg.realize(*out)) == 3
+  for o, want in zip(out, (sum(s.numpy() for s in scalars) * a.numpy(), sum(s.numpy() for s in scalars) + b.numpy())):
+    np.testing.assert_allclose(o.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_linear_relu_is_one_kernel(x):
