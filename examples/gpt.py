@@ -117,17 +117,23 @@ def main():
     y = np.stack([source[s + 1:s + args.context + 1] for s in starts])
     return lg.Tensor(x), lg.Tensor(y)
 
-  start = time.perf_counter()
-  print("the first steps compile the model's kernels (cached on disk for the next run)")
-  bar = tqdm(range(1, args.steps + 1), desc="training", unit="step")
-  for step in bar:
-    x, y = batch(data[:split])
+  # @lg.jit records the step's kernels on its first calls and then replays them with each new batch, skipping the
+  # Python work of building and scheduling the graph (without it the step runs the same, about half as fast here)
+  @lg.jit
+  def train_step(x, y):
     logits = model(x)
     loss = F.cross_entropy(logits.reshape(-1, len(chars)), y.reshape(-1))
     opt.zero_grad()
     loss.backward()
     lg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
+    return loss
+
+  start = time.perf_counter()
+  print("the first steps compile the model's kernels (cached on disk for the next run)")
+  bar = tqdm(range(1, args.steps + 1), desc="training", unit="step")
+  for step in bar:
+    loss = train_step(*batch(data[:split]))
     schedule.step()
     if step % 25 == 0 or step == args.steps: bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
   elapsed = time.perf_counter() - start
