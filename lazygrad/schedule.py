@@ -9,7 +9,8 @@ Rules, in order:
   buffer: long work read through an expand, and work that several kernels read which itself reads many buffers;
 - a reduction whose only reader is elementwise work, through a view that reads each element at most once and
   everywhere (a reshape, permute, shrink or flip; not an expand or a pad), is not stored: that work runs in the reduction's kernel, after its
-  loop ("elementwise after a reduction fuses into it").
+  loop ("elementwise after a reduction fuses into it"), up to a stored node, or up to the last node before a
+  broadcast or a second reader, which is stored instead of the reduction.
 """
 from __future__ import annotations
 from dataclasses import dataclass
@@ -75,8 +76,16 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
       if any(s.base is node for s in reader.srcs if s is not via): ok = False; break  # read twice
       node = reader
       if id(node) in stored: break
-    if ok and id(node) in stored and id(node) not in fused_into and not _reads_reduce(node, r, stored):
+    if id(node) in fused_into or _reads_reduce(node, r, stored): continue
+    if ok and id(node) in stored:
       stored.discard(id(r))
+      fused_into[id(node)] = r
+    elif not ok and node is not r and id(node) not in stored:
+      # the chain ends where its value is read through a broadcast, or by several readers: that value, not the
+      # reduction, is stored, computed once per output after the loop instead of for every element that reads it
+      # (log_softmax's log of the row sums, layer norm's 1 / sqrt(var + eps))
+      stored.discard(id(r))
+      stored.add(id(node))
       fused_into[id(node)] = r
 
   items = []

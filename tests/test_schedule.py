@@ -116,6 +116,20 @@ def test_a_value_several_kernels_read_is_stored_once_when_it_reads_many_buffers(
     np.testing.assert_allclose(o.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_work_after_a_reduction_runs_once_per_output_before_a_broadcast():
+  """log_softmax's log of the row sums runs in the sum's kernel, once per row, rather than in the last kernel for
+  every element that reads it through the broadcast."""
+  from lazygrad.ops import ReduceOps, UnaryOps
+  from lazygrad.schedule import schedule
+  xt = torch.randn(64, 100)
+  out = lg.Tensor(xt.numpy()).log_softmax(-1)
+  asts = [si.ast for si in schedule([out.lazydata.base]) if si.ast is not None]
+  logs = [sum(n.op is UnaryOps.LOG2 for n in ast.walk()) for ast in asts]
+  sums = [any(n.op is ReduceOps.SUM for n in ast.walk()) for ast in asts]
+  assert len(asts) == 3 and logs == [0, 1, 0] and sums == [False, True, False]  # max; sum and log; x - m - log
+  np.testing.assert_allclose(out.numpy(), torch.log_softmax(xt, -1).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_linear_relu_is_one_kernel(x):
   w, b = lg.randn(32, 8).realize(), lg.randn(8).realize()
   out = (x @ w + b).relu()
