@@ -316,3 +316,22 @@ def test_tuning_skips_a_config_that_fails(tuning, monkeypatch):
   xn = rand(1000)
   np.testing.assert_allclose((lg.Tensor(xn, device=DEV) * 3 + 1).numpy(), xn * 3 + 1, rtol=1e-6)
   assert compiled[0] == broken and compiled[-1] != broken
+
+
+def test_gpu_launch_passes_each_pointer_by_address():
+  """cuLaunchKernel takes an array of pointers to the arguments: read back, they must give the buffers' addresses,
+  the 2-D grid, the threads and the shared memory (checked with a stand-in for libcuda: no GPU here)."""
+  import ctypes
+  seen = {}
+
+  class FakeLib:
+    def cuCtxSetCurrent(self, ctx): return 0
+    def cuLaunchKernel(self, fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
+      seen.update(grid=(gx.value, gy.value, gz.value), block=(bx.value, by.value, bz.value), shared=shared.value,
+                  args=[ctypes.c_uint64.from_address(params[i]).value for i in range(4)])
+      return 0
+  cuda = backend.CUDA.__new__(backend.CUDA)
+  cuda.lib, cuda.ctx = FakeLib(), None
+  pointers = [0x7F0000001000, 0x7F0000002000, 2**40 + 16, 0]
+  cuda.launch(None, (12, 5), 128, 49152, pointers)
+  assert seen == dict(grid=(12, 5, 1), block=(128, 1, 1), shared=49152, args=pointers)
