@@ -360,7 +360,8 @@ def render(plan: Plan) -> tuple[str, str]:
   out, v = plan.bufs[0], plan.value
   value = ref(v, "post")
   if out in (float16, bfloat16) and v.op != "const": value += f".to({TL[out.name]})"
-  constexprs = ["BM", "BN", "BK", "GROUP_M"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None else ["BLOCK"]
+  constexprs = (["BM", "BN", "BK", "GROUP_M"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None
+                else ["BLOCK"])
   params = [f"data{n}" for n in range(len(plan.bufs))] + [f"{k}: tl.constexpr" for k in constexprs]
   head = dot_head(mm, wide) if mm is not None else [
     "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
@@ -629,7 +630,7 @@ class CUDA:
     args = (ctypes.c_uint64 * len(pointers))(*pointers)
     first = ctypes.addressof(args)
     params = (ctypes.c_void_p * len(pointers))(*range(first, first + 8 * len(pointers), 8))
-    x, y = (*programs, 1)[:2]  # a 1-D grid, or a matrix product's 2-D one
+    x, y = (*programs, 1)[:2]  # the kernels use a 1-D grid; a second dimension is passed on as well
     self.check(self.lib.cuLaunchKernel(fn, ctypes.c_uint(x), ctypes.c_uint(y), ctypes.c_uint(1),
                                        ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1),
                                        ctypes.c_uint(shared), ctypes.c_void_p(0), params, ctypes.c_void_p(0)),
@@ -760,13 +761,12 @@ class Device:
     configs = tile_configs(plan, self.interpret)
     if not self.tune or len(configs) == 1 or kernel_work(plan) < TUNE_WORK or plan.out_size == 0: return configs[0]
     key = json.dumps([self.ident, src, [d.name for d in plan.bufs]])
-
-    programs = {}
+    programs = {}  # each config compiled once, for every round of measuring
 
     def measure(cfg: dict) -> float:
-      if json.dumps(cfg) not in programs: programs[json.dumps(cfg)] = self.compile(src, plan, cfg)
-      prog = programs[json.dumps(cfg)]
-      run = lambda: self.run(prog, buffers, grid(plan, cfg["sizes"]), cfg["sizes"])
+      name = json.dumps(cfg)
+      if name not in programs: programs[name] = self.compile(src, plan, cfg)
+      run = lambda: self.run(programs[name], buffers, grid(plan, cfg["sizes"]), cfg["sizes"])
       run(); self.synchronize()  # a first launch may load the module; it is not timed
       start = time.perf_counter(); run(); self.synchronize()
       reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))  # about 20 ms of launches
