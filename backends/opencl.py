@@ -13,7 +13,7 @@ import threading
 import time
 import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
-from lazygrad.device import Allocator, KernelCache
+from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
@@ -740,10 +740,12 @@ class Device:
     if binary is not None:
       try: return cl.Program(self.ctx, [self.device], [binary]).build()
       except cl.Error: pass  # a stale or foreign binary: build from source
+    start = time.perf_counter()
     try:
       prg = cl.Program(self.ctx, src).build(options=["-w"])  # warnings would reach the user's terminal
     except cl.Error as e:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
+    compile_progress.compiled(time.perf_counter() - start)
     disk_cache_put("opencl", key, prg.binaries[0])
     return prg
 

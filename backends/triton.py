@@ -21,7 +21,7 @@ import threading
 import time
 import numpy as np
 from lazygrad.codegen.lower import Plan, Instr, lower
-from lazygrad.device import Allocator, KernelCache
+from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
@@ -748,7 +748,9 @@ class Device:
       meta, cubin = cached.split(b"\n", 1)
       prog = GPUProgram(**json.loads(meta), cubin=cubin)
     else:
+      start = time.perf_counter()
       prog = compile_cubin(src, plan, cfg, self.cuda.cc)
+      compile_progress.compiled(time.perf_counter() - start)
       meta = {"name": prog.name, "num_warps": prog.num_warps, "shared": prog.shared, "scratch": list(prog.scratch)}
       disk_cache_put("triton", key, json.dumps(meta).encode() + b"\n" + prog.cubin)
     prog.module, prog.function = self.cuda.load(prog.cubin, prog.name, prog.shared)

@@ -69,6 +69,45 @@ class KernelCache(OrderedDict):
     while len(self) > self.limit: self.popitem(last=False)
 
 
+class CompileProgress:
+  """Kernels built from source during one realize. A new model's first step can compile for a minute: once the
+  builds have taken REPORT_AFTER seconds, progress goes to stderr (updated in place on a terminal, a line every
+  few seconds elsewhere), so a long first step does not look like a hang."""
+  REPORT_AFTER = 2.0  # seconds of compiling in one realize before anything is printed
+  LINE_EVERY = 5.0  # seconds between lines where stderr is not a terminal
+
+  def __init__(self): self.depth = 0
+
+  def start(self, kernels: int):
+    with _lock:
+      if self.depth == 0: self.kernels, self.built, self.seconds, self.shown, self.last = kernels, 0, 0.0, False, 0.0
+      self.depth += 1
+
+  def compiled(self, seconds: float):
+    """A backend built a kernel from source in `seconds` (measuring candidate tiles included)."""
+    import sys
+    with _lock:
+      if self.depth == 0: return
+      self.built += 1
+      self.seconds += seconds
+      if self.seconds < self.REPORT_AFTER: return
+      tty = sys.stderr.isatty()
+      if not tty and self.shown and self.seconds - self.last < self.LINE_EVERY: return
+      self.shown, self.last = True, self.seconds
+      line = (f"lazygrad: compiling kernels ({self.built} new of {self.kernels} in this computation, {self.seconds:.0f} s;"
+              " kept on disk for the next run)")
+      print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+  def finish(self):
+    import sys
+    with _lock:
+      self.depth -= 1
+      if self.depth == 0 and self.shown and sys.stderr.isatty(): print(file=sys.stderr, flush=True)
+
+
+compile_progress = CompileProgress()
+
+
 def count_kernel():
   global _kernel_count
   with _lock: _kernel_count += 1

@@ -217,6 +217,12 @@ uploads: list | None = None
 
 
 def run_schedule(items) -> int:
+  devices.compile_progress.start(len(items))
+  try: return _run_schedule(items)
+  finally: devices.compile_progress.finish()
+
+
+def _run_schedule(items) -> int:
   launched = 0
   for si in items:
     out = si.out

@@ -652,3 +652,20 @@ def test_a_big_kernels_register_tile_is_measured_on_opencl(monkeypatch, tmp_path
     [choice] = [json.loads(f.read_bytes()) for f in (tmp_path / "opencl-tune").iterdir()]
     assert choice in tiles
     assert max(compiled.count(name) for name in compiled) == len(tiles) + 1  # each measured, then the choice built
+
+
+def test_a_long_compile_shows_progress_on_stderr(monkeypatch, tmp_path, capsys):
+    """A new model's first step can compile for a minute: once a realize has spent REPORT_AFTER seconds building
+    kernels, progress goes to stderr (here from the first build, with an empty kernel cache)."""
+    from lazygrad import device as devices, helpers
+    monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(devices.CompileProgress, "REPORT_AFTER", 0.0)
+    dev = lg.device.get("OPENCL")
+    monkeypatch.setattr(dev, "kernels", KernelCache())
+    x = lg.Tensor(np.arange(6, dtype=np.float32))
+    np.testing.assert_allclose(((x + 1).exp().sum()).numpy(), np.exp(np.arange(6) + 1).sum(), rtol=1e-6)
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"lazygrad: compiling kernels \(1 new of 1 in this computation, \d+ s; kept on disk for the "
+                        r"next run\)\n", err), err
+    np.testing.assert_allclose(((x + 1).exp().sum()).numpy(), np.exp(np.arange(6) + 1).sum(), rtol=1e-6)
+    assert capsys.readouterr().err == ""  # compiled already: nothing to report
