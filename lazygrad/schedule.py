@@ -13,8 +13,10 @@ Rules, in order:
   broadcast or a second reader, which is stored instead of the reduction.
 """
 from __future__ import annotations
+from collections import OrderedDict
 from dataclasses import dataclass
 from math import prod
+from lazygrad.helpers import getenv
 from lazygrad.lazy import LazyBuffer
 from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
 
@@ -50,10 +52,70 @@ def _is_elementwise(n: LazyBuffer) -> bool: return isinstance(n.op, ELEMENTWISE)
 
 
 def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
+  """The kernels that compute outs, in an order that runs each after its inputs. Code without @lazygrad.jit builds
+  the same graph every step: its schedule is remembered by the graph's shape (see _signature), and a graph of the
+  same shape reuses it, skipping the fusion passes and the kernels' ASTs (a third of an eager GPT step's Python)."""
   outs = list({id(o): o for o in outs}.values())
   order, readers = _graph(outs)
+  key, realized = _signature(order, outs)
+  plan = _schedules.get(key)
+  if plan is not None:
+    _schedules.move_to_end(key)
+    items = [ScheduleItem(ast, order[out], [order[i] if i >= 0 else realized[-1 - i] for i in inputs], order[out].origin)
+             for out, ast, inputs in plan]
+    if CHECK_SCHEDULES: _check_reuse(items, _schedule(outs, order, readers))
+    return items
+  items = _schedule(outs, order, readers)
+  at = {id(n): i for i, n in enumerate(order)}
+  realized_at = {id(b): -1 - k for k, b in enumerate(realized)}
+  _schedules[key] = [(at[id(si.out)], si.ast, [at[id(b)] if id(b) in at else realized_at[id(b)] for b in si.inputs])
+                     for si in items]
+  while len(_schedules) > SCHEDULES: _schedules.popitem(last=False)
+  return items
+
+
+SCHEDULES = 32  # graph shapes whose schedules are remembered (least recently used go)
+_schedules: OrderedDict[tuple, list] = OrderedDict()
+CHECK_SCHEDULES = getenv("LAZYGRAD_CHECK_SCHEDULES", 0)  # the test suite checks every reuse against a fresh schedule
+
+
+def _signature(order: list[LazyBuffer], outs: list[LazyBuffer]) -> tuple[tuple, list[LazyBuffer]]:
+  """The graph's shape, everything the schedule depends on, as a hashable key: per node in order its op, arg, dtype
+  and shape, whether it is an output, and per source the node (by position) or realized buffer (by first use) it
+  reads, through which view, and which of the node's sources are the same object. Also the realized buffers read."""
+  at: dict[int, int] = {}
+  realized: list[LazyBuffer] = []
+  realized_at: dict[int, int] = {}
+  out_ids = {id(o) for o in outs}
+  key = []
+  for i, n in enumerate(order):
+    at[id(n)] = i
+    srcs = []
+    for s in n.srcs:
+      b = s.base
+      if b.realized is None: ref = at[id(b)]
+      elif id(b) in realized_at: ref = realized_at[id(b)]
+      else:
+        ref = realized_at[id(b)] = -1 - len(realized)
+        realized.append(b)
+        srcs.append((b.dtype.name, b.shape))  # a realized buffer's dtype and shape, where it is first read
+      srcs.append((ref, None if s is b else s.st.views))
+    if len(n.srcs) > 1: srcs.append(tuple(next(j for j, t in enumerate(n.srcs) if t is s) for s in n.srcs))
+    key.append((n.op, n.dtype.name, n.shape, None if n.arg is None else (type(n.arg).__name__, repr(n.arg)),
+                id(n) in out_ids, tuple(srcs)))
+  return tuple(key), realized
+
+
+def _check_reuse(reused: list[ScheduleItem], fresh: list[ScheduleItem]):
+  """An internal check: a remembered schedule, reused, is the one scheduling this graph afresh gives."""
+  same = len(reused) == len(fresh) and all(a.ast is b.ast and a.out is b.out and len(a.inputs) == len(b.inputs) and
+                                           all(x is y for x, y in zip(a.inputs, b.inputs)) for a, b in zip(reused, fresh))
+  if not same: raise AssertionError("a remembered schedule differs from a fresh one for the same graph shape")
+
+
+def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) -> list[ScheduleItem]:
   stored = {id(o) for o in outs}
-  stored |= {id(n) for n in order if n.op in ReduceOps or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY)}
+  stored |= {id(n) for n in order if isinstance(n.op, ReduceOps) or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY)}
   # a gather reads its source at data-dependent places: the source must be a real buffer
   stored |= {id(n.srcs[0].base) for n in order if n.op is IndexOps.GATHER and n.srcs[0].base.realized is None}
 
