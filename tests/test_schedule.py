@@ -226,3 +226,20 @@ def test_linear_weight_gradient_is_made_in_the_weight_layout():
   (x @ w.T).sum().backward()
   assert w.grad.lazydata.st.contiguous
   np.testing.assert_allclose(w.grad.numpy(), np.ones((32, 64), np.float32).T @ x.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_graph_of_the_same_shape_reuses_its_schedule(monkeypatch):
+  """Eager code builds the same graph every step: the second is scheduled from the first's plan, with its own
+  buffers. A graph that reads one buffer twice where the first read two, or holds another constant, is new."""
+  import lazygrad.schedule as sched
+  fresh = []
+  monkeypatch.setattr(sched, "CHECK_SCHEDULES", 0)  # it schedules afresh to compare: here only misses should
+  monkeypatch.setattr(sched, "_schedule", lambda *a, _f=sched._schedule: fresh.append(1) or _f(*a))
+  xs = [np.random.default_rng(k).standard_normal((8, 5)).astype(np.float32) for k in range(3)]
+  a, b, c = [lg.Tensor(x).realize() for x in xs]
+  f = lambda x, y, k: ((x * y).exp() + k).sum(1)
+  want = lambda x, y, k: (np.exp(x * y) + k).sum(1)
+  for x, y, k, new in ((a, b, 1.0, 1), (b, c, 1.0, 0), (c, a, 1.0, 0), (a, a, 1.0, 1), (b, b, 1.0, 0), (a, b, 2.0, 1)):
+    before = len(fresh)
+    np.testing.assert_allclose(f(x, y, k).numpy(), want(x.numpy(), y.numpy(), k), rtol=1e-5)
+    assert len(fresh) - before == new
