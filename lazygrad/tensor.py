@@ -518,8 +518,14 @@ class Tensor:
     return x, y
   def __lt__(self, other): return F.Less.apply(*self._cmp(other, "lt"))
   def __gt__(self, other): return F.Less.apply(*self._cmp(other, "gt", reverse=True))
-  def __le__(self, other): return F.Not.apply(F.Less.apply(*self._cmp(other, "le", reverse=True)))
-  def __ge__(self, other): return F.Not.apply(F.Less.apply(*self._cmp(other, "ge")))
+  def __le__(self, other): return Tensor._at_most(*self._cmp(other, "le"))
+  def __ge__(self, other): return Tensor._at_most(*self._cmp(other, "ge", reverse=True))
+
+  @staticmethod
+  def _at_most(x: Tensor, y: Tensor) -> Tensor:
+    """x <= y. For floats (x < y) | (x == y): not (y < x) would be true where either is NaN (torch: false)."""
+    if not x.dtype.is_float: return F.Not.apply(F.Less.apply(y, x))
+    return F.Less.apply(x, y) | F.Equal.apply(x, y)
   def __eq__(self, other): return F.Equal.apply(*self._cmp(other, "eq"))
   def __ne__(self, other): return F.Not.apply(F.Equal.apply(*self._cmp(other, "ne")))
   def lt(self, o): return self < o
@@ -639,7 +645,8 @@ class Tensor:
   def sign(self):
     if self.dtype is bool_: return self
     one = self.ones_like()
-    return (self > 0).where(one, (self < 0).where(-one, self * 0))
+    # self * 0 keeps the gradient's path (zeros, as torch's); NaN gives 0, as torch's sign does
+    return (self > 0).where(one, (self < 0).where(-one, self.isnan().where(0.0, self * 0)))
   def square(self): return self * self
   def trunc(self):
     if not self.dtype.is_float: return self
@@ -865,6 +872,9 @@ class Tensor:
     j = pos.reshape(*(n if d == dim + 1 else 1 for d in range(self.ndim + 1)))
     before = (b > a) if descending else (b < a)
     before = before | ((b == a) & (j < i))
+    if self.dtype.is_float:  # NaN sorts above +inf, as in torch: last ascending, first descending
+      na, nb = self.isnan().unsqueeze(dim + 1), self.isnan().unsqueeze(dim)
+      before = (na != nb).where(nb if descending else na, before)
     return before.sum(dim + 1)
 
   def sort(self, dim=-1, descending=False, stable=False):

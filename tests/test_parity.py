@@ -170,3 +170,20 @@ def test_numerics_of_large_logits():
   neg_inf = np.full((1, 3), -np.inf, np.float32)
   assert_same(lg.Tensor(neg_inf).softmax(-1), torch.tensor(neg_inf).softmax(-1))
   assert_same(lg.Tensor(neg_inf).logsumexp(-1), torch.tensor(neg_inf).logsumexp(-1))
+
+
+def test_nan_and_infinities_compare_sort_and_sign_as_in_torch():
+  """NaN compares false, <= and >= included (not (y < x) would be true), sorts above +inf, and has sign 0."""
+  n, i = float("nan"), float("inf")
+  v, w = [n, 1.0, n, i, -i, 2.0, 1.0, n, -1.0], [1.0, n, n, i, i, 1.0, 1.0, -i, n]
+  a, b, ta, tb = lg.tensor(v), lg.tensor(w), torch.tensor(v), torch.tensor(w)
+  for op in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    np.testing.assert_array_equal(getattr(a, op)(b).numpy(), getattr(ta, op)(tb).numpy(), err_msg=op)
+    np.testing.assert_array_equal(getattr(a, op)(1.0).numpy(), getattr(ta, op)(1.0).numpy(), err_msg=op)
+  for descending in (False, True):
+    values, indices = a.sort(descending=descending, stable=True)
+    t_values, t_indices = ta.sort(descending=descending, stable=True)
+    np.testing.assert_array_equal(values.numpy(), t_values.numpy())
+    np.testing.assert_array_equal(indices.numpy(), t_indices.numpy())
+  np.testing.assert_array_equal(a.sign().numpy(), ta.sign().numpy())
+  np.testing.assert_array_equal(lg.nn.functional.hardswish(a).numpy(), torch.nn.functional.hardswish(ta).numpy())

@@ -133,7 +133,7 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
   # torch's gradient: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above (the product rule gives the same inside)
-  out = (input < -3).where(0.0, (input <= 3).where(input * (input + 3) / 6, input))
+  out = (input < -3).where(input * 0, (input <= 3).where(input * (input + 3) / 6, input))  # -inf * 0: NaN, as torch
   return _inplace(input, out, inplace)
 
 
