@@ -26,6 +26,8 @@ sum, mean, amax, amin, argmax, argmin, softmax, log_softmax, logsumexp = (
   _like(n) for n in ("sum", "mean", "amax", "amin", "argmax", "argmin", "softmax", "log_softmax", "logsumexp"))
 reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
   _like(n) for n in ("reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "flip", "clamp"))
+isclose, allclose, equal, lerp, clip, tril, triu = (
+  _like(n) for n in ("isclose", "allclose", "equal", "lerp", "clip", "tril", "triu"))
 
 __version__ = "0.1.0"
 

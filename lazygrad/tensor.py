@@ -161,6 +161,9 @@ class Tensor:
     return self.permute(*reversed(range(self.ndim)))
   @property
   def mT(self) -> Tensor: return self.transpose(-2, -1)
+  def t(self) -> Tensor:
+    if self.ndim > 2: raise ShapeError(f"t: expected a tensor of at most 2 dimensions, got shape {self.shape}")
+    return self.T
 
   def __len__(self):
     if self.ndim == 0: raise TypeError("len() of a 0-d tensor")
@@ -236,8 +239,27 @@ class Tensor:
     self.realize()
     self.lazydata.overwrite(np.asarray(values).reshape(self.shape))
 
-  def zero_(self) -> Tensor: return self.assign(self.zeros_like())
-  def fill_(self, value) -> Tensor: return self.assign(self.full_like(value))
+  def zero_(self) -> Tensor: return self._inplace("zero_", self.zeros_like())
+  def fill_(self, value) -> Tensor: return self._inplace("fill_", self.full_like(value))
+  def copy_(self, src) -> Tensor:
+    src = Tensor._wrap_tensor(src, self)
+    if src.device != self.device: src = src.to(self.device)
+    return self._inplace("copy_", src.cast(self.dtype).expand(self.shape))
+
+  def _inplace(self, name: str, value: Tensor) -> Tensor:
+    """`name` (add_, mul_, ...) done in place: this tensor takes `value`, checked as torch checks it. A tensor in an
+    autograd graph is refused: the graph keeps this very object as an input, and would read the new value."""
+    if self.requires_grad and grad_enabled():
+      raise RuntimeError(f"{name}: a tensor that requires grad cannot be changed in place while gradients are recorded "
+                         f"(torch refuses it for a leaf too); do it under lazygrad.no_grad(), or write "
+                         f"x = x.{name.rstrip('_')}(...)")
+    if value.shape != self.shape:
+      raise ShapeError(f"{name}: the result's shape {value.shape} does not match the tensor's {self.shape}: an "
+                       f"in-place op cannot broadcast its tensor")
+    kinds = "biuf"  # bool, then ints, then floats: a result of a later kind has values this tensor cannot hold
+    if kinds.index(value.dtype.kind) > kinds.index(self.dtype.kind) and not (value.dtype.is_int and self.dtype.is_int):
+      raise RuntimeError(f"{name}: result type {value.dtype.name} can't be cast to the tensor's dtype {self.dtype.name}")
+    return self.assign(value)
 
   # ---- dtype and device
 
@@ -261,6 +283,9 @@ class Tensor:
   def long(self): return self.cast(int64)
   def bool(self): return self.cast(bool_)
   def type_as(self, other: Tensor): return self.cast(other.dtype)
+  def type(self, dtype=None):
+    """With a dtype, a cast to it; without, the dtype's name (torch names a tensor class instead)."""
+    return self.dtype.name if dtype is None else self.cast(dtype)
   def is_floating_point(self) -> bool: return self.dtype.is_float
 
   # ---- creation
@@ -345,6 +370,17 @@ class Tensor:
     return Tensor(_generator().permutation(n).astype(to_dtype(dtype or default_int).np), device=device)
 
   def full_like(self, value, dtype=None) -> Tensor: return Tensor.full(self.shape, value, dtype=dtype or self.dtype, device=self.device)
+  # new_*: a new tensor of the given size, with this one's dtype and device unless told otherwise
+  def new_full(self, size, value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor.full(_shape_arg(size), value, dtype=dtype or self.dtype, device=device or self.device).requires_grad_(requires_grad)
+  def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return self.new_full(size, 0, dtype, device, requires_grad)
+  def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return self.new_full(size, 1, dtype, device, requires_grad)
+  def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor.empty(*_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device).requires_grad_(requires_grad)
+  def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
   def zeros_like(self, dtype=None) -> Tensor: return self.full_like(0, dtype)
   def ones_like(self, dtype=None) -> Tensor: return self.full_like(1, dtype)
   def empty_like(self, dtype=None) -> Tensor: return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=self.device)
@@ -535,6 +571,15 @@ class Tensor:
   def eq(self, o): return self == o
   def ne(self, o): return self != o
   def equal(self, other: Tensor) -> bool: return self.shape == other.shape and bool((self == other).all().item())
+  def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    """|self - other| <= atol + rtol * |other| elementwise; equal values (infinities too) are close, NaNs only with
+    equal_nan."""
+    other = Tensor._wrap_tensor(other, self)
+    near = ((self - other).abs() <= atol + rtol * other.abs()) & ~(self.isinf() | other.isinf())  # inf: only if equal
+    close = (self == other) | near
+    return close | (self.isnan() & other.isnan()) if equal_nan else close
+  def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
 
   def _bitwise(self, other, fn, op):
     x, y = self._broadcasted(other, op)
@@ -1389,6 +1434,21 @@ def _window_sum(xt: Tensor, n: int) -> Tensor:
 
 
 # ---- module-level functions with PyTorch's names
+
+def _inplace_method(name: str):
+  """Tensor.<name>_: the op, then the result written into the tensor (see Tensor._inplace)."""
+  op = getattr(Tensor, name)
+  def method(self, *args, **kwargs): return self._inplace(name + "_", op(self, *args, **kwargs))
+  method.__name__ = method.__qualname__ = name + "_"
+  method.__doc__ = f"In place: self = self.{name}(...), as torch's Tensor.{name}_."
+  return method
+
+
+for _name in ("add", "sub", "mul", "div", "pow", "fmod", "remainder", "clamp", "clip", "lerp", "masked_fill", "abs",
+              "neg", "sign", "square", "sqrt", "rsqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log1p",
+              "sin", "cos", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "trunc", "nan_to_num"):
+  setattr(Tensor, _name + "_", _inplace_method(_name))
+
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
   tensors = [t for t in tensors]

@@ -172,6 +172,57 @@ def test_numerics_of_large_logits():
   assert_same(lg.Tensor(neg_inf).logsumexp(-1), torch.tensor(neg_inf).logsumexp(-1))
 
 
+INPLACE = {  # torch's in-place methods: the tensor itself changes, as torch's does
+  "add_": lambda x, y: x.add_(y, alpha=2), "sub_": lambda x, y: x.sub_(y), "mul_": lambda x, y: x.mul_(y),
+  "div_": lambda x, y: x.div_(y.abs() + 1), "pow_": lambda x, y: x.abs().pow_(y), "clamp_": lambda x, y: x.clamp_(-0.5, 0.5),
+  "lerp_": lambda x, y: x.lerp_(y, 0.25), "masked_fill_": lambda x, y: x.masked_fill_(y > 0, 3.0),
+  "exp_": lambda x, y: x.exp_(), "sigmoid_": lambda x, y: x.sigmoid_(), "relu_": lambda x, y: x.relu_(),
+  "copy_ broadcast": lambda x, y: x.copy_(y[0]), "zero_": lambda x, y: x.zero_(), "fill_": lambda x, y: x.fill_(2.5),
+}
+
+
+@pytest.mark.parametrize("name", INPLACE)
+def test_inplace_methods_change_the_tensor(name):
+  xn, yn = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+  ours, theirs = lg.Tensor(xn), torch.from_numpy(xn.copy())
+  result = INPLACE[name](ours, lg.Tensor(yn))
+  INPLACE[name](theirs, torch.from_numpy(yn))
+  if name != "pow_": assert result is ours  # pow_ acts on abs()'s result, a new tensor, as in torch
+  else: ours, theirs = result, theirs.abs().pow_(torch.from_numpy(yn))
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_inplace_methods_refuse_what_torch_refuses():
+  with pytest.raises(RuntimeError, match=r"^div_: result type float32 can't be cast to the tensor's dtype int64$"):
+    lg.tensor([1, 2]).div_(2)
+  with pytest.raises(lg.ShapeError, match=r"^add_: the result's shape \(2, 3\) does not match the tensor's \(3,\)"):
+    lg.ones(3).add_(lg.ones(2, 3))
+  w = lg.ones(2, requires_grad=True)
+  with pytest.raises(RuntimeError, match=r"^mul_: a tensor that requires grad cannot be changed in place"):
+    w.mul_(2)
+  with lg.no_grad(): w.sub_(0.25)  # a hand-written update, as in torch
+  np.testing.assert_array_equal(w.numpy(), [0.75, 0.75])
+  assert w.requires_grad
+
+
+def test_new_tensors_t_type_isclose():
+  x = lg.tensor([[1, 2, 3]], dtype=lg.int32)
+  for ours, theirs in ((x.new_zeros(2, 3), torch.zeros(2, 3, dtype=torch.int32)), (x.new_ones((4,)), torch.ones(4, dtype=torch.int32)),
+                       (x.new_full((2,), 7), torch.full((2,), 7, dtype=torch.int32)), (x.new_tensor([4, 5]), torch.tensor([4, 5], dtype=torch.int32)),
+                       (x.t(), torch.tensor([[1, 2, 3]], dtype=torch.int32).t())):
+    assert ours.dtype is lg.int32 and ours.shape == tuple(theirs.shape)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+  assert x.new_empty(3, dtype=lg.float16).dtype is lg.float16 and x.type() == "int32" and x.type(lg.float32).dtype is lg.float32
+  with pytest.raises(lg.ShapeError, match=r"^t: expected a tensor of at most 2 dimensions, got shape \(1, 1, 1\)$"):
+    lg.ones(1, 1, 1).t()
+  a = [1.0, float("inf"), float("nan"), 1e-9, -float("inf")]
+  b = [1.000001, float("inf"), float("nan"), 0.0, float("inf")]
+  for equal_nan in (False, True):
+    want = torch.isclose(torch.tensor(a), torch.tensor(b), equal_nan=equal_nan).numpy()
+    np.testing.assert_array_equal(lg.isclose(lg.tensor(a), lg.tensor(b), equal_nan=equal_nan).numpy(), want)
+  assert lg.allclose(lg.tensor([1.0, 2.0]), lg.tensor([1.0, 2.0 + 1e-6])) and not lg.allclose(lg.tensor([1.0]), lg.tensor([1.1]))
+
+
 def test_nan_and_infinities_compare_sort_and_sign_as_in_torch():
   """NaN compares false, <= and >= included (not (y < x) would be true), sorts above +inf, and has sign 0."""
   n, i = float("nan"), float("inf")
