@@ -59,6 +59,8 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   if op is UnaryOps.EXP2: return f"exp2({a})"
   if op is UnaryOps.LOG2: return f"log2({a})"
   if op is UnaryOps.SIN: return f"sin({a})"
+  if op is UnaryOps.COS: return f"cos({a})"
+  if op is UnaryOps.EXP: return f"exp({a})"
   if op is UnaryOps.SQRT: return f"sqrt({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})" if dtype is not float64 else f"(1.0/{a})"
   if op is UnaryOps.CAST:
@@ -276,7 +278,7 @@ def valu(op, dtype, args: list[str], src_dtypes, LANES: int = LANES) -> str:
   mask = lambda expr, d: f"convert_int{LANES}({expr})" if wide(d) else expr  # comparisons of longs give long masks
   if op is UnaryOps.NEG: return f"(~{a})" if sd is bool_ else f"(-{a})"
   if op is UnaryOps.NOT: return f"(~{a})"
-  if op in (UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.SQRT):
+  if op in (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT):
     return f"{op.name.lower()}({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})"
   if op is UnaryOps.CAST:

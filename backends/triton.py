@@ -146,6 +146,8 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   if op is UnaryOps.EXP2: return f"tl.exp2({a})"
   if op is UnaryOps.LOG2: return f"tl.log2({a})"
   if op is UnaryOps.SIN: return f"tl.sin({a})"
+  if op is UnaryOps.COS: return f"tl.cos({a})"
+  if op is UnaryOps.EXP: return f"tl.exp({a})"
   if op is UnaryOps.SQRT:  # float32 tl.sqrt is an approximation on a GPU
     return f"tl.sqrt({a})" if dtype is float64 else f"tl.sqrt_rn({a})"
   if op is UnaryOps.RECIP: return f"1.0 / {a}" if dtype is float64 else f"tl.div_rn(1.0, {a})"

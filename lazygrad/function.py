@@ -52,6 +52,14 @@ class Sin(Function):
   def forward(self, x): return x.e(UnaryOps.SIN)
   def backward(self, g): return g * self.parents[0].cos()
 
+class Exp(Function):
+  def forward(self, x): return x.e(UnaryOps.EXP)
+  def backward(self, g): return g * self.parents[0].exp()  # the forward's own node again (lazy nodes are shared)
+
+class Cos(Function):
+  def forward(self, x): return x.e(UnaryOps.COS)
+  def backward(self, g): return -g * self.parents[0].sin()
+
 class Sqrt(Function):
   def forward(self, x): return x.e(UnaryOps.SQRT)
   def backward(self, g): return g / (self.parents[0].sqrt() * 2)

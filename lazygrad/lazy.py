@@ -22,7 +22,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurs
 _node_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 # float ops whose result is NaN whenever an operand is NaN
-NAN_IN_NAN_OUT = (UnaryOps.NEG, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.SQRT, UnaryOps.RECIP, UnaryOps.CAST,
+NAN_IN_NAN_OUT = (UnaryOps.NEG, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.EXP, UnaryOps.SQRT, UnaryOps.RECIP, UnaryOps.CAST,
                   BinaryOps.ADD, BinaryOps.SUB, BinaryOps.MUL, BinaryOps.DIV, BinaryOps.MAX)
 
 

@@ -9,6 +9,9 @@ from lazygrad.dtype import DType
 
 class UnaryOps(Enum):
   NEG = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIP = auto(); CAST = auto()
+  # primitives of their own, for accuracy: sin(pi/2 - x) loses the rounding of pi/2 - x (17% off near 3pi/2), and
+  # exp2(x * log2(e)) the rounding of the product (65 ulp at x = 88)
+  COS = auto(); EXP = auto()
   NOT = auto()  # logical not, on bool
 
 

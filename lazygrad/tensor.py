@@ -637,7 +637,7 @@ class Tensor:
     return F.Neg.apply(self)
   def exp2(self): return F.Exp2.apply(self._float())
   def log2(self): return F.Log2.apply(self._float())
-  def exp(self): return (self._float() * (1 / math.log(2))).exp2()
+  def exp(self): return F.Exp.apply(self._float())
   def log(self): return self._float().log2() * math.log(2)
   def log10(self): return self._float().log2() * math.log10(2)
   def log1p(self):
@@ -674,7 +674,7 @@ class Tensor:
   def sqrt(self): return F.Sqrt.apply(self._float())
   def rsqrt(self): return self.sqrt().reciprocal()
   def sin(self): return F.Sin.apply(self._float())
-  def cos(self): return (math.pi / 2 - self._float()).sin()
+  def cos(self): return F.Cos.apply(self._float())
   def tan(self): return self.sin() / self.cos()
   def reciprocal(self): return F.Reciprocal.apply(self._float())
   def relu(self): return F.Relu.apply(self)
