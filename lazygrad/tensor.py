@@ -538,7 +538,8 @@ class Tensor:
     neg = x < 0
     signed = (neg & odd).where(-mag, mag)
     nan = Tensor._const(math.nan, x.dtype, x.device, x.shape)
-    return (neg & ~y_int).where(nan, signed)
+    # x ** 0 and 1 ** y are 1, NaN or not (C's pow and torch's); exp2(0 * log2(0)) would be NaN
+    return ((y == 0) | (x == 1)).where(1.0, (neg & ~y_int).where(nan, signed))
 
   def maximum(self, other) -> Tensor:
     x, y = self._broadcasted(other, "maximum")
@@ -644,13 +645,13 @@ class Tensor:
     """log(1 + x), exact for tiny x too: Goldberg's correction x * log(u) / (u - 1) with u = 1 + x."""
     def value(x):
       u = x + 1
-      return (u == 1).where(x, u.log() * (x / (u - 1)))
+      return (u == 1).where(x, (u == math.inf).where(u, u.log() * (x / (u - 1))))  # inf / inf would give NaN
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (x + 1))
   def expm1(self):
     """exp(x) - 1, exact for tiny x too: Kahan's (u - 1) * x / log(u) with u = exp(x)."""
     def value(x):
       u = x.exp()
-      return (u == 1).where(x, (u - 1 == -1).where(-1.0, (u - 1) * (x / u.log())))
+      return (u == 1).where(x, (u - 1 == -1).where(-1.0, (u == math.inf).where(u, (u - 1) * (x / u.log()))))
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp())
   def _erfc_positive(x):
     """erfc for x >= 0: a Chebyshev fit (relative error below 1.2e-7, tail included)."""

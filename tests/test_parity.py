@@ -253,3 +253,13 @@ def test_exp_and_cos_are_accurate_over_their_range():
   t = lg.tensor([0.3, -2.0, 5.0], requires_grad=True)
   (t.exp() + t.cos()).sum().backward()
   np.testing.assert_allclose(t.grad.numpy(), np.exp([0.3, -2.0, 5.0]) - np.sin([0.3, -2.0, 5.0]), rtol=1e-6)
+
+
+def test_pow_log1p_expm1_special_values_as_in_torch():
+  n, i = float("nan"), float("inf")
+  v = [n, 1.0, -2.0, i, -i, 0.0, -0.0, 0.5, 3.0, 1e30, 88.0, -100.0, 1.0, 0.0, 100.0]
+  w = [2.0, n, 0.0, i, i, -0.0, 0.0, -1.0, n, 2.0, -i, 1.0, i, -1.0, 0.5]
+  a, b, ta, tb = lg.tensor(v), lg.tensor(w), torch.tensor(v), torch.tensor(w)
+  np.testing.assert_allclose((a ** b).numpy(), (ta ** tb).numpy(), rtol=1e-6)  # NaNs in the same places too
+  np.testing.assert_allclose(a.log1p().numpy(), ta.log1p().numpy(), rtol=1e-6)
+  np.testing.assert_allclose(a.expm1().numpy(), ta.expm1().numpy(), rtol=1e-6)
