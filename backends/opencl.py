@@ -72,6 +72,7 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   if op is BinaryOps.MUL: return f"({a}*{b})" if src_dtypes[0] is not bool_ else f"({a}&&{b})"
   if op is BinaryOps.DIV: return f"({a}/{b})"
   # an integer division by zero is undefined in C (a CPU traps): it gives 0 here, as on the Triton backend
+  if op is BinaryOps.MOD and fl: return f"fmod({a},{b})"  # exact; NaN for a zero divisor, as torch gives
   if op in (BinaryOps.IDIV, BinaryOps.MOD):
     sym = "/" if op is BinaryOps.IDIV else "%"
     nonzero_literal = b.lstrip("(-").rstrip(")L").isdigit() and b.strip("()L-") != "0"

@@ -161,6 +161,7 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   if op in (BinaryOps.DIV, BinaryOps.IDIV, BinaryOps.MOD):
     if op is BinaryOps.DIV and src.is_float:  # a plain / on float32 is an approximation on a GPU
       return f"{a} / {b}" if src is float64 else f"tl.div_rn({a}, {b})"
+    if op is BinaryOps.MOD and src.is_float: return f"{a} % {b}"  # frem: C's fmod, exact (NaN for a zero divisor)
     if srcs[1].op == "const" and srcs[1].arg != 0: return f"{a} % {b}" if op is BinaryOps.MOD else f"{a} // {b}"
     helper = "c_mod" if op is BinaryOps.MOD else "c_div"
     helpers.add(helper)

@@ -116,8 +116,11 @@ class Maximum(Function):
 class IDiv(Function):  # integers only: no gradient
   def forward(self, x, y): return x.e(BinaryOps.IDIV, y)
 
-class Mod(Function):
+class Mod(Function):  # C's % and fmod: exact, where x - trunc(x / y) * y loses the quotient past 2**24
   def forward(self, x, y): return x.e(BinaryOps.MOD, y)
+  def backward(self, g):
+    x, y = self.parents
+    return g if self.needs_input_grad[0] else None, -g * (x / y).trunc() if self.needs_input_grad[1] else None
 
 class Less(Function):
   def forward(self, x, y): return x.e(BinaryOps.CMPLT, y)

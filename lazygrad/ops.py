@@ -18,7 +18,7 @@ class UnaryOps(Enum):
 class BinaryOps(Enum):
   ADD = auto(); SUB = auto(); MUL = auto(); DIV = auto(); MAX = auto(); CMPLT = auto(); CMPEQ = auto()
   IDIV = auto()  # integer division truncating toward zero, as C does
-  MOD = auto()   # integer remainder with the sign of the dividend, as C does
+  MOD = auto()   # remainder with the sign of the dividend, as C does (fmod for floats: exact)
   AND = auto(); OR = auto(); XOR = auto()
 
 

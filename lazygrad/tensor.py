@@ -489,7 +489,14 @@ class Tensor:
 
   def floor_divide(self, other, reverse=False) -> Tensor:
     x, y = self._broadcasted(other, "floor_divide", reverse)
-    if x.dtype.is_float: return (x / y).floor()
+    if x.dtype.is_float:  # as torch computes it (Python's float //): from the exact remainder, not a rounded quotient
+      mod = F.Mod.apply(x, y)
+      div = (x - mod) / y
+      div = ((mod != 0) & ((y < 0) != (mod < 0))).where(div - 1, div)
+      floor = div.floor()
+      floor = (div - floor > 0.5).where(floor + 1, floor)
+      quotient = x / y
+      return (y == 0).where(quotient, (div == 0).where(quotient * 0, floor))  # a zero with the quotient's sign
     q = F.IDiv.apply(x, y)
     # C truncates toward zero; floor differs when the remainder is non-zero and the signs differ
     r = F.Mod.apply(x, y)
@@ -499,15 +506,12 @@ class Tensor:
   def remainder(self, other, reverse=False) -> Tensor:
     """Python's %, with the sign of the divisor."""
     x, y = self._broadcasted(other, "remainder", reverse)
-    if x.dtype.is_float: return x - (x / y).floor() * y
     r = F.Mod.apply(x, y)
     return (((r != 0) & ((r < 0) != (y < 0)))).where(r + y, r)
 
   def fmod(self, other) -> Tensor:
     """C's fmod, with the sign of the dividend."""
-    x, y = self._broadcasted(other, "fmod")
-    if x.dtype.is_float: return x - (x / y).trunc() * y
-    return F.Mod.apply(x, y)
+    return F.Mod.apply(*self._broadcasted(other, "fmod"))
 
   def pow(self, exponent, reverse=False) -> Tensor:
     if reverse:  # scalar ** tensor

@@ -263,3 +263,21 @@ def test_pow_log1p_expm1_special_values_as_in_torch():
   np.testing.assert_allclose((a ** b).numpy(), (ta ** tb).numpy(), rtol=1e-6)  # NaNs in the same places too
   np.testing.assert_allclose(a.log1p().numpy(), ta.log1p().numpy(), rtol=1e-6)
   np.testing.assert_allclose(a.expm1().numpy(), ta.expm1().numpy(), rtol=1e-6)
+
+
+def test_float_fmod_remainder_floor_divide_are_exact():
+  """C's fmod is exact: x - trunc(x / y) * y was garbage once x / y passed 2**24 (half of these pairs). floor
+  division follows torch (and Python) from the exact remainder; both match torch bit for bit, specials included."""
+  rng = np.random.default_rng(0)
+  x = (rng.standard_normal(2000) * 10.0 ** rng.integers(-3, 8, 2000)).astype(np.float32)
+  y = (rng.standard_normal(2000) * 10.0 ** rng.integers(-3, 3, 2000)).astype(np.float32)
+  n, i = float("nan"), float("inf")
+  x = np.concatenate([x, np.array([88, -88, 5, -5, 0, -0.0, 1, i, n, 3, 7.5, -7.5], np.float32)])
+  y = np.concatenate([y, np.array([-i, i, 0, 0, 2, 2, n, 2, 1, -0.0, 2.5, 2.5], np.float32)])
+  ours, theirs = lg.tensor(x), torch.tensor(x)
+  for op in (lambda a, b: a.fmod(b), lambda a, b: a.remainder(b), lambda a, b: a // b):
+    np.testing.assert_array_equal(op(ours, lg.tensor(y)).numpy(), op(theirs, torch.tensor(y)).numpy())
+  a, b = lg.tensor([7.5, -3.0], requires_grad=True), lg.tensor([2.0, 0.7], requires_grad=True)
+  a.fmod(b).sum().backward()
+  np.testing.assert_allclose(b.grad.numpy(), -np.trunc(np.array([7.5, -3.0]) / np.array([2.0, 0.7])), rtol=1e-6)
+  np.testing.assert_allclose(a.grad.numpy(), [1.0, 1.0])
