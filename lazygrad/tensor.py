@@ -688,7 +688,12 @@ class Tensor:
     x = self._float()
     e = (-x.abs()).exp()
     return (x >= 0).where(1 / (1 + e), e / (1 + e))
-  def tanh(self): return self._float().mul(2).sigmoid().mul(2) - 1
+  def tanh(self):
+    """-t / (t + 2) with t = expm1(-2|x|), and x's sign: 2 * sigmoid(2x) - 1 cancelled near 0 (1.5e-4 off at x = 5e-4)."""
+    def value(x):
+      t = (x.abs() * -2).expm1()
+      return (x < 0).where(t / (t + 2), -t / (t + 2))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (1 - x.tanh().square()))
   def abs(self):
     if self.dtype is bool_: return self
     return self.relu() + (-self).relu() if self.dtype.is_float else (self < 0).where(-self, self)
