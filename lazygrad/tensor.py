@@ -593,6 +593,15 @@ class Tensor:
   def bitwise_and(self, other): return self._bitwise(other, F.BitAnd, "bitwise_and")
   def bitwise_or(self, other): return self._bitwise(other, F.BitOr, "bitwise_or")
   def bitwise_xor(self, other): return self._bitwise(other, F.BitXor, "bitwise_xor")
+  def bitwise_left_shift(self, other): return self._shift(other, "bitwise_left_shift")
+  def bitwise_right_shift(self, other): return self._shift(other, "bitwise_right_shift")
+  __lshift__, __rshift__ = bitwise_left_shift, bitwise_right_shift
+  def _shift(self, other, op: str) -> Tensor:
+    """x << n as x * 2**n (wrapping as the shift does), x >> n as floor(x / 2**n) (an arithmetic shift)."""
+    x, n = self._broadcasted(other, op)
+    if not x.dtype.is_int: raise TypeError(f"{op}: not supported for {x.dtype.name} tensors (integers only)")
+    power = Tensor._const(2, x.dtype, x.device, x.shape) ** n
+    return x * power if op == "bitwise_left_shift" else x.floor_divide(power)
   def bitwise_not(self):
     if self.dtype.is_float: raise TypeError(f"bitwise_not: not supported for floating point tensors (got {self.dtype.name})")
     return F.Not.apply(self) if self.dtype is bool_ else F.BitXor.apply(*self._broadcasted(-1, "bitwise_not"))
@@ -713,9 +722,11 @@ class Tensor:
   def ceil(self):
     t = self.trunc()
     return (t < self).where(t + 1, t) if self.dtype.is_float else self
-  def round(self):
-    """Round half to even, as torch.round does."""
+  def round(self, decimals: int = 0):
+    """Round half to even, as torch.round does; to `decimals` places as torch does it, x * 10**d rounded, / 10**d."""
     if not self.dtype.is_float: return self
+    if decimals: return (self * 10.0 ** decimals).round() / 10.0 ** decimals if decimals > 0 else \
+      (self / 10.0 ** -decimals).round() * 10.0 ** -decimals
     f = self.floor()
     diff = self - f
     even = (f.remainder(2) == 0)
@@ -822,10 +833,10 @@ class Tensor:
   def var_mean(self, dim=None, unbiased=None, keepdim=False, correction=None):
     return self.var(dim, unbiased, keepdim, correction), self.mean(dim, keepdim)
 
-  def prod(self, dim=None, keepdim=False) -> Tensor:
+  def prod(self, dim=None, keepdim=False, dtype=None) -> Tensor:
     # product by a log-depth tree of multiplications along each axis: exact signs and zeros
     axes = self._axes(dim, "prod")
-    x = self
+    x = self.cast(dtype) if dtype is not None else self.cast(int64) if self.dtype is bool_ or self.dtype.is_int else self
     for a in axes:
       while x.shape[a] > 1:
         n = x.shape[a]

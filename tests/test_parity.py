@@ -291,3 +291,19 @@ def test_tanh_and_the_elu_family_keep_their_precision_near_zero():
   for name in ("elu", "celu", "selu"):
     np.testing.assert_allclose(getattr(lg.nn.functional, name)(a).numpy(), getattr(torch.nn.functional, name)(t).numpy(),
                                rtol=1e-6, err_msg=name)
+
+
+def test_shifts_round_decimals_and_integer_prod_as_in_torch():
+  x = [1, 3, -7, 2**20, -1]
+  for n in (0, 1, 3, 11, [1, 2, 3, 4, 5]):
+    ours_n, theirs_n = (lg.tensor(n), torch.tensor(n)) if isinstance(n, list) else (n, n)
+    assert (lg.tensor(x) << ours_n).tolist() == (torch.tensor(x) << theirs_n).tolist()
+    assert (lg.tensor(x) >> ours_n).tolist() == (torch.tensor(x) >> theirs_n).tolist()
+  with pytest.raises(TypeError, match=r"^bitwise_left_shift: not supported for float32 tensors \(integers only\)$"):
+    lg.ones(2) << 1
+  v = [0.25, 1.35, 2.5, 1234.5678, -0.05]
+  for d in (1, 2, -2):
+    np.testing.assert_array_equal(lg.tensor(v).round(decimals=d).numpy(), torch.tensor(v).round(decimals=d).numpy())
+  for dt in (lg.int32, lg.bool):
+    assert lg.tensor([1, 1, 1], dtype=dt).prod().dtype is lg.int64  # as torch.prod promotes
+  assert lg.tensor([2**20, 2**20], dtype=lg.int32).prod().item() == 2**40
