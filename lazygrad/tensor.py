@@ -736,10 +736,12 @@ class Tensor:
   def isinf(self): return self.abs() == math.inf if self.dtype.is_float else self.zeros_like(bool_)
   def isfinite(self): return ~(self.isnan() | self.isinf())
   def clamp(self, min=None, max=None):
+    """min(max(x, min), max), as torch's: with min > max, max everywhere; NaN stays NaN. The gradient reaches x
+    wherever min <= x <= max, bounds included (maximum and minimum would share it at a bound)."""
     if min is None and max is None: raise ValueError("clamp: at least one of min and max must be given")
     out = self
-    if min is not None: out = out.maximum(min)
-    if max is not None: out = out.minimum(max)
+    if min is not None: out = (out < min).where(min, out)
+    if max is not None: out = (out > max).where(max, out)
     return out
   clip = clamp
   def where(self, x, y):
@@ -790,11 +792,19 @@ class Tensor:
   def max(self, dim=None, keepdim=False):
     """The maximum; with `dim`, a (values, indices) pair as torch.max returns."""
     if dim is None: return self.amax()
-    return MaxResult(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+    return self._at_index(self.argmax(dim, keepdim=True) if self.ndim else None, dim, keepdim)
 
   def min(self, dim=None, keepdim=False):
     if dim is None: return self.amin()
-    return MaxResult(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+    return self._at_index(self.argmin(dim, keepdim=True) if self.ndim else None, dim, keepdim)
+
+  def _at_index(self, index: Tensor | None, dim: int, keepdim: bool) -> MaxResult:
+    """(values at index along dim, index), torch.max/min(dim)'s pair: the values' gradient goes to that one element
+    (amax shares it between ties)."""
+    d = normalize_dim(dim, self.ndim, "max")
+    if self.ndim == 0: return MaxResult(self, Tensor._const(0, int64, self.device))
+    values = self.gather(d, index)
+    return MaxResult(values, index) if keepdim else MaxResult(values.squeeze(d), index.squeeze(d))
 
   def amax(self, dim=None, keepdim=False) -> Tensor:
     if self.numel() == 0:  # torch: IndexError naming the empty dim, or RuntimeError when no dim was given
@@ -828,7 +838,9 @@ class Tensor:
     return (dev * dev).sum(axes, keepdim) / max(0, n - correction)
 
   def std(self, dim=None, unbiased=None, keepdim=False, correction=None) -> Tensor:
-    return self.var(dim, unbiased, keepdim, correction).sqrt()
+    # sqrt's gradient at a zero variance is 0, as torch's std gives, not inf * 0 = NaN
+    return F.CustomGrad.apply(self.var(dim, unbiased, keepdim, correction), value=lambda v: v.sqrt(),
+                              grad=lambda v, g: (v == 0).where(0.0, g / (2 * v.sqrt())))
 
   def var_mean(self, dim=None, unbiased=None, keepdim=False, correction=None):
     return self.var(dim, unbiased, keepdim, correction), self.mean(dim, keepdim)

@@ -307,3 +307,26 @@ def test_shifts_round_decimals_and_integer_prod_as_in_torch():
   for dt in (lg.int32, lg.bool):
     assert lg.tensor([1, 1, 1], dtype=dt).prod().dtype is lg.int64  # as torch.prod promotes
   assert lg.tensor([2**20, 2**20], dtype=lg.int32).prod().item() == 2**40
+
+
+GRADIENT_CORNERS = {  # where torch's gradient is a convention: ties, bounds and zeros
+  "clamp at its bounds": (lambda m, x: x.clamp(-1.0, 1.0), [-1.0, 1.0, 0.5, 2.0, -2.0]),
+  "clamp min only": (lambda m, x: x.clamp(min=0.0), [0.0, 1.0, -1.0]),
+  "max(dim) ties: the index's": (lambda m, x: x.max(0)[0], [3.0, 1.0, 3.0]),
+  "min(dim, keepdim) ties": (lambda m, x: x.min(1, keepdim=True)[0], [[1.0, 0.0, 0.0], [2.0, 2.0, 5.0]]),
+  "amax ties: shared": (lambda m, x: x.amax(0), [3.0, 1.0, 3.0]),
+  "std of a constant: 0": (lambda m, x: x.std(), [2.0, 2.0, 2.0]),
+  "elu at 0": (lambda m, x: (lg.nn.functional if m is lg else torch.nn.functional).elu(x), [0.0, -1.0]),
+  "celu at 0": (lambda m, x: (lg.nn.functional if m is lg else torch.nn.functional).celu(x, 2.0), [0.0, -1.0]),
+}
+
+
+@pytest.mark.parametrize("name", GRADIENT_CORNERS)
+def test_gradients_at_ties_bounds_and_zeros_follow_torch(name):
+  fn, values = GRADIENT_CORNERS[name]
+  grads = []
+  for m in (lg, torch):
+    x = m.tensor(values, requires_grad=True)
+    fn(m, x).sum().backward()
+    grads.append(x.grad.numpy() if m is lg else x.grad.numpy())
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)

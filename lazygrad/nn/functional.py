@@ -102,13 +102,14 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-  neg = alpha * input.minimum(0).expm1()  # the negative part only: no inf in the unused branch; expm1: exact near 0
+  # the negative part only: no inf in the unused branch (where, not minimum: 0 keeps its gradient of 1, as in torch)
+  neg = alpha * (input > 0).where(0.0, input).expm1()
   return _inplace(input, (input > 0).where(input, neg), inplace)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
   if alpha == 0: raise RuntimeError("celu: alpha cannot be 0 (it divides the input)")
-  neg = alpha * (input.minimum(0) / alpha).expm1()
+  neg = alpha * ((input > 0).where(0.0, input) / alpha).expm1()
   return _inplace(input, (input > 0).where(input, neg), inplace)
 
 
