@@ -28,6 +28,8 @@ reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
   _like(n) for n in ("reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "flip", "clamp"))
 isclose, allclose, equal, lerp, clip, tril, triu = (
   _like(n) for n in ("isclose", "allclose", "equal", "lerp", "clip", "tril", "triu"))
+nonzero, argwhere, diagonal, diag, index_add, take_along_dim, gather, index_select = (
+  _like(n) for n in ("nonzero", "argwhere", "diagonal", "diag", "index_add", "take_along_dim", "gather", "index_select"))
 
 __version__ = "0.1.0"
 

@@ -1315,6 +1315,43 @@ class Tensor:
     picked = src.cast(self.dtype)._pad(tuple((0, s - i) for s, i in zip(self.shape, src.shape))).gather(d, (last - 1).maximum(0))
     return written.where(picked, self)
 
+  def nonzero(self, as_tuple: bool = False):
+    """The indices of the non-zero elements, a row each (or a tensor per dim): their count decides the shape, so
+    this reads the values back to the host, as torch's nonzero waits for a GPU."""
+    rows = np.argwhere(self.numpy()).astype(np.int64)
+    if as_tuple:  # a 0-d tensor counts as 1-d here, as in torch
+      if self.ndim == 0: rows = np.argwhere(self.numpy().reshape(1)).astype(np.int64)
+      return tuple(Tensor(rows[:, d], device=self.device) for d in range(max(self.ndim, 1)))
+    return Tensor(rows, device=self.device)
+  def argwhere(self) -> Tensor: return self.nonzero()
+
+  def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal of the dim1 x dim2 planes, `offset` above (or below) the main one, as the last dim: a view."""
+    d1, d2 = normalize_dim(dim1, self.ndim, "diagonal"), normalize_dim(dim2, self.ndim, "diagonal")
+    if d1 == d2: raise ValueError(f"diagonal: dim1 and dim2 must differ, got {dim1} and {dim2}")
+    y = self.permute(*(a for a in range(self.ndim) if a not in (d1, d2)), d1, d2)
+    y = y[..., :, offset:] if offset >= 0 else y[..., -offset:, :]
+    n, m = y.shape[-2:]
+    # row i starts at i * m in the flattened plane: every (m + 1)-th element from 0 is (i, i)
+    return y.reshape(*y.shape[:-2], n * m)[..., ::m + 1][..., :min(n, m)]
+
+  def diag(self, diagonal: int = 0) -> Tensor:
+    """A 1-D tensor's values on a square matrix's diagonal (`diagonal` places above the main one); a matrix's diagonal."""
+    if self.ndim == 2: return self.diagonal(diagonal)
+    if self.ndim != 1: raise ShapeError(f"diag: expected a 1-D or 2-D tensor, got shape {self.shape}")
+    k = abs(diagonal)
+    square = Tensor.eye(self.shape[0], dtype=self.dtype, device=self.device) * self  # column j holds self[j]
+    return square._pad(((0, k), (k, 0)) if diagonal >= 0 else ((k, 0), (0, k)))
+
+  def index_add(self, dim: int, index: Tensor, source: Tensor, alpha=1) -> Tensor:
+    """self with source's slices added along dim at index's positions (repeats accumulate), as torch.index_add."""
+    d = normalize_dim(dim, self.ndim, "index_add")
+    if index.ndim != 1 or index.shape[0] != source.shape[d]:
+      raise ShapeError(f"index_add: index must be 1-D with one entry per slice of source along dim {dim}, got index "
+                       f"shape {index.shape} and source shape {source.shape}")
+    full = index.reshape(*(-1 if a == d else 1 for a in range(source.ndim))).expand(source.shape)
+    return self.scatter_add(d, full, source * alpha if alpha != 1 else source)
+
   def masked_select(self, mask: Tensor) -> Tensor:
     shape = broadcast_shape(self.shape, mask.shape, op="masked_select")
     return self._broadcast_to(shape)[mask._broadcast_to(shape)]
@@ -1513,7 +1550,11 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
   return cat([t.unsqueeze(d) for t in tensors], d)
 
 
-def where(condition: Tensor, x, y) -> Tensor: return condition.where(x, y)
+def where(condition: Tensor, x=None, y=None):
+  """torch.where: x where condition holds, else y; with the condition alone, condition.nonzero(as_tuple=True)."""
+  if x is None and y is None: return condition.nonzero(as_tuple=True)
+  if x is None or y is None: raise TypeError("where: give both x and y, or neither")
+  return condition.where(x, y)
 
 
 def einsum(equation: str, *operands) -> Tensor:

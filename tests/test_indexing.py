@@ -130,3 +130,26 @@ def test_gather_out_of_range_raises():
 def test_float_index_raises():
   with pytest.raises(IndexError, match="tensors used as indices must be long, int or bool, got float32"):
     lg.Tensor(X)[lg.Tensor([0.0])]
+
+
+def test_diagonal_diag_nonzero_where_and_index_add_match_torch():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+  ours, theirs = lg.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+  for offset in (0, 1, -2, 4, 9):
+    for d1, d2 in ((0, 1), (2, 0), (-1, -2)):
+      np.testing.assert_array_equal(ours.diagonal(offset, d1, d2).numpy(), theirs.diagonal(offset, d1, d2).detach().numpy())
+  (ours.diagonal(1, 1, 2) * 3).sum().backward()
+  (theirs.diagonal(1, 1, 2) * 3).sum().backward()
+  np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+  for k in (0, 2, -1):
+    np.testing.assert_array_equal(lg.Tensor(x[0, 0]).diag(k).numpy(), torch.tensor(x[0, 0]).diag(k).numpy())
+    np.testing.assert_array_equal(lg.Tensor(x[0]).diag(k).numpy(), torch.tensor(x[0]).diag(k).numpy())
+  mask = x > 0.5
+  np.testing.assert_array_equal(lg.Tensor(mask).nonzero().numpy(), torch.tensor(mask).nonzero().numpy())
+  for a, b in zip(lg.where(lg.Tensor(mask)), torch.where(torch.tensor(mask))):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  src = rng.standard_normal((3, 2, 5)).astype(np.float32)
+  got = lg.Tensor(x).index_add(1, lg.Tensor(np.array([3, 3])), lg.Tensor(src), alpha=2)
+  np.testing.assert_allclose(got.numpy(), torch.tensor(x).index_add(1, torch.tensor([3, 3]), torch.tensor(src), alpha=2).numpy(),
+                             rtol=1e-6)
