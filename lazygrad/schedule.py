@@ -13,6 +13,7 @@ Rules, in order:
   broadcast or a second reader, which is stored instead of the reduction.
 """
 from __future__ import annotations
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from math import prod
@@ -58,9 +59,10 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   outs = list({id(o): o for o in outs}.values())
   order, readers = _graph(outs)
   key, realized = _signature(order, outs)
-  plan = _schedules.get(key)
+  with _schedules_lock:  # threads may schedule at once: another's insert could evict this key between get and move
+    plan = _schedules.get(key)
+    if plan is not None: _schedules.move_to_end(key)
   if plan is not None:
-    _schedules.move_to_end(key)
     items = [ScheduleItem(ast, order[out], [order[i] if i >= 0 else realized[-1 - i] for i in inputs], order[out].origin)
              for out, ast, inputs in plan]
     if CHECK_SCHEDULES: _check_reuse(items, _schedule(outs, order, readers))
@@ -68,14 +70,16 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   items = _schedule(outs, order, readers)
   at = {id(n): i for i, n in enumerate(order)}
   realized_at = {id(b): -1 - k for k, b in enumerate(realized)}
-  _schedules[key] = [(at[id(si.out)], si.ast, [at[id(b)] if id(b) in at else realized_at[id(b)] for b in si.inputs])
-                     for si in items]
-  while len(_schedules) > SCHEDULES: _schedules.popitem(last=False)
+  plan = [(at[id(si.out)], si.ast, [at[id(b)] if id(b) in at else realized_at[id(b)] for b in si.inputs]) for si in items]
+  with _schedules_lock:
+    _schedules[key] = plan
+    while len(_schedules) > SCHEDULES: _schedules.popitem(last=False)
   return items
 
 
 SCHEDULES = 32  # graph shapes whose schedules are remembered (least recently used go)
 _schedules: OrderedDict[tuple, list] = OrderedDict()
+_schedules_lock = threading.Lock()
 CHECK_SCHEDULES = getenv("LAZYGRAD_CHECK_SCHEDULES", 0)  # the test suite checks every reuse against a fresh schedule
 
 
