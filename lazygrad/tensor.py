@@ -9,7 +9,7 @@ import numpy as np
 from lazygrad import function as F
 from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
-                            int32, int64, promote_types)
+                            int32, int64, uint8, promote_types)
 from lazygrad.helpers import argsort, normalize_dim, prod
 from lazygrad.lazy import LazyBuffer, realize as realize_lazy
 
@@ -817,7 +817,8 @@ class Tensor:
     return self._reduce(F.Max, dim, keepdim, "amax")
 
   def amin(self, dim=None, keepdim=False) -> Tensor:
-    if self.dtype is bool_: return ~((~self).amax(dim, keepdim))
+    # integers through ~x = -x - 1, which reverses their order without overflow: -x wraps for uint8 and INT_MIN
+    if not self.dtype.is_float: return ~((~self).amax(dim, keepdim))
     return -((-self).amax(dim, keepdim))
 
   def mean(self, dim=None, keepdim=False, dtype=None) -> Tensor:
@@ -899,11 +900,15 @@ class Tensor:
     return (n - first).cast(int64)
 
   def argmin(self, dim=None, keepdim=False) -> Tensor:
-    x = self.isnan().where(-math.inf, self) if self.dtype.is_float else self.cast(int64) if self.dtype is bool_ else self
-    return (-x).argmax(dim, keepdim)
+    if not self.dtype.is_float: return (~(self.cast(int64) if self.dtype is bool_ else self)).argmax(dim, keepdim)  # as amin
+    return (-self.isnan().where(-math.inf, self)).argmax(dim, keepdim)
 
-  def any(self, dim=None, keepdim=False) -> Tensor: return self.bool()._reduce(F.Max, dim, keepdim, "any")
-  def all(self, dim=None, keepdim=False) -> Tensor: return self.logical_not().any(dim, keepdim).logical_not()
+  def any(self, dim=None, keepdim=False) -> Tensor:
+    out = self.bool()._reduce(F.Max, dim, keepdim, "any")
+    return out.cast(uint8) if self.dtype is uint8 else out  # torch keeps uint8 for uint8
+  def all(self, dim=None, keepdim=False) -> Tensor:
+    out = self.logical_not().any(dim, keepdim).logical_not()
+    return out.cast(uint8) if self.dtype is uint8 else out
   def count_nonzero(self, dim=None) -> Tensor: return (self != 0).sum(dim)
 
   def norm(self, p=2, dim=None, keepdim=False) -> Tensor:

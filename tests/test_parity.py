@@ -330,3 +330,13 @@ def test_gradients_at_ties_bounds_and_zeros_follow_torch(name):
     fn(m, x).sum().backward()
     grads.append(x.grad.numpy() if m is lg else x.grad.numpy())
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,values", [("uint8", [2, 0, 255, 1]), ("int8", [-128, 5, 127, -3]),
+                                          ("int32", [-2**31, 0, 2**31 - 1, 7]), ("int16", [3, 3, -1, -1])])
+def test_integer_minimum_at_the_ends_of_the_range(dtype, values):
+  """amin and argmin were -amax(-x): -x wraps for unsigned values and for the most negative one (uint8 min gave 1)."""
+  ours, theirs = lg.tensor(values, dtype=getattr(lg, dtype)), torch.tensor(values, dtype=getattr(torch, dtype))
+  for fn in (lambda x: x.amin(), lambda x: x.min(), lambda x: x.argmin(), lambda x: x.min(0)[1], lambda x: x.any(), lambda x: x.all()):
+    got, want = fn(ours), fn(theirs)
+    assert got.item() == want.item() and got.dtype.name == str(want.dtype).replace("torch.", "")
