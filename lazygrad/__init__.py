@@ -28,6 +28,9 @@ reshape, permute, transpose, flatten, squeeze, unsqueeze, flip, clamp = (
   _like(n) for n in ("reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "flip", "clamp"))
 isclose, allclose, equal, lerp, clip, tril, triu = (
   _like(n) for n in ("isclose", "allclose", "equal", "lerp", "clip", "tril", "triu"))
+atan, atan2, asin, acos, sinh, cosh, asinh, acosh, atanh, hypot, logit, xlogy, frac, tan, erf, log1p, expm1 = (
+  _like(n) for n in ("atan", "atan2", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "hypot", "logit", "xlogy",
+                     "frac", "tan", "erf", "log1p", "expm1"))
 nonzero, argwhere, diagonal, diag, index_add, take_along_dim, gather, index_select = (
   _like(n) for n in ("nonzero", "argwhere", "diagonal", "diag", "index_add", "take_along_dim", "gather", "index_select"))
 

@@ -480,8 +480,12 @@ class Tensor:
       x, y = self._broadcasted(other, "div", reverse)
       return F.IDiv.apply(x, y) if not x.dtype.is_float else F.Div.apply(x, y).trunc()
     if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
-    dtype = result_type(self, self._operand(other, "div"))
-    return F.Div.apply(*self._broadcasted(other, "div", reverse, dtype=dtype if dtype.is_float else default_float))
+    return F.Div.apply(*self._float_broadcasted(other, "div", reverse))
+
+  def _float_broadcasted(self, other, op: str, reverse: bool = False) -> tuple[Tensor, Tensor]:
+    """_broadcasted, in the promoted dtype if it is a float, else the default float (true division, atan2, ...)."""
+    dtype = result_type(self, self._operand(other, op))
+    return self._broadcasted(other, op, reverse, dtype=dtype if dtype.is_float else default_float)
 
   @staticmethod
   def _wrap(value, like: Tensor) -> Tensor:
@@ -690,6 +694,92 @@ class Tensor:
   def sin(self): return F.Sin.apply(self._float())
   def cos(self): return F.Cos.apply(self._float())
   def tan(self): return self.sin() / self.cos()
+
+  # ---- inverse trigonometric and hyperbolic functions, composed (float32-accurate: a few ulp against float64)
+
+  def atan(self):
+    """Cephes' atanf: |x| reduced to [0, tan(pi/8)] around 0, pi/4 or pi/2, then an odd polynomial; exact gradient."""
+    def value(x):
+      t = x.abs()
+      big, mid = t > 2.414213562373095, t > 0.4142135623730950
+      z = big.where(-1 / t, mid.where((t - 1) / (t + 1), t))
+      zz = z * z
+      poly = (((8.05374449538e-2 * zz - 1.38776856032e-1) * zz + 1.99777106478e-1) * zz - 3.33329491539e-1) * zz * z + z
+      y = big.where(math.pi / 2, mid.where(math.pi / 4, 0.0)) + poly
+      return (x < 0).where(-y, y)
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (1 + x * x))
+  arctan = atan
+
+  def atan2(self, other):
+    """The angle of (other, self), in (-pi, pi], as C's atan2: the ratio of the smaller to the larger magnitude goes
+    to atan (no overflow), then the octant and quadrant; a negative zero x counts as negative."""
+    y, x = self._float_broadcasted(other, "atan2")
+    ax, ay = x.abs(), y.abs()
+    flat = ax >= ay
+    both_inf = (ax == math.inf) & (ay == math.inf)
+    ratio = both_inf.where(1.0, flat.where(ay / ax, ax / ay))
+    angle = (ratio != ratio).where(0.0, ratio.atan())  # 0 / 0: both zero
+    angle = flat.where(angle, math.pi / 2 - angle)
+    x_neg = (x < 0) | ((x == 0) & (1 / x < 0))
+    angle = x_neg.where(math.pi - angle, angle)
+    return ((x != x) | (y != y)).where(math.nan, (y < 0).where(-angle, angle))
+  arctan2 = atan2
+
+  def asin(self):
+    x = self._float()
+    return x.atan2(((1 - x) * (1 + x)).sqrt())
+  def acos(self):
+    x = self._float()
+    return ((1 - x) * (1 + x)).sqrt().atan2(x)
+  arcsin, arccos = asin, acos
+
+  def sinh(self):
+    """(e^x - e^-x) / 2: from expm1 below 1 (no cancellation), from e^|x| / 2 above (no overflow before sinh's own)."""
+    x = self._float()
+    t = x.abs()
+    u = t.minimum(1.0).expm1()
+    small = (u + u / (u + 1)) / 2
+    e = t.minimum(88.0).exp()
+    large = (t > 88.0).where((t - math.log(2)).exp(), e / 2 - 0.5 / e)
+    y = (t < 1).where(small, large)
+    return (x < 0).where(-y, y)
+  def cosh(self):
+    t = self._float().abs()
+    e = t.minimum(88.0).exp()
+    return (t > 88.0).where((t - math.log(2)).exp(), e / 2 + 0.5 / e)
+  def asinh(self):
+    x = self._float()
+    t = x.abs()
+    y = (t > 1e18).where(t.log() + math.log(2), (t + t * t / (1 + (1 + t * t).sqrt())).log1p())
+    return (x < 0).where(-y, y)
+  def acosh(self):
+    x = self._float()
+    return (x > 1e18).where(x.log() + math.log(2), ((x - 1) + ((x - 1) * (x + 1)).sqrt()).log1p())
+  def atanh(self):
+    x = self._float()
+    t = x.abs()  # on |x|: 1 - |x| is exact near 1, where log1p of 2x / (1 - x) near -1 lost digits for x near -1
+    y = (t * 2 / (1 - t)).log1p() / 2
+    return (x < 0).where(-y, y)
+  arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+  def hypot(self, other):
+    """sqrt(x^2 + y^2) without overflow or underflow: the larger magnitude times sqrt(1 + ratio^2)."""
+    x, y = self._float_broadcasted(other, "hypot")
+    ax, ay = x.abs(), y.abs()
+    big, small = ax.maximum(ay), ax.minimum(ay)
+    ratio = (big == 0).where(0.0, small / big)
+    out = big * (1 + ratio * ratio).sqrt()
+    return (big == math.inf).where(math.inf, out)  # inf / inf would be NaN
+
+  def logit(self, eps=None):
+    x = self._float()
+    if eps is not None: x = x.clamp(eps, 1 - eps)
+    return (x / (1 - x)).log()
+  def xlogy(self, other):
+    """x * log(y), 0 where x is 0 (unless y is NaN), as torch.xlogy."""
+    x, y = self._float_broadcasted(other, "xlogy")
+    return ((x == 0) & (y == y)).where(0.0, x * y.log())
+  def frac(self): return self - self.trunc()
   def reciprocal(self): return F.Reciprocal.apply(self._float())
   def relu(self): return F.Relu.apply(self)
   def sigmoid(self):

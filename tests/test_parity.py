@@ -340,3 +340,34 @@ def test_integer_minimum_at_the_ends_of_the_range(dtype, values):
   for fn in (lambda x: x.amin(), lambda x: x.min(), lambda x: x.argmin(), lambda x: x.min(0)[1], lambda x: x.any(), lambda x: x.all()):
     got, want = fn(ours), fn(theirs)
     assert got.item() == want.item() and got.dtype.name == str(want.dtype).replace("torch.", "")
+
+
+def test_inverse_and_hyperbolic_functions_against_float64():
+  """Composed, so checked for accuracy over wide ranges and at the special values, and their gradients against torch's."""
+  rng = np.random.default_rng(5)
+  n, i = np.nan, np.inf
+  x = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.uniform(-5, 5, 500), [0, -0.0, i, -i, n, 1, -1, 1e30, 0]])
+  y = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.uniform(-5, 5, 500), [0, 0, i, i, 1, -0.0, 1, 1e30, -0.0]])
+  u = np.concatenate([rng.uniform(-1, 1, 500), [1, -1, 0.999999, -0.9986393, 0, 1.5, n]])
+  x, y, u = (a.astype(np.float32) for a in (x, y, u))
+  small = np.clip(x, -80, 80)
+  cases = [("atan", x, np.arctan, 4e-7), ("asin", u, np.arcsin, 2e-6), ("acos", u, np.arccos, 2e-6), ("sinh", small, np.sinh, 1e-6),
+           ("cosh", small, np.cosh, 1e-6), ("asinh", x, np.arcsinh, 1e-6), ("acosh", np.abs(x) + 1, np.arccosh, 1e-6),
+           ("atanh", u, np.arctanh, 1e-6)]
+  with np.errstate(all="ignore"):
+    for name, v, ref, rtol in cases:
+      np.testing.assert_allclose(getattr(lg.tensor(v), name)().numpy(), ref(v.astype(np.float64)), rtol=rtol, atol=1e-7, err_msg=name)
+    np.testing.assert_allclose(lg.tensor(x).atan2(lg.tensor(y)).numpy(), np.arctan2(x.astype(np.float64), y.astype(np.float64)), rtol=4e-7)
+    np.testing.assert_allclose(lg.hypot(lg.tensor(x), lg.tensor(y)).numpy(), np.hypot(x.astype(np.float64), y.astype(np.float64)), rtol=4e-7)
+  for name in ("atan", "asin", "acos", "sinh", "cosh", "asinh", "atanh", "logit", "frac"):
+    v = np.array([0.1, 0.45, 0.7], np.float32)
+    ours, theirs = lg.tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+    getattr(ours, name)().sum().backward()
+    getattr(theirs, name)().sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, err_msg=name)
+  a, b = lg.tensor([1.0, -2.0], requires_grad=True), lg.tensor([3.0, 0.5], requires_grad=True)
+  ta, tb = torch.tensor([1.0, -2.0], requires_grad=True), torch.tensor([3.0, 0.5], requires_grad=True)
+  (a.atan2(b) + a.hypot(b) + a.xlogy(b)).sum().backward()
+  (torch.atan2(ta, tb) + torch.hypot(ta, tb) + torch.xlogy(ta, tb)).sum().backward()
+  np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-5)
+  np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-5)
