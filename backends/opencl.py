@@ -566,7 +566,7 @@ def measured_tiles(plan: Plan) -> list[list[int]]:
   2 pixels, one above the other, by 4 vectors of channels than on the model's 4 neighbouring pixels by 2 vectors.
   Empty if there is no choice."""
   choice = vector_choice(plan)
-  if choice is None or plan.out_size * max(plan.red_size, 1) < TUNE_WORK: return []
+  if choice is None or plan.work < TUNE_WORK: return []
   options = tile_options(plan, *choice)
   return [list(tile) for tile, cost in options if cost[0] == options[0][1][0]][:TUNE_TILES]
 
@@ -784,9 +784,14 @@ class Device:
     prg = self.compile(src, name)
     if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
     if cached is None: disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())  # once it builds
+    kernel, sizes = self._kernel(prg, name, gsize)
+    return name, out_size, kernel, src, sizes
+
+  def _kernel(self, prg, name: str, work: int):
+    """A built program's kernel and its launch sizes for `work` work-items (within the kernel's own work-group limit)."""
     kernel = self.cl.Kernel(prg, name)
     most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
-    return name, out_size, kernel, src, self.launch_sizes(gsize, most)
+    return kernel, self.launch_sizes(work, most)
 
   def choose_tile(self, plan: Plan, tiles: list, buffers, key: str) -> list[int]:
     """The fastest of a big kernel's register tiles, each compiled and timed on this call's buffers (it only writes
@@ -796,9 +801,7 @@ class Device:
     def measure(tile) -> float:
       if str(tile) not in kernels:
         src, name = render(set_tiling(plan, tile), self.cpu)
-        kernel = self.cl.Kernel(self.compile(src, name), name)
-        most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
-        kernels[str(tile)] = kernel, self.launch_sizes(global_size(plan), most)
+        kernels[str(tile)] = self._kernel(self.compile(src, name), name, global_size(plan))
       kernel, sizes = kernels[str(tile)]
       times = []
       with self.lock:

@@ -449,9 +449,6 @@ def tile_configs(plan: Plan, interpret: bool) -> list[dict]:
   return configs
 
 
-def kernel_work(plan: Plan) -> int: return plan.out_size * max(plan.red_size, 1)
-
-
 def grid(plan: Plan, sizes: dict[str, int]) -> tuple[int, ...]:
   """Programs: one per [BM, BN] output tile of a matrix product (see dot_head for their order), else one per block."""
   if "BM" in sizes:
@@ -764,7 +761,7 @@ class Device:
     tile_configs measured on this call's buffers (it only writes buffers[0], which its real run then writes again),
     kept on disk per device and kernel."""
     configs = tile_configs(plan, self.interpret)
-    if not self.tune or len(configs) == 1 or kernel_work(plan) < TUNE_WORK or plan.out_size == 0: return configs[0]
+    if not self.tune or len(configs) == 1 or plan.work < TUNE_WORK or plan.out_size == 0: return configs[0]
     key = json.dumps([self.ident, src, [d.name for d in plan.bufs]])
     programs = {}  # each config compiled once, for every round of measuring
 

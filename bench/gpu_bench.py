@@ -54,9 +54,9 @@ def main():
     print(f"{name:<22}{unit:<9}{mine:10.1f}{(theirs or float('nan')):10.1f}{(mine / theirs if theirs else float('nan')):8.2f}")
   dev = lg.device.get(x.device)
   if hasattr(dev, "tune") and hasattr(dev, "cuda"):  # TRITON on a GPU: the tiles it measured for its big kernels
-    from lazygrad.backends.triton import TUNE_WORK, kernel_work
+    from lazygrad.backends.triton import TUNE_WORK
     for plan, prog, _, sizes, _ in list(dev.kernels.values()):
-      if kernel_work(plan) >= TUNE_WORK: print(f"tuned {plan.name}: {sizes}, {prog.num_warps} warps")
+      if plan.work >= TUNE_WORK: print(f"tuned {plan.name}: {sizes}, {prog.num_warps} warps")
 
 
 if __name__ == "__main__":

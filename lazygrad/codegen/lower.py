@@ -47,9 +47,14 @@ class Plan:
     return next((d for d in reversed(self.ast.shape) if d > 1), 1)
 
   @property
+  def work(self) -> int:
+    """Outputs times reduced elements: the kernel's multiply-adds, or its elements if it does not reduce."""
+    return self.out_size * max(self.red_size, 1)
+
+  @property
   def big_index(self) -> bool:
     """Whether index math needs 64 bits."""
-    return max([self.out_size * max(self.red_size, 1), *self.buf_sizes]) >= 2**31 - 1
+    return max([self.work, *self.buf_sizes]) >= 2**31 - 1
 
 
 def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
