@@ -58,7 +58,7 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
   same shape reuses it, skipping the fusion passes and the kernels' ASTs (a third of an eager GPT step's Python)."""
   outs = list({id(o): o for o in outs}.values())
   order, readers = _graph(outs)
-  key, realized = _signature(order, outs)
+  key, at, realized = _signature(order, outs)
   with _schedules_lock:  # threads may schedule at once: another's insert could evict this key between get and move
     plan = _schedules.get(key)
     if plan is not None: _schedules.move_to_end(key)
@@ -68,9 +68,7 @@ def schedule(outs: list[LazyBuffer]) -> list[ScheduleItem]:
     if CHECK_SCHEDULES: _check_reuse(items, _schedule(outs, order, readers))
     return items
   items = _schedule(outs, order, readers)
-  at = {id(n): i for i, n in enumerate(order)}
-  realized_at = {id(b): -1 - k for k, b in enumerate(realized)}
-  plan = [(at[id(si.out)], si.ast, [at[id(b)] if id(b) in at else realized_at[id(b)] for b in si.inputs]) for si in items]
+  plan = [(at[id(si.out)], si.ast, [at[id(b)] for b in si.inputs]) for si in items]
   with _schedules_lock:
     _schedules[key] = plan
     while len(_schedules) > SCHEDULES: _schedules.popitem(last=False)
@@ -83,13 +81,13 @@ _schedules_lock = threading.Lock()
 CHECK_SCHEDULES = getenv("LAZYGRAD_CHECK_SCHEDULES", 0)  # the test suite checks every reuse against a fresh schedule
 
 
-def _signature(order: list[LazyBuffer], outs: list[LazyBuffer]) -> tuple[tuple, list[LazyBuffer]]:
+def _signature(order: list[LazyBuffer], outs: list[LazyBuffer]) -> tuple[tuple, dict[int, int], list[LazyBuffer]]:
   """The graph's shape, everything the schedule depends on, as a hashable key: per node in order its op, arg, dtype
   and shape, whether it is an output, and per source the node (by position) or realized buffer (by first use) it
-  reads, through which view, and which of the node's sources are the same object. Also the realized buffers read."""
+  reads, through which view, and which of the node's sources are the same object. Also where each base is (its
+  position in order, or -1 - k for the k-th realized buffer read) and the realized buffers read."""
   at: dict[int, int] = {}
   realized: list[LazyBuffer] = []
-  realized_at: dict[int, int] = {}
   out_ids = {id(o) for o in outs}
   key = []
   for i, n in enumerate(order):
@@ -97,17 +95,16 @@ def _signature(order: list[LazyBuffer], outs: list[LazyBuffer]) -> tuple[tuple, 
     srcs = []
     for s in n.srcs:
       b = s.base
-      if b.realized is None: ref = at[id(b)]
-      elif id(b) in realized_at: ref = realized_at[id(b)]
+      if b.realized is None or id(b) in at: ref = at[id(b)]  # an unrealized source comes earlier in order
       else:
-        ref = realized_at[id(b)] = -1 - len(realized)
+        ref = at[id(b)] = -1 - len(realized)
         realized.append(b)
         srcs.append((b.dtype.name, b.shape))  # a realized buffer's dtype and shape, where it is first read
       srcs.append((ref, None if s is b else s.st.views))
     if len(n.srcs) > 1: srcs.append(tuple(next(j for j, t in enumerate(n.srcs) if t is s) for s in n.srcs))
     key.append((n.op, n.dtype.name, n.shape, None if n.arg is None else (type(n.arg).__name__, repr(n.arg)),
                 id(n) in out_ids, tuple(srcs)))
-  return tuple(key), realized
+  return tuple(key), at, realized
 
 
 def _check_reuse(reused: list[ScheduleItem], fresh: list[ScheduleItem]):
