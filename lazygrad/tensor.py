@@ -882,17 +882,18 @@ class Tensor:
   def max(self, dim=None, keepdim=False):
     """The maximum; with `dim`, a (values, indices) pair as torch.max returns."""
     if dim is None: return self.amax()
-    return self._at_index(self.argmax(dim, keepdim=True) if self.ndim else None, dim, keepdim)
+    return self._at_index("argmax", dim, keepdim)
 
   def min(self, dim=None, keepdim=False):
     if dim is None: return self.amin()
-    return self._at_index(self.argmin(dim, keepdim=True) if self.ndim else None, dim, keepdim)
+    return self._at_index("argmin", dim, keepdim)
 
-  def _at_index(self, index: Tensor | None, dim: int, keepdim: bool) -> MaxResult:
-    """(values at index along dim, index), torch.max/min(dim)'s pair: the values' gradient goes to that one element
-    (amax shares it between ties)."""
-    d = normalize_dim(dim, self.ndim, "max")
+  def _at_index(self, arg: str, dim: int, keepdim: bool) -> MaxResult:
+    """(values at the argmax or argmin along dim, that index), torch.max/min(dim)'s pair: the values' gradient goes to
+    that one element (amax shares it between ties)."""
+    d = normalize_dim(dim, self.ndim, arg[3:])
     if self.ndim == 0: return MaxResult(self, Tensor._const(0, int64, self.device))
+    index = getattr(self, arg)(d, keepdim=True)
     values = self.gather(d, index)
     return MaxResult(values, index) if keepdim else MaxResult(values.squeeze(d), index.squeeze(d))
 
@@ -1413,11 +1414,10 @@ class Tensor:
   def nonzero(self, as_tuple: bool = False):
     """The indices of the non-zero elements, a row each (or a tensor per dim): their count decides the shape, so
     this reads the values back to the host, as torch's nonzero waits for a GPU."""
-    rows = np.argwhere(self.numpy()).astype(np.int64)
-    if as_tuple:  # a 0-d tensor counts as 1-d here, as in torch
-      if self.ndim == 0: rows = np.argwhere(self.numpy().reshape(1)).astype(np.int64)
-      return tuple(Tensor(rows[:, d], device=self.device) for d in range(max(self.ndim, 1)))
-    return Tensor(rows, device=self.device)
+    values = self.numpy()
+    if as_tuple and self.ndim == 0: values = values.reshape(1)  # a 0-d tensor counts as 1-d here, as in torch
+    rows = np.argwhere(values).astype(np.int64)
+    return tuple(Tensor(rows[:, d], device=self.device) for d in range(values.ndim)) if as_tuple else Tensor(rows, device=self.device)
   def argwhere(self) -> Tensor: return self.nonzero()
 
   def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
