@@ -733,20 +733,23 @@ class Tensor:
     return ((1 - x) * (1 + x)).sqrt().atan2(x)
   arcsin, arccos = asin, acos
 
+  @staticmethod
+  def _exp_halves(t: Tensor) -> tuple[Tensor, Tensor]:
+    """(e^t / 2, e^-t / 2) for t >= 0, from h = e^(t/2): h * (h / 2) reaches e^t / 2 past 88, where e^t itself
+    overflows (exp(t - log 2) would lose the rounding of t - log 2); e^-t / 2 then goes to 0."""
+    h = (t / 2).exp()
+    return h * (h / 2), 0.5 / (h * h)
   def sinh(self):
-    """(e^x - e^-x) / 2: from expm1 below 1 (no cancellation), from e^|x| / 2 above (no overflow before sinh's own)."""
+    """(e^x - e^-x) / 2: from expm1 below 1 (no cancellation), from the halves of e^|x| and e^-|x| above."""
     x = self._float()
     t = x.abs()
     u = t.minimum(1.0).expm1()
-    small = (u + u / (u + 1)) / 2
-    e = t.minimum(88.0).exp()
-    large = (t > 88.0).where((t - math.log(2)).exp(), e / 2 - 0.5 / e)
-    y = (t < 1).where(small, large)
+    up, down = Tensor._exp_halves(t)
+    y = (t < 1).where((u + u / (u + 1)) / 2, up - down)
     return (x < 0).where(-y, y)
   def cosh(self):
-    t = self._float().abs()
-    e = t.minimum(88.0).exp()
-    return (t > 88.0).where((t - math.log(2)).exp(), e / 2 + 0.5 / e)
+    up, down = Tensor._exp_halves(self._float().abs())
+    return up + down
   def asinh(self):
     x = self._float()
     t = x.abs()
