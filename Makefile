@@ -43,7 +43,7 @@ quickstart: $(STAMP)
 	$(PY) examples/quickstart.py
 
 # the whole suite on the default device, then the backend-independent op tests on TRITON (Triton's interpreter here)
-TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py
+TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py tests/test_dynamic.py tests/test_jit.py
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(JOBS) tests

@@ -12,12 +12,14 @@ import random
 import threading
 import time
 import numpy as np
-from lazygrad.codegen.lower import Plan, Instr, lower
+from lazygrad.codegen.dynamic import Specializer
+from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
+from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
-from lazygrad.symbolic import Node, Num, Var, make_sum
+from lazygrad.symbolic import Node, Num, Var, make_sum, text
 
 # what each dtype is called in memory (pointer element type) and in arithmetic
 STORAGE = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int", "int64": "long",
@@ -98,6 +100,19 @@ def render(plan: Plan, cpu: bool = False) -> tuple[str, str]:
   return render_vector(plan, *choice, cpu) if choice else render_scalar(plan)
 
 
+def scalar_params(plan: Plan) -> list[str]:
+  """The kernel's arguments after its buffers: index variables and scalars (see codegen/dynamic.py)."""
+  return [f"{COMPUTE[d.name]} {name}" for name, d in plan.params]
+
+
+def param_values(plan: Plan, values: list) -> list:
+  """Launch arguments for the plan's parameters, typed as its kernel declares them."""
+  return [np.dtype(COMPUTE_NP[d.name]).type(v) for (_, d), v in zip(plan.params, values)]
+
+
+COMPUTE_NP = {"float32": np.float32, "float16": np.float32, "int32": np.int32, "int64": np.int64}
+
+
 def unaligned_vector(ctype: str, lanes: int) -> tuple[str, str]:
   """(name, typedef) of a vector type that needs only its element's alignment, as vloadN does."""
   name = f"{ctype}{lanes}_u"
@@ -114,15 +129,16 @@ def global_size(plan: Plan) -> int:
 
 def reduce_loops(plan: Plan, itype: str, indent: str = "  "):
   """The reduce loop as C loop headers and the substitution for `ridx` in index math: one loop per reduced dim, so
-  no iteration divides to find its position (a convolution's weight gradient reduces over batch, height and width)."""
-  dims = [d for d in plan.red_shape if d > 1]
+  no iteration divides to find its position (a convolution's weight gradient reduces over batch, height and width).
+  A dim may be an argument (a Node)."""
+  dims = [d for d in plan.red_shape if isinstance(d, Node) or d > 1]
   if len(dims) < 2:
-    return [f"{indent}for ({itype} ridx = 0; ridx < {plan.red_size}; ridx++) {{"], "}", {}
-  loop_vars = [Var(f"r{k}", 0, d - 1) for k, d in enumerate(dims)]
+    return [f"{indent}for ({itype} ridx = 0; ridx < {text(plan.red_size)}; ridx++) {{"], "}", {}
+  loop_vars = [Var(f"r{k}", 0, top(d) - 1) for k, d in enumerate(dims)]
   flat, stride = Num(0), 1
   for v, d in reversed(list(zip(loop_vars, dims))):
     flat, stride = flat + v * stride, stride * d
-  heads = [f"{indent}for ({itype} r{k} = 0; r{k} < {d}; r{k}++) {'{' if k == len(dims) - 1 else ''}"
+  heads = [f"{indent}for ({itype} r{k} = 0; r{k} < {text(d)}; r{k}++) {'{' if k == len(dims) - 1 else ''}"
            for k, d in enumerate(dims)]
   return heads, "}", {"ridx": flat}
 
@@ -142,6 +158,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
   def line(i: Instr, indent: str):
     ctype = COMPUTE[i.dtype.name]
     if i.op == "const": names[id(i)] = literal(i.arg, i.dtype); return
+    if i.op == "param": names[id(i)] = i.arg; return
     if i.op == "index":
       expr = sub(i.arg).render(ivar)
     elif i.op == "load":
@@ -177,7 +194,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
   elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
   else: store = f"data0[gidx] = {v};"
   params = [f"__global {STORAGE[plan.bufs[0].name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
-                                                     for n, d in enumerate(plan.bufs) if n > 0]
+                                                     for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
   head = []
   if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):
     head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
@@ -185,7 +202,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
   src = "\n".join(head + [
     f"__kernel void {plan.name}({', '.join(params)}) {{",
     f"  {itype} gidx = get_global_id(0);",
-    f"  if (gidx >= {plan.out_size}) return;",
+    f"  if (gidx >= {text(plan.out_size)}) return;",
     *lines,
     f"  {store}",
     "}"])
@@ -222,6 +239,7 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
+  if plan.dynamic: return None  # index math over arguments: one output per work-item, no tiles
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
@@ -413,6 +431,8 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     vector = i.region in vector_regions
     if i.op == "const":
       names[(id(i), 0)] = (literal(i.arg, i.dtype), False); return
+    if i.op == "param":
+      names[(id(i), 0)] = (i.arg, False); return
     if i.op == "reduce":
       for j in range(rows): names[(id(i), j)] = (f"acc{j}", True) if lane == "gidx" else (f"red{j}", False)
       return
@@ -511,7 +531,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
               f"  {itype} mi = w / {stride // rb};", f"  {itype} ni = w % {stride // rb};"]
     else: head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
-                                                       for n, d in enumerate(plan.bufs) if n > 0]
+                                                       for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
   body = "\n".join(lines)
   helpers = list(typedefs.values())
   if "round_half(" in body: helpers.append(ROUND_HALF)
@@ -724,7 +744,9 @@ class Device:
     self.allocator = CLAllocator(self)
     self.name = f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
-    self.kernels = KernelCache()  # kernel AST -> (name, outputs, cl.Kernel, source, launch sizes)
+    self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
+    self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
+    self.specializer = Specializer()
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels
@@ -755,27 +777,50 @@ class Device:
   def exec(self, ast, buffers, origin: str = ""):
     """Run one kernel AST over device buffers (buffers[0] is the output)."""
     entry = self.kernels.get(ast)
-    if entry is None: entry = self.kernels[ast] = self._prepare(ast, buffers, origin)
-    name, out_size, kernel, src, sizes = entry
-    if out_size == 0: return
+    if entry is None or entry[5] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
+      entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+    name, kernel, src, sizes, args, _ = entry
+    if sizes is None: return  # no outputs
     with self.lock:
       try:
-        kernel(self.queue, *sizes, *[b.handle for b in buffers])
+        kernel(self.queue, *sizes, *[b.handle for b in buffers], *args)
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None
 
-  def _prepare(self, ast, buffers, origin: str):
-    """(name, outputs, kernel, source, launch sizes) for an AST. The source comes from the disk cache when this
+  def _entry(self, ast, buffers, origin: str, again: bool = False):
+    """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
+    else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py) with
+    this AST's numbers as arguments; an AST launched `again` gets its own."""
+    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, [b.size for b in buffers])
+    program = self.programs.get(built)
+    if program is None:
+      try: program = self._prepare(built, buffers, origin, params)
+      except IndexTooLarge:  # its structure is specialized from now on
+        built, params, values = self.specializer.refuse(ast)
+        program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
+      self.programs[built] = program
+    name, out_size, gsize, kernel, src, most, plan = program
+    if params:
+      env = {n: v for (n, _), v in zip(params, values)}
+      out_size, gsize = (x.evaluate(env) if isinstance(x, Node) else x for x in (out_size, gsize))
+      values = param_values(plan, values)
+    return (name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values,
+            devices.epoch if plan is not None and plan.dynamic else None)
+
+  def _prepare(self, ast, buffers, origin: str, params):
+    """(name, outputs, work-items, kernel, source, its largest work-group, plan) for an AST; outputs and work-items
+    are Nodes over the parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this
     version of the code generator has written it before: lowering and rendering a big kernel takes longer than
     loading its binary, and a model's first step would pay it for every kernel."""
     key = json.dumps([CODE_VERSION, self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
                       [b.size for b in buffers], self.tune])  # a measured tile or the model's: not one for the other
-    cached = disk_cache_get("opencl-source", key)
+    cached = disk_cache_get("opencl-source", key) if not params else None
+    plan = None
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
-      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
-      tiles = measured_tiles(plan) if self.tune else []
+      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params)
+      tiles = measured_tiles(plan) if self.tune and not params else []
       if len(tiles) > 1: set_tiling(plan, self.choose_tile(plan, tiles, buffers, key))
       src, name = render(plan, self.cpu)
       out_size, gsize = plan.out_size, global_size(plan)
@@ -783,15 +828,15 @@ class Device:
     st = time.perf_counter()
     prg = self.compile(src, name)
     if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-    if cached is None: disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())  # once it builds
-    kernel, sizes = self._kernel(prg, name, gsize)
-    return name, out_size, kernel, src, sizes
+    if cached is None and not params:  # once it builds
+      disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())
+    kernel, most = self._kernel(prg, name)
+    return name, out_size, gsize, kernel, src, most, plan
 
-  def _kernel(self, prg, name: str, work: int):
-    """A built program's kernel and its launch sizes for `work` work-items (within the kernel's own work-group limit)."""
+  def _kernel(self, prg, name: str):
+    """A built program's kernel and its largest work-group."""
     kernel = self.cl.Kernel(prg, name)
-    most = kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
-    return kernel, self.launch_sizes(work, most)
+    return kernel, kernel.get_work_group_info(self.cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device)
 
   def choose_tile(self, plan: Plan, tiles: list, buffers, key: str) -> list[int]:
     """The fastest of a big kernel's register tiles, each compiled and timed on this call's buffers (it only writes
@@ -801,7 +846,8 @@ class Device:
     def measure(tile) -> float:
       if str(tile) not in kernels:
         src, name = render(set_tiling(plan, tile), self.cpu)
-        kernels[str(tile)] = self._kernel(self.compile(src, name), name, global_size(plan))
+        kernel, most = self._kernel(self.compile(src, name), name)
+        kernels[str(tile)] = kernel, self.launch_sizes(global_size(plan), most)
       kernel, sizes = kernels[str(tile)]
       times = []
       with self.lock:

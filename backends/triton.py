@@ -20,7 +20,9 @@ import sys
 import threading
 import time
 import numpy as np
-from lazygrad.codegen.lower import Plan, Instr, lower
+from lazygrad.codegen.dynamic import Specializer
+from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower
+from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put, getenv, tuned
@@ -108,19 +110,35 @@ def index(node: Node, var, ctx: str = "top") -> str:
   if isinstance(node, Var): return var(node.name)
   if isinstance(node, (Mul, Div, Mod)):
     sym = {Mul: "*", Div: "//", Mod: "%"}[type(node)]
-    return wrap(f"{index(node.a, var, 'arith')} {sym} {node.b}", "arith")
+    return wrap(f"{index(node.a, var, 'arith')} {sym} {operand(node.b, var, 'arith')}", "arith")
   if isinstance(node, (Lt, Ge)):
-    return wrap(f"{index(node.a, var)} {'<' if isinstance(node, Lt) else '>='} {node.b}", "and", "sum", "arith")
+    return wrap(f"{index(node.a, var)} {'<' if isinstance(node, Lt) else '>='} {operand(node.b, var, 'arith')}",
+                "and", "sum", "arith")
   if isinstance(node, And): return wrap(" & ".join(index(t, var, "and") for t in node.terms), "sum", "arith")
   if isinstance(node, Sum):
     text = index(node.terms[0], var, "sum")
     for t in node.terms[1:]:
       if isinstance(t, Num) and t.v < 0: text += f" - {-t.v}"
-      elif isinstance(t, Mul) and t.b < 0:
+      elif isinstance(t, Mul) and not isinstance(t.b, Node) and t.b < 0:
         text += f" - {index(t.a, var, 'sum')}" if t.b == -1 else f" - {index(t.a, var, 'arith')} * {-t.b}"
       else: text += f" + {index(t, var, 'sum')}"
     return wrap(text, "and", "sum", "arith")
   raise NotImplementedError(f"Triton renderer: no rule for index node {type(node).__name__}")
+
+
+def text(n) -> str:
+  """A size (an int, or a Node over the kernel's arguments) as Triton text."""
+  return index(n, lambda v: v) if isinstance(n, Node) else str(n)
+
+
+def value(n, env: dict) -> int:
+  """A size at these argument values."""
+  return n.evaluate(env) if isinstance(n, Node) else n
+
+
+def operand(b, var, ctx: str) -> str:
+  """The right side of * // % < >=: a constant, or index math over kernel arguments."""
+  return index(b, var, ctx) if isinstance(b, Node) else str(b)
 
 
 # Integer division by a value that may be zero: C leaves it undefined, these make it 0 (the interpreter's answer).
@@ -217,7 +235,7 @@ def matmul(plan: Plan) -> Matmul | None:
   with the output's column n and the other (b) not with its row m. A batched product's b moves with the batch, part
   of m, so it does not qualify."""
   r = plan.reduce
-  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16): return None
+  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16) or plan.dynamic: return None
   mul, loop = r.srcs[0], [i for i in plan.instrs if i.region == "loop"]
   if not (mul.op == "alu" and mul.arg is BinaryOps.MUL and mul.dtype is r.dtype and len(loop) == 3 and mul in loop):
     return None
@@ -279,7 +297,7 @@ def dot_head(mm: Matmul, wide: bool) -> list[str]:
 def render(plan: Plan) -> tuple[str, str]:
   """Plan -> (Triton source: a Python module defining one @triton.jit kernel, kernel name). A pure function."""
   for d in [*plan.bufs, *(i.dtype for i in plan.instrs)]: check_dtype(d)
-  R = plan.red_size
+  R = text(plan.red_size)
   mm = matmul(plan)
   names: dict[int, str] = {}
   helpers: set[str] = set()
@@ -309,8 +327,10 @@ def render(plan: Plan) -> tuple[str, str]:
   def line(i: Instr, region: str, indent: str):
     if i.op in ("const", "reduce"): return  # literals inline; the reduction is written after its loop
     var = var_in(region)
-    if i.op == "index":
+    if i.op == "param": expr = f"tl.full({tile(region)}, {i.arg}, {COMPUTE[i.dtype.name]})"  # a tile, as every value is
+    elif i.op == "index":
       expr = index(i.arg, var)
+      if not i.arg.vars() & {"gidx", "ridx"}: expr = f"tl.full({tile(region)}, {expr}, {COMPUTE[i.dtype.name]})"
     elif i.op == "load":
       mask, full = (["gmask[:, None]", "rmask"], {"gidx", "ridx"}) if region == "loop" else (["gmask"], {"gidx"})
       expr = load(*i.arg, i.dtype, var, mask, full, tile(region))
@@ -365,11 +385,12 @@ def render(plan: Plan) -> tuple[str, str]:
   if out in (float16, bfloat16) and v.op != "const": value += f".to({TL[out.name]})"
   constexprs = (["BM", "BN", "BK", "GROUP_M"] if mm is not None else ["BLOCK", "RBLOCK"] if plan.reduce is not None
                 else ["BLOCK"])
-  params = [f"data{n}" for n in range(len(plan.bufs))] + [f"{k}: tl.constexpr" for k in constexprs]
+  params = [f"data{n}" for n in range(len(plan.bufs))] + [name for name, _ in plan.params] + \
+    [f"{k}: tl.constexpr" for k in constexprs]
   head = dot_head(mm, wide) if mm is not None else [
     "    pid = tl.program_id(0)" + (".to(tl.int64)" if plan.big_index else ""),
     "    gidx = pid * BLOCK + tl.arange(0, BLOCK)",
-    f"    gmask = gidx < {plan.out_size}"]
+    f"    gmask = gidx < {text(plan.out_size)}"]
   kernel = [
     "@triton.jit",
     f"def {plan.name}({', '.join(params)}):",
@@ -383,22 +404,27 @@ def render(plan: Plan) -> tuple[str, str]:
 def next_pow2(n: int) -> int: return 1 << max(n - 1, 0).bit_length()
 
 
-def tile_sizes(plan: Plan, interpret: bool) -> dict[str, int]:
+def tile_sizes(plan: Plan, interpret: bool, env: dict | None = None) -> dict[str, int]:
   """The kernel's tile sizes (its tl.constexpr parameters) by name: BLOCK and, if it reduces, RBLOCK; or a matrix
   product's BM, BN, BK and GROUP_M. The interpreter pays about a millisecond per program and little per element: big
-  tiles. A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements."""
+  tiles. A GPU wants tiles that fit in registers: 1024 outputs, or a [BLOCK, RBLOCK] tile of about 4096 elements.
+  A dynamic kernel's fit `env`, its arguments' values, in the interpreter (where they cost no build); on a GPU one
+  choice serves every call."""
   mm = matmul(plan)
   if mm is not None: return dot_tile_sizes(mm, (256, 256, 256) if interpret else (64, 64, 32))
-  if interpret: return block_sizes(plan, 1 << 16, 1 << 16)
-  return block_sizes(plan, 1024 if plan.reduce is None else 4096, 1024)
+  if interpret: return block_sizes(plan, 1 << 16, 1 << 16, env)
+  return block_sizes(plan, 1024 if plan.reduce is None else 4096, 1024, env)
 
 
-def block_sizes(plan: Plan, budget: int, most_reduced: int) -> dict[str, int]:
+def block_sizes(plan: Plan, budget: int, most_reduced: int, env: dict | None = None) -> dict[str, int]:
   """BLOCK outputs a program, up to `budget`; for a reduction a [BLOCK, RBLOCK] tile of up to `budget` elements, with
-  RBLOCK up to `most_reduced` (a GPU's reductions want several rows a program)."""
-  if plan.reduce is None: return {"BLOCK": min(next_pow2(plan.out_size), budget)}
-  rblock = min(next_pow2(plan.red_size), most_reduced)
-  return {"BLOCK": min(next_pow2(plan.out_size), max(1, budget // rblock)), "RBLOCK": rblock}
+  RBLOCK up to `most_reduced` (a GPU's reductions want several rows a program). A dynamic kernel's sizes are taken at
+  `env`, its arguments' values; without them (one build on a GPU serves every call) a reduction gets rows of 128."""
+  if env is None and plan.dynamic: out_size, red_size = budget, 128
+  else: out_size, red_size = value(plan.out_size, env or {}), value(plan.red_size, env or {})
+  if plan.reduce is None: return {"BLOCK": min(next_pow2(out_size), budget)}
+  rblock = min(next_pow2(red_size), most_reduced)
+  return {"BLOCK": min(next_pow2(out_size), max(1, budget // rblock)), "RBLOCK": rblock}
 
 
 def dot_tile_sizes(mm: Matmul, caps: tuple[int, int, int], group: int = 8) -> dict[str, int]:
@@ -433,9 +459,10 @@ BLOCK_BUDGETS, REDUCE_BUDGETS = (512, 2048, 4096), (2048, 8192, 16384)
 TUNE_WORK = 1 << 26  # multiply-adds (or outputs times reduced elements) from which a GPU kernel's tiles are measured
 
 
-def tile_configs(plan: Plan, interpret: bool) -> list[dict]:
+def tile_configs(plan: Plan, interpret: bool, env: dict | None = None) -> list[dict]:
   """Launch configurations worth measuring for this kernel, the default (tile_sizes') first, each distinct."""
-  configs = [config(tile_sizes(plan, interpret))]
+  configs = [config(tile_sizes(plan, interpret, env))]
+  if plan.params: return configs  # measured on one call's arguments, a choice could not be kept for the others
   mm = matmul(plan)
   if interpret: extra = [config(dot_tile_sizes(mm, (64, 64, 64), 2))] if mm is not None else []
   elif mm is not None:
@@ -449,21 +476,23 @@ def tile_configs(plan: Plan, interpret: bool) -> list[dict]:
   return configs
 
 
-def grid(plan: Plan, sizes: dict[str, int]) -> tuple[int, ...]:
+def grid(plan: Plan, sizes: dict[str, int], env: dict | None = None) -> tuple[int, ...]:
   """Programs: one per [BM, BN] output tile of a matrix product (see dot_head for their order), else one per block."""
   if "BM" in sizes:
     M, N = out_matrix(plan)
     return (-(-M // sizes["BM"]) * -(-N // sizes["BN"]),)
-  return (-(-plan.out_size // sizes["BLOCK"]),)
+  return (-(-value(plan.out_size, env or {}) // sizes["BLOCK"]),)
 
 
 # --------------------------------------------------------------------------------------------- source -> function
 
+def module_name(src: str, name: str) -> str: return f"lazygrad_triton_{name}_{hashlib.sha256(src.encode()).hexdigest()[:16]}"
+
+
 def load_kernel(src: str, name: str):
   """The @triton.jit function `name` defined in `src`. Triton reads a kernel's source with inspect, so the text
   must live in a file: it is written once under the cache folder and imported."""
-  digest = hashlib.sha256(src.encode()).hexdigest()[:16]
-  modname = f"lazygrad_triton_{name}_{digest}"
+  modname = module_name(src, name)
   if modname in sys.modules: return getattr(sys.modules[modname], name)
   folder = cache_dir() / "triton_src"
   folder.mkdir(parents=True, exist_ok=True)
@@ -676,6 +705,22 @@ class CUDAAllocator(Allocator):
     if bf16: host.reshape(-1)[:] = from_bf16_bits(dst)
 
 
+# a kernel's scalar arguments (see codegen/dynamic.py): Python numbers for the interpreter, which types an int by its
+# value and a float as float32; on a GPU each is one 8-byte word of the launch's argument array, read through a
+# pointer by cuLaunchKernel as the signature's type (its low bytes on this little-endian machine)
+PARAM_SIGNATURE = {"int32": "i32", "int64": "i64", "float32": "fp32", "float16": "fp32", "bfloat16": "fp32"}
+
+
+def arg_value(v, dtype: DType):
+  return float(v) if dtype.is_float else int(v)
+
+
+def arg_word(v) -> int:
+  """A scalar argument as the uint64 cuLaunchKernel's pointer reads: a float's float32 bits, an int's two's complement."""
+  if isinstance(v, float): return int(np.array(v, np.float32).view(np.uint32))
+  return v & (2**64 - 1)
+
+
 @dataclasses.dataclass
 class GPUProgram:
   name: str
@@ -698,6 +743,7 @@ def compile_cubin(src: str, plan: Plan, cfg: dict, cc: int) -> GPUProgram:
   from triton.compiler import ASTSource
   from triton.backends.compiler import GPUTarget
   signature = {f"data{n}": "*" + SIGNATURE[d.name] for n, d in enumerate(plan.bufs)}
+  signature |= {name: PARAM_SIGNATURE[d.name] for name, d in plan.params}
   sizes = cfg["sizes"]
   signature |= {k: "constexpr" for k in sizes}
   # every buffer comes from cuMemAlloc, so every pointer is 16-byte aligned: lets Triton vectorize
@@ -732,16 +778,21 @@ class Device:
     self.name = f"TRITON:{index}"
     self.matmul_panel = 0
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
-    self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid)
+    self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid, arguments): see _entry
+    self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> (plan, program, source, tile sizes)
+    self.specializer = Specializer()
     self.tune = not self.interpret and getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' tiles (see choose)
     self.lock = threading.Lock()
 
   def compile(self, src: str, plan: Plan, cfg: dict):
     """Source -> a runnable program: the interpreted function, or a loaded cubin (through the on-disk cache)."""
-    if self.interpret:
-      try: return load_kernel(src, plan.name)
+    if self.interpret:  # a build is this process's first load of the source (there is no binary to cache)
+      start, fresh = time.perf_counter(), module_name(src, plan.name) not in sys.modules
+      try: fn = load_kernel(src, plan.name)
       except Exception as e:
         raise KernelError(f"Triton failed to load kernel {plan.name}: {e}\n--- source ---\n{src}") from e
+      if fresh: compile_progress.compiled(time.perf_counter() - start)
+      return fn
     key = json.dumps([self.ident, src, [d.name for d in plan.bufs], cuda_options(cfg), cfg["sizes"]])
     cached = disk_cache_get("triton", key)
     if cached is not None:
@@ -782,35 +833,60 @@ class Device:
     """Run one kernel AST over device buffers (buffers[0] is the output)."""
     with self.lock:
       entry = self.kernels.get(ast)
-      if entry is None:
-        if self.interpret and any(n.dtype is bfloat16 for n in [*buffers, *ast.walk()]):
-          raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
-                          "toward zero. Use float16 or float32 here")
-        plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers])
-        src, name = render(plan)
-        if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-        st = time.perf_counter()
-        cfg = self.choose(plan, src, buffers)
-        prog = self.compile(src, plan, cfg)
-        if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-        entry = self.kernels[ast] = (plan, prog, src, cfg["sizes"], grid(plan, cfg["sizes"]))
-      plan, prog, src, sizes, programs = entry
-      if plan.out_size == 0: return
-      try: self.run(prog, buffers, programs, sizes)
+      if entry is None or entry[6] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
+        entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+      plan, prog, src, sizes, programs, args, _ = entry
+      if programs is None: return  # no outputs
+      try: self.run(prog, buffers, programs, sizes, args)
       except Exception as e:
         raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
                           f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
 
-  def run(self, prog, buffers, programs: tuple[int, ...], sizes: dict[str, int]):
-    if self.interpret: self._run_interpreted(prog, buffers, programs, sizes)
-    else: self._run_gpu(prog, buffers, programs)
+  def _entry(self, ast, buffers, origin: str, again: bool = False):
+    """(plan, program, source, tile sizes, grid or None, arguments, the epoch it was made in if it runs a dynamic
+    kernel, else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py)
+    with this AST's numbers as arguments; an AST launched `again` gets its own."""
+    if self.interpret and any(n.dtype is bfloat16 for n in [*buffers, *ast.walk()]):
+      raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
+                      "toward zero. Use float16 or float32 here")
+    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, [b.size for b in buffers])
+    env = {n: v for (n, _), v in zip(params, values)}
+    program = self.programs.get(built)
+    if program is None:
+      try: program = self._prepare(built, buffers, origin, params)
+      except IndexTooLarge:  # its structure is specialized from now on
+        built, params, values = self.specializer.refuse(ast)
+        env = {}
+        program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
+      self.programs[built] = program
+    plan, prog, src, sizes = program
+    if self.interpret and plan.dynamic:  # tile sizes are plain arguments to the interpreter: fit each call's sizes
+      sizes = tile_sizes(plan, True, env)
+    programs = grid(plan, sizes, env) if value(plan.out_size, env) else None
+    return (plan, prog, src, sizes, programs, [arg_value(v, d) for (_, d), v in zip(params, values)],
+            devices.epoch if plan.dynamic else None)
 
-  def _run_interpreted(self, fn, buffers, programs: tuple[int, ...], sizes: dict[str, int]):
-    args = [host_view(b.handle, b.dtype, b.nbytes) for b in buffers]
+  def _prepare(self, ast, buffers, origin: str, params) -> tuple:
+    """(plan, program, source, tile sizes) for an AST as built (specialized, or dynamic over `params`)."""
+    plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params)
+    src, name = render(plan)
+    if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
+    st = time.perf_counter()
+    cfg = self.choose(plan, src, buffers)
+    prog = self.compile(src, plan, cfg)
+    if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
+    return plan, prog, src, cfg["sizes"]
+
+  def run(self, prog, buffers, programs: tuple[int, ...], sizes: dict[str, int], args=()):
+    if self.interpret: self._run_interpreted(prog, buffers, programs, sizes, args)
+    else: self._run_gpu(prog, buffers, programs, args)
+
+  def _run_interpreted(self, fn, buffers, programs: tuple[int, ...], sizes: dict[str, int], args=()):
+    pointers = [host_view(b.handle, b.dtype, b.nbytes) for b in buffers]
     with np.errstate(all="ignore"):  # lanes past the end are computed too, on whatever the masked loads gave
-      fn[programs](*args, **sizes)  # a plain tuple: callable grids break older interpreters
+      fn[programs](*pointers, *args, **sizes)  # a plain tuple: callable grids break older interpreters
 
-  def _run_gpu(self, prog: GPUProgram, buffers, programs: tuple[int, ...]):
+  def _run_gpu(self, prog: GPUProgram, buffers, programs: tuple[int, ...], args=()):
     size, align = prog.scratch
     scratch = None
     if size:
@@ -820,7 +896,7 @@ class Device:
       scratch_ptr = 0 if scratch is None else -(-scratch.ptr // align) * align
       # the parameters: one pointer per buffer, then the global and profile scratch pointers every Triton kernel takes
       self.cuda.launch(prog.function, programs, 32 * prog.num_warps, prog.shared,
-                       [b.handle.ptr for b in buffers] + [scratch_ptr, 0])
+                       [b.handle.ptr for b in buffers] + [arg_word(v) for v in args] + [scratch_ptr, 0])
     finally:
       if scratch is not None: self.allocator.free(scratch, nbytes)  # reuse is ordered after this kernel on the stream
 

@@ -55,8 +55,8 @@ def main():
   dev = lg.device.get(x.device)
   if hasattr(dev, "tune") and hasattr(dev, "cuda"):  # TRITON on a GPU: the tiles it measured for its big kernels
     from lazygrad.backends.triton import TUNE_WORK
-    for plan, prog, _, sizes, _ in list(dev.kernels.values()):
-      if plan.work >= TUNE_WORK: print(f"tuned {plan.name}: {sizes}, {prog.num_warps} warps")
+    for plan, prog, _, sizes in list(dev.programs.values()):
+      if not plan.params and plan.work >= TUNE_WORK: print(f"tuned {plan.name}: {sizes}, {prog.num_warps} warps")
 
 
 if __name__ == "__main__":

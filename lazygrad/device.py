@@ -15,6 +15,7 @@ BACKENDS = ("OPENCL", "TRITON")
 _lock = threading.RLock()  # guards the registry, allocators' caches and counters across Python threads
 _devices: dict[str, object] = {}
 _kernel_count = 0
+_compile_count = 0
 MIRROR_BYTES = 64 << 10  # uploads up to this size keep a host copy
 
 
@@ -86,7 +87,9 @@ class CompileProgress:
   def compiled(self, seconds: float):
     """A backend built a kernel from source in `seconds` (measuring candidate tiles included)."""
     import sys
+    global _compile_count
     with _lock:
+      _compile_count += 1
       if self.depth == 0: return
       self.built += 1
       self.seconds += seconds
@@ -113,9 +116,26 @@ def count_kernel():
   with _lock: _kernel_count += 1
 
 
+# counts schedules run (realizes, jit replays): a kernel AST launched again in a later one has numbers that stay, and
+# gets a specialized kernel of its own (see codegen/dynamic.py); one launched twice in the same schedule (a key and a
+# value cache written at one position) has not shown that
+epoch = 0
+
+
+def next_epoch():
+  global epoch
+  with _lock: epoch += 1
+
+
 def kernel_count() -> int:
   """The number of kernels launched so far in this process, on every device."""
   return _kernel_count
+
+
+def compile_count() -> int:
+  """The number of kernels built from source so far in this process, on every device: a kernel loaded from the disk
+  cache is not a build (Triton's interpreter builds each kernel source once per process)."""
+  return _compile_count
 
 
 class Allocator:

@@ -3,9 +3,15 @@ inputs' buffers, skipping graph building, scheduling and lowering.
 
 The first call runs normally (kernels compile, optimizer state gets real buffers); the second and third calls run
 normally too and record their launches. If both recordings launch the same kernels, later calls replay them; if not
-(the function bakes a changing Python number into its kernels, or copies different data from the host, say), the
-function keeps running normally, with a warning, rather than replaying something wrong. A call whose tensor arguments differ in shape, dtype or device from
-the recorded ones starts the cycle again.
+(the function bakes a changing Python number of its own into its kernels, or copies different data from the host,
+say), the function keeps running normally, with a warning, rather than replaying something wrong.
+
+A call whose arguments differ from the recorded ones (a tensor's shape, dtype or device; a Python number) is recorded
+once, running normally, and the calls after it with the same arguments replay that recording. Its kernels are not
+built again: numbers that change are kernel arguments after one rebuild (see codegen/dynamic.py). The last few
+argument signatures' recordings are kept, so alternating between them (training and evaluation batches, a
+DataLoader's short last batch) replays each. A function that never launched the same kernels twice starts the
+whole cycle again instead.
 
 What a replayed function may do: read its tensor arguments, read other tensors it does not change, and update
 tensors with `Tensor.assign` (parameters, optimizer state); it returns a Tensor, a tuple/list of them, or None.
@@ -14,13 +20,15 @@ Python side effects (prints, `.item()`) happen only in the calls that run normal
 from __future__ import annotations
 import functools
 import warnings
+from collections import OrderedDict
 from lazygrad import lazy
 from lazygrad import tensor as tensor_module
-from lazygrad.device import Buffer, count_kernel
+from lazygrad.device import Buffer, count_kernel, next_epoch
 from lazygrad.lazy import LazyBuffer
 from lazygrad.tensor import Tensor, realize
 
 WARMUP_CALLS = 1
+SIGNATURES = 4  # argument signatures whose recordings are kept for replay
 
 
 class _Recording:
@@ -56,11 +64,23 @@ class jit:
 
   def reset(self):
     self.calls, self.signature, self.recordings, self.replayable = 0, None, [], None
+    self.trusted = False  # two calls launched the same kernels: a new signature then needs one recording
+    self.known: OrderedDict[tuple, _Recording] = OrderedDict()  # replayable recordings of recent signatures
+
+  def _switch(self, signature):
+    """Arguments unlike the last call's: replay this signature's recording if one is kept, else record it once (a
+    function never found replayable starts over)."""
+    if self.replayable: self.known[self.signature] = self.recordings[-1]
+    while len(self.known) > SIGNATURES: self.known.popitem(last=False)
+    if not self.trusted: self.reset()
+    self.signature, rec = signature, self.known.pop(signature, None)
+    self.recordings, self.replayable = ([rec], True) if rec is not None else ([], None)
+    if self.trusted: self.calls = WARMUP_CALLS
 
   def __call__(self, *args, **kwargs):
     if kwargs: raise TypeError("lazygrad.jit: pass tensors as positional arguments")
     signature = _signature(args)
-    if signature != self.signature: self.reset(); self.signature = signature
+    if signature != self.signature: self._switch(signature)
     tensors = [a for a in args if isinstance(a, Tensor)]
     if tensors: realize(*tensors)
     self.calls += 1
@@ -70,8 +90,9 @@ class jit:
     if self.calls <= WARMUP_CALLS:
       self.recordings.clear()
       return out
-    if len(self.recordings) == 2:
-      self.replayable = self.recordings[0].same_kernels(self.recordings[1])
+    if self.trusted: self.replayable = True
+    elif len(self.recordings) == 2:
+      self.replayable = self.trusted = self.recordings[0].same_kernels(self.recordings[1])
       if not self.replayable:
         warnings.warn(f"lazygrad.jit: {getattr(self.fn, '__name__', 'function')} launched different kernels in two "
                       f"calls (a Python number that changes each call, in a kernel or copied from the host?); running it without replay")
@@ -115,6 +136,7 @@ class jit:
     for _, _, after, _ in rec.assigned: fresh[id(after)] = after
     for buf, _ in rec.outputs: fresh[id(buf)] = buf
     for buf_id, buf in fresh.items(): mapping[buf_id] = Buffer(buf.device, buf.size, buf.dtype)
+    next_epoch()
     for dev, ast, buffers, origin in rec.launches:
       dev.exec(ast, [mapping.get(id(b), b) for b in buffers], origin)
       count_kernel()

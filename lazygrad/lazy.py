@@ -197,11 +197,23 @@ class LazyBuffer:
     return host.reshape(self.shape)
 
 
+# tensors written in place (x[i] = v, x.add_(1)) since the last realize: their new values are stored by the next one,
+# so a loop of writes that is never read whole (a KV cache) does not grow one graph, and new kernels, per write
+# (by id: a Tensor's == is elementwise, so it cannot sit in a set)
+written: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 def realize(*lbs: LazyBuffer):
-  """Schedule and run every kernel needed to give these buffers' bases device memory."""
+  """Schedule and run every kernel needed to give these buffers' bases device memory, and the in-place writes made
+  since the last realize on the same device."""
   from lazygrad.schedule import schedule
   todo = [lb.base for lb in lbs if lb.base.realized is None]
   if not todo: return
+  for key, t in list(written.items()):
+    b = t.lazydata.base
+    if b.device == todo[0].device:
+      written.pop(key, None)
+      if b.realized is None and all(b is not x for x in todo): todo.append(b)
   start = time.perf_counter() if DEBUG >= 1 else 0
   items = schedule(todo)
   launched = run_schedule(items)
@@ -217,6 +229,7 @@ uploads: list | None = None
 
 
 def run_schedule(items) -> int:
+  devices.next_epoch()
   devices.compile_progress.start(len(items))
   try: return _run_schedule(items)
   finally: devices.compile_progress.finish()

@@ -21,12 +21,12 @@ def contiguous_strides(shape) -> tuple[int, ...]:
 
 
 def unravel(shape, flat: Node) -> list[Node]:
-  """Per-dimension indexes of a flat row-major position."""
-  if 0 in shape: return [Num(0)] * len(shape)  # an empty shape has no position to unravel
+  """Per-dimension indexes of a flat row-major position. A size may be a Node (a kernel argument, at least 1)."""
+  if any(isinstance(s, int) and s == 0 for s in shape): return [Num(0)] * len(shape)  # no position to unravel
   idxs, acc = [], 1
   for i in reversed(range(len(shape))):
     s = shape[i]
-    if s <= 1: idxs.append(Num(0))  # size 1: always 0; size 0: nothing is read
+    if isinstance(s, int) and s <= 1: idxs.append(Num(0))  # size 1: always 0; size 0: nothing is read
     elif i == 0: idxs.append(flat // acc)  # no modulo on the outermost dim: valid positions are in range
     else: idxs.append((flat // acc) % s)
     acc *= s
@@ -59,13 +59,16 @@ class View:
     return self.offset == 0 and self.mask is None and self.strides == contiguous_strides(self.shape)
 
   def expr(self, idxs: list[Node]) -> tuple[Node, Node]:
-    flat = make_sum([to_node(self.offset)] + [i * st for i, st, s in zip(idxs, self.strides, self.shape) if s != 1])
+    """(flat position, validity) at these indexes. Any number of the view may be a Node (a kernel argument): then
+    the general form is kept, right for every value (a bound of 0 checked, a stride of 0 multiplied)."""
+    flat = make_sum([to_node(self.offset)] + [i * st for i, st, s in zip(idxs, self.strides, self.shape)
+                                              if not (isinstance(s, int) and s == 1)])
     valid = [Num(1)]
     if self.mask is not None:
       for i, (lo, hi), s in zip(idxs, self.mask, self.shape):
-        if lo == hi: return flat, Num(0)
-        if lo > 0: valid.append(i.ge(lo))
-        if hi < s: valid.append(i.lt(hi))
+        if isinstance(lo, int) and isinstance(hi, int) and lo == hi: return flat, Num(0)
+        if not (isinstance(lo, int) and lo <= 0): valid.append(i.ge(lo))
+        if not (isinstance(hi, int) and isinstance(s, int) and hi >= s): valid.append(i.lt(hi))
     return flat, make_and(valid)
 
   # each movement returns a View, or None where one view cannot express it

@@ -1,11 +1,19 @@
 """A small integer expression algebra for index math: expressions know their range and simplify as they are built.
 
-Division and modulo are by positive constants. Rewrites that move terms across `//` or `%` are only made when every
-term is known to be non-negative, so C's truncating division and Python's floor division agree on the result.
+Division and modulo are by positive constants, or by a variable expression (a kernel argument: a size that changes
+from call to call) known to be at least 1. Rewrites that move terms across `//` or `%` are only made when every term
+is known to be non-negative, so C's truncating division and Python's floor division agree on the result; by a
+variable, only the few that hold for every value in its range are made.
 """
 from __future__ import annotations
+import weakref
 from functools import cached_property
 from math import gcd
+
+# equal expressions share one canonical node: a node's key is its canonical node's id, found from its own fields and
+# its children's keys, so comparing and hashing never walks (or renders) a tree; an expression over kernel arguments
+# that no simplification shrinks can be exponentially large as text while small as a graph of shared nodes
+_canonical: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 class Node:
@@ -18,15 +26,32 @@ class Node:
   def __sub__(self, other): return make_sum([self, to_node(other) * -1])
   def __rsub__(self, other): return make_sum([to_node(other), self * -1])
   def __neg__(self): return self * -1
-  def __mul__(self, b: int): return make_mul(self, b)
-  def __rmul__(self, b: int): return make_mul(self, b)
-  def __floordiv__(self, b: int): return make_div(self, b)
-  def __mod__(self, b: int): return make_mod(self, b)
-  def lt(self, b: int) -> Node: return make_lt(self, b)
-  def ge(self, b: int) -> Node: return make_ge(self, b)
+  def __mul__(self, b): return make_mul(self, b)
+  def __rmul__(self, b): return make_mul(self, b)
+  def __floordiv__(self, b): return make_div(self, b)
+  def __mod__(self, b): return make_mod(self, b)
+  def lt(self, b) -> Node: return make_lt(self, b)
+  def ge(self, b) -> Node: return make_ge(self, b)
 
   @cached_property
-  def key(self) -> str: return self.render()
+  def key(self) -> int:
+    fields = self.fields()
+    canon = _canonical.get(fields)
+    if canon is None: canon = _canonical[fields] = self
+    self._canon = canon  # kept alive while an equal node lives, so its id stays unique
+    return id(canon)
+
+  def fields(self) -> tuple:
+    """What makes two expressions equal: the node's kind, its numbers and its children's keys."""
+    return (type(self).__name__, *(c.key if isinstance(c, Node) else (c,) for c in self.parts()))
+
+  def parts(self) -> tuple: return self.children()
+
+  @cached_property
+  def size(self) -> int:
+    """Nodes in the expression as a tree (as rendered): a bound on its text, counted without rendering."""
+    return 1 + sum(c.size for c in self.children())
+
   def __hash__(self): return hash(self.key)
   def __eq__(self, other): return isinstance(other, Node) and self.key == other.key
   def __repr__(self): return f"<{self.render()} in [{self.min}, {self.max}]>"
@@ -35,8 +60,10 @@ class Node:
     """C-like text; `var(name)` renames variables (a renderer may map a loop variable to a tensor name)."""
     raise NotImplementedError
 
-  def vars(self) -> set[str]:
-    return set().union(*(n.vars() for n in self.children())) if self.children() else set()
+  def vars(self) -> frozenset[str]:
+    if "_vars" not in self.__dict__:  # kept: shared subexpressions are asked again and again
+      self.__dict__["_vars"] = frozenset().union(*(n.vars() for n in self.children()))
+    return self.__dict__["_vars"]
 
   def children(self) -> tuple[Node, ...]: return ()
 
@@ -51,6 +78,7 @@ class Node:
 
 class Num(Node):
   def __init__(self, v: int): self.v = self.min = self.max = int(v)
+  def parts(self): return (self.v,)
   def render(self, var=None): return str(self.v) if self.v >= 0 else f"({self.v})"
   def substitute(self, values): return self
   def evaluate(self, env): return self.v
@@ -61,19 +89,33 @@ class Var(Node):
     assert lo <= hi, f"empty range for {name}: [{lo}, {hi}]"
     self.name, self.min, self.max = name, lo, hi
   def render(self, var=None): return var(self.name) if var else self.name
-  def vars(self): return {self.name}
+  def parts(self): return (self.name,)  # its range is not part of its identity, as the rendered text has none
+  def vars(self): return frozenset((self.name,))
   def substitute(self, values): return to_node(values[self.name]) if self.name in values else self
   def evaluate(self, env): return env[self.name]
 
 
-class Mul(Node):
-  def __init__(self, a: Node, b: int):
+def text(b, var=None) -> str:
+  """An int or a Node as C-like text."""
+  return b.render(var) if isinstance(b, Node) else str(b)
+def _sub(b, values): return b.substitute(values) if isinstance(b, Node) else b
+def _value(b, env): return b.evaluate(env) if isinstance(b, Node) else b
+
+
+class Binary(Node):
+  """a op b, where b is an int or (for a kernel argument) a Node."""
+  def children(self): return (self.a, self.b) if isinstance(self.b, Node) else (self.a,)
+  def parts(self): return (self.a, self.b)
+
+
+class Mul(Binary):
+  def __init__(self, a: Node, b):
     self.a, self.b = a, b
-    self.min, self.max = sorted((a.min * b, a.max * b))
-  def render(self, var=None): return f"({self.a.render(var)}*{self.b})"
-  def children(self): return (self.a,)
-  def substitute(self, values): return self.a.substitute(values) * self.b
-  def evaluate(self, env): return self.a.evaluate(env) * self.b
+    if isinstance(b, Node): self.min, self.max = min(c := [a.min * b.min, a.min * b.max, a.max * b.min, a.max * b.max]), max(c)
+    else: self.min, self.max = sorted((a.min * b, a.max * b))
+  def render(self, var=None): return f"({self.a.render(var)}*{text(self.b, var)})"
+  def substitute(self, values): return self.a.substitute(values) * _sub(self.b, values)
+  def evaluate(self, env): return self.a.evaluate(env) * _value(self.b, env)
 
 
 class Sum(Node):
@@ -84,7 +126,7 @@ class Sum(Node):
     text = self.terms[0].render(var)
     for t in self.terms[1:]:
       if isinstance(t, Num) and t.v < 0: text += f"-{-t.v}"
-      elif isinstance(t, Mul) and t.b < 0:
+      elif _scaled(t) and t.b < 0:
         text += f"-{t.a.render(var)}" if t.b == -1 else f"-({t.a.render(var)}*{-t.b})"
       else: text += f"+{t.render(var)}"
     return f"({text})"
@@ -93,46 +135,45 @@ class Sum(Node):
   def evaluate(self, env): return sum(t.evaluate(env) for t in self.terms)
 
 
-class Div(Node):
-  def __init__(self, a: Node, b: int):
+class Div(Binary):
+  def __init__(self, a: Node, b):
     self.a, self.b = a, b
-    self.min, self.max = a.min // b, a.max // b
-  def render(self, var=None): return f"({self.a.render(var)}/{self.b})"
-  def children(self): return (self.a,)
-  def substitute(self, values): return self.a.substitute(values) // self.b
-  def evaluate(self, env): return _c_div(self.a.evaluate(env), self.b)
+    if not isinstance(b, Node): self.min, self.max = a.min // b, a.max // b
+    elif a.min >= 0: self.min, self.max = a.min // b.max, a.max // b.min  # b >= 1
+    else: self.min, self.max = min(a.min, 0), max(a.max, 0)
+  def render(self, var=None): return f"({self.a.render(var)}/{text(self.b, var)})"
+  def substitute(self, values): return self.a.substitute(values) // _sub(self.b, values)
+  def evaluate(self, env): return _c_div(self.a.evaluate(env), _value(self.b, env))
 
 
-class Mod(Node):
-  def __init__(self, a: Node, b: int):
+class Mod(Binary):
+  def __init__(self, a: Node, b):
     self.a, self.b = a, b
-    self.min, self.max = (0, b - 1) if a.min >= 0 else (-(b - 1), b - 1)
-  def render(self, var=None): return f"({self.a.render(var)}%{self.b})"
-  def children(self): return (self.a,)
-  def substitute(self, values): return self.a.substitute(values) % self.b
+    top = (b.max if isinstance(b, Node) else b) - 1
+    self.min, self.max = (0, top) if a.min >= 0 else (-top, top)
+  def render(self, var=None): return f"({self.a.render(var)}%{text(self.b, var)})"
+  def substitute(self, values): return self.a.substitute(values) % _sub(self.b, values)
   def evaluate(self, env):
-    a = self.a.evaluate(env)
-    return a - _c_div(a, self.b) * self.b
+    a, b = self.a.evaluate(env), _value(self.b, env)
+    return a - _c_div(a, b) * b
 
 
-class Lt(Node):
+class Lt(Binary):
   """a < b, as 0 or 1."""
-  def __init__(self, a: Node, b: int):
+  def __init__(self, a: Node, b):
     self.a, self.b, self.min, self.max = a, b, 0, 1
-  def render(self, var=None): return f"({self.a.render(var)}<{self.b})"
-  def children(self): return (self.a,)
-  def substitute(self, values): return self.a.substitute(values).lt(self.b)
-  def evaluate(self, env): return (self.a.evaluate(env) < self.b) * 1
+  def render(self, var=None): return f"({self.a.render(var)}<{text(self.b, var)})"
+  def substitute(self, values): return self.a.substitute(values).lt(_sub(self.b, values))
+  def evaluate(self, env): return (self.a.evaluate(env) < _value(self.b, env)) * 1
 
 
-class Ge(Node):
+class Ge(Binary):
   """a >= b, as 0 or 1."""
-  def __init__(self, a: Node, b: int):
+  def __init__(self, a: Node, b):
     self.a, self.b, self.min, self.max = a, b, 0, 1
-  def render(self, var=None): return f"({self.a.render(var)}>={self.b})"
-  def children(self): return (self.a,)
-  def substitute(self, values): return self.a.substitute(values).ge(self.b)
-  def evaluate(self, env): return (self.a.evaluate(env) >= self.b) * 1
+  def render(self, var=None): return f"({self.a.render(var)}>={text(self.b, var)})"
+  def substitute(self, values): return self.a.substitute(values).ge(_sub(self.b, values))
+  def evaluate(self, env): return (self.a.evaluate(env) >= _value(self.b, env)) * 1
 
 
 class And(Node):
@@ -148,7 +189,7 @@ class And(Node):
 
 
 def _c_div(a, b: int):
-  """Division truncating toward zero, as C and Triton do (works on ints and NumPy arrays)."""
+  """Division truncating toward zero, as C and Triton do (works on ints and NumPy arrays), for b > 0."""
   import numpy as np
   q = np.abs(a) // b
   return np.where(np.asarray(a) < 0, -q, q) if isinstance(a, np.ndarray) else (-q if a < 0 else q)
@@ -161,17 +202,34 @@ def to_node(x) -> Node:
 
 
 def _split(n: Node) -> tuple[Node, int]:
-  """n as (base, factor)."""
-  if isinstance(n, Mul): return n.a, n.b
+  """n as (base, constant factor)."""
+  if isinstance(n, Mul) and not isinstance(n.b, Node): return n.a, n.b
   return n, 1
 
 
-def make_mul(a: Node, b: int) -> Node:
-  b = int(b)
+def _scaled(n: Node) -> bool:
+  """Whether n is a Mul by a constant."""
+  return isinstance(n, Mul) and not isinstance(n.b, Node)
+
+
+def _constant(b):
+  """b as an int where it is one (a Num included), else the Node."""
+  return b.v if isinstance(b, Num) else b if isinstance(b, Node) else int(b)
+
+
+def make_mul(a: Node, b) -> Node:
+  b = _constant(b)
+  if isinstance(b, Node):  # a product with a kernel argument: constant factors stay outside, sums are distributed
+    if isinstance(a, Num): return make_mul(b, a.v)
+    if _scaled(a): return make_mul(make_mul(a.a, b), a.b)
+    if _scaled(b): return make_mul(make_mul(a, b.a), b.b)
+    if isinstance(a, Sum): return make_sum([make_mul(t, b) for t in a.terms])
+    if isinstance(b, Sum): return make_sum([make_mul(a, t) for t in b.terms])
+    return Mul(a, b)
   if b == 0: return Num(0)
   if b == 1: return a
   if isinstance(a, Num): return Num(a.v * b)
-  if isinstance(a, Mul): return make_mul(a.a, a.b * b)
+  if _scaled(a): return make_mul(a.a, a.b * b)
   if isinstance(a, Sum): return make_sum([make_mul(t, b) for t in a.terms])
   return Mul(a, b)
 
@@ -199,7 +257,7 @@ def _merge_div_mod(terms: list[Node]) -> list[Node]:
   (y//c)*(c*k) + (y%c)*k -> y*k, and ((y//c)%m)*(c*k) + (y%c)*k -> (y%(c*m))*k."""
   for j, u in enumerate(terms):
     ubase, k = _split(u)
-    if not isinstance(ubase, Mod) or ubase.a.min < 0: continue
+    if not isinstance(ubase, Mod) or isinstance(ubase.b, Node) or ubase.a.min < 0: continue
     y, c = ubase.a, ubase.b
     quotient = make_div(y, c)
     for i, t in enumerate(terms):
@@ -217,16 +275,26 @@ def _regroup(terms: list[Node]) -> list[Node]:
   return list(s.terms) if isinstance(s, Sum) else ([] if isinstance(s, Num) and s.v == 0 else [s])
 
 
-def make_div(a: Node, b: int) -> Node:
-  b = int(b)
+def _by_variable(a: Node, b: Node, kind):
+  """a // b or a % b for a variable b >= 1: only what holds for every b in its range."""
+  assert b.min >= 1, f"index {'division' if kind is Div else 'modulo'} by {b.render()}, which may be below 1"
+  if isinstance(a, Num) and a.v == 0: return Num(0)
+  if a.min >= 0 and a.max < b.min: return Num(0) if kind is Div else a
+  if isinstance(a, Mul) and a.b == b: return a.a if kind is Div else Num(0)  # (x*b) // b = x, (x*b) % b = 0
+  return kind(a, b)
+
+
+def make_div(a: Node, b) -> Node:
+  b = _constant(b)
+  if isinstance(b, Node): return _by_variable(a, b, Div)
   assert b > 0, "index division by a non-positive number"
   if b == 1: return a
   if isinstance(a, Num): return Num(a.v // b)
   if a.min >= 0 and a.max < b: return Num(0)
   if a.min >= 0:
-    if isinstance(a, Div): return make_div(a.a, a.b * b)
-    if isinstance(a, Mul) and a.b % b == 0: return make_mul(a.a, a.b // b)
-    if isinstance(a, Mul) and b % a.b == 0 and a.b > 0: return make_div(a.a, b // a.b)
+    if isinstance(a, Div) and not isinstance(a.b, Node): return make_div(a.a, a.b * b)
+    if _scaled(a) and a.b % b == 0: return make_mul(a.a, a.b // b)
+    if _scaled(a) and b % a.b == 0 and a.b > 0: return make_div(a.a, b // a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
       if any(not isinstance(t, Num) and _split(t)[1] > b and _split(t)[1] % b for t in a.terms):
         # x*(q*b + r) = (x*q)*b + x*r: the first part divides out
@@ -272,16 +340,17 @@ def _exact_div(t: Node, b: int) -> Node:
   return make_mul(base, f // b)
 
 
-def make_mod(a: Node, b: int) -> Node:
-  b = int(b)
+def make_mod(a: Node, b) -> Node:
+  b = _constant(b)
+  if isinstance(b, Node): return _by_variable(a, b, Mod)
   assert b > 0, "index modulo by a non-positive number"
   if b == 1: return Num(0)
   if isinstance(a, Num): return Num(a.v % b)
   if a.min >= 0 and a.max < b: return a
   if a.min >= 0:
-    if isinstance(a, Mod) and a.b % b == 0: return make_mod(a.a, b)
-    if isinstance(a, Mul) and a.b % b == 0: return Num(0)
-    if isinstance(a, Mul) and a.b > 0 and b % a.b == 0: return make_mul(make_mod(a.a, b // a.b), a.b)
+    if isinstance(a, Mod) and not isinstance(a.b, Node) and a.b % b == 0: return make_mod(a.a, b)
+    if _scaled(a) and a.b % b == 0: return Num(0)
+    if _scaled(a) and a.b > 0 and b % a.b == 0: return make_mul(make_mod(a.a, b // a.b), a.b)
     if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
       if any(not isinstance(t, Num) and _split(t)[1] > b and _split(t)[1] % b for t in a.terms):  # factors modulo b
         return make_mod(make_sum([make_mul(_split(t)[0], _split(t)[1] % b) if not isinstance(t, Num) and _split(t)[1] > b
@@ -298,20 +367,25 @@ def make_mod(a: Node, b: int) -> Node:
   return Mod(a, b)
 
 
-def make_lt(a: Node, b: int) -> Node:
+def make_lt(a: Node, b) -> Node:
+  b = _constant(b)
+  if isinstance(b, Node):  # a bound that is a kernel argument
+    return Num(1) if a.max < b.min else Num(0) if a.min >= b.max else Lt(a, b)
   if a.max < b: return Num(1)
   if a.min >= b: return Num(0)
   # (x*c) < b  <=>  x < ceil(b/c) for c > 0
-  if isinstance(a, Mul) and a.b > 0: return make_lt(a.a, -(-b // a.b))
-  if isinstance(a, Div) and a.a.min >= 0: return make_lt(a.a, b * a.b)  # (x//c) < b  <=>  x < b*c for x >= 0
+  if _scaled(a) and a.b > 0: return make_lt(a.a, -(-b // a.b))
+  if isinstance(a, Div) and not isinstance(a.b, Node) and a.a.min >= 0: return make_lt(a.a, b * a.b)  # (x//c) < b  <=>  x < b*c for x >= 0
   return Lt(a, b)
 
 
-def make_ge(a: Node, b: int) -> Node:
+def make_ge(a: Node, b) -> Node:
+  b = _constant(b)
+  if isinstance(b, Node): return Num(1) if a.min >= b.max else Num(0) if a.max < b.min else Ge(a, b)
   if a.min >= b: return Num(1)
   if a.max < b: return Num(0)
-  if isinstance(a, Mul) and a.b > 0: return make_ge(a.a, -(-b // a.b))  # x*c >= b  <=>  x >= ceil(b/c)
-  if isinstance(a, Div) and a.a.min >= 0: return make_ge(a.a, b * a.b)  # (x//c) >= b  <=>  x >= b*c for x >= 0
+  if _scaled(a) and a.b > 0: return make_ge(a.a, -(-b // a.b))  # x*c >= b  <=>  x >= ceil(b/c)
+  if isinstance(a, Div) and not isinstance(a.b, Node) and a.a.min >= 0: return make_ge(a.a, b * a.b)  # (x//c) >= b  <=>  x >= b*c for x >= 0
   return Ge(a, b)
 
 

@@ -11,6 +11,7 @@ from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
                             int32, int64, uint8, promote_types)
 from lazygrad.helpers import argsort, normalize_dim, prod
+from lazygrad import lazy as lazy_module
 from lazygrad.lazy import LazyBuffer, realize as realize_lazy
 
 
@@ -259,6 +260,7 @@ class Tensor:
     kinds = "biuf"  # bool, then ints, then floats: a result of a later kind has values this tensor cannot hold
     if kinds.index(value.dtype.kind) > kinds.index(self.dtype.kind) and not (value.dtype.is_int and self.dtype.is_int):
       raise RuntimeError(f"{name}: result type {value.dtype.name} can't be cast to the tensor's dtype {self.dtype.name}")
+    lazy_module.written[id(self)] = self
     return self.assign(value)
 
   # ---- dtype and device
@@ -1478,6 +1480,7 @@ class Tensor:
       value = value.cast(self.dtype)._broadcast_to(positions.shape)
       new = self.reshape(-1).scatter(0, positions.reshape(-1), value.reshape(-1)).reshape(self.shape)
     self.lazydata, self._ctx, self.requires_grad = new.lazydata, new._ctx, new.requires_grad or self.requires_grad
+    lazy_module.written[id(self)] = self
 
   def _stride(self, strides) -> Tensor:
     """Every strides[d]-th element along each dim, starting at the first: a pad, reshape and shrink of views."""

@@ -6,6 +6,7 @@ time; `LAZYGRAD_FUZZ_EXAMPLES=10000 pytest tests/test_fuzz.py` (`make fuzz`) sea
 fuzzer finds becomes a plain regression test at the bottom of this file, with its exact shapes and ops.
 """
 
+import contextlib
 import functools
 import os
 import warnings
@@ -15,6 +16,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lazygrad as lg
+from lazygrad import device as devices
+from lazygrad.codegen.dynamic import Specializer
+from lazygrad.device import KernelCache
 
 EXAMPLES = int(os.environ.get("LAZYGRAD_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
@@ -68,6 +72,10 @@ def _apply_np(x: np.ndarray, op):
             name, axes = args
             y = np.flip(x, axes) if x.ndim else x
             return x + y if name == "add" else x * y
+        if kind == "scalar":  # a Python number of the tensor's kind: the result keeps its dtype
+            name, value = args
+            v = np.array(value, x.dtype)
+            return x + v if name == "add" else x * v
         if kind == "reduce":
             name, axes, keepdim = args
             axes = None if x.ndim == 0 else axes
@@ -97,6 +105,9 @@ def apply_lg(t: lg.Tensor, op):
         name, axes = args
         y = t.flip(axes)
         return t + y if name == "add" else t * y
+    if kind == "scalar":
+        name, value = args
+        return t + value if name == "add" else t * value
     if kind == "reduce":
         name, axes, keepdim = args
         return getattr(t, name)(axes, keepdim=keepdim)
@@ -240,10 +251,16 @@ def movement_op(shape, dtype):
     return st.one_of(ops)
 
 
+def scalar_op(dtype):
+    """x + s or x * s for a Python number s of the tensor's kind (a float exact in float32)."""
+    value = st.integers(-5, 5) if dtype.startswith("int") else st.integers(-40, 40).map(lambda k: k / 8)
+    return st.tuples(st.just("scalar"), st.sampled_from(["add", "mul"]), value)
+
+
 def compute_op(shape, dtype):
     reduce = reduce_op(shape, dtype)
     return st.one_of(
-        binary_op(shape),
+        binary_op(shape), scalar_op(dtype),
         st.tuples(st.just("unary"), st.sampled_from(["exp", "relu", "abs", "neg"])),
         reduce, reduce,
         st.tuples(st.just("selfbin"), st.sampled_from(["add", "mul"]), flip_op(shape).map(lambda op: op[1])),
@@ -294,6 +311,22 @@ def test_movement_chains_match_numpy(chain):
 @given(chains())
 def test_op_chains_match_numpy(chain):
     run_chain(*chain)
+
+
+@contextlib.contextmanager
+def every_number_an_argument():
+    """Kernels built with every number (sizes, strides, offsets, bounds, scalars) an argument, from their first build."""
+    dev = devices.get(devices.default_device())
+    saved = dev.kernels, dev.programs, dev.specializer
+    dev.kernels, dev.programs, dev.specializer = KernelCache(), KernelCache(), Specializer(every_number=True)
+    try: yield
+    finally: dev.kernels, dev.programs, dev.specializer = saved
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+@given(chains())
+def test_op_chains_match_numpy_with_every_number_an_argument(chain):
+    with every_number_an_argument(): run_chain(*chain)
 
 
 # ---- regressions: failures the fuzzer found, as plain tests

@@ -1,4 +1,5 @@
 """lazygrad.jit: replayed calls give the same numbers as plain calls, launch the same kernels, and never replay wrong."""
+import warnings
 import numpy as np
 import pytest
 import lazygrad as lg
@@ -52,13 +53,55 @@ def test_replay_launches_the_recorded_kernels_only():
   assert per_call == len(step.recordings[-1].launches) > 0
 
 
-def test_new_shapes_start_over():
+def test_new_shapes_record_once_then_replay():
+  ran = []  # the calls that ran the function's Python (not replayed)
+
   @lg.jit
-  def double(x): return x * 2
+  def double(x):
+    ran.append(x.shape)
+    return x * 2
   for _ in range(4): np.testing.assert_array_equal(double(lg.Tensor([1.0, 2.0])).numpy(), [2.0, 4.0])
-  assert double.replayable
-  np.testing.assert_array_equal(double(lg.Tensor([[1.0], [3.0]])).numpy(), [[2.0], [6.0]])  # retraced, not replayed
-  assert not double.replayable
+  assert ran == [(2,)] * 3  # a warm-up call and two recordings
+  for v in ([[1.0], [3.0]], [[2.0], [5.0]], [[0.5], [1.0]]): np.testing.assert_array_equal(double(lg.Tensor(v)).numpy(), np.multiply(v, 2))
+  assert ran == [(2,)] * 3 + [(2, 1)]  # recorded once, then replayed
+  np.testing.assert_array_equal(double(lg.Tensor([7.0, 8.0])).numpy(), [14.0, 16.0])  # the first shape's, kept
+  assert len(ran) == 4
+
+
+def test_batch_sizes_and_python_numbers_that_change_are_recorded_once_and_replayed():
+  """A training step at a DataLoader's short last batch, and at a learning rate passed as a Python float: each new
+  signature runs normally once (its new numbers are kernel arguments: nothing is built for them but a dynamic kernel
+  per structure, and a specialized one for numbers that come back), then replays; no warning."""
+  params, ran = make_params(sizes=(8, 16, 4)), []
+
+  def step(x, y, lr):
+    ran.append((x.shape[0], lr))
+    w1, b1, w2, b2 = params
+    loss = (((x @ w1 + b1).relu() @ w2 + b2 - y) ** 2).mean()
+    loss.backward()
+    with lg.no_grad():
+      for p in params:
+        p.assign(p - lr * p.grad)
+        p.grad = None
+    return loss
+  calls = [(5, 0.05)] * 3 + [(3, 0.05)] * 2 + [(5, 0.04)] * 2 + [(3, 0.04)] * 2
+  calls += calls  # a second pass: every signature seen before
+  data = [batches(1, seed=n, rows=rows)[0] for n, (rows, _) in enumerate(calls)]
+  start = [p.numpy() for p in params]
+  want = [step(x, y, lr).item() for (x, y), (_, lr) in zip(data, calls)]  # plain calls, for reference
+  plain = [p.numpy() for p in params]
+  for p, v in zip(params, start): p.assign(lg.Tensor(v))
+  ran.clear()
+  jitted = lg.jit(step)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for n, ((x, y), (_, lr)) in enumerate(zip(data, calls)):
+      if n == len(calls) // 2: before, normal = lg.compile_count(), len(ran)
+      got = jitted(x, y, lr).item()
+      assert abs(got - want[n]) < 1e-5 * max(1, abs(want[n]))
+  assert ran[:normal] == [(5, 0.05)] * 3 + [(3, 0.05), (5, 0.04), (3, 0.04)]  # each new signature ran once
+  assert len(ran) == normal and lg.compile_count() == before  # the second pass: all replayed, nothing built
+  for a, b in zip(params, plain): np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=1e-6)
 
 
 def test_changing_constants_are_not_replayed():

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import lazygrad as lg
+from tests.helpers import forget_kernels
 from lazygrad.device import Buffer, KernelCache, canonical
 from lazygrad import nn
 import lazygrad.nn.functional as F
@@ -316,6 +317,7 @@ def broken_render(monkeypatch):
         return src.replace("{\n", "{\n  this_is_not_c;\n", 1), name
 
     monkeypatch.setattr(backend, "render", bad_render)
+    forget_kernels(monkeypatch, lg.device.get("OPENCL"))  # as a new process: the kernel has its numbers in its source
     # sources cached by an earlier run would skip rendering altogether
     cache_get = backend.disk_cache_get
     monkeypatch.setattr(backend, "disk_cache_get", lambda table, key: None if table == "opencl-source" else cache_get(table, key))
@@ -347,8 +349,9 @@ def test_a_kernels_source_comes_from_the_disk_cache_after_the_first_time(monkeyp
     takes the source from the disk cache and only loads the binary."""
     backend = importlib.import_module("lazygrad.backends.opencl")
     x = np.arange(6, dtype=np.float32)
+    dev = forget_kernels(monkeypatch, lg.device.get("OPENCL"))  # x * 1234.25 may be a dynamic kernel's in this process
     (lg.Tensor(x, device="OPENCL") * 1234.25).numpy()
-    lg.device.get("OPENCL").kernels.clear()
+    forget_kernels(monkeypatch, dev)
     monkeypatch.setattr(backend, "render", lambda plan: pytest.fail("rendered a kernel whose source is cached"))
     np.testing.assert_allclose((lg.Tensor(x, device="OPENCL") * 1234.25).numpy(), x * np.float32(1234.25))
 
@@ -641,7 +644,7 @@ def test_a_big_kernels_register_tile_is_measured_on_opencl(monkeypatch, tmp_path
     monkeypatch.setattr(opencl, "TUNE_WORK", 0)
     dev = lg.device.get("OPENCL")
     monkeypatch.setattr(dev, "tune", True)
-    monkeypatch.setattr(dev, "kernels", KernelCache())  # as a new process: nothing compiled in memory
+    forget_kernels(monkeypatch, dev)  # as a new process: nothing compiled in memory
     compiled, compile = [], dev.compile
     monkeypatch.setattr(dev, "compile", lambda src, name: compiled.append(name) or compile(src, name))
     x, w = torch.randn(2, 8, 16, 16), torch.randn(16, 8, 3, 3)
@@ -660,8 +663,7 @@ def test_a_long_compile_shows_progress_on_stderr(monkeypatch, tmp_path, capsys):
     from lazygrad import device as devices, helpers
     monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(devices.CompileProgress, "REPORT_AFTER", 0.0)
-    dev = lg.device.get("OPENCL")
-    monkeypatch.setattr(dev, "kernels", KernelCache())
+    forget_kernels(monkeypatch, lg.device.get("OPENCL"))
     x = lg.Tensor(np.arange(6, dtype=np.float32))
     np.testing.assert_allclose(((x + 1).exp().sum()).numpy(), np.exp(np.arange(6) + 1).sum(), rtol=1e-6)
     err = capsys.readouterr().err

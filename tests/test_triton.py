@@ -15,6 +15,7 @@ import lazygrad as lg  # noqa: E402
 from lazygrad.codegen.lower import lower  # noqa: E402
 from lazygrad.dtype import DType  # noqa: E402
 from lazygrad.schedule import schedule  # noqa: E402
+from tests.helpers import forget_kernels  # noqa: E402
 
 DEV = "TRITON"
 
@@ -174,8 +175,9 @@ def test_linear_layer_with_bias_and_relu_is_one_dot_kernel(dtype):
 def test_dot_programs_cover_every_tile_of_partial_groups(monkeypatch):
   """16 x 16 tiles in groups of 3 rows of tiles: 5 rows of tiles make a group of 3 and one of 2, and 70 x 60 leaves
   partial tiles at both edges."""
-  small = lambda plan, interpret: backend.dot_tile_sizes(backend.matmul(plan), (16, 16, 16), group=3)
+  small = lambda plan, interpret, env=None: backend.dot_tile_sizes(backend.matmul(plan), (16, 16, 16), group=3)
   monkeypatch.setattr(backend, "tile_sizes", small)
+  forget_kernels(monkeypatch, lg.device.get(DEV))  # built as its own kernel, with the small tiles
   an, bn = rand(70, 41), rand(41, 60, seed=1)
   out = lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
   assert backend.grid(only_plan(out), small(only_plan(out), True)) == (5 * 4,)
@@ -223,14 +225,27 @@ from lazygrad.backends import triton as backend
 from lazygrad.dtype import BY_NAME
 os.environ["TRITON_INTERPRET"] = "0"
 for k in json.loads(sys.stdin.read()):
-  plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]])
+  plan = types.SimpleNamespace(name=k["name"], bufs=[BY_NAME[d] for d in k["bufs"]],
+                               params=[(n, BY_NAME[d]) for n, d in k["params"]])
   prog = backend.compile_cubin(k["src"], plan, k["config"], 90)
   assert prog.cubin[:4] == b"\x7fELF" and prog.name == k["name"], prog.name
 print("ok")
 """
 
 
-def compile_to_cubins(*outs: lg.Tensor, every_config: bool = False) -> list[str]:
+def dynamic_plans(t: lg.Tensor):
+  """plans(t), each with every number an argument (see codegen/dynamic.py)."""
+  from lazygrad.codegen.dynamic import Specializer
+  specializer, out = Specializer(every_number=True), []
+  for si in schedule([t.lazydata.base]):
+    if si.ast is None: continue
+    dtypes, sizes = [si.out.dtype] + [i.dtype for i in si.inputs], [si.out.size] + [i.size for i in si.inputs]
+    built, params, _ = specializer.resolve(si.ast, sizes)
+    out.append(lower(built, dtypes, sizes, params))
+  return out
+
+
+def compile_to_cubins(*outs: lg.Tensor, every_config: bool = False, make_plans=plans) -> list[str]:
   """Compile every kernel of outs for sm_90 (in its default launch configuration, or in each one a GPU measures), in
   a process of its own where triton.jit is real; their sources. No GPU is needed to compile: this keeps the GPU path
   honest on CPU-only machines."""
@@ -238,11 +253,12 @@ def compile_to_cubins(*outs: lg.Tensor, every_config: bool = False) -> list[str]
   if "nvidia" not in getattr(triton.backends, "backends", {}): pytest.skip("this Triton has no CUDA backend")
   kernels = []
   for out in outs:
-    for plan in plans(out):
+    for plan in make_plans(out):
       src, name = backend.render(plan)
-      configs = backend.tile_configs(plan, interpret=False)
-      kernels += [dict(src=src, name=name, bufs=[d.name for d in plan.bufs], config=c)
-                  for c in (configs if every_config else configs[:1])]
+      env = {n: 7 for n, _ in plan.params}  # a dynamic kernel's tiles: chosen for the sizes it is first built at
+      configs = backend.tile_configs(plan, interpret=False, env=env)
+      kernels += [dict(src=src, name=name, bufs=[d.name for d in plan.bufs], config=c,
+                       params=[(n, d.name) for n, d in plan.params]) for c in (configs if every_config else configs[:1])]
   env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
   res = subprocess.run([sys.executable, "-c", CUBIN_CHECK], input=json.dumps(kernels), capture_output=True, text=True,
                        env=env, timeout=300)
@@ -256,6 +272,27 @@ def test_gpu_path_compiles_kernels_to_cubins():
   h = lg.Tensor(rng.standard_normal(64).astype(np.float16), device=DEV)
   i = lg.Tensor(rng.integers(-9, 9, 64).astype(np.int64), device=DEV)
   compile_to_cubins((x.softmax(1) * 2).max(1)[0], h * h + 1, (i // 3 > 0) | (i % 2 == 0), x.to(lg.bfloat16) * 2)
+
+
+def test_gpu_path_compiles_dynamic_kernels_to_cubins():
+  """Kernels whose sizes, strides, offsets, bounds and scalars are arguments: int32 and float32 scalar parameters."""
+  rng = np.random.default_rng(7)
+  x = lg.Tensor(rng.standard_normal((8, 100)).astype(np.float32), device=DEV)
+  i = lg.Tensor(rng.integers(0, 8, (3, 5)).astype(np.int64), device=DEV)
+  outs = [(x[:, 3:90:2] * 1.5 + 0.25).softmax(1), x.flip(0).pad((2, 1)).sum(0), x.gather(0, i) - 2]
+  srcs = compile_to_cubins(*outs, make_plans=dynamic_plans)
+  assert all(", n0" in src for src in srcs), "\n".join(srcs)
+
+
+def test_gpu_scalar_arguments_read_back_as_their_types():
+  """A scalar argument is one 8-byte word of the launch's argument array; cuLaunchKernel reads its low bytes as the
+  kernel's parameter type."""
+  import ctypes
+  words = (ctypes.c_uint64 * 3)(backend.arg_word(0.3), backend.arg_word(-5), backend.arg_word(2**40 + 3))
+  base = ctypes.addressof(words)
+  assert ctypes.c_float.from_address(base).value == np.float32(0.3)
+  assert ctypes.c_int32.from_address(base + 8).value == -5
+  assert ctypes.c_int64.from_address(base + 16).value == 2**40 + 3
 
 
 def test_gpu_path_compiles_dot_kernels_to_cubins():
@@ -288,13 +325,13 @@ def tuning(monkeypatch, tmp_path):
   monkeypatch.setattr(backend, "TUNE_WORK", 0)
   dev = devices.get(DEV)
   monkeypatch.setattr(dev, "tune", True)
-  monkeypatch.setattr(dev, "kernels", devices.KernelCache())  # as a new process: nothing compiled in memory
+  forget_kernels(monkeypatch, dev)  # as a new process: nothing compiled in memory
   compiled, compile = [], dev.compile
   monkeypatch.setattr(dev, "compile", lambda src, plan, cfg: compiled.append(cfg) or compile(src, plan, cfg))
   yield dev, compiled
 
 
-def test_tuning_measures_each_config_then_keeps_the_choice_on_disk(tuning):
+def test_tuning_measures_each_config_then_keeps_the_choice_on_disk(tuning, monkeypatch):
   dev, compiled = tuning
   an, bn = rand(96, 80), rand(80, 72, seed=1)
   product = lambda: lg.Tensor(an, device=DEV) @ lg.Tensor(bn, device=DEV)
@@ -303,7 +340,7 @@ def test_tuning_measures_each_config_then_keeps_the_choice_on_disk(tuning):
   np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
   assert compiled[:2] == configs and compiled[2] in configs and len(compiled) == 3  # each measured, then the choice
   compiled.clear()
-  dev.kernels.clear()  # a new process again, now with the choice on disk
+  forget_kernels(monkeypatch, dev)  # a new process again, now with the choice on disk
   np.testing.assert_allclose(product().numpy(), an @ bn, **TOL[np.float32])
   assert len(compiled) == 1 and compiled[0] in configs  # read from disk, not measured again
 
@@ -312,7 +349,7 @@ def test_tuning_skips_a_config_that_fails(tuning, monkeypatch):
   dev, compiled = tuning
   broken = backend.config({"BLOCK": 48})  # not a power of two: tl.arange refuses it
   configs = backend.tile_configs
-  monkeypatch.setattr(backend, "tile_configs", lambda plan, interpret: [broken, *configs(plan, interpret)])
+  monkeypatch.setattr(backend, "tile_configs", lambda plan, interpret, env=None: [broken, *configs(plan, interpret)])
   xn = rand(1000)
   np.testing.assert_allclose((lg.Tensor(xn, device=DEV) * 3 + 1).numpy(), xn * 3 + 1, rtol=1e-6)
   assert compiled[0] == broken and compiled[-1] != broken

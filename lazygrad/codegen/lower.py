@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 from lazygrad.dtype import DType, bool_
-from lazygrad.dtype import int64
+from lazygrad.dtype import int32, int64
 from lazygrad.helpers import getenv
 from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps, IndexOps
 from lazygrad.shape import unravel
@@ -18,7 +18,7 @@ from lazygrad.symbolic import Node, Num, Var, make_and
 
 @dataclass(eq=False)
 class Instr:
-  op: str                 # "load", "const", "index", "alu", "reduce"
+  op: str                 # "load", "const", "param" (a scalar argument, arg: its name), "index", "alu", "reduce"
   dtype: DType
   srcs: tuple[Instr, ...]
   arg: Any
@@ -39,6 +39,14 @@ class Plan:
   reduce: Instr | None
   value: Instr               # what is stored at out[gidx]
   ast: KernelOp = field(repr=False)
+  # kernel arguments after the buffers (see codegen/dynamic.py): index variables "n0", "n1", ... (int32, in index
+  # math) and scalars "c0", ... (of their constant's dtype, read by "param" instructions)
+  params: list[tuple[str, DType]] = field(default_factory=list)
+
+  @property
+  def dynamic(self) -> bool:
+    """Whether sizes, strides, offsets or bounds are arguments: out_size and red_size may be Nodes."""
+    return any(dtype is int32 and name.startswith("n") for name, dtype in self.params)
 
   @property
   def row_size(self) -> int:
@@ -53,18 +61,36 @@ class Plan:
 
   @property
   def big_index(self) -> bool:
-    """Whether index math needs 64 bits."""
-    return max([self.work, *self.buf_sizes]) >= 2**31 - 1
+    """Whether index math needs 64 bits (never for a kernel with arguments: their ASTs are guarded instead)."""
+    return not self.params and max([self.work, *self.buf_sizes]) >= 2**31 - 1
 
 
-def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
-  out_size = prod(ast.shape)
+class IndexTooLarge(Exception):
+  """A dynamic kernel's index math that no simplification shrinks (views stacked on views, their sizes arguments):
+  the kernel is built specialized instead (see codegen/dynamic.py)."""
+
+
+INDEX_NODES = 2000  # the most nodes a dynamic kernel's index expression may have, as rendered
+
+
+def size(shape) -> int | Node:
+  """The number of elements of a shape whose sizes may be Nodes (kernel arguments)."""
+  out = 1
+  for s in shape: out = out * s
+  return out
+
+
+def top(n: int | Node) -> int: return n.max if isinstance(n, Node) else n
+
+
+def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=()) -> Plan:
+  out_size = size(ast.shape)
   reduces = [n for n in ast.walk() if n.op in ReduceOps]
   assert len(reduces) <= 1, "a kernel holds at most one reduction"
   red_shape = [reduces[0].src[0].shape[a] for a in reduces[0].arg] if reduces else []
-  red_size = prod(red_shape) if reduces else 0
-  gidx = Var("gidx", 0, max(out_size - 1, 0))
-  ridx = Var("ridx", 0, max(red_size - 1, 0))
+  red_size = size(red_shape) if reduces else 0
+  gidx = Var("gidx", 0, max(top(out_size) - 1, 0))
+  ridx = Var("ridx", 0, max(top(red_size) - 1, 0))
 
   instrs: list[Instr] = []
   cse: dict[tuple, Instr] = {}
@@ -95,11 +121,13 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
       bufno, st = node.arg
       flat, valid = st.expr(idxs)
       valid = make_and([guard, valid])
+      if params and max(flat.size, valid.size) > INDEX_NODES: raise IndexTooLarge(node)
       out = emit("const", node.dtype, (), 0) if valid == Num(0) else emit("load", node.dtype, (), (bufno, flat, valid))
     elif node.op is BufferOps.CONST:
-      out = emit("const", node.dtype, (), node.arg)
+      out = emit("param", node.dtype, (), node.arg.name) if isinstance(node.arg, Node) else emit("const", node.dtype, (), node.arg)
     elif node.op is BufferOps.VIEW:
       flat, valid = node.arg.expr(idxs)
+      if params and max(flat.size, valid.size) > INDEX_NODES: raise IndexTooLarge(node)
       if valid == Num(0): out = emit("const", node.dtype, (), 0)
       else:
         out = lo(node.src[0], unravel(node.src[0].shape, flat), make_and([guard, valid]))
@@ -114,15 +142,16 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
     elif node.op is IndexOps.GATHER:
       # the index is a value computed in the kernel; clamped, so a bad index can never read outside the buffer
       x, dim = node.src[0], node.arg
-      size = x.shape[dim]
+      n = x.shape[dim]
+      number = lambda k: emit("index", v.dtype, (), k) if isinstance(k, Node) else emit("const", v.dtype, (), k)
       v = lo(node.src[1], idxs, guard)
-      if v.op == "const": where = Num(min(max(int(v.arg), 0), size - 1))
+      if v.op == "const" and not isinstance(n, Node): where = Num(min(max(int(v.arg), 0), n - 1))
       else:
         lo_ok = emit("alu", bool_, (v, emit("const", v.dtype, (), 0)), BinaryOps.CMPLT)
         v = emit("alu", v.dtype, (lo_ok, emit("const", v.dtype, (), 0), v), TernaryOps.WHERE)
-        hi_ok = emit("alu", bool_, (v, emit("const", v.dtype, (), size)), BinaryOps.CMPLT)
-        v = emit("alu", v.dtype, (hi_ok, v, emit("const", v.dtype, (), size - 1)), TernaryOps.WHERE)
-        where = Var(v.name, 0, size - 1)
+        hi_ok = emit("alu", bool_, (v, number(n)), BinaryOps.CMPLT)
+        v = emit("alu", v.dtype, (hi_ok, v, number(n - 1)), TernaryOps.WHERE)
+        where = Var(v.name, 0, top(n) - 1)
       bufno, st = x.arg
       flat, valid = st.expr([where if d == dim else i for d, i in enumerate(idxs)])
       valid = make_and([guard, valid])
@@ -137,9 +166,10 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int]) -> Plan:
   value = lo(ast, unravel(ast.shape, gidx))
   reduce = next((i for i in instrs if i.op == "reduce"), None)
   kind = "r" if reduces else "e"
-  name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
-  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast)
-  if CHECK_BOUNDS: check_bounds(plan)
+  if isinstance(out_size, Node) or isinstance(red_size, Node): name = f"{kind}_dynamic"
+  else: name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
+  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params))
+  if CHECK_BOUNDS and not plan.dynamic: check_bounds(plan)
   return plan
 
 

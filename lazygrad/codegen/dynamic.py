@@ -1,0 +1,199 @@
+"""Kernels built once per structure: the numbers in a kernel AST (sizes, strides, offsets, mask bounds and scalars)
+as slots, and the policy that turns the ones that change into kernel arguments.
+
+A kernel is first built with every number in its source (a constant trip count vectorizes). When an AST of the same
+structure comes back with other numbers, the slots that changed become arguments (symbolic variables with bounds) and
+the kernel is built once more; every later AST of that structure whose unchanged slots still hold reuses that build,
+its numbers passed at launch. Slots that have always held equal values (a batch size in every node's shape) share one
+argument; an AST that breaks such an equality is built again with the split made; a big one, or one that needs
+64-bit index math, is specialized (see DYNAMIC_WORK).
+
+A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles):
+the backends give an AST that is launched a second time, with the same numbers, a specialized kernel of its own.
+Numbers that change every call (a position in a sequence, a slice's offset) cost no build; numbers that stay (every
+parameter's shape in a training step) get the fast kernel from their second step on.
+"""
+from __future__ import annotations
+import threading
+from collections import OrderedDict
+from math import prod
+from lazygrad.dtype import DType, float16, float32, bfloat16, int32, int64
+from lazygrad.helpers import DEBUG
+from lazygrad.ops import KernelOp, kernel_op, BufferOps
+from lazygrad.shape import ShapeTracker, View
+from lazygrad.symbolic import Node, Var
+
+INT_MAX = 2**31 - 1
+# index numbers by kind: the range an argument standing for them may take (a size of 0 runs no kernel)
+RANGES = {"size": (1, INT_MAX), "bound": (0, INT_MAX), "stride": (-INT_MAX, INT_MAX), "offset": (-INT_MAX, INT_MAX)}
+SCALAR_DTYPES = (float32, float16, bfloat16, int32, int64)  # constants that may become arguments (as float or int)
+
+
+def template(ast: KernelOp) -> tuple[str, tuple, tuple]:
+  """(structure key, the numbers in slot order, each slot's kind: a RANGES key or a scalar's dtype name). Two ASTs
+  with the same key differ only in those numbers."""
+  at: dict[int, int] = {}
+  parts, values, kinds = [], [], []
+
+  def number(value, kind: str) -> str:
+    values.append(value); kinds.append(kind)
+    return "#"
+
+  def tracker(st: ShapeTracker) -> str:
+    text = []
+    for v in st.views:
+      text.append("(" + ",".join(number(s, "size") for s in v.shape) + "|" + ",".join(number(s, "stride") for s in v.strides)
+                  + "|" + number(v.offset, "offset") + "|" +
+                  ("-" if v.mask is None else ",".join(number(b, "bound") for m in v.mask for b in m)) + ")")
+    return "".join(text)
+
+  for n, node in enumerate(ast.walk()):
+    at[id(node)] = n
+    shape = ",".join(number(s, "size") for s in node.shape)
+    if node.op is BufferOps.LOAD: arg = f"{node.arg[0]}:{tracker(node.arg[1])}"
+    elif node.op is BufferOps.VIEW: arg = tracker(node.arg)
+    elif node.op is BufferOps.CONST and node.dtype in SCALAR_DTYPES and not isinstance(node.arg, bool):
+      arg = number(node.arg, node.dtype.name)
+    else: arg = repr(node.arg)
+    parts.append(f"{node.op}|{node.dtype.name}|{shape}|{arg}|{[at[id(s)] for s in node.src]}")
+  return "\n".join(parts), tuple(values), tuple(kinds)
+
+
+def instantiate(ast: KernelOp, slots: dict[int, Node]) -> KernelOp:
+  """The AST with the numbers in `slots` (slot index -> variable) replaced, walked in template's order."""
+  counter = iter(range(1 << 62))
+
+  def number(value):
+    k = next(counter)
+    return slots.get(k, value)
+
+  def tracker(st: ShapeTracker) -> ShapeTracker:
+    views = []
+    for v in st.views:  # built directly: View.create would treat the variables as numbers
+      shape, strides, offset = tuple(number(s) for s in v.shape), tuple(number(s) for s in v.strides), number(v.offset)
+      mask = None if v.mask is None else tuple((number(lo), number(hi)) for lo, hi in v.mask)
+      views.append(View(shape, strides, offset, mask))
+    return ShapeTracker(tuple(views))
+
+  made: dict[int, KernelOp] = {}
+  for node in ast.walk():
+    shape = tuple(number(s) for s in node.shape)
+    arg = node.arg
+    if node.op is BufferOps.LOAD: arg = (arg[0], tracker(arg[1]))
+    elif node.op is BufferOps.VIEW: arg = tracker(arg)
+    elif node.op is BufferOps.CONST and node.dtype in SCALAR_DTYPES and not isinstance(arg, bool): arg = number(arg)
+    made[id(node)] = kernel_op(node.op, tuple(made[id(s)] for s in node.src), node.dtype, shape, arg)
+  return made[id(ast)]
+
+
+class Structure:
+  """What has been seen of one kernel structure: the numbers of the ASTs that were built (the first one specialized),
+  and the dynamic kernel for the slots that changed among them."""
+
+  def __init__(self, values: tuple, kinds: tuple):
+    self.history, self.kinds = [values], kinds
+    self.groups: list[list[int]] = []  # slots sharing an argument, in argument order
+    self.params: list[tuple[str, DType]] = []
+    self.ranges: list[tuple[int, int] | None] = []
+    self.dynamic: set[int] = set()
+    self.ast: KernelOp | None = None
+    self.refused = False  # its dynamic kernel could not be built: always specialized
+
+  def arguments(self, values: tuple) -> list | None:
+    """The argument values for an AST with these numbers, or None if the dynamic kernel does not cover them."""
+    if self.ast is None: return None
+    first, dynamic = self.history[0], self.dynamic
+    if any(v != f for k, (v, f) in enumerate(zip(values, first)) if k not in dynamic): return None
+    args = []
+    for group, rng in zip(self.groups, self.ranges):
+      v = values[group[0]]
+      if any(values[k] != v for k in group[1:]) or (rng is not None and not rng[0] <= v <= rng[1]): return None
+      args.append(v)
+    return args
+
+  def grow(self, ast: KernelOp, values: tuple, every: bool = False) -> list:
+    """Make the slots that changed arguments, over every AST built so far and this one (`every`: all slots); build
+    the dynamic AST."""
+    if not every: self.history.append(values)
+    changed = [k for k in range(len(values)) if every or any(h[k] != values[k] for h in self.history)]
+    self.dynamic = set(changed)
+    by_values: dict[tuple, list[int]] = {}
+    for k in changed:  # slots equal in every AST so far (and of one family: index or a scalar dtype) share one
+      family = "index" if self.kinds[k] in RANGES else self.kinds[k]
+      by_values.setdefault((family, *(h[k] for h in self.history)), []).append(k)
+    self.groups, self.params, self.ranges, slots = [], [], [], {}
+    for (family, *_), group in by_values.items():
+      if family == "index":
+        lo, hi = max(RANGES[self.kinds[k]][0] for k in group), min(RANGES[self.kinds[k]][1] for k in group)
+        var, dtype, rng = Var(f"n{len(self.params)}", lo, hi), int32, (lo, hi)
+      else:
+        dtype = next(d for d in SCALAR_DTYPES if d.name == family)
+        var, rng = Var(f"c{len(self.params)}", 0, 0), None  # a scalar's range is never used in index math
+      self.groups.append(group); self.params.append((var.name, dtype)); self.ranges.append(rng)
+      slots.update((k, var) for k in group)
+    self.ast = instantiate(ast, slots)
+    if DEBUG >= 1:
+      what = ", ".join(f"{name} ({self.kinds[g[0]]}: {' -> '.join(str(h[g[0]]) for h in self.history)})"
+                       for (name, _), g in zip(self.params, self.groups))
+      print(f"lazygrad: kernel rebuilt as dynamic, with {what} as arguments")
+    return self.arguments(values)
+
+
+# a kernel at least this big is specialized whatever its numbers: its compile is paid back by its runs, and a long
+# reduction loop keeps the vector lanes (separate partial sums) and tiles of a constant trip count. A dynamic kernel
+# is scalar code, one accumulator per output: summing 2**16 tenths in one float32 accumulator is 6e-4 off.
+DYNAMIC_WORK = 1 << 22  # outputs times reduced elements
+DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
+
+
+def specialize(ast: KernelOp, buf_sizes) -> bool:
+  """Whether this AST must get a kernel of its own: it is big (see DYNAMIC_WORK), or its index math needs 64 bits
+  (a dynamic kernel's is 32-bit)."""
+  from lazygrad.ops import ReduceOps
+  reduced = max([prod(n.src[0].shape) // max(prod(n.shape), 1) for n in ast.walk() if n.op in ReduceOps] or [1])
+  work = prod(ast.shape) * reduced
+  return work >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE or max([work, *buf_sizes]) >= INT_MAX
+
+
+def in_ranges(values: tuple, kinds: tuple) -> bool:
+  """Whether every index number lies in the range an argument for it may take (a size of 0 does not)."""
+  return all(RANGES[k][0] <= v <= RANGES[k][1] for v, k in zip(values, kinds) if k in RANGES)
+
+
+class Specializer:
+  """Per device: which kernel an AST runs as. resolve(ast) -> (the AST to build, its parameters, their values):
+  the AST itself with no parameters (specialized), or a structure's dynamic AST and this AST's numbers for it.
+  `every_number` (for tests) makes every number of every AST an argument from its first build."""
+
+  def __init__(self, limit: int = 4096, every_number: bool = False):
+    self.structures: OrderedDict[str, Structure] = OrderedDict()
+    self.limit, self.every_number = limit, every_number
+    self.lock = threading.Lock()
+
+  def resolve(self, ast: KernelOp, buf_sizes: list[int]) -> tuple[KernelOp, list, list]:
+    key, values, kinds = template(ast)
+    with self.lock:
+      s = self.structures.get(key)
+      if s is None:
+        s = self.structures[key] = Structure(values, kinds)
+        while len(self.structures) > self.limit: self.structures.popitem(last=False)
+        if not (self.every_number and values and not specialize(ast, buf_sizes) and in_ranges(values, kinds)):
+          return ast, [], []
+        args = s.grow(ast, values, every=True)
+        return s.ast, s.params, args
+      self.structures.move_to_end(key)
+      # the first numbers keep their specialized kernel (a constant trip count vectorizes)
+      if (values == s.history[0] and not self.every_number) or specialize(ast, buf_sizes) or not in_ranges(values, kinds):
+        return ast, [], []
+      if s.refused: return ast, [], []
+      args = s.arguments(values)
+      if args is None: args = s.grow(ast, values)
+      return s.ast, s.params, args
+
+  def refuse(self, ast: KernelOp) -> tuple[KernelOp, list, list]:
+    """The dynamic kernel of ast's structure cannot be built (its index math is too large, see lower.IndexTooLarge):
+    from now on every AST of the structure is specialized. Returns ast's resolution: itself."""
+    with self.lock:
+      s = self.structures.get(template(ast)[0])
+      if s is not None: s.refused, s.ast = True, None
+    return ast, [], []

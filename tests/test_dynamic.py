@@ -1,0 +1,213 @@
+"""Kernels built once per structure: numbers that change from call to call (scalars, offsets, lengths, batch sizes)
+become kernel arguments after one rebuild, counted with compile_count(), with results equal to NumPy's."""
+import sys
+import numpy as np
+import pytest
+import lazygrad as lg
+import lazygrad.nn as nn
+from lazygrad import device as devices, helpers
+from lazygrad.codegen.dynamic import template, instantiate
+from tests.helpers import forget_kernels
+from lazygrad.shape import ShapeTracker
+from lazygrad.symbolic import Var, Num
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+  """Nothing built yet: an empty disk cache, and the device's kernels, programs and structures forgotten (Triton's
+  interpreter builds a source once per process: its loaded modules are forgotten too)."""
+  monkeypatch.setenv("LAZYGRAD_CACHE_DIR", str(tmp_path))
+  helpers.cache_dir.cache_clear()
+  dev = forget_kernels(monkeypatch, devices.get(devices.default_device()))
+  for name in [m for m in sys.modules if m.startswith("lazygrad_triton_")]: monkeypatch.delitem(sys.modules, name)
+  yield dev
+  helpers.cache_dir.cache_clear()
+
+
+def builds(fn, values, expected) -> int:
+  """Builds for values[1:] after a first call with values[0]; each result checked against `expected`."""
+  np.testing.assert_allclose(fn(values[0]).numpy(), expected(values[0]), rtol=1e-5, atol=1e-6)
+  before = lg.compile_count()
+  for v in values[1:]: np.testing.assert_allclose(fn(v).numpy(), expected(v), rtol=1e-5, atol=1e-6)
+  return lg.compile_count() - before
+
+
+def data(*shape, seed=0):
+  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_a_python_scalar_is_an_argument_after_one_rebuild(fresh):
+  xn = data(1000)
+  x = lg.tensor(xn)
+  scalars = [0.25 + 0.1 * i for i in range(11)]  # none is 1.0, which x * s would drop from the graph
+  assert builds(lambda s: (x * s).sum(), scalars, lambda s: (xn * np.float32(s)).sum()) == 1
+
+
+def test_a_slice_offset_is_an_argument(fresh):
+  xn = data(300)
+  x = lg.tensor(xn)
+  assert builds(lambda i: x[i:i + 8].sum(), list(range(11)), lambda i: xn[i:i + 8].sum()) == 1
+
+
+def test_a_slice_length_is_an_argument(fresh):
+  xn = data(300)
+  x = lg.tensor(xn)
+  assert builds(lambda n: x[:n].sum(), list(range(2, 13)), lambda n: xn[:n].sum()) == 1
+
+
+def test_an_mlp_at_new_batch_sizes_builds_each_kernel_once_more(fresh):
+  lg.manual_seed(0)
+  model = nn.Sequential(nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 5))
+  w1, b1, w2, b2 = (p.numpy() for p in model.parameters())
+  batches = {b: data(b, 24, seed=b) for b in range(1, 12)}
+  forward = lambda b: model(lg.tensor(batches[b]))
+  expected = lambda b: np.maximum(batches[b] @ w1.T + b1, 0) @ w2.T + b2
+  assert builds(forward, list(range(1, 12)), expected) == 2  # two kernels, each rebuilt once
+
+
+def test_a_rebuilt_kernel_says_so_under_debug(fresh, monkeypatch, capsys):
+  monkeypatch.setattr("lazygrad.codegen.dynamic.DEBUG", 1)
+  x = lg.tensor(data(50))
+  for s in (2.5, 3.5): (x * s).sum().numpy()
+  assert "lazygrad: kernel rebuilt as dynamic, with c0 (float32: 2.5 -> 3.5) as arguments" in capsys.readouterr().out
+
+
+def test_numbers_that_were_equal_and_then_differ_are_split(fresh):
+  """An offset and a length equal in the first two calls share an argument; a call where they differ rebuilds once."""
+  xn = data(100)
+  x = lg.tensor(xn)
+  pairs = [(3, 3), (4, 4), (5, 5), (2, 7), (6, 2), (9, 4)]
+  assert builds(lambda p: x[p[0]:p[0] + p[1]].sum(), pairs, lambda p: xn[p[0]:p[0] + p[1]].sum()) == 2
+
+
+def test_slice_assignment_at_a_moving_position(fresh):
+  """A KV cache's write: cache[:, pos:pos+1] = v, a where over padded views whose offsets and bounds move."""
+  cache_n = np.zeros((2, 10, 4), np.float32)
+  cache = lg.tensor(cache_n)
+  before = None
+  for pos in range(10):
+    v = data(2, 1, 4, seed=pos)
+    cache[:, pos:pos + 1] = lg.tensor(v)
+    cache_n[:, pos:pos + 1] = v
+    read = cache[:, :pos + 1].sum(1)
+    np.testing.assert_allclose(read.numpy(), cache_n[:, :pos + 1].sum(1), rtol=1e-5, atol=1e-6)
+    if pos == 2: before = lg.compile_count()
+  assert lg.compile_count() - before == 0
+
+
+def test_gather_along_a_dim_whose_size_changes(fresh):
+  idx_n = np.array([[0, 2, 1]])
+  def run(n):
+    xn = data(n, 3, seed=n)
+    return lg.tensor(xn).gather(0, lg.tensor(np.minimum(idx_n, n - 1))), np.take_along_axis(xn, np.minimum(idx_n, n - 1), 0)
+  results = {n: run(n) for n in (3, 4, 5, 6)}
+  for n, (got, ref) in results.items(): np.testing.assert_allclose(got.numpy(), ref)
+
+
+def test_flipped_and_padded_views_of_changing_length(fresh):
+  def expected(n):
+    xn = data(n, seed=n)
+    return np.pad(xn[::-1], (2, 3), constant_values=0) * 2
+  assert builds(lambda n: lg.tensor(data(n, seed=n)).flip(0).pad((2, 3)) * 2, list(range(3, 10)), expected) <= 2
+
+
+def test_kv_cache_decoding_builds_nothing_after_the_fifth_token(fresh):
+  """Attention over a preallocated cache filled by slice assignment and read as cache[:, :, :pos+1], as a torch user
+  writes it: every token's numbers differ, no kernel is built for them after the first few."""
+  import lazygrad.nn.functional as F
+  heads, dim, steps = 2, 8, 12
+  rng = np.random.default_rng(0)
+  wq, wk, wv = (rng.standard_normal((dim * heads, dim * heads)).astype(np.float32) * 0.3 for _ in range(3))
+  k_cache, v_cache = lg.zeros(1, heads, steps, dim), lg.zeros(1, heads, steps, dim)
+  kn, vn = np.zeros((1, heads, steps, dim), np.float32), np.zeros((1, heads, steps, dim), np.float32)
+  x = rng.standard_normal((steps, dim * heads)).astype(np.float32)
+  counts = []
+  for pos in range(steps):
+    t = lg.tensor(x[pos:pos + 1])
+    q, k, v = ((t @ lg.tensor(w)).reshape(1, 1, heads, dim).transpose(1, 2) for w in (wq, wk, wv))
+    k_cache[:, :, pos:pos + 1] = k
+    v_cache[:, :, pos:pos + 1] = v
+    out = F.scaled_dot_product_attention(q, k_cache[:, :, :pos + 1], v_cache[:, :, :pos + 1])
+    qn, kk, vv = ((x[pos:pos + 1] @ w).reshape(1, 1, heads, dim).transpose(0, 2, 1, 3) for w in (wq, wk, wv))
+    kn[:, :, pos:pos + 1], vn[:, :, pos:pos + 1] = kk, vv
+    scores = qn @ kn[:, :, :pos + 1].transpose(0, 1, 3, 2) / np.sqrt(dim)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    np.testing.assert_allclose(out.numpy(), (p / p.sum(-1, keepdims=True)) @ vn[:, :, :pos + 1], rtol=1e-4, atol=1e-5)
+    counts.append(lg.compile_count())
+  assert counts[-1] - counts[4] == 0, f"kernels built per token: {np.diff(counts).tolist()}"
+
+
+# ---- the pieces: symbolic index math over arguments, and templates
+
+def test_index_math_over_arguments_evaluates_as_c_does():
+  """Products, quotients, remainders and comparisons with variable operands, rendered and simplified, against NumPy
+  on every value in a grid (C's truncating division for the non-negative positions index math divides)."""
+  i, n, m = Var("i", 0, 50), Var("n", 1, 9), Var("m", 1, 7)
+  exprs = [(i * n + 3) // n, (i * n + 3) % n, (i // m) % n, (i * n) // n, ((i + m) * n) % n, (i * 2 + m * n).lt(n * 3),
+           i.ge(m + 1), (i * n * 4 + m) // 4]
+  grid = np.meshgrid(np.arange(51), np.arange(1, 10), np.arange(1, 8), indexing="ij")
+  env = dict(zip("inm", grid))
+  refs = [(grid[0] * grid[1] + 3) // grid[1], (grid[0] * grid[1] + 3) % grid[1], (grid[0] // grid[2]) % grid[1],
+          grid[0], np.zeros_like(grid[0]), (grid[0] * 2 + grid[2] * grid[1] < grid[1] * 3) * 1,
+          (grid[0] >= grid[2] + 1) * 1, (grid[0] * grid[1] * 4 + grid[2]) // 4]
+  for e, ref in zip(exprs, refs):
+    got = np.broadcast_to(e.evaluate(env), ref.shape)
+    np.testing.assert_array_equal(got, ref, err_msg=e.render())
+    assert e.min <= got.min() and got.max() <= e.max, f"{e.render()} leaves its range [{e.min}, {e.max}]"
+  assert ((i * n) // n).render() == "i" and ((i * n) % n) == Num(0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_views_with_every_number_an_argument_read_what_numpy_reads(seed):
+  """A random chain of movements; its view's numbers each replaced by a variable and bound to the same values again
+  gives the same positions and validity everywhere (the general forms hold for every value)."""
+  rng = np.random.default_rng(seed)
+  st = ShapeTracker.from_shape((3, 4, 5))
+  for _ in range(5):
+    move = rng.integers(5)
+    if move == 0: st = st.permute(tuple(rng.permutation(len(st.shape))))
+    elif move == 1: st = st.pad(tuple((int(rng.integers(3)), int(rng.integers(3))) for _ in st.shape))
+    elif move == 2: st = st.shrink(tuple((b := int(rng.integers(s)), int(rng.integers(b + 1, s + 1))) for s in st.shape))
+    elif move == 3: st = st.flip(tuple(a for a in range(len(st.shape)) if rng.integers(2)))
+    else: st = st.reshape((int(np.prod(st.shape)),)) if len(st.shape) > 1 else st.reshape(st.shape + (1,))
+  from lazygrad.ops import kernel_op, BufferOps
+  from lazygrad.dtype import float32
+  ast = kernel_op(BufferOps.LOAD, (), float32, st.shape, (1, st))
+  key, values, kinds = template(ast)
+  variables = {k: Var(f"n{k}", -1000, 1000) if kind in ("stride", "offset") else Var(f"n{k}", 1 if kind == "size" else 0, 1000)
+               for k, kind in enumerate(kinds)}
+  symbolic = instantiate(ast, variables).arg[1]
+  env = {f"n{k}": v for k, v in enumerate(values)}
+  idxs = [Var(f"i{d}", 0, s - 1) for d, s in enumerate(st.shape)]
+  grids = np.meshgrid(*[np.arange(s) for s in st.shape], indexing="ij")
+  env.update({f"i{d}": g for d, g in enumerate(grids)})
+  flat, valid = st.expr(idxs)
+  sflat, svalid = symbolic.expr(idxs)
+  ok = np.broadcast_to(valid.evaluate(env), st.shape).astype(bool)
+  np.testing.assert_array_equal(np.broadcast_to(svalid.evaluate(env), st.shape).astype(bool), ok)
+  np.testing.assert_array_equal(np.broadcast_to(sflat.evaluate(env), st.shape)[ok], np.broadcast_to(flat.evaluate(env), st.shape)[ok])
+
+
+@pytest.fixture
+def every_number(monkeypatch):
+  """Every number of every kernel an argument from its first build: the symbolic path on its own."""
+  return forget_kernels(monkeypatch, devices.get(devices.default_device()), every_number=True)
+
+
+def test_every_number_an_argument_matches_numpy(every_number):
+  """Broadcasts, pads, flips, strided slices, reductions over several dims, a matmul, softmax and a gather, each
+  built with all its sizes, strides, offsets, bounds and scalars as arguments."""
+  a, b = data(3, 5, 4, seed=1), data(4, 6, seed=2)
+  idx = np.array([[2, 0, 1, 1]] * 3)
+  x, y = lg.tensor(a), lg.tensor(b)
+  cases = [
+    ((x * 1.5 + 0.25).relu().sum((0, 2)), (np.maximum(a * 1.5 + 0.25, 0)).sum((0, 2))),
+    (x.flip(1)[:, 1:4:2].pad((1, 2)) - 3, np.pad(a[:, ::-1][:, 1:4:2], ((0, 0), (0, 0), (1, 2))) - 3),
+    (x @ y, a @ b),
+    (x.softmax(-1), np.exp(a) / np.exp(a).sum(-1, keepdims=True)),
+    (x.permute(2, 0, 1).reshape(4, 15).max(1).values, a.transpose(2, 0, 1).reshape(4, 15).max(1)),
+    (x[:, 0].gather(1, lg.tensor(idx)), np.take_along_axis(a[:, 0], idx, 1)),
+    (x[1:, ::-2].expand(2, 3, 4) * x[0, :3], a[1:, ::-2] * a[0, :3]),
+  ]
+  for got, ref in cases: np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-5)
+  assert any(s.ast is not None for s in every_number.specializer.structures.values())
