@@ -4,12 +4,46 @@ gradient is itself differentiable (create_graph) and fuses with everything aroun
 Everything else a user calls is composed from these in tensor.py.
 """
 from __future__ import annotations
+import functools
 import math
+import threading
 from typing import TYPE_CHECKING
 from lazygrad.dtype import DType
 from lazygrad.lazy import LazyBuffer
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps
-if TYPE_CHECKING: from lazygrad.tensor import Tensor
+if TYPE_CHECKING: from lazygrad.tensor import Tensor  # tensor.py imports this module, never the other way
+
+# ---- autograd mode (per thread, as in PyTorch)
+
+_grad_state = threading.local()
+
+
+def grad_enabled() -> bool: return getattr(_grad_state, "enabled", True)
+
+
+class _GradMode:
+  def __init__(self, enabled: bool): self.enabled = enabled
+  def __enter__(self):
+    self.prev = grad_enabled()
+    _grad_state.enabled = self.enabled
+  def __exit__(self, *exc): _grad_state.enabled = self.prev
+  def __call__(self, fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      with _GradMode(self.enabled): return fn(*args, **kwargs)
+    return wrapper
+
+
+def no_grad(): return _GradMode(False)
+def enable_grad(): return _GradMode(True)
+
+
+def columns_are_strided(lb: LazyBuffer) -> bool:
+  """Whether a matrix (or a batch of them) is a view whose rows run down memory: unit stride along dim -2, not -1."""
+  views = lb.st.views
+  if lb._base is None or len(views) != 1: return False
+  strides = views[0].strides
+  return strides[-2] == 1 and strides[-1] != 1
 
 
 class Function:
@@ -23,8 +57,9 @@ class Function:
 
   @classmethod
   def apply(cls, *tensors: Tensor, **kwargs) -> Tensor:
-    from lazygrad.tensor import Tensor, grad_enabled
+    Tensor = type(tensors[0])  # noqa: N806 (the class the results are made of, without importing tensor.py)
     ctx = cls(*tensors)
+    ctx.tensor_type = Tensor
     ret = Tensor._from_lazy(ctx.forward(*[t.lazydata for t in tensors], **kwargs))
     if ctx.requires_grad and grad_enabled() and ret.dtype.is_float:  # integer and bool results carry no gradient
       ret.requires_grad, ret._ctx = True, ctx
@@ -147,9 +182,8 @@ class Where(Function):
     self.cond = cond
   @classmethod
   def apply(cls, cond, x, y):
-    from lazygrad.tensor import Tensor, grad_enabled
     ctx = cls(cond, x, y)
-    ret = Tensor._from_lazy(cond.lazydata.e(TernaryOps.WHERE, x.lazydata, y.lazydata))
+    ret = type(x)._from_lazy(cond.lazydata.e(TernaryOps.WHERE, x.lazydata, y.lazydata))
     if ctx.requires_grad and grad_enabled() and ret.dtype.is_float: ret.requires_grad, ret._ctx = True, ctx
     return ret
   def backward(self, g):
@@ -188,13 +222,12 @@ class MatMul(Function):
     we = w.permute(tuple(range(len(batch))) + (len(batch) + 1, len(batch))).reshape(batch + (1, n, k)).expand(batch + (m, n, k))
     return xe.e(BinaryOps.MUL, we).r(ReduceOps.SUM, (len(batch) + 2,)).reshape(batch + (m, n))
   def backward(self, g):
-    from lazygrad.tensor import _columns_are_strided
     x, w = self.parents
     gw = None
     if self.needs_input_grad[1]:
       # w a transposed view (x @ W.T, a linear layer): its gradient is made in W's own layout, (g^T @ x)^T, so the
       # optimizer reads W's gradient contiguously instead of gathering it through the transpose
-      if _columns_are_strided(w): gw = g.transpose(-1, -2).matmul(x).transpose(-1, -2)
+      if columns_are_strided(w.lazydata): gw = g.transpose(-1, -2).matmul(x).transpose(-1, -2)
       else: gw = x.transpose(-1, -2).matmul(g)
     return g.matmul(w.transpose(-1, -2)) if self.needs_input_grad[0] else None, gw
 
@@ -204,9 +237,8 @@ class Max(Function):
     return self.ret
   def backward(self, g):
     # the gradient is split evenly between tied maxima, as torch.amax does
-    from lazygrad.tensor import Tensor
     x = self.parents[0]
-    is_max = (x == Tensor._from_lazy(self.ret).expand(x.shape)).cast(g.dtype)
+    is_max = (x == self.tensor_type._from_lazy(self.ret).expand(x.shape)).cast(g.dtype)
     count = is_max.sum(self.axes, keepdim=True)
     return (is_max / count) * g.expand(x.shape)
 
@@ -215,18 +247,15 @@ class Gather(Function):
   def forward(self, x, index, dim):
     self.dim, self.input_shape = dim, x.shape
     return x.gather(index, dim)
-  def backward(self, g):
-    from lazygrad.tensor import scatter_sum
-    return scatter_sum(self.input_shape, self.dim, self.parents[1], g), None
+  def backward(self, g): return g._scatter_sum(self.input_shape, self.dim, self.parents[1]), None
 
 
 class CustomGrad(Function):
   """A value computed by a composition of Tensor ops, with its gradient given by a formula (erf, say: its
   approximation's own derivative would be less exact than the true one)."""
   def forward(self, x, value, grad):
-    from lazygrad.tensor import Tensor, no_grad
     self.grad_fn = grad
-    with no_grad(): return value(Tensor._from_lazy(x)).lazydata
+    with no_grad(): return value(self.tensor_type._from_lazy(x)).lazydata
   def backward(self, g): return self.grad_fn(self.parents[0], g)
 
 

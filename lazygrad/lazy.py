@@ -14,6 +14,7 @@ from lazygrad import device as devices
 from lazygrad.dtype import DType, bool_
 from lazygrad.helpers import DEBUG
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, ELEMENTWISE, reduce_identity
+from lazygrad.schedule import schedule
 from lazygrad.shape import ShapeTracker
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurse through long elementwise chains
@@ -206,7 +207,6 @@ written: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def realize(*lbs: LazyBuffer):
   """Schedule and run every kernel needed to give these buffers' bases device memory, and the in-place writes made
   since the last realize on the same device."""
-  from lazygrad.schedule import schedule
   todo = [lb.base for lb in lbs if lb.base.realized is None]
   if not todo: return
   for key, t in list(written.items()):

@@ -17,9 +17,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING
 from lazygrad.helpers import getenv
-from lazygrad.lazy import LazyBuffer
 from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
+if TYPE_CHECKING: from lazygrad.lazy import LazyBuffer  # lazy.py imports this module, never the other way
 
 
 @dataclass

@@ -3,10 +3,10 @@ primitive Functions in function.py. Nothing runs until a result is needed (`.num
 """
 from __future__ import annotations
 import math
-import threading
 from typing import Iterable, Sequence
 import numpy as np
 from lazygrad import function as F
+from lazygrad.function import grad_enabled, no_grad, enable_grad, columns_are_strided
 from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
                             int32, int64, uint8, promote_types)
@@ -20,32 +20,6 @@ assign_hook = None  # set by lazygrad.jit while it captures a call: it learns wh
 
 class ShapeError(ValueError, RuntimeError):
   """Shapes that do not fit together. A ValueError, and a RuntimeError as PyTorch raises for the same mistakes."""
-
-
-# ---- autograd mode (per thread, as in PyTorch)
-
-_grad_state = threading.local()
-
-
-def grad_enabled() -> bool: return getattr(_grad_state, "enabled", True)
-
-
-class _GradMode:
-  def __init__(self, enabled: bool): self.enabled = enabled
-  def __enter__(self):
-    self.prev = grad_enabled()
-    _grad_state.enabled = self.enabled
-  def __exit__(self, *exc): _grad_state.enabled = self.prev
-  def __call__(self, fn):
-    import functools
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-      with _GradMode(self.enabled): return fn(*args, **kwargs)
-    return wrapper
-
-
-def no_grad(): return _GradMode(False)
-def enable_grad(): return _GradMode(True)
 
 
 # ---- random numbers: generated on the host from one seeded generator, as torch's CPU generator does
@@ -92,14 +66,6 @@ def broadcast_shape(*shapes, op: str = "broadcast") -> tuple[int, ...]:
 def _same_device(op: str, a: Tensor, b: Tensor) -> None:
   """A ValueError naming the op and both devices, where two tensors an op combines live on different devices."""
   if a.device != b.device: raise ValueError(f"{op}: tensors are on different devices: {a.device} and {b.device}")
-
-
-def _columns_are_strided(t: Tensor) -> bool:
-  """Whether a matrix (or a batch of them) is a view whose rows run down memory: unit stride along dim -2, not -1."""
-  views = t.lazydata.st.views
-  if t.lazydata._base is None or len(views) != 1: return False
-  strides = views[0].strides
-  return strides[-2] == 1 and strides[-1] != 1
 
 
 def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) and not isinstance(x, np.ndarray)
@@ -422,7 +388,7 @@ class Tensor:
       self.grad = g if self.grad is None else self.grad + g
       return None
     grads: dict[int, Tensor] = {id(self): gradient}
-    with _GradMode(create_graph):
+    with F._GradMode(create_graph):
       for t in reversed(self._toposort()):
         g = grads.pop(id(t), None)
         if g is None or t._ctx is None: continue
@@ -1395,6 +1361,10 @@ class Tensor:
     if index.ndim > 1: raise ShapeError(f"index_select: index must be 0-D or 1-D, got shape {index.shape}")
     return self[(slice(None),) * d + (index.reshape(-1),)]
 
+  def _scatter_sum(self, shape, dim: int, index: Tensor) -> Tensor:
+    """Zeros of `shape` with this tensor added where index points along dim (a gather's gradient)."""
+    return scatter_sum(shape, dim, index, self)
+
   def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
     d = normalize_dim(dim, self.ndim, "scatter_add")
     _check_index_range(index, self.shape[d], d, negative_ok=False)
@@ -1516,8 +1486,8 @@ class Tensor:
     panel = matmul_panel(w.device, m, n, k)
     # a transposed left operand (a weight gradient, g^T @ x) over a long k is copied to panels of rows too: its
     # tile's loads otherwise step a whole row apart down k, a new cache line each (2.5x faster kernel on PoCL)
-    rows = LEFT_PANEL if panel and k >= TRANSPOSED_LEFT_K and m % LEFT_PANEL == 0 and _columns_are_strided(x) else 0
-    if not panel and m >= 16 and n >= 8 and m * n * k >= 1 << 18 and _columns_are_strided(w) and \
+    rows = LEFT_PANEL if panel and k >= TRANSPOSED_LEFT_K and m % LEFT_PANEL == 0 and columns_are_strided(x.lazydata) else 0
+    if not panel and m >= 16 and n >= 8 and m * n * k >= 1 << 18 and columns_are_strided(w.lazydata) and \
         devices.get(w.device).row_major_matmul_operand:
       # a transposed right operand (x @ w.T, a linear layer) is copied to row-major first where the backend's
       # kernels want it (OpenCL's register tiles on a GPU); not for small products, where the copy's launch costs
