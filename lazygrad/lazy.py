@@ -30,6 +30,12 @@ NAN_IN_NAN_OUT = (UnaryOps.NEG, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, Unar
 def _is_nan(value) -> bool: return isinstance(value, float) and math.isnan(value)
 
 
+def _is_identity_zero(value, dtype: DType, sign: int) -> bool:
+  """Whether adding (sign -1) or subtracting (sign 1) this constant leaves every value as it is: any zero for
+  integers, only a zero of that sign for floats."""
+  return value == 0 and (not dtype.is_float or math.copysign(1.0, value) == sign)
+
+
 class LazyBuffer:
   def __init__(self, device: str, st: ShapeTracker, dtype: DType, op=None, srcs=(), arg=None, base=None):
     self.device, self.st, self.dtype = device, st, dtype
@@ -115,8 +121,11 @@ class LazyBuffer:
     if op in (BinaryOps.ADD, BinaryOps.SUB, BinaryOps.MUL, BinaryOps.DIV) and dtype is self.dtype and others[0].dtype is dtype:
       b = others[0].const_value
       a = self.const_value
-      if b is not None and ((op in (BinaryOps.ADD, BinaryOps.SUB) and b == 0) or (op in (BinaryOps.MUL, BinaryOps.DIV) and b == 1)): return self
-      if a is not None and op is BinaryOps.ADD and a == 0: return others[0]
+      # x + 0 is not x where x is -0.0 (it is +0.0): only x + (-0.0) and x - (+0.0) are x for every float
+      if b is not None and ((op is BinaryOps.ADD and _is_identity_zero(b, dtype, -1)) or
+                            (op is BinaryOps.SUB and _is_identity_zero(b, dtype, 1)) or
+                            (op in (BinaryOps.MUL, BinaryOps.DIV) and b == 1)): return self
+      if a is not None and op is BinaryOps.ADD and _is_identity_zero(a, dtype, -1): return others[0]
       if a is not None and op is BinaryOps.MUL and a == 1: return others[0]
     if op is UnaryOps.CAST and dtype is self.dtype: return self
     # float arithmetic on a constant NaN is NaN: fold it here, because PoCL's vector exp2/floor/tanh of a NaN the

@@ -211,3 +211,11 @@ def test_every_number_an_argument_matches_numpy(every_number):
   ]
   for got, ref in cases: np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-5)
   assert any(s.ast is not None for s in every_number.specializer.structures.values())
+
+
+def test_zero_and_nan_constants_keep_their_own_kernels(fresh):
+  """-0.0 == 0.0 and NaN != NaN: such constants are never arguments, so the sign of a zero reaches the result."""
+  x = lg.tensor(np.array([1.0, -2.0, 4.0], np.float32))
+  with np.errstate(divide="ignore"):
+    for c in (3.0, 5.0, 0.0, -0.0, 2.0, -0.0):
+      np.testing.assert_array_equal((x * 0 + c).reciprocal().numpy(), np.reciprocal(np.float32(0) * x.numpy() + np.float32(c)))

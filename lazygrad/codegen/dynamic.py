@@ -29,6 +29,13 @@ RANGES = {"size": (1, INT_MAX), "bound": (0, INT_MAX), "stride": (-INT_MAX, INT_
 SCALAR_DTYPES = (float32, float16, bfloat16, int32, int64)  # constants that may become arguments (as float or int)
 
 
+def scalar_slot(node: KernelOp) -> bool:
+  """Whether a constant's value is a slot. Zero and NaN stay in the structure: -0.0 == 0.0 and NaN != NaN would
+  confuse the comparison of values (and 1 / -0.0 is not 1 / 0.0)."""
+  v = node.arg
+  return node.op is BufferOps.CONST and node.dtype in SCALAR_DTYPES and not isinstance(v, bool) and v == v and v != 0
+
+
 def template(ast: KernelOp) -> tuple[str, tuple, tuple]:
   """(structure key, the numbers in slot order, each slot's kind: a RANGES key or a scalar's dtype name). Two ASTs
   with the same key differ only in those numbers."""
@@ -52,8 +59,7 @@ def template(ast: KernelOp) -> tuple[str, tuple, tuple]:
     shape = ",".join(number(s, "size") for s in node.shape)
     if node.op is BufferOps.LOAD: arg = f"{node.arg[0]}:{tracker(node.arg[1])}"
     elif node.op is BufferOps.VIEW: arg = tracker(node.arg)
-    elif node.op is BufferOps.CONST and node.dtype in SCALAR_DTYPES and not isinstance(node.arg, bool):
-      arg = number(node.arg, node.dtype.name)
+    elif scalar_slot(node): arg = number(node.arg, node.dtype.name)
     else: arg = repr(node.arg)
     parts.append(f"{node.op}|{node.dtype.name}|{shape}|{arg}|{[at[id(s)] for s in node.src]}")
   return "\n".join(parts), tuple(values), tuple(kinds)
@@ -81,7 +87,7 @@ def instantiate(ast: KernelOp, slots: dict[int, Node]) -> KernelOp:
     arg = node.arg
     if node.op is BufferOps.LOAD: arg = (arg[0], tracker(arg[1]))
     elif node.op is BufferOps.VIEW: arg = tracker(arg)
-    elif node.op is BufferOps.CONST and node.dtype in SCALAR_DTYPES and not isinstance(arg, bool): arg = number(arg)
+    elif scalar_slot(node): arg = number(arg)
     made[id(node)] = kernel_op(node.op, tuple(made[id(s)] for s in node.src), node.dtype, shape, arg)
   return made[id(ast)]
 
