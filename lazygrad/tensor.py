@@ -1449,6 +1449,7 @@ class Tensor:
       positions = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[index]
       value = value.cast(self.dtype)._broadcast_to(positions.shape)
       new = self.reshape(-1).scatter(0, positions.reshape(-1), value.reshape(-1)).reshape(self.shape)
+    if assign_hook is not None: assign_hook(self)  # a jitted call's replay updates this tensor too
     self.lazydata, self._ctx, self.requires_grad = new.lazydata, new._ctx, new.requires_grad or self.requires_grad
     lazy_module.written[id(self)] = self
 
