@@ -21,7 +21,7 @@ export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 # NVIDIA's OpenCL driver through an ICD folder
 mkdir -p /tmp/icd && echo libnvidia-opencl.so.1 > /tmp/icd/nvidia.icd && export OCL_ICD_VENDORS=/tmp/icd
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/card.txt"
-TESTS="tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_triton.py"
+TESTS="tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_triton.py tests/test_dynamic.py"
 LAZYGRAD_DEVICE=TRITON timeout 240 python3 -m pytest -q -x $TESTS 2>&1 | tail -5 | tee "$OUT/triton_tests.txt"
 LAZYGRAD_DEVICE=OPENCL timeout 240 python3 -m pytest -q -x $TESTS 2>&1 | tail -5 | tee "$OUT/opencl_tests.txt"
 LAZYGRAD_DEVICE=TRITON timeout 240 python3 bench/gpu_bench.py 2>&1 | tee "$OUT/triton_bench.txt"
