@@ -55,7 +55,7 @@ test-triton: $(TEST_STAMP)
 fuzz: $(TEST_STAMP)
 	LAZYGRAD_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -n $(JOBS) tests/test_fuzz.py
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(EXAMPLE_STAMP)
 	$(PY) bench/bench.py
 
 clean:

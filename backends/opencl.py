@@ -792,7 +792,8 @@ class Device:
     """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
     else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py) with
     this AST's numbers as arguments; an AST launched `again` gets its own."""
-    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, [b.size for b in buffers])
+    buf_sizes = [b.size for b in buffers]
+    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch)
     program = self.programs.get(built)
     if program is None:
       try: program = self._prepare(built, buffers, origin, params)

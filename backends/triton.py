@@ -849,7 +849,8 @@ class Device:
     if self.interpret and any(n.dtype is bfloat16 for n in [*buffers, *ast.walk()]):
       raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
                       "toward zero. Use float16 or float32 here")
-    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, [b.size for b in buffers])
+    buf_sizes = [b.size for b in buffers]
+    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch)
     env = {n: v for (n, _), v in zip(params, values)}
     program = self.programs.get(built)
     if program is None:

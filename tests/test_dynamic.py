@@ -219,3 +219,13 @@ def test_zero_and_nan_constants_keep_their_own_kernels(fresh):
   with np.errstate(divide="ignore"):
     for c in (3.0, 5.0, 0.0, -0.0, 2.0, -0.0):
       np.testing.assert_array_equal((x * 0 + c).reciprocal().numpy(), np.reciprocal(np.float32(0) * x.numpy() + np.float32(c)))
+
+
+def test_a_big_kernel_takes_changing_scalars_as_arguments_but_is_built_for_new_sizes(fresh):
+  """Above DYNAMIC_WORK (or a reduction of DYNAMIC_REDUCE), a kernel whose sizes changed is built for them (it keeps
+  its vector code and tiles); one whose scalars changed still takes them as arguments."""
+  from lazygrad.codegen.dynamic import DYNAMIC_REDUCE
+  xn = data(2 * DYNAMIC_REDUCE)
+  x = lg.tensor(xn)
+  assert builds(lambda s: (x * s).sum(), [0.5, 1.5, 2.5, 3.5], lambda s: (xn * np.float32(s)).sum()) == 1
+  assert builds(lambda n: x[:n].sum(), [DYNAMIC_REDUCE + k for k in (0, 8, 16)], lambda n: xn[:n].sum()) == 2

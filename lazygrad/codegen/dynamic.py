@@ -2,11 +2,11 @@
 as slots, and the policy that turns the ones that change into kernel arguments.
 
 A kernel is first built with every number in its source (a constant trip count vectorizes). When an AST of the same
-structure comes back with other numbers, the slots that changed become arguments (symbolic variables with bounds) and
+structure comes back with other numbers in a later schedule, the slots that changed become arguments (symbolic variables with bounds) and
 the kernel is built once more; every later AST of that structure whose unchanged slots still hold reuses that build,
 its numbers passed at launch. Slots that have always held equal values (a batch size in every node's shape) share one
-argument; an AST that breaks such an equality is built again with the split made; a big one, or one that needs
-64-bit index math, is specialized (see DYNAMIC_WORK).
+argument; an AST that breaks such an equality is built again with the split made; one that needs 64-bit index math
+is specialized, as is a big one whose sizes would be arguments (see DYNAMIC_WORK).
 
 A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles):
 the backends give an AST that is launched a second time, with the same numbers, a specialized kernel of its own.
@@ -96,14 +96,18 @@ class Structure:
   """What has been seen of one kernel structure: the numbers of the ASTs that were built (the first one specialized),
   and the dynamic kernel for the slots that changed among them."""
 
-  def __init__(self, values: tuple, kinds: tuple):
-    self.history, self.kinds = [values], kinds
+  def __init__(self, values: tuple, kinds: tuple, epoch: int = 0):
+    self.history, self.kinds, self.epoch = [values], kinds, epoch  # the schedule that first showed it
     self.groups: list[list[int]] = []  # slots sharing an argument, in argument order
     self.params: list[tuple[str, DType]] = []
     self.ranges: list[tuple[int, int] | None] = []
     self.dynamic: set[int] = set()
     self.ast: KernelOp | None = None
     self.refused = False  # its dynamic kernel could not be built: always specialized
+
+  def index_changes(self, values: tuple) -> bool:
+    """Whether an index number (a size, stride, offset or bound) is an argument, or would become one for these."""
+    return any(self.kinds[k] in RANGES and (k in self.dynamic or v != f) for k, (v, f) in enumerate(zip(values, self.history[0])))
 
   def arguments(self, values: tuple) -> list | None:
     """The argument values for an AST with these numbers, or None if the dynamic kernel does not cover them."""
@@ -152,13 +156,13 @@ DYNAMIC_WORK = 1 << 22  # outputs times reduced elements
 DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
 
 
-def specialize(ast: KernelOp, buf_sizes) -> bool:
-  """Whether this AST must get a kernel of its own: it is big (see DYNAMIC_WORK), or its index math needs 64 bits
-  (a dynamic kernel's is 32-bit)."""
+def measure(ast: KernelOp, buf_sizes) -> tuple[bool, bool]:
+  """(big, wide): whether this AST is big enough to be specialized if its sizes would be arguments (see
+  DYNAMIC_WORK), and whether its index math needs 64 bits (a dynamic kernel's is 32-bit: always specialized)."""
   from lazygrad.ops import ReduceOps
   reduced = max([prod(n.src[0].shape) // max(prod(n.shape), 1) for n in ast.walk() if n.op in ReduceOps] or [1])
   work = prod(ast.shape) * reduced
-  return work >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE or max([work, *buf_sizes]) >= INT_MAX
+  return work >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE, max([work, *buf_sizes]) >= INT_MAX
 
 
 def in_ranges(values: tuple, kinds: tuple) -> bool:
@@ -176,22 +180,28 @@ class Specializer:
     self.limit, self.every_number = limit, every_number
     self.lock = threading.Lock()
 
-  def resolve(self, ast: KernelOp, buf_sizes: list[int]) -> tuple[KernelOp, list, list]:
+  def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0) -> tuple[KernelOp, list, list]:
+    """`epoch` counts schedules (see device.epoch): ASTs of one structure with other numbers in the schedule that
+    first showed it (a training step's per-parameter updates) are each specialized, as their numbers stay from step
+    to step; it is numbers that change from one schedule to the next that become arguments."""
     key, values, kinds = template(ast)
     with self.lock:
       s = self.structures.get(key)
       if s is None:
-        s = self.structures[key] = Structure(values, kinds)
+        s = self.structures[key] = Structure(values, kinds, epoch)
         while len(self.structures) > self.limit: self.structures.popitem(last=False)
-        if not (self.every_number and values and not specialize(ast, buf_sizes) and in_ranges(values, kinds)):
+        if not (self.every_number and values and not any(measure(ast, buf_sizes)) and in_ranges(values, kinds)):
           return ast, [], []
         args = s.grow(ast, values, every=True)
         return s.ast, s.params, args
       self.structures.move_to_end(key)
       # the first numbers keep their specialized kernel (a constant trip count vectorizes)
-      if (values == s.history[0] and not self.every_number) or specialize(ast, buf_sizes) or not in_ranges(values, kinds):
+      if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
+         (s.ast is None and s.epoch == epoch):
         return ast, [], []
-      if s.refused: return ast, [], []
+      big, wide = measure(ast, buf_sizes)
+      # a big kernel keeps its vector code unless only scalars change (a dynamic kernel's sizes make it scalar code)
+      if wide or (big and s.index_changes(values)): return ast, [], []
       args = s.arguments(values)
       if args is None: args = s.grow(ast, values)
       return s.ast, s.params, args
