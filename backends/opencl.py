@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import numpy as np
-from lazygrad.codegen.dynamic import Specializer
+from lazygrad.codegen.dynamic import Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
@@ -807,7 +807,7 @@ class Device:
       out_size, gsize = (x.evaluate(env) if isinstance(x, Node) else x for x in (out_size, gsize))
       values = param_values(plan, values)
     return (name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values,
-            devices.epoch if plan is not None and plan.dynamic else None)
+            devices.epoch if plan is not None and plan.dynamic and promotable(ast) else None)
 
   def _prepare(self, ast, buffers, origin: str, params):
     """(name, outputs, work-items, kernel, source, its largest work-group, plan) for an AST; outputs and work-items

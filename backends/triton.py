@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import numpy as np
-from lazygrad.codegen.dynamic import Specializer
+from lazygrad.codegen.dynamic import Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
@@ -865,7 +865,7 @@ class Device:
       sizes = tile_sizes(plan, True, env)
     programs = grid(plan, sizes, env) if value(plan.out_size, env) else None
     return (plan, prog, src, sizes, programs, [arg_value(v, d) for (_, d), v in zip(params, values)],
-            devices.epoch if plan.dynamic else None)
+            devices.epoch if plan.dynamic and promotable(ast) else None)
 
   def _prepare(self, ast, buffers, origin: str, params) -> tuple:
     """(plan, program, source, tile sizes) for an AST as built (specialized, or dynamic over `params`)."""

@@ -229,3 +229,22 @@ def test_a_big_kernel_takes_changing_scalars_as_arguments_but_is_built_for_new_s
   x = lg.tensor(xn)
   assert builds(lambda s: (x * s).sum(), [0.5, 1.5, 2.5, 3.5], lambda s: (xn * np.float32(s)).sum()) == 1
   assert builds(lambda n: x[:n].sum(), [DYNAMIC_REDUCE + k for k in (0, 8, 16)], lambda n: xn[:n].sum()) == 2
+
+
+def test_an_unrolled_recurrence_builds_its_step_once_for_any_length(fresh):
+  """h = tanh(x[:, t] @ W + h @ U) over t, realized once: each time step's kernels differ only in their offsets, in one
+  schedule. Small kernels share one dynamic kernel, so a sequence of any length builds next to nothing."""
+  rng = np.random.default_rng(0)
+  wn, un = (rng.standard_normal((16, 16)).astype(np.float32) * 0.3 for _ in range(2))
+  w, u = lg.tensor(wn), lg.tensor(un)
+  counts = []
+  for steps in (10, 17, 23):
+    xn = rng.standard_normal((4, steps, 16)).astype(np.float32)
+    x, h, hn = lg.tensor(xn), lg.zeros(4, 16), np.zeros((4, 16), np.float32)
+    for t in range(steps):
+      h = (x[:, t] @ w + h @ u).tanh()
+      hn = np.tanh(xn[:, t] @ wn + hn @ un)
+    before = lg.compile_count()
+    np.testing.assert_allclose(h.numpy(), hn, rtol=1e-4, atol=1e-5)
+    counts.append(lg.compile_count() - before)
+  assert counts[0] <= 6 and counts[1] + counts[2] <= 2, counts  # 13, 17 and 23 before

@@ -154,15 +154,29 @@ class Structure:
 # is scalar code, one accumulator per output: summing 2**16 tenths in one float32 accumulator is 6e-4 off.
 DYNAMIC_WORK = 1 << 22  # outputs times reduced elements
 DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
+# below this, a kernel's launch costs about what its scalar code does: its other numbers in one schedule (an unrolled
+# recurrence's time steps, small per-parameter updates) share a dynamic kernel, kept for good. From here up, numbers
+# that differ within a schedule, or come back in a later one, get a kernel of their own (vector code, tiles).
+SMALL_WORK = 1 << 16
+
+
+def work(ast: KernelOp) -> tuple[int, int]:
+  """(outputs times reduced elements, reduced elements per output) of an AST."""
+  from lazygrad.ops import ReduceOps
+  reduced = max([prod(n.src[0].shape) // max(prod(n.shape), 1) for n in ast.walk() if n.op in ReduceOps] or [1])
+  return prod(ast.shape) * reduced, reduced
+
+
+def promotable(ast: KernelOp) -> bool:
+  """Whether an AST that runs on a dynamic kernel gets its own once it comes back in a later schedule."""
+  return work(ast)[0] >= SMALL_WORK
 
 
 def measure(ast: KernelOp, buf_sizes) -> tuple[bool, bool]:
   """(big, wide): whether this AST is big enough to be specialized if its sizes would be arguments (see
   DYNAMIC_WORK), and whether its index math needs 64 bits (a dynamic kernel's is 32-bit: always specialized)."""
-  from lazygrad.ops import ReduceOps
-  reduced = max([prod(n.src[0].shape) // max(prod(n.shape), 1) for n in ast.walk() if n.op in ReduceOps] or [1])
-  work = prod(ast.shape) * reduced
-  return work >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE, max([work, *buf_sizes]) >= INT_MAX
+  total, reduced = work(ast)
+  return total >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE, max([total, *buf_sizes]) >= INT_MAX
 
 
 def in_ranges(values: tuple, kinds: tuple) -> bool:
@@ -197,7 +211,7 @@ class Specializer:
       self.structures.move_to_end(key)
       # the first numbers keep their specialized kernel (a constant trip count vectorizes)
       if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
-         (s.ast is None and s.epoch == epoch):
+         (s.ast is None and s.epoch == epoch and promotable(ast)):
         return ast, [], []
       big, wide = measure(ast, buf_sizes)
       # a big kernel keeps its vector code unless only scalars change (a dynamic kernel's sizes make it scalar code)
