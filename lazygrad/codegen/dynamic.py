@@ -19,7 +19,7 @@ from collections import OrderedDict
 from math import prod
 from lazygrad.dtype import DType, float16, float32, bfloat16, int32, int64
 from lazygrad.helpers import DEBUG
-from lazygrad.ops import KernelOp, kernel_op, BufferOps
+from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps
 from lazygrad.shape import ShapeTracker, View
 from lazygrad.symbolic import Node, Var
 
@@ -107,7 +107,8 @@ class Structure:
 
   def index_changes(self, values: tuple) -> bool:
     """Whether an index number (a size, stride, offset or bound) is an argument, or would become one for these."""
-    return any(self.kinds[k] in RANGES and (k in self.dynamic or v != f) for k, (v, f) in enumerate(zip(values, self.history[0])))
+    return any(self.kinds[k] in RANGES and (k in self.dynamic or v != f)
+               for k, (v, f) in enumerate(zip(values, self.history[0])))
 
   def arguments(self, values: tuple) -> list | None:
     """The argument values for an AST with these numbers, or None if the dynamic kernel does not cover them."""
@@ -162,7 +163,6 @@ SMALL_WORK = 1 << 16
 
 def work(ast: KernelOp) -> tuple[int, int]:
   """(outputs times reduced elements, reduced elements per output) of an AST."""
-  from lazygrad.ops import ReduceOps
   reduced = max([prod(n.src[0].shape) // max(prod(n.shape), 1) for n in ast.walk() if n.op in ReduceOps] or [1])
   return prod(ast.shape) * reduced, reduced
 
