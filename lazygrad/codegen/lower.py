@@ -6,7 +6,6 @@ runs inside. Each instruction belongs to a region: "pre" (needs neither the loop
 """
 from __future__ import annotations
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any
 from lazygrad.dtype import DType, bool_
 from lazygrad.dtype import int32, int64
