@@ -19,7 +19,7 @@ from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
-from lazygrad.symbolic import Node, Num, Var, make_sum, text
+from lazygrad.symbolic import Node, Num, Var, make_sum, text, value
 
 # what each dtype is called in memory (pointer element type) and in arithmetic
 STORAGE = {"bool": "uchar", "uint8": "uchar", "int8": "char", "int16": "short", "int32": "int", "int64": "long",
@@ -107,7 +107,7 @@ def scalar_params(plan: Plan) -> list[str]:
 
 def param_values(plan: Plan, values: list) -> list:
   """Launch arguments for the plan's parameters, typed as its kernel declares them."""
-  return [np.dtype(COMPUTE_NP[d.name]).type(v) for (_, d), v in zip(plan.params, values)]
+  return [COMPUTE_NP[d.name](v) for (_, d), v in zip(plan.params, values)]
 
 
 COMPUTE_NP = {"float32": np.float32, "float16": np.float32, "int32": np.int32, "int64": np.int64}
@@ -804,7 +804,7 @@ class Device:
     name, out_size, gsize, kernel, src, most, plan = program
     if params:
       env = {n: v for (n, _), v in zip(params, values)}
-      out_size, gsize = (x.evaluate(env) if isinstance(x, Node) else x for x in (out_size, gsize))
+      out_size, gsize = value(out_size, env), value(gsize, env)
       values = param_values(plan, values)
     return (name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values,
             devices.epoch if plan is not None and plan.dynamic and promotable(ast) else None)

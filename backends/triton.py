@@ -27,7 +27,7 @@ from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
 from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
-from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And
+from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And, value
 
 
 def _env_true(name: str) -> bool: return os.environ.get(name, "").strip().lower() in ("1", "true", "on", "yes")
@@ -128,12 +128,7 @@ def index(node: Node, var, ctx: str = "top") -> str:
 
 def text(n) -> str:
   """A size (an int, or a Node over the kernel's arguments) as Triton text."""
-  return index(n, lambda v: v) if isinstance(n, Node) else str(n)
-
-
-def value(n, env: dict) -> int:
-  """A size at these argument values."""
-  return n.evaluate(env) if isinstance(n, Node) else n
+  return operand(n, lambda v: v, "top")
 
 
 def operand(b, var, ctx: str) -> str:

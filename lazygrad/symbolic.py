@@ -98,6 +98,11 @@ class Var(Node):
 def text(b, var=None) -> str:
   """An int or a Node as C-like text."""
   return b.render(var) if isinstance(b, Node) else str(b)
+
+
+def value(b, env: dict) -> int:
+  """An int, or a Node at these variables' values (a size over a kernel's arguments at one launch)."""
+  return b.evaluate(env) if isinstance(b, Node) else b
 def _sub(b, values): return b.substitute(values) if isinstance(b, Node) else b
 def _value(b, env): return b.evaluate(env) if isinstance(b, Node) else b
 

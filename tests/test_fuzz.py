@@ -6,7 +6,6 @@ time; `LAZYGRAD_FUZZ_EXAMPLES=10000 pytest tests/test_fuzz.py` (`make fuzz`) sea
 fuzzer finds becomes a plain regression test at the bottom of this file, with its exact shapes and ops.
 """
 
-import contextlib
 import functools
 import os
 import warnings
@@ -17,8 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import lazygrad as lg
 from lazygrad import device as devices
-from lazygrad.codegen.dynamic import Specializer
-from lazygrad.device import KernelCache
+from tests.helpers import forget_kernels
 
 EXAMPLES = int(os.environ.get("LAZYGRAD_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
@@ -313,20 +311,12 @@ def test_op_chains_match_numpy(chain):
     run_chain(*chain)
 
 
-@contextlib.contextmanager
-def every_number_an_argument():
-    """Kernels built with every number (sizes, strides, offsets, bounds, scalars) an argument, from their first build."""
-    dev = devices.get(devices.default_device())
-    saved = dev.kernels, dev.programs, dev.specializer
-    dev.kernels, dev.programs, dev.specializer = KernelCache(), KernelCache(), Specializer(every_number=True)
-    try: yield
-    finally: dev.kernels, dev.programs, dev.specializer = saved
-
-
 @settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
 @given(chains())
 def test_op_chains_match_numpy_with_every_number_an_argument(chain):
-    with every_number_an_argument(): run_chain(*chain)
+    with pytest.MonkeyPatch.context() as mp:  # every number of every kernel an argument, from its first build
+        forget_kernels(mp, devices.get(devices.default_device()), every_number=True)
+        run_chain(*chain)
 
 
 # ---- regressions: failures the fuzzer found, as plain tests
