@@ -824,12 +824,15 @@ class Device:
       return (time.perf_counter() - start) / reps
     return tuned("triton-tune", key, configs, measure, plan.name)
 
-  def exec(self, ast, buffers, origin: str = ""):
-    """Run one kernel AST over device buffers (buffers[0] is the output)."""
+  def exec(self, ast, buffers, origin: str = "", numbers=None):
+    """Run one kernel AST over device buffers (buffers[0] is the output); `numbers`: a template of ast's structure
+    with other numbers, to run instead (see Specializer.resolve)."""
     with self.lock:
-      entry = self.kernels.get(ast)
-      if entry is None or entry[6] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
-        entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+      if numbers is not None: entry = self._entry(ast, buffers, origin, numbers=numbers)
+      else:
+        entry = self.kernels.get(ast)
+        if entry is None or entry[6] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
+          entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
       plan, prog, src, sizes, programs, args, _ = entry
       if programs is None: return  # no outputs
       try: self.run(prog, buffers, programs, sizes, args)
@@ -837,7 +840,7 @@ class Device:
         raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
                           f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
 
-  def _entry(self, ast, buffers, origin: str, again: bool = False):
+  def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(plan, program, source, tile sizes, grid or None, arguments, the epoch it was made in if it runs a dynamic
     kernel, else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py)
     with this AST's numbers as arguments; an AST launched `again` gets its own."""
@@ -845,13 +848,13 @@ class Device:
       raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
                       "toward zero. Use float16 or float32 here")
     buf_sizes = [b.size for b in buffers]
-    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch)
+    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers)
     env = {n: v for (n, _), v in zip(params, values)}
     program = self.programs.get(built)
     if program is None:
       try: program = self._prepare(built, buffers, origin, params)
       except IndexTooLarge:  # its structure is specialized from now on
-        built, params, values = self.specializer.refuse(ast)
+        built, params, values = self.specializer.refuse(ast, numbers)
         env = {}
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
       self.programs[built] = program
@@ -860,7 +863,7 @@ class Device:
       sizes = tile_sizes(plan, True, env)
     programs = grid(plan, sizes, env) if value(plan.out_size, env) else None
     return (plan, prog, src, sizes, programs, [arg_value(v, d) for (_, d), v in zip(params, values)],
-            devices.epoch if plan.dynamic and promotable(ast) else None)
+            devices.epoch if numbers is None and plan.dynamic and promotable(ast) else None)
 
   def _prepare(self, ast, buffers, origin: str, params) -> tuple:
     """(plan, program, source, tile sizes) for an AST as built (specialized, or dynamic over `params`)."""

@@ -79,7 +79,7 @@ class LazyBuffer:
     lb = LazyBuffer(device, ShapeTracker.from_shape(x.shape), dtype, LoadOps.FROM_HOST)
     lb.realized = devices.Buffer(device, x.size, dtype)
     if x.size: lb.realized.copyin(x.reshape(-1))
-    if uploads is not None: uploads.append((id(lb.realized), x.tobytes()))
+    if uploads is not None: uploads.append((lb.realized, x.copy()))
     return lb
 
   def overwrite(self, x: np.ndarray) -> None:
@@ -89,7 +89,7 @@ class LazyBuffer:
       raise RuntimeError(f"overwrite: needs a realized buffer of {x.size} elements, got {'a view' if self._base else self.size}")
     x = np.ascontiguousarray(x, dtype=self.dtype.np).reshape(-1)
     self.realized.copyin(x)
-    if uploads is not None: uploads.append((id(self.realized), x.tobytes()))
+    if uploads is not None: uploads.append((self.realized, x.copy()))
 
   @staticmethod
   def const(value, dtype: DType, device: str, shape=()) -> LazyBuffer:
@@ -232,7 +232,7 @@ def realize(*lbs: LazyBuffer):
 
 
 # while lazygrad.jit captures a call, every launch is recorded here as (device, kernel AST, buffers), and every
-# host-to-device copy as (id of its buffer, its bytes)
+# host-to-device copy as (its buffer, the data)
 capture: list | None = None
 uploads: list | None = None
 

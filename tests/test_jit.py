@@ -149,3 +149,70 @@ def test_a_replayed_call_writes_slices_in_place():
     np.testing.assert_allclose(cache.numpy()[1], [n, 2.0 * n, 3.0 * n])
     np.testing.assert_allclose(out.numpy(), [n, 2.0 * n, 3.0 * n])
   assert accumulate.replayable
+
+
+def decoder(width=8, context=12, seed=0):
+  """One attention step over a preallocated key/value cache written at `pos`, as a torch user writes a decoder's."""
+  rng = np.random.default_rng(seed)
+  wq, wk, wv = (lg.Tensor(rng.standard_normal((width, width)).astype(np.float32) * 0.3) for _ in range(3))
+  pos_table = lg.Tensor(rng.standard_normal((context, width)).astype(np.float32))
+  cache = {"k": lg.zeros(1, context, width), "v": lg.zeros(1, context, width)}
+  ran = []
+
+  def step(x, pos):
+    ran.append(pos)
+    x = x + pos_table[pos] + lg.Tensor([[float(pos)]]) * 0.01  # a row picked by the int, a value copied from the host
+    q, k, v = x @ wq, x @ wk, x @ wv
+    cache["k"][:, pos:pos + 1] = k
+    cache["v"][:, pos:pos + 1] = v
+    att = (q @ cache["k"][:, :pos + 1].transpose(1, 2) / width ** 0.5).softmax(-1)
+    return att @ cache["v"][:, :pos + 1]
+  return step, cache, ran
+
+
+def test_a_changing_int_is_followed_and_replayed():
+  """A decoding step called at positions 0, 1, 2...: three calls after a warm-up show how its kernels' numbers (the
+  cache's offset and length, the uploaded value) move with the position; then every later position replays,
+  building no kernel, with the numbers plain calls give."""
+  rng = np.random.default_rng(1)
+  xs = [rng.standard_normal((1, 1, 8)).astype(np.float32) for _ in range(12)]
+  plain, plain_cache, _ = decoder()
+  want = [plain(lg.Tensor(x), pos).numpy() for pos, x in enumerate(xs)]
+  step, cache, ran = decoder()
+  jitted = lg.jit(step)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for pos, x in enumerate(xs):
+      if pos == 5: built = lg.compile_count()
+      np.testing.assert_allclose(jitted(lg.Tensor(x), pos).numpy(), want[pos], rtol=1e-5, atol=1e-6)
+  assert ran == [0, 1, 2, 3] and lg.compile_count() == built  # a warm-up, three recordings; then replays only
+  np.testing.assert_allclose(cache["k"].numpy(), plain_cache["k"].numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jitted(lg.Tensor(xs[3]), 3).numpy(), want[3], rtol=1e-5, atol=1e-6)  # back to a position
+
+
+def test_an_int_whose_numbers_do_not_move_in_step_is_not_replayed():
+  """pos * pos in a kernel fits a line through two calls but not a third: no model is trusted, and every call runs
+  normally with its own numbers."""
+  ran = []
+
+  @lg.jit
+  def f(x, pos):
+    ran.append(pos)
+    return x[:pos * pos + 1].sum()
+  x = np.arange(64, dtype=np.float32)
+  for pos in range(7): assert f(lg.Tensor(x), pos).item() == x[:pos * pos + 1].sum()
+  assert ran == list(range(7)) and not f.models
+
+
+def test_two_ints_that_change_together_run_normally():
+  ran = []
+
+  @lg.jit
+  def f(x, start, stop):
+    ran.append(start)
+    return x[start:stop].sum()
+  x = np.arange(64, dtype=np.float32)
+  for n in range(5): assert f(lg.Tensor(x), n, n + 3).item() == x[n:n + 3].sum()  # both move: no model
+  assert ran == list(range(5))
+  for n in range(5, 9): assert f(lg.Tensor(x), 2, n).item() == x[2:n].sum()  # one moves: followed after three
+  assert ran == list(range(5)) + [2, 2, 2]

@@ -39,8 +39,14 @@ def scalar_slot(node: KernelOp) -> bool:
 def template(ast: KernelOp) -> tuple[str, tuple, tuple]:
   """(structure key, the numbers in slot order, each slot's kind: a RANGES key or a scalar's dtype name). Two ASTs
   with the same key differ only in those numbers."""
+  return _template(ast)[:3]
+
+
+def _template(ast: KernelOp) -> tuple[str, tuple, tuple, tuple]:
+  """template(ast) and where its work lies among the slots: (the output shape's slots, [(a reduction's input shape
+  slots, its output shape slots)]), so that `work` can be told from an AST's numbers alone."""
   at: dict[int, int] = {}
-  parts, values, kinds = [], [], []
+  parts, values, kinds, shapes, reduces = [], [], [], {}, []
 
   def number(value, kind: str) -> str:
     values.append(value); kinds.append(kind)
@@ -56,13 +62,16 @@ def template(ast: KernelOp) -> tuple[str, tuple, tuple]:
 
   for n, node in enumerate(ast.walk()):
     at[id(node)] = n
+    shapes[id(node)] = range(len(values), len(values) + len(node.shape))
+    if node.op in ReduceOps: reduces.append(node)
     shape = ",".join(number(s, "size") for s in node.shape)
     if node.op is BufferOps.LOAD: arg = f"{node.arg[0]}:{tracker(node.arg[1])}"
     elif node.op is BufferOps.VIEW: arg = tracker(node.arg)
     elif scalar_slot(node): arg = number(node.arg, node.dtype.name)
     else: arg = repr(node.arg)
     parts.append(f"{node.op}|{node.dtype.name}|{shape}|{arg}|{[at[id(s)] for s in node.src]}")
-  return "\n".join(parts), tuple(values), tuple(kinds)
+  work_slots = (tuple(shapes[id(ast)]), tuple((tuple(shapes[id(r.src[0])]), tuple(shapes[id(r)])) for r in reduces))
+  return "\n".join(parts), tuple(values), tuple(kinds), work_slots
 
 
 def instantiate(ast: KernelOp, slots: dict[int, Node]) -> KernelOp:
@@ -96,19 +105,31 @@ class Structure:
   """What has been seen of one kernel structure: the numbers of the ASTs that were built (the first one specialized),
   and the dynamic kernel for the slots that changed among them."""
 
-  def __init__(self, values: tuple, kinds: tuple, epoch: int = 0):
+  def __init__(self, values: tuple, kinds: tuple, epoch: int = 0, work_slots: tuple = ((), ())):
     self.history, self.kinds, self.epoch = [values], kinds, epoch  # the schedule that first showed it
+    self.work_slots = work_slots  # see _template
     self.groups: list[list[int]] = []  # slots sharing an argument, in argument order
     self.params: list[tuple[str, DType]] = []
     self.ranges: list[tuple[int, int] | None] = []
     self.dynamic: set[int] = set()
     self.ast: KernelOp | None = None
     self.refused = False  # its dynamic kernel could not be built: always specialized
+    self.bindings: dict[tuple, tuple | None] = {}  # see Specializer.resolve's `numbers` with steps
 
   def index_changes(self, values: tuple) -> bool:
     """Whether an index number (a size, stride, offset or bound) is an argument, or would become one for these."""
     return any(self.kinds[k] in RANGES and (k in self.dynamic or v != f)
                for k, (v, f) in enumerate(zip(values, self.history[0])))
+
+  def binding(self, values: tuple, steps: tuple) -> tuple | None:
+    """The slot each argument is read from, for numbers that move from `values` by `steps` ((slot, step per unit)
+    pairs, see jit.py): when the dynamic kernel covers these values and every value on their line, that is, the
+    moving slots are arguments and each argument's slots move together."""
+    if self.arguments(values) is None: return None
+    step = dict(steps)
+    if not step.keys() <= self.dynamic: return None
+    if any(len({step.get(k, 0) for k in group}) > 1 for group in self.groups): return None
+    return tuple(group[0] for group in self.groups)
 
   def arguments(self, values: tuple) -> list | None:
     """The argument values for an AST with these numbers, or None if the dynamic kernel does not cover them."""
@@ -126,6 +147,7 @@ class Structure:
     """Make the slots that changed arguments, over every AST built so far and this one (`every`: all slots); build
     the dynamic AST."""
     if not every: self.history.append(values)
+    self.bindings.clear()
     changed = [k for k in range(len(values)) if every or any(h[k] != values[k] for h in self.history)]
     self.dynamic = set(changed)
     by_values: dict[tuple, list[int]] = {}
@@ -167,15 +189,23 @@ def work(ast: KernelOp) -> tuple[int, int]:
   return prod(ast.shape) * reduced, reduced
 
 
+def work_of(values: tuple, work_slots: tuple) -> tuple[int, int]:
+  """work() of the AST of a structure with these numbers (work_slots: see _template)."""
+  out, reduces = work_slots
+  reduced = max([prod(values[k] for k in src) // max(prod(values[k] for k in dst), 1) for src, dst in reduces] or [1])
+  return prod(values[k] for k in out) * reduced, reduced
+
+
 def promotable(ast: KernelOp) -> bool:
   """Whether an AST that runs on a dynamic kernel gets its own once it comes back in a later schedule."""
   return work(ast)[0] >= SMALL_WORK
 
 
-def measure(ast: KernelOp, buf_sizes) -> tuple[bool, bool]:
-  """(big, wide): whether this AST is big enough to be specialized if its sizes would be arguments (see
-  DYNAMIC_WORK), and whether its index math needs 64 bits (a dynamic kernel's is 32-bit: always specialized)."""
-  total, reduced = work(ast)
+def measure(total_work: tuple[int, int], buf_sizes) -> tuple[bool, bool]:
+  """(big, wide) for an AST of this work(): whether it is big enough to be specialized if its sizes would be
+  arguments (see DYNAMIC_WORK), and whether its index math needs 64 bits (a dynamic kernel's is 32-bit: always
+  specialized)."""
+  total, reduced = total_work
   return total >= DYNAMIC_WORK or reduced >= DYNAMIC_REDUCE, max([total, *buf_sizes]) >= INT_MAX
 
 
@@ -194,36 +224,57 @@ class Specializer:
     self.limit, self.every_number = limit, every_number
     self.lock = threading.Lock()
 
-  def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0) -> tuple[KernelOp, list, list]:
+  def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0, numbers: tuple | None = None
+              ) -> tuple[KernelOp, list, list]:
     """`epoch` counts schedules (see device.epoch): ASTs of one structure with other numbers in the schedule that
     first showed it (a training step's per-parameter updates) are each specialized, as their numbers stay from step
-    to step; it is numbers that change from one schedule to the next that become arguments."""
-    key, values, kinds = template(ast)
+    to step; it is numbers that change from one schedule to the next that become arguments. `numbers`, a template
+    (key, values, kinds) of ast's structure with other values (a jit's replay, see jit.py), stands for the AST with
+    those numbers without making it: a specialized resolution then makes it. A fourth item, the (slot, step) pairs
+    of the numbers that move from call to call, lets the checks be made once for all their values."""
+    if numbers is None: key, values, kinds, work_slots = _template(ast)
+    else: (key, values, kinds, *steps), work_slots = numbers, None
     with self.lock:
       s = self.structures.get(key)
+      if numbers is not None and steps and s is not None and s.ast is not None:  # a jit's replay: once per launch
+        slots = s.bindings.get(steps[0], False)
+        if slots is False: slots = s.bindings[steps[0]] = s.binding(values, steps[0])
+        if slots is not None and not measure(work_of(values, s.work_slots), buf_sizes)[1]:
+          return s.ast, s.params, [values[k] for k in slots]
       if s is None:
-        s = self.structures[key] = Structure(values, kinds, epoch)
+        if numbers is not None: return self._made(ast, values), [], []
+        s = self.structures[key] = Structure(values, kinds, epoch, work_slots)
         while len(self.structures) > self.limit: self.structures.popitem(last=False)
-        if not (self.every_number and values and not any(measure(ast, buf_sizes)) and in_ranges(values, kinds)):
+        if not (self.every_number and values and not any(measure(work_of(values, work_slots), buf_sizes))
+                and in_ranges(values, kinds)):
           return ast, [], []
         args = s.grow(ast, values, every=True)
         return s.ast, s.params, args
       self.structures.move_to_end(key)
+      total_work = work_of(values, s.work_slots)
       # the first numbers keep their specialized kernel (a constant trip count vectorizes)
       if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
-         (s.ast is None and s.epoch == epoch and promotable(ast)):
-        return ast, [], []
-      big, wide = measure(ast, buf_sizes)
+         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK):
+        return self._made(ast, values) if numbers is not None else ast, [], []
+      big, wide = measure(total_work, buf_sizes)
       # a big kernel keeps its vector code unless only scalars change (a dynamic kernel's sizes make it scalar code)
-      if wide or (big and s.index_changes(values)): return ast, [], []
+      if wide or (big and s.index_changes(values)): return self._made(ast, values) if numbers is not None else ast, [], []
       args = s.arguments(values)
-      if args is None: args = s.grow(ast, values)
+      if args is None:
+        if numbers is not None: ast = self._made(ast, values)
+        args = s.grow(ast, values)
       return s.ast, s.params, args
 
-  def refuse(self, ast: KernelOp) -> tuple[KernelOp, list, list]:
+  @staticmethod
+  def _made(ast: KernelOp, values: tuple) -> KernelOp:
+    """ast's structure with these numbers."""
+    return instantiate(ast, dict(enumerate(values)))
+
+  def refuse(self, ast: KernelOp, numbers: tuple | None = None) -> tuple[KernelOp, list, list]:
     """The dynamic kernel of ast's structure cannot be built (its index math is too large, see lower.IndexTooLarge):
-    from now on every AST of the structure is specialized. Returns ast's resolution: itself."""
+    from now on every AST of the structure is specialized. Returns the resolution of ast (with `numbers`, see
+    resolve): itself."""
     with self.lock:
-      s = self.structures.get(template(ast)[0])
+      s = self.structures.get(template(ast)[0] if numbers is None else numbers[0])
       if s is not None: s.refused, s.ast = True, None
-    return ast, [], []
+    return (ast if numbers is None else self._made(ast, numbers[1])), [], []
