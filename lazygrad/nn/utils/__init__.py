@@ -1,10 +1,12 @@
-"""torch.nn.utils: gradient clipping and flat parameter vectors. Clipping is lazy: the norm and the rescaled
-gradients are one graph that the optimizer's step realizes with everything else, so nothing waits on the host.
+"""torch.nn.utils: gradient clipping and flat parameter vectors (packed and padded sequences are in `rnn`). Clipping
+is lazy: the norm and the rescaled gradients are one graph that the optimizer's step realizes with everything else, so
+nothing waits on the host.
 """
 from __future__ import annotations
 import math
 from typing import Iterable
 from lazygrad.tensor import Tensor, cat, no_grad, stack
+from lazygrad.nn.utils import rnn
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_", "parameters_to_vector",
            "vector_to_parameters"]
