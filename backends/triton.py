@@ -298,8 +298,11 @@ def render(plan: Plan) -> tuple[str, str]:
   helpers: set[str] = set()
   lines: list[str] = []
 
+  # inside the loop, gidx and a [BLOCK] value from before it (a gathered row's index) are columns [BLOCK, 1]
+  columns = {"gidx"} | {i.name for i in plan.instrs if i.region == "pre"}
+
   def var_in(region: str):
-    return (lambda n: "gidx[:, None]" if n == "gidx" else n) if region == "loop" else (lambda n: n)
+    return (lambda n: f"{n}[:, None]" if n in columns else n) if region == "loop" else (lambda n: n)
 
   def tile(region: str) -> str:
     if mm is not None: return "[BM, BN]"  # its loop renders its own tiles (dot_loop)

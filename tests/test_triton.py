@@ -63,6 +63,16 @@ def test_reduction_renders_a_2d_tile_loop():
   np.testing.assert_allclose(out.numpy(), np.sqrt(np.abs(x * 2).sum(1)), rtol=1e-5)
 
 
+def test_rows_gathered_by_loaded_indices_are_reduced():
+  """An embedding lookup summed over its row: each output's row index is loaded before the loop and is a column
+  [BLOCK, 1] inside it (as a [BLOCK] vector it broadcast against the [1, RBLOCK] row offsets only when BLOCK happened
+  to equal RBLOCK)."""
+  rng = np.random.default_rng(2)
+  table, idx = rng.standard_normal((32, 16)).astype(np.float32), np.array([3, 1, 4, 1, 5])
+  out = lg.Tensor(table, device=DEV)[lg.Tensor(idx, device=DEV)].sum(1)
+  np.testing.assert_allclose(out.numpy(), table[idx].sum(1), rtol=1e-5)
+
+
 def test_max_reduction_propagates_nan():
   x = np.random.default_rng(1).standard_normal((4, 70)).astype(np.float32)
   x[2, 33] = np.nan
