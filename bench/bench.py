@@ -190,6 +190,74 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
   return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
+def generate(runs, tokens=100, torch_device: str = "cpu"):
+  """The bench GPT (vocab 256, context 128, 4 layers, 4 heads, width 128) generating greedily at batch 1 with a KV
+  cache after a 16-token prompt: tokens/s over whole generate() calls (the prompt included). torch eager runs the same
+  model from the same weights with a cache written the same way; both must pick the same tokens."""
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+  from gpt import GPT
+  lg.manual_seed(0)
+  model = GPT(256, 128, 4, 4, 128)
+  prompt = np.random.default_rng(0).integers(0, 256, 16)
+  for _ in range(2): got = model.generate(prompt, tokens, temperature=0)  # warm-up: compiles, records its jit
+  out = {"lazygrad": tokens / median_time(lambda: model.generate(prompt, tokens, temperature=0), runs)}
+  same = True
+  if torch is not None:
+    dev = torch.device(torch_device)
+    tmodel = torch_gpt(model).to(dev)
+    caches = [(torch.zeros(1, 4, 128, 32, device=dev), torch.zeros(1, 4, 128, 32, device=dev)) for _ in range(4)]
+
+    @torch.no_grad()
+    def tgenerate():
+      token, picked = tmodel(torch.from_numpy(prompt)[None].to(dev), caches, 0)[:, -1].argmax(-1, keepdim=True), []
+      for pos in range(len(prompt), len(prompt) + tokens - 1):
+        picked.append(token)
+        token = tmodel(token, caches, pos)[:, -1].argmax(-1, keepdim=True)
+      return [int(t) for t in picked + [token]]
+    out["torch"] = tokens / median_time(tgenerate, runs)
+    same = list(got[len(prompt):]) == tgenerate()
+  return [("generate", "tokens/s", out, same)]
+
+
+def torch_gpt(model):
+  """examples/gpt.py's GPT in torch, with the lazygrad model's weights; forward(idx, caches, pos) writes the caches by
+  slice assignment and reads them back by slicing, as examples/gpt.py does."""
+  F = torch.nn.functional
+
+  class Block(torch.nn.Module):
+    def __init__(self, width, heads):
+      super().__init__()
+      self.heads = heads
+      self.ln1, self.ln2 = torch.nn.LayerNorm(width), torch.nn.LayerNorm(width)
+      self.attn = torch.nn.Module()
+      self.attn.qkv, self.attn.proj = torch.nn.Linear(width, 3 * width), torch.nn.Linear(width, width)
+      self.mlp = torch.nn.Sequential(torch.nn.Linear(width, 4 * width), torch.nn.GELU(), torch.nn.Linear(4 * width, width))
+
+    def forward(self, x, cache, pos):
+      b, t, c = x.shape
+      q, k, v = (y.reshape(b, t, self.heads, c // self.heads).transpose(1, 2) for y in self.attn.qkv(self.ln1(x)).split(c, 2))
+      cache[0][:, :, pos:pos + t], cache[1][:, :, pos:pos + t] = k, v
+      y = F.scaled_dot_product_attention(q, cache[0][:, :, :pos + t], cache[1][:, :, :pos + t], is_causal=t > 1)
+      x = x + self.attn.proj(y.transpose(1, 2).reshape(b, t, c))
+      return x + self.mlp(self.ln2(x))
+
+  class GPT(torch.nn.Module):
+    def __init__(self, vocab, context, layers, heads, width):
+      super().__init__()
+      self.tokens, self.positions = torch.nn.Embedding(vocab, width), torch.nn.Embedding(context, width)
+      self.blocks = torch.nn.ModuleList([Block(width, heads) for _ in range(layers)])
+      self.ln, self.head = torch.nn.LayerNorm(width), torch.nn.Linear(width, vocab)
+
+    def forward(self, idx, caches, pos):
+      x = self.tokens(idx) + self.positions(torch.arange(pos, pos + idx.shape[1], device=idx.device))
+      for block, cache in zip(self.blocks, caches): x = block(x, cache, pos)
+      return self.head(self.ln(x))
+  vocab, width = model.head.weight.shape
+  tmodel = GPT(vocab, model.context, len(model.blocks), model.blocks[0].attn.heads, width)
+  tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
+  return tmodel.eval()
+
+
 FIRST_CALL = """
 import time; start = time.perf_counter()
 import numpy as np, lazygrad as lg
@@ -221,7 +289,7 @@ def first_call(runs):
 
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
              "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
-             "gpt_train_step": gpt_train_step, "first_call": first_call}
+             "gpt_train_step": gpt_train_step, "generate": generate, "first_call": first_call}
 
 
 def main():

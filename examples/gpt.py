@@ -27,12 +27,18 @@ class SelfAttention(nn.Module):
     self.qkv = nn.Linear(width, 3 * width)
     self.proj = nn.Linear(width, width)
 
-  def forward(self, x):
+  def forward(self, x, cache=None, pos=0):
     b, t, c = x.shape
     q, k, v = self.qkv(x).split(c, dim=2)
     # (b, t, c) -> (b, heads, t, c / heads)
     q, k, v = (y.reshape(b, t, self.heads, c // self.heads).transpose(1, 2) for y in (q, k, v))
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if cache is not None:  # generation: keys and values of earlier positions are kept, this call's written after them
+      k_cache, v_cache = cache
+      k_cache[:, :, pos:pos + t] = k
+      v_cache[:, :, pos:pos + t] = v
+      k, v = k_cache[:, :, :pos + t], v_cache[:, :, :pos + t]
+    # a single new position sees every cached one; a prompt (written at position 0) is causal
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
     return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -43,8 +49,8 @@ class Block(nn.Module):
     self.ln2 = nn.LayerNorm(width)
     self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-  def forward(self, x):
-    x = x + self.attn(self.ln1(x))
+  def forward(self, x, cache=None, pos=0):
+    x = x + self.attn(self.ln1(x), cache, pos)
     return x + self.mlp(self.ln2(x))
 
 
@@ -56,24 +62,51 @@ class GPT(nn.Module):
     self.blocks = nn.Sequential(*[Block(width, heads) for _ in range(layers)])
     self.ln, self.head = nn.LayerNorm(width), nn.Linear(width, vocab)
 
-  def forward(self, idx):
+  def forward(self, idx, caches=None, pos=0):
+    """Logits for each position of idx; with `caches` (see new_caches), idx continues the sequence at `pos`."""
     t = idx.shape[1]
-    x = self.tokens(idx) + self.positions(lg.arange(t))
-    return self.head(self.ln(self.blocks(x)))
+    x = self.tokens(idx) + self.positions(lg.arange(pos, pos + t))
+    for n, block in enumerate(self.blocks): x = block(x, caches[n] if caches else None, pos)
+    return self.head(self.ln(x))
+
+  def new_caches(self, batch=1):
+    """A preallocated key and value cache per block: (batch, heads, context, width / heads) each."""
+    attn = self.blocks[0].attn
+    shape = (batch, attn.heads, self.context, self.tokens.weight.shape[1] // attn.heads)
+    return [(lg.zeros(*shape), lg.zeros(*shape)) for _ in self.blocks]
 
   def generate(self, idx: np.ndarray, n: int, temperature=0.8, rng=None) -> np.ndarray:
+    """idx continued by n tokens, sampled at `temperature` (0: greedy). The prompt runs once, filling the KV cache;
+    each new token is then one step at its position. Steps are jitted: after its first few positions a step replays,
+    building and scheduling nothing (a prompt of a length seen before replays too). The next token is picked on the
+    device (the Gumbel-max trick: the argmax of the logits plus noise passed in), so nothing waits for a token's
+    value until the end."""
     rng = rng or np.random.default_rng(0)
+    if not hasattr(self, "_decoder"):  # kept for the next call: its cache, and the jit's recordings
+      caches = self.new_caches()
+      step = lg.jit(lambda token, noise, pos, temperature: pick_token(self(token, caches, pos)[:, -1], noise, temperature))
+      self._decoder = caches, step
+    caches, step = self._decoder
+
+    def gumbel(): return lg.Tensor(rng.gumbel(size=(1, self.head.weight.shape[0])).astype(np.float32))
+    out, picked, keep = [int(t) for t in idx], [], self.context
     with lg.no_grad():
-      for _ in range(n):
-        # always a full window, padded on the right: one input shape, so the kernels compile once; causal
-        # attention keeps the padding out of the last real position's view
-        window = idx[-self.context:]
-        padded = np.zeros((1, self.context), np.int64)
-        padded[0, :len(window)] = window
-        logits = self(lg.Tensor(padded))[0, len(window) - 1] / temperature
-        probs = logits.softmax(-1).numpy().astype(np.float64)
-        idx = np.append(idx, rng.choice(len(probs), p=probs / probs.sum()))
-    return idx
+      while len(out) + len(picked) < len(idx) + n:
+        out += [t.item() for t in picked]
+        picked, window = [], out[-keep:]
+        keep = self.context // 2  # a full context starts again from its last half: the model knows no later position
+        token = step(lg.Tensor(np.array([window])), gumbel(), 0, float(temperature))  # the prompt: a jitted step too
+        picked.append(token)
+        for pos in range(len(window), min(self.context, len(window) + len(idx) + n - len(out) - 1)):
+          token = step(token, gumbel(), pos, float(temperature))
+          picked.append(token)
+      out += [t.item() for t in picked]
+    return np.array(out, dtype=np.int64)
+
+
+def pick_token(logits, noise, temperature):
+  """The next token, (batch, 1), from logits (batch, vocab): their argmax plus Gumbel noise at `temperature` (0: none)."""
+  return (logits / temperature + noise if temperature else logits).argmax(-1, keepdim=True)
 
 
 def load_corpus(path):
