@@ -62,3 +62,28 @@ def test_sampling_starts_again_when_the_context_is_full():
       if len(seq) - start > 8: start = len(seq) - 4
       seq.append(int(model(lg.Tensor(np.array([seq[start:]])))[0, -1].argmax().item()))
   assert list(greedy) == seq
+
+
+def test_multihead_attention_over_a_preallocated_cache_replays_with_torchs_numbers():
+  """nn.MultiheadAttention attending from each new position to a cache of the inputs so far, written by slice
+  assignment and read as cache[:, :pos + 1], inside a jitted step: the numbers torch gives, and nothing built or run
+  as Python once the first positions have run."""
+  torch.manual_seed(0)
+  tmha = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+  mha = lg.nn.MultiheadAttention(16, 4, batch_first=True)
+  mha.load_state_dict({k: lg.Tensor(v.detach().numpy()) for k, v in tmha.state_dict().items()})
+  xs = np.random.default_rng(3).standard_normal((12, 2, 1, 16)).astype(np.float32)
+  cache, tcache, ran = lg.zeros(2, 12, 16), torch.zeros(2, 12, 16), []
+
+  @lg.jit
+  def step(x, pos):
+    ran.append(pos)
+    cache[:, pos:pos + 1] = x
+    return mha(x, cache[:, :pos + 1], cache[:, :pos + 1], need_weights=False)[0]
+  with lg.no_grad(), torch.no_grad():
+    for pos, x in enumerate(xs):
+      if pos == 5: built = lg.compile_count()
+      tcache[:, pos:pos + 1] = torch.from_numpy(x)
+      want = tmha(torch.from_numpy(x), tcache[:, :pos + 1], tcache[:, :pos + 1], need_weights=False)[0]
+      np.testing.assert_allclose(step(lg.Tensor(x), pos).numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+  assert ran == [0, 1, 2, 3] and lg.compile_count() == built
