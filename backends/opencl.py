@@ -757,6 +757,7 @@ class Device:
     self.tune = getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' register tiles (see choose_tile)
     self.lock = threading.Lock()
     self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
+    self.sizes_seen = KernelCache()  # (work, largest work-group) -> launch_sizes: a dynamic kernel's, every launch
 
   def compile(self, src: str, name: str):
     """Source -> built program, through the on-disk binary cache."""
@@ -873,9 +874,12 @@ class Device:
     balance the cores (the kernels return early past the work's end, so the global size may round up); `most` is the
     kernel's largest work-group."""
     if not self.cpu: return (work,), None
-    most = min(most or self.max_local, self.max_local)  # the kernel's own limit can be below the device's
-    local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * self.cores)).bit_length() - 1), 1 << (most.bit_length() - 1))
-    return (-(-work // local) * local,), (local,)
+    sizes = self.sizes_seen.get((work, most))
+    if sizes is None:
+      limit = min(most or self.max_local, self.max_local)  # the kernel's own limit can be below the device's
+      local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * self.cores)).bit_length() - 1), 1 << (limit.bit_length() - 1))
+      sizes = self.sizes_seen[(work, most)] = ((-(-work // local) * local,), (local,))
+    return sizes
 
   def synchronize(self):
     self.queue.finish()

@@ -23,8 +23,13 @@ def default_device() -> str:
   return canonical(os.environ.get("LAZYGRAD_DEVICE", "OPENCL"))
 
 
+_canonical: dict[str, str] = {}  # names seen -> their canonical form: every Buffer asks
+
+
 def canonical(name) -> str:
   """"opencl" -> "OPENCL:0"; unknown names raise ValueError naming what was passed."""
+  known = _canonical.get(name) if isinstance(name, str) else None
+  if known is not None: return known
   if name is None: return default_device()
   if not isinstance(name, str): raise TypeError(f"device must be a string like 'OPENCL' or 'TRITON:0', got {name!r}")
   base, _, index = name.upper().partition(":")
@@ -32,7 +37,8 @@ def canonical(name) -> str:
   if base == "CPU": base = "OPENCL"
   if base not in BACKENDS or (index and not index.isdigit()):
     raise ValueError(f"unknown device {name!r}; expected one of {', '.join(BACKENDS)} (optionally with ':N')")
-  return f"{base}:{int(index or 0)}"
+  _canonical[name] = f"{base}:{int(index or 0)}"
+  return _canonical[name]
 
 
 def get(name: str):
@@ -111,9 +117,9 @@ class CompileProgress:
 compile_progress = CompileProgress()
 
 
-def count_kernel():
+def count_kernel(n: int = 1):
   global _kernel_count
-  with _lock: _kernel_count += 1
+  with _lock: _kernel_count += n
 
 
 # counts schedules run (realizes, jit replays): a kernel AST launched again in a later one has numbers that stay, and

@@ -66,6 +66,19 @@ class _Recording:
   def views(self) -> list:
     return [v for *_, v in self.assigned] + [v for _, v in self.outputs]
 
+  def plan(self, resized: frozenset = frozenset()) -> list:
+    """The launches as a replay runs them: (device, AST, the buffers as recorded, [(place, id of a recorded buffer a
+    replay puts another in its place)], origin). Only arguments, updated tensors, returned tensors and the own
+    buffers whose ids are `resized` (see _Affine) are put in place; the call's other own buffers are used again."""
+    plans = self.__dict__.setdefault("_plans", {})
+    if resized not in plans:
+      own = {id(b) for _, _, bufs, _ in self.launches for b in bufs} - set(self.arg_bufs) - resized
+      own -= {before for _, before, _, _ in self.assigned} | {id(after) for _, _, after, _ in self.assigned}
+      own -= {id(buf) for buf, _ in self.outputs}
+      plans[resized] = [(dev, ast, bufs, [(n, id(b)) for n, b in enumerate(bufs) if id(b) not in own], origin)
+                        for dev, ast, bufs, origin in self.launches]
+    return plans[resized]
+
 
 class _Affine:
   """How the numbers of a recording's kernels, the sizes of its own buffers and the data it copies from the host
@@ -77,7 +90,8 @@ class _Affine:
     self.launches = launches  # per launch: None (its numbers stay) or (key, kinds, base values, [(slot, step)])
     self.sizes = sizes        # id(own buffer) -> (buffer, step of its size)
     self.uploads = uploads    # [(buffer, base data, step of each element)]
-    self.resized: dict[int, Buffer] = {}  # own buffers made for other sizes, reused while their size fits
+    self.resized: dict[int, Buffer] = {}  # own buffers at the last replayed call's sizes
+    self.resized_ids = frozenset(sizes)
 
   @staticmethod
   def fit(a: _Recording, b: _Recording) -> _Affine | None:
@@ -309,9 +323,12 @@ class jit:
     for buf, _ in rec.outputs: fresh[id(buf)] = buf
     for buf_id, buf in fresh.items(): mapping[buf_id] = Buffer(buf.device, buf.size, buf.dtype)
     next_epoch()
-    for n, (dev, ast, buffers, origin) in enumerate(rec.launches):
-      dev.exec(ast, [mapping.get(id(b), b) for b in buffers], origin, numbers[n] if numbers is not None else None)
-      count_kernel()
+    for n, (dev, ast, buffers, swaps, origin) in enumerate(rec.plan(model.resized_ids if model else frozenset())):
+      if swaps:
+        buffers = list(buffers)
+        for k, i in swaps: buffers[k] = mapping.get(i, buffers[k])
+      dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
+    count_kernel(len(rec.launches))
     for t, _, after, st in rec.assigned:
       t.lazydata = _wrap(mapping[id(after)], st)
     outs = [Tensor._from_lazy(_wrap(mapping[id(buf)], st)) for buf, st in rec.outputs]

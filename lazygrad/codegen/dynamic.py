@@ -192,8 +192,15 @@ def work(ast: KernelOp) -> tuple[int, int]:
 def work_of(values: tuple, work_slots: tuple) -> tuple[int, int]:
   """work() of the AST of a structure with these numbers (work_slots: see _template)."""
   out, reduces = work_slots
-  reduced = max([prod(values[k] for k in src) // max(prod(values[k] for k in dst), 1) for src, dst in reduces] or [1])
-  return prod(values[k] for k in out) * reduced, reduced
+  reduced = 1  # plain loops: a jit's replay asks this for every launch whose numbers move
+  for src, dst in reduces:
+    inner = outer = 1
+    for k in src: inner *= values[k]
+    for k in dst: outer *= values[k]
+    reduced = max(reduced, inner // max(outer, 1))
+  total = reduced
+  for k in out: total *= values[k]
+  return total, reduced
 
 
 def promotable(ast: KernelOp) -> bool:
