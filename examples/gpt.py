@@ -110,10 +110,23 @@ def pick_token(logits, noise, temperature):
 
 
 def load_corpus(path):
+  """(its characters, the text as their indices): a UTF-8 file, or the first 40 modules of Python's standard library."""
   if path:
-    with open(path, encoding="utf-8", errors="replace") as f: return f.read()
-  files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
-  return "".join(open(f, encoding="utf-8", errors="replace").read() for f in files[:40])
+    with open(path, encoding="utf-8", errors="replace") as f: text = f.read()
+  else:
+    files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+    text = "".join(open(f, encoding="utf-8", errors="replace").read() for f in files[:40])
+  chars = sorted(set(text))
+  index = {ch: i for i, ch in enumerate(chars)}
+  return chars, np.array([index[ch] for ch in text], dtype=np.int64)
+
+
+def random_windows(data, length, batch, rng):
+  """`batch` windows of `length` characters at random places in data, and the same one character later (targets)."""
+  starts = rng.integers(0, len(data) - length - 1, batch)
+  x = np.stack([data[s:s + length] for s in starts])
+  y = np.stack([data[s + 1:s + length + 1] for s in starts])
+  return lg.Tensor(x), lg.Tensor(y)
 
 
 def main():
@@ -132,10 +145,7 @@ def main():
   lg.manual_seed(0)
   rng = np.random.default_rng(0)
 
-  text = load_corpus(args.text)
-  chars = sorted(set(text))
-  encode = {ch: i for i, ch in enumerate(chars)}
-  data = np.array([encode[ch] for ch in text], dtype=np.int64)
+  chars, data = load_corpus(args.text)
   split = int(len(data) * 0.95)
   print(f"device {lg.Tensor([0]).device}; corpus {len(data):,} characters, vocabulary {len(chars)}")
 
@@ -143,12 +153,6 @@ def main():
   print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
   opt = lg.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
   schedule = lg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr / 10)
-
-  def batch(source):
-    starts = rng.integers(0, len(source) - args.context - 1, args.batch_size)
-    x = np.stack([source[s:s + args.context] for s in starts])
-    y = np.stack([source[s + 1:s + args.context + 1] for s in starts])
-    return lg.Tensor(x), lg.Tensor(y)
 
   # @lg.jit records the step's kernels on its first calls and then replays them with each new batch, skipping the
   # Python work of building and scheduling the graph (without it the step runs the same, about half as fast here)
@@ -166,17 +170,17 @@ def main():
   print("the first steps compile the model's kernels (cached on disk for the next run)")
   bar = tqdm(range(1, args.steps + 1), desc="training", unit="step")
   for step in bar:
-    loss = train_step(*batch(data[:split]))
+    loss = train_step(*random_windows(data[:split], args.context, args.batch_size, rng))
     schedule.step()
     if step % 25 == 0 or step == args.steps: bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
   elapsed = time.perf_counter() - start
 
   with lg.no_grad():
-    x, y = batch(data[split:])
+    x, y = random_windows(data[split:], args.context, args.batch_size, rng)
     val = F.cross_entropy(model(x).reshape(-1, len(chars)), y.reshape(-1)).item()
   print(f"{args.steps} steps in {elapsed:.1f} s ({args.steps / elapsed:.2f} steps/s); final training loss "
         f"{loss.item():.3f}, validation loss {val:.3f} (uniform guessing: {math.log(len(chars)):.3f})")
-  prompt = np.array([encode[ch] for ch in "def "], dtype=np.int64)
+  prompt = np.array([chars.index(ch) for ch in "def "], dtype=np.int64)
   sample = model.generate(prompt, 200, rng=rng)
   print("--- sample ---\n" + "".join(chars[i] for i in sample))
 
