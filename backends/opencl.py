@@ -240,7 +240,7 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
-  if plan.dynamic: return None  # index math over arguments: one output per work-item, no tiles
+  if plan.sized_by_arguments: return None  # loops over arguments: one output per work-item, no tiles
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
@@ -650,10 +650,12 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
   lane)` giving (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask is uniform and its
   index uniform or contiguous, else one per lane), and rows whose index and mask agree at every point share one load."""
   total, elements = 0, 0
+  # a kernel's index arguments (offsets, bounds, strides) at 1: an estimate, the code itself holds for every value
+  arguments = {name: 1 for name, _ in plan.params}
   for i in plan.instrs:
     if i.op != "load" or i.region != "loop": continue
     _, idx, valid = i.arg
-    value = lambda node, p, j, u: node.evaluate(dict(zip(("gidx", "ridx"), at(p, j, u))))
+    value = lambda node, p, j, u: node.evaluate({**arguments, **dict(zip(("gidx", "ridx"), at(p, j, u)))})
     lanes_at = lambda node, p: [value(node, p, 0, u) for u in range(lanes)]
     idx0, valid0 = [lanes_at(idx, p) for p in points], [lanes_at(valid, p) for p in points]
     uniform = lambda rows_: all(len(set(v)) == 1 for v in rows_)
@@ -812,7 +814,7 @@ class Device:
       out_size, gsize = value(out_size, env), value(gsize, env)
       values = param_values(plan, values)
     return (name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values,
-            devices.epoch if numbers is None and plan is not None and plan.dynamic and promotable(ast) else None)
+            devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and promotable(ast) else None)
 
   def _prepare(self, ast, buffers, origin: str, params):
     """(name, outputs, work-items, kernel, source, its largest work-group, plan) for an AST; outputs and work-items

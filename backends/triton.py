@@ -230,7 +230,8 @@ def matmul(plan: Plan) -> Matmul | None:
   with the output's column n and the other (b) not with its row m. A batched product's b moves with the batch, part
   of m, so it does not qualify."""
   r = plan.reduce
-  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16) or plan.dynamic: return None
+  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16) or plan.sized_by_arguments:
+    return None
   mul, loop = r.srcs[0], [i for i in plan.instrs if i.region == "loop"]
   if not (mul.op == "alu" and mul.arg is BinaryOps.MUL and mul.dtype is r.dtype and len(loop) == 3 and mul in loop):
     return None
@@ -418,7 +419,7 @@ def block_sizes(plan: Plan, budget: int, most_reduced: int, env: dict | None = N
   """BLOCK outputs a program, up to `budget`; for a reduction a [BLOCK, RBLOCK] tile of up to `budget` elements, with
   RBLOCK up to `most_reduced` (a GPU's reductions want several rows a program). A dynamic kernel's sizes are taken at
   `env`, its arguments' values; without them (one build on a GPU serves every call) a reduction gets rows of 128."""
-  if env is None and plan.dynamic: out_size, red_size = budget, 128
+  if env is None and plan.sized_by_arguments: out_size, red_size = budget, 128
   else: out_size, red_size = value(plan.out_size, env or {}), value(plan.red_size, env or {})
   if plan.reduce is None: return {"BLOCK": min(next_pow2(out_size), budget)}
   rblock = min(next_pow2(red_size), most_reduced)
@@ -862,11 +863,11 @@ class Device:
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
       self.programs[built] = program
     plan, prog, src, sizes = program
-    if self.interpret and plan.dynamic:  # tile sizes are plain arguments to the interpreter: fit each call's sizes
+    if self.interpret and plan.sized_by_arguments:  # the interpreter takes tile sizes as arguments: fit each call's sizes
       sizes = tile_sizes(plan, True, env)
     programs = grid(plan, sizes, env) if value(plan.out_size, env) else None
     return (plan, prog, src, sizes, programs, [arg_value(v, d) for (_, d), v in zip(params, values)],
-            devices.epoch if numbers is None and plan.dynamic and promotable(ast) else None)
+            devices.epoch if numbers is None and plan.sized_by_arguments and promotable(ast) else None)
 
   def _prepare(self, ast, buffers, origin: str, params) -> tuple:
     """(plan, program, source, tile sizes) for an AST as built (specialized, or dynamic over `params`)."""

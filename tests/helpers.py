@@ -3,9 +3,9 @@ from lazygrad.codegen.dynamic import Specializer
 from lazygrad.device import KernelCache
 
 
-def forget_kernels(monkeypatch, dev, every_number: bool = False):
+def forget_kernels(monkeypatch, dev, every_number: bool | str = False):
   """The device as in a new process: no kernel compiled in memory, no kernel structure seen (`every_number`: each
-  kernel built with all its numbers as arguments, see codegen/dynamic.py)."""
+  kernel built with all its numbers as arguments, or "offsets": all but sizes and strides, see codegen/dynamic.py)."""
   monkeypatch.setattr(dev, "kernels", KernelCache())
   monkeypatch.setattr(dev, "programs", KernelCache())
   monkeypatch.setattr(dev, "specializer", Specializer(every_number=every_number))

@@ -188,10 +188,11 @@ def test_views_with_every_number_an_argument_read_what_numpy_reads(seed):
   np.testing.assert_array_equal(np.broadcast_to(sflat.evaluate(env), st.shape)[ok], np.broadcast_to(flat.evaluate(env), st.shape)[ok])
 
 
-@pytest.fixture
-def every_number(monkeypatch):
-  """Every number of every kernel an argument from its first build: the symbolic path on its own."""
-  return forget_kernels(monkeypatch, devices.get(devices.default_device()), every_number=True)
+@pytest.fixture(params=[True, "offsets"], ids=["every number", "offsets"])
+def every_number(monkeypatch, request):
+  """Every number of every kernel an argument from its first build: the symbolic path on its own; or every number but
+  sizes and strides, with the tiles and vectors of kernels whose sizes are known."""
+  return forget_kernels(monkeypatch, devices.get(devices.default_device()), every_number=request.param)
 
 
 def test_every_number_an_argument_matches_numpy(every_number):

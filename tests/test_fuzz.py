@@ -319,6 +319,14 @@ def test_op_chains_match_numpy_with_every_number_an_argument(chain):
         run_chain(*chain)
 
 
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
+@given(chains())
+def test_op_chains_match_numpy_with_offsets_as_arguments(chain):
+    with pytest.MonkeyPatch.context() as mp:  # offsets, bounds and scalars arguments; vector code and tiles kept
+        forget_kernels(mp, devices.get(devices.default_device()), every_number="offsets")
+        run_chain(*chain)
+
+
 # ---- regressions: failures the fuzzer found, as plain tests
 
 

@@ -11,7 +11,9 @@ is specialized, as is a big one whose sizes would be arguments (see DYNAMIC_WORK
 A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles):
 the backends give an AST that is launched a second time, with the same numbers, a specialized kernel of its own.
 Numbers that change every call (a position in a sequence, a slice's offset) cost no build; numbers that stay (every
-parameter's shape in a training step) get the fast kernel from their second step on.
+parameter's shape in a training step) get the fast kernel from their second step on. A kernel whose arguments are
+only offsets, mask bounds and scalars keeps its tiles and vectors: big or small, it is shared by every offset, the
+time steps of a recurrence in one step included.
 """
 from __future__ import annotations
 import threading
@@ -27,6 +29,7 @@ INT_MAX = 2**31 - 1
 # index numbers by kind: the range an argument standing for them may take (a size of 0 runs no kernel)
 RANGES = {"size": (1, INT_MAX), "bound": (0, INT_MAX), "stride": (-INT_MAX, INT_MAX), "offset": (-INT_MAX, INT_MAX)}
 SCALAR_DTYPES = (float32, float16, bfloat16, int32, int64)  # constants that may become arguments (as float or int)
+SHAPE_KINDS = ("size", "stride")  # as arguments, these make a kernel scalar code (see Plan.sized_by_arguments)
 
 
 def scalar_slot(node: KernelOp) -> bool:
@@ -116,9 +119,10 @@ class Structure:
     self.refused = False  # its dynamic kernel could not be built: always specialized
     self.bindings: dict[tuple, tuple | None] = {}  # see Specializer.resolve's `numbers` with steps
 
-  def index_changes(self, values: tuple) -> bool:
-    """Whether an index number (a size, stride, offset or bound) is an argument, or would become one for these."""
-    return any(self.kinds[k] in RANGES and (k in self.dynamic or v != f)
+  def shape_changes(self, values: tuple) -> bool:
+    """Whether a size or a stride is an argument, or would become one for these values: the kernel would lose its
+    tiles and vectors (an offset, a mask's bound or a scalar as an argument keeps them)."""
+    return any(self.kinds[k] in SHAPE_KINDS and (k in self.dynamic or v != f)
                for k, (v, f) in enumerate(zip(values, self.history[0])))
 
   def binding(self, values: tuple, steps: tuple) -> tuple | None:
@@ -143,12 +147,13 @@ class Structure:
       args.append(v)
     return args
 
-  def grow(self, ast: KernelOp, values: tuple, every: bool = False) -> list:
-    """Make the slots that changed arguments, over every AST built so far and this one (`every`: all slots); build
-    the dynamic AST."""
+  def grow(self, ast: KernelOp, values: tuple, every: bool | str = False) -> list:
+    """Make the slots that changed arguments, over every AST built so far and this one (`every`: all slots, or with
+    "offsets" all but sizes and strides); build the dynamic AST."""
     if not every: self.history.append(values)
     self.bindings.clear()
-    changed = [k for k in range(len(values)) if every or any(h[k] != values[k] for h in self.history)]
+    if every == "offsets": changed = [k for k, kind in enumerate(self.kinds) if kind not in SHAPE_KINDS]
+    else: changed = [k for k in range(len(values)) if every or any(h[k] != values[k] for h in self.history)]
     self.dynamic = set(changed)
     by_values: dict[tuple, list[int]] = {}
     for k in changed:  # slots equal in every AST so far (and of one family: index or a scalar dtype) share one
@@ -172,14 +177,15 @@ class Structure:
     return self.arguments(values)
 
 
-# a kernel at least this big is specialized whatever its numbers: its compile is paid back by its runs, and a long
-# reduction loop keeps the vector lanes (separate partial sums) and tiles of a constant trip count. A dynamic kernel
-# is scalar code, one accumulator per output: summing 2**16 tenths in one float32 accumulator is 6e-4 off.
+# a kernel at least this big is specialized whenever its sizes or strides change: its compile is paid back by its
+# runs, and a long reduction loop keeps the vector lanes (separate partial sums) and tiles of a constant trip count.
+# A kernel sized by arguments is scalar code, one accumulator per output: summing 2**16 tenths in one float32
+# accumulator is 6e-4 off.
 DYNAMIC_WORK = 1 << 22  # outputs times reduced elements
 DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
-# below this, a kernel's launch costs about what its scalar code does: its other numbers in one schedule (an unrolled
-# recurrence's time steps, small per-parameter updates) share a dynamic kernel, kept for good. From here up, numbers
-# that differ within a schedule, or come back in a later one, get a kernel of their own (vector code, tiles).
+# below this, a kernel's launch costs about what its scalar code does: its other numbers in one schedule (small
+# per-parameter updates) share a dynamic kernel, kept for good. From here up, sizes that differ within a schedule, or
+# come back in a later one, get a kernel of their own (vector code, tiles).
 SMALL_WORK = 1 << 16
 
 
@@ -224,9 +230,10 @@ def in_ranges(values: tuple, kinds: tuple) -> bool:
 class Specializer:
   """Per device: which kernel an AST runs as. resolve(ast) -> (the AST to build, its parameters, their values):
   the AST itself with no parameters (specialized), or a structure's dynamic AST and this AST's numbers for it.
-  `every_number` (for tests) makes every number of every AST an argument from its first build."""
+  `every_number` (for tests) makes every number of every AST an argument from its first build ("offsets": every
+  number but its sizes and strides, so the kernel keeps its tiles and vectors)."""
 
-  def __init__(self, limit: int = 4096, every_number: bool = False):
+  def __init__(self, limit: int = 4096, every_number: bool | str = False):
     self.structures: OrderedDict[str, Structure] = OrderedDict()
     self.limit, self.every_number = limit, every_number
     self.lock = threading.Lock()
@@ -252,20 +259,25 @@ class Specializer:
         if numbers is not None: return self._made(ast, values), [], []
         s = self.structures[key] = Structure(values, kinds, epoch, work_slots)
         while len(self.structures) > self.limit: self.structures.popitem(last=False)
-        if not (self.every_number and values and not any(measure(work_of(values, work_slots), buf_sizes))
-                and in_ranges(values, kinds)):
+        big, wide = measure(work_of(values, work_slots), buf_sizes)
+        offsets = self.every_number == "offsets"
+        if not (self.every_number and values and not wide and (offsets or not big) and in_ranges(values, kinds)
+                and (not offsets or any(kind not in SHAPE_KINDS for kind in kinds))):
           return ast, [], []
-        args = s.grow(ast, values, every=True)
+        args = s.grow(ast, values, every=self.every_number)
         return s.ast, s.params, args
       self.structures.move_to_end(key)
       total_work = work_of(values, s.work_slots)
-      # the first numbers keep their specialized kernel (a constant trip count vectorizes)
+      # the first numbers keep their specialized kernel (a constant trip count vectorizes); within one schedule, a
+      # big kernel's other sizes (a training step's parameters) are each specialized, its other offsets (the time
+      # steps of a recurrence) share one kernel
+      shape = s.shape_changes(values)
       if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
-         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK):
+         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape):
         return self._made(ast, values) if numbers is not None else ast, [], []
       big, wide = measure(total_work, buf_sizes)
-      # a big kernel keeps its vector code unless only scalars change (a dynamic kernel's sizes make it scalar code)
-      if wide or (big and s.index_changes(values)): return self._made(ast, values) if numbers is not None else ast, [], []
+      # a big kernel keeps its vector code: it becomes dynamic only where its sizes and strides stay
+      if wide or (big and shape): return self._made(ast, values) if numbers is not None else ast, [], []
       args = s.arguments(values)
       if args is None:
         if numbers is not None: ast = self._made(ast, values)

@@ -48,6 +48,12 @@ class Plan:
     return any(dtype is int32 and name.startswith("n") for name, dtype in self.params)
 
   @property
+  def sized_by_arguments(self) -> bool:
+    """Whether its loops' sizes (outputs, reduced elements) are arguments: such a kernel is written as scalar code.
+    One whose arguments are offsets, bounds, strides or scalars only keeps the tiles and vectors of its sizes."""
+    return isinstance(self.out_size, Node) or isinstance(self.red_size, Node)
+
+  @property
   def row_size(self) -> int:
     """The output's last dim longer than 1 (1 if none): a row of outputs, which backends tile rows of (OpenCL's
     register tiles, Triton's matrix products)."""
