@@ -191,9 +191,10 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
     if i.region == "post": line(i, "  ")
 
   out, v = plan.bufs[0], val(plan.value)
-  if out is float16: store = f"vstore_half({v}, gidx, data0);"
-  elif out is bool_: store = f"data0[gidx] = (uchar)({v});"
-  else: store = f"data0[gidx] = {v};"
+  at = "gidx" if plan.store is None else plan.store.render()  # a piece of a cat writes its region
+  if out is float16: store = f"vstore_half({v}, {at}, data0);"
+  elif out is bool_: store = f"data0[{at}] = (uchar)({v});"
+  else: store = f"data0[{at}] = {v};"
   params = [f"__global {STORAGE[plan.bufs[0].name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                      for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
   head = []
@@ -241,6 +242,7 @@ def vector_choice(plan: Plan):
 
 def _vector_choice(plan: Plan):
   if plan.sized_by_arguments: return None  # loops over arguments: one output per work-item, no tiles
+  if plan.store is not None: return None  # a piece of a cat: a copy, written where its region lies
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):

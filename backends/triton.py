@@ -230,8 +230,8 @@ def matmul(plan: Plan) -> Matmul | None:
   with the output's column n and the other (b) not with its row m. A batched product's b moves with the batch, part
   of m, so it does not qualify."""
   r = plan.reduce
-  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16) or plan.sized_by_arguments:
-    return None
+  if r is None or r.arg is not ReduceOps.SUM or r.dtype not in (float32, float16, bfloat16) or plan.sized_by_arguments \
+     or plan.store is not None: return None
   mul, loop = r.srcs[0], [i for i in plan.instrs if i.region == "loop"]
   if not (mul.op == "alu" and mul.arg is BinaryOps.MUL and mul.dtype is r.dtype and len(loop) == 3 and mul in loop):
     return None
@@ -395,7 +395,7 @@ def render(plan: Plan) -> tuple[str, str]:
     f"def {plan.name}({', '.join(params)}):",
     *head,
     *lines,
-    f"    tl.store(data0 + gidx, {value}, mask=gmask)"]
+    f"    tl.store(data0 + {'gidx' if plan.store is None else index(plan.store, lambda n: n, 'sum')}, {value}, mask=gmask)"]
   parts = ["import triton\nimport triton.language as tl", *(HELPERS[h] for h in sorted(helpers)), "\n".join(kernel)]
   return "\n\n\n".join(parts) + "\n", plan.name
 

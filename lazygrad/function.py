@@ -305,7 +305,21 @@ class Shrink(Function):
   def forward(self, x, bounds):
     self.padding = tuple((b, s - e) for (b, e), s in zip(bounds, x.shape))
     return x.shrink(bounds)
-  def backward(self, g): return g._pad(self.padding)
+  def backward(self, g):
+    out = g._pad(self.padding)
+    out._padded = (g, self.padding)  # slices' gradients summed into one tensor become a cat (see Tensor.backward)
+    return out
+
+class Cat(Function):
+  def forward(self, *xs, axis):
+    self.axis, self.sizes = axis, [x.shape[axis] for x in xs]
+    return type(xs[0]).cat(list(xs), axis)
+  def backward(self, g):
+    bounds, start = [], 0
+    for n in self.sizes:
+      bounds.append(tuple((start, start + n) if d == self.axis else (0, s) for d, s in enumerate(g.shape)))
+      start += n
+    return tuple(g._shrink(b) for b in bounds)
 
 class Flip(Function):
   def forward(self, x, axes):

@@ -13,7 +13,7 @@ import numpy as np
 from lazygrad import device as devices
 from lazygrad.dtype import DType, bool_
 from lazygrad.helpers import DEBUG
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, ELEMENTWISE, reduce_identity
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, BufferOps, ELEMENTWISE, reduce_identity
 from lazygrad.schedule import schedule
 from lazygrad.shape import ShapeTracker
 
@@ -167,6 +167,14 @@ class LazyBuffer:
     from lazygrad.ops import IndexOps
     return LazyBuffer.new(self.device, index.shape, self.dtype, IndexOps.GATHER, (self, index), dim)
 
+  @staticmethod
+  def cat(pieces: list[LazyBuffer], axis: int) -> LazyBuffer:
+    """pieces (one dtype, equal shapes off `axis`) joined along axis: each is computed into its own region of one
+    buffer, so the work is the output's size whatever the number of pieces."""
+    shape = list(pieces[0].shape)
+    shape[axis] = sum(p.shape[axis] for p in pieces)
+    return LazyBuffer.new(pieces[0].device, tuple(shape), pieces[0].dtype, LoadOps.CAT, tuple(pieces), axis)
+
   def contiguous(self, force: bool = False) -> LazyBuffer:
     """A contiguous version; a copy only where the view needs one (or `force` asks for a new buffer)."""
     if not force and (self._base is None or (self.st.contiguous and self.size == self.base.size)):
@@ -246,9 +254,17 @@ def run_schedule(items) -> int:
 
 def _run_schedule(items) -> int:
   launched = 0
+  # the kernels of a CAT each write a region of one buffer: the first allocates it, the last realizes the node
+  regions: dict[int, list] = {}
+  for si in items:
+    if si.ast is not None and si.ast.op is BufferOps.STORE: regions.setdefault(id(si.out), [None, 0])[1] += 1
   for si in items:
     out = si.out
-    buffer = devices.Buffer(out.device, out.size, out.dtype)
+    shared = regions.get(id(out))
+    if shared is None: buffer = devices.Buffer(out.device, out.size, out.dtype)
+    else:
+      if shared[0] is None: shared[0] = devices.Buffer(out.device, out.size, out.dtype)
+      buffer, shared[1] = shared[0], shared[1] - 1
     if si.ast is not None and out.size:
       dev = devices.get(out.device)
       if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
@@ -258,6 +274,7 @@ def _run_schedule(items) -> int:
       if capture is not None: capture.append((dev, si.ast, buffers, si.origin))
       devices.count_kernel()
       launched += 1
+    if shared is not None and shared[1]: continue  # regions of it still to write
     out.realized = buffer  # only now: a kernel that failed leaves its output unrealized, to be computed again
     # the graph below a realized node is no longer needed: let it be freed
     if getattr(out, "_cache_key", None) is not None and _node_cache.get(out._cache_key) is out:

@@ -50,12 +50,15 @@ class LoadOps(Enum):
   FROM_HOST = auto()   # data copied from the host; the buffer is realized at creation
   EMPTY = auto()       # uninitialised memory
   CONTIGUOUS = auto()  # a contiguous copy of its source's view, made only when the view is not contiguous already
+  CAT = auto()         # its sources joined along axis `arg`: one kernel per source, each writing its own region
 
 
 class BufferOps(Enum):
   LOAD = auto()  # arg: (buffer number, ShapeTracker)
   VIEW = auto()  # arg: ShapeTracker applied to a computed (not loaded) source
   CONST = auto()  # arg: the value
+  STORE = auto()  # a kernel's root that writes its source into a region of the output buffer; arg: the region's
+                  # ShapeTracker over the whole buffer
 
 
 Op = UnaryOps | BinaryOps | TernaryOps | ReduceOps | IndexOps | MovementOps | LoadOps | BufferOps

@@ -20,6 +20,7 @@ from math import prod
 from typing import TYPE_CHECKING
 from lazygrad.helpers import getenv
 from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
+from lazygrad.shape import ShapeTracker
 if TYPE_CHECKING: from lazygrad.lazy import LazyBuffer  # lazy.py imports this module, never the other way
 
 
@@ -117,7 +118,7 @@ def _check_reuse(reused: list[ScheduleItem], fresh: list[ScheduleItem]):
 
 def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) -> list[ScheduleItem]:
   stored = {id(o) for o in outs}
-  stored |= {id(n) for n in order if isinstance(n.op, ReduceOps) or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY)}
+  stored |= {id(n) for n in order if isinstance(n.op, ReduceOps) or n.op in (LoadOps.CONTIGUOUS, LoadOps.EMPTY, LoadOps.CAT)}
   # a gather reads its source at data-dependent places: the source must be a real buffer
   stored |= {id(n.srcs[0].base) for n in order if n.op is IndexOps.GATHER and n.srcs[0].base.realized is None}
 
@@ -156,9 +157,11 @@ def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) ->
   for node in order:
     if id(node) not in stored: continue
     if node.op is LoadOps.EMPTY: items.append(ScheduleItem(None, node, [])); continue
-    inputs: list[LazyBuffer] = []
-    ast = _build_ast(node, stored, inputs)
-    items.append(ScheduleItem(ast, node, inputs, node.origin))
+    for piece in range(len(node.srcs)) if node.op is LoadOps.CAT else (None,):
+      if piece is not None and node.srcs[piece].size == 0: continue
+      inputs: list[LazyBuffer] = []
+      ast = _build_ast(node, stored, inputs, piece)
+      items.append(ScheduleItem(ast, node, inputs, node.origin))
   return items
 
 
@@ -259,9 +262,10 @@ def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:
   return False
 
 
-def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> KernelOp:
+def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer], piece: int | None = None) -> KernelOp:
   """root's kernel AST: its inlined work, down to loads of realized or stored buffers (numbered 1.. in the order
-  they are first read, appended to `inputs`). Runs for every node of every kernel, every step: kept lean."""
+  they are first read, appended to `inputs`). Runs for every node of every kernel, every step: kept lean. For a CAT
+  root, the kernel of its `piece`-th source: that source stored into its region of the output."""
   memo: dict[int, KernelOp] = {}
 
   def load(lb: LazyBuffer) -> KernelOp:
@@ -293,5 +297,11 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer]) -> Kerne
     memo[id(base)] = out
     return out
 
-  try: return inline(root)
+  try:
+    if piece is None: return inline(root)
+    src, axis = root.srcs[piece], root.arg
+    start = sum(s.shape[axis] for s in root.srcs[:piece])
+    region = ShapeTracker.from_shape(root.shape).shrink(
+      tuple((start, start + n) if d == axis else (0, n) for d, n in enumerate(src.shape)))
+    return kernel_op(BufferOps.STORE, (view_of(src),), root.dtype, src.shape, region)
   finally: load = view_of = inline = None  # the closures refer to each other: break the cycle, free the buffers now

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 import lazygrad as lg
+from lazygrad.ops import LoadOps
 from lazygrad.tensor import matmul_panel
 
 
@@ -243,3 +244,29 @@ def test_a_graph_of_the_same_shape_reuses_its_schedule(monkeypatch):
     before = len(fresh)
     np.testing.assert_allclose(f(x, y, k).numpy(), want(x.numpy(), y.numpy(), k), rtol=1e-5)
     assert len(fresh) - before == new
+
+
+def test_a_long_cat_writes_each_piece_into_its_region():
+  """stack of 40 steps: a kernel per piece, each computing its piece (elementwise work fused in) straight into its
+  region of one buffer; a few pieces stay one fused kernel that sums them padded."""
+  rng = np.random.default_rng(0)
+  steps = [lg.Tensor(rng.standard_normal((3, 5)).astype(np.float32)).realize() for _ in range(40)]
+  out = lg.stack([(s * 2).relu() for s in steps], 1)
+  assert kernels(out.realize) == 40
+  np.testing.assert_array_equal(out.numpy(), np.stack([np.maximum(s.numpy() * 2, 0) for s in steps], 1))
+  few = lg.cat(steps[:3], 0) + 1
+  assert kernels(few.realize) == 1
+  np.testing.assert_array_equal(few.numpy(), np.concatenate([s.numpy() for s in steps[:3]]) + 1)
+
+
+def test_the_gradient_of_many_slices_of_a_tensor_is_a_cat():
+  """One time step per step, as an unrolled recurrence reads its input projection: the slices' gradients are written
+  into their regions (zeros between), not summed as 30 tensors each padded to the whole."""
+  x = np.random.default_rng(1).standard_normal((32, 4, 6)).astype(np.float32)
+  a, b = lg.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+  h, th = lg.zeros(4, 6), torch.zeros(4, 6)
+  for t in range(1, 31): h, th = (h + a[t]).tanh(), (th + b[t]).tanh()
+  h.sum().backward(); th.sum().backward()
+  grad = a.grad.lazydata.base
+  assert grad.op is LoadOps.CAT and len(grad.srcs) == 32  # 30 slices, and zeros before and after them
+  np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -69,7 +69,7 @@ def _template(ast: KernelOp) -> tuple[str, tuple, tuple, tuple]:
     if node.op in ReduceOps: reduces.append(node)
     shape = ",".join(number(s, "size") for s in node.shape)
     if node.op is BufferOps.LOAD: arg = f"{node.arg[0]}:{tracker(node.arg[1])}"
-    elif node.op is BufferOps.VIEW: arg = tracker(node.arg)
+    elif node.op in (BufferOps.VIEW, BufferOps.STORE): arg = tracker(node.arg)
     elif scalar_slot(node): arg = number(node.arg, node.dtype.name)
     else: arg = repr(node.arg)
     parts.append(f"{node.op}|{node.dtype.name}|{shape}|{arg}|{[at[id(s)] for s in node.src]}")
@@ -98,7 +98,7 @@ def instantiate(ast: KernelOp, slots: dict[int, Node]) -> KernelOp:
     shape = tuple(number(s) for s in node.shape)
     arg = node.arg
     if node.op is BufferOps.LOAD: arg = (arg[0], tracker(arg[1]))
-    elif node.op is BufferOps.VIEW: arg = tracker(arg)
+    elif node.op in (BufferOps.VIEW, BufferOps.STORE): arg = tracker(arg)
     elif scalar_slot(node): arg = number(arg)
     made[id(node)] = kernel_op(node.op, tuple(made[id(s)] for s in node.src), node.dtype, shape, arg)
   return made[id(ast)]

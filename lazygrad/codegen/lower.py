@@ -41,6 +41,9 @@ class Plan:
   # kernel arguments after the buffers (see codegen/dynamic.py): index variables "n0", "n1", ... (int32, in index
   # math) and scalars "c0", ... (of their constant's dtype, read by "param" instructions)
   params: list[tuple[str, DType]] = field(default_factory=list)
+  # where output gidx is written in buffer 0: None for gidx itself; an index over gidx for a kernel that writes one
+  # region of its output (a piece of a cat, see BufferOps.STORE)
+  store: Node | None = None
 
   @property
   def dynamic(self) -> bool:
@@ -168,12 +171,17 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=()) -> 
     memo[key] = out
     return out
 
+  store = None
+  if ast.op is BufferOps.STORE:  # a region of the output: its view over the whole buffer says where each value goes
+    store, _ = ast.arg.expr(unravel(ast.shape, gidx))
+    if params and store.size > INDEX_NODES: raise IndexTooLarge(ast)
+    ast = ast.src[0]
   value = lo(ast, unravel(ast.shape, gidx))
   reduce = next((i for i in instrs if i.op == "reduce"), None)
   kind = "r" if reduces else "e"
   if isinstance(out_size, Node) or isinstance(red_size, Node): name = f"{kind}_dynamic"
   else: name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
-  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params))
+  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params), store)
   if CHECK_BOUNDS and not plan.dynamic: check_bounds(plan)
   return plan
 
