@@ -705,10 +705,11 @@ def test_nn_and_optim_import_only_tensor_dtype_functional():
     import ast
     import pathlib
     allowed = {"lazygrad.tensor", "lazygrad.dtype", "lazygrad.nn", "lazygrad.nn.functional", "lazygrad.nn.init",
-               "lazygrad.nn.module", "lazygrad.nn.layers", "lazygrad.nn.utils", "lazygrad.optim", "lazygrad.optim.lr_scheduler"}
+               "lazygrad.nn.module", "lazygrad.nn.layers", "lazygrad.nn.recurrent", "lazygrad.nn.utils", "lazygrad.nn.utils.rnn",
+               "lazygrad.optim", "lazygrad.optim.lr_scheduler"}
     root = pathlib.Path(lg.__file__).parent
-    files = [root / "nn" / f for f in ("__init__.py", "module.py", "layers.py", "init.py", "utils/__init__.py",
-                                            "utils/rnn.py")]
+    files = [root / "nn" / f for f in ("__init__.py", "module.py", "layers.py", "recurrent.py", "init.py",
+                                            "utils/__init__.py", "utils/rnn.py")]
     files += [root / "optim" / "__init__.py", root / "optim" / "lr_scheduler.py"]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):

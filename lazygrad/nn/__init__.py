@@ -13,3 +13,4 @@ from lazygrad.nn.layers import (
   MultiheadAttention,
   L1Loss, MSELoss, NLLLoss, CrossEntropyLoss, BCEWithLogitsLoss,
 )
+from lazygrad.nn.recurrent import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
