@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example mnist gpt quickstart test test-triton fuzz bench clean
+.PHONY: example mnist gpt lstm quickstart test test-triton fuzz bench clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ mnist: $(EXAMPLE_STAMP) | $(DATA)
 
 gpt: $(EXAMPLE_STAMP)
 	$(PY) examples/gpt.py
+
+lstm: $(EXAMPLE_STAMP)
+	$(PY) examples/lstm.py
 
 quickstart: $(STAMP)
 	$(PY) examples/quickstart.py

@@ -190,6 +190,49 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
   return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
+def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_device: str = "cpu"):
+  """nn.LSTM, 2 layers of 256, batch 32, 100 time steps of 256 features, a linear head, MSE, Adam: forward through
+  time, backward through time and the update, in steps/s (jitted), beside torch's nn.LSTM from the same weights."""
+  import lazygrad.nn as nn
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
+  y = rng.standard_normal((batch, steps, 1), dtype=np.float32)
+  lg.manual_seed(0)
+  lstm, head = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True), nn.Linear(hidden, 1)
+  params = [*lstm.parameters(), *head.parameters()]
+  weights = [p.numpy() for p in params]
+  opt = lg.optim.Adam(params, lr=1e-3)
+  lx, ly = lg.Tensor(x), lg.Tensor(y)
+
+  @lg.jit
+  def step(xb, yb):
+    loss = ((head(lstm(xb)[0]) - yb) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+  first = step(lx, ly).item()
+  for _ in range(2): step(lx, ly)
+  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), max(2, runs // 2), lg.synchronize)}
+  ok = bool(np.isfinite(first))
+  if torch is not None:
+    dev = torch.device(torch_device)
+    tlstm = torch.nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True).to(dev)
+    thead = torch.nn.Linear(hidden, 1).to(dev)
+    tparams = [*tlstm.parameters(), *thead.parameters()]
+    with torch.no_grad():
+      for p, w in zip(tparams, weights): p.copy_(torch.from_numpy(w))
+    topt = torch.optim.Adam(tparams, lr=1e-3)
+    tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+
+    def tstep():
+      loss = ((thead(tlstm(tx)[0]) - ty) ** 2).mean()
+      topt.zero_grad(); loss.backward(); topt.step()
+      return loss
+    ok = ok and abs(tstep().item() - first) < 1e-4 * max(1.0, abs(first))  # the first step's loss, same weights
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    out["torch"] = 1 / median_time(tstep, max(2, runs // 2), sync)
+  return [("lstm_train_step", "steps/s", out, ok)]
+
+
 def generate(runs, tokens=100, torch_device: str = "cpu"):
   """The bench GPT (vocab 256, context 128, 4 layers, 4 heads, width 128) generating greedily at batch 1 with a KV
   cache after a 16-token prompt: tokens/s over whole generate() calls (the prompt included). torch eager runs the same
@@ -289,7 +332,8 @@ def first_call(runs):
 
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
              "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
-             "gpt_train_step": gpt_train_step, "generate": generate, "first_call": first_call}
+             "gpt_train_step": gpt_train_step, "lstm_train_step": lstm_train_step, "generate": generate,
+             "first_call": first_call}
 
 
 def main():

@@ -209,7 +209,11 @@ class MatMul(Function):
     batch, n = tuple(batch), w.shape[-1]
     if panel:  # w copied to panels of `panel` columns, each k rows deep and contiguous (see Tensor.matmul)
       b, keep = len(batch), tuple(range(len(batch)))
-      wp = w.reshape(batch + (k, n // panel, panel)).permute(keep + (b + 1, b, b + 2)).contiguous(force=True)
+      # one copy per weight and layout, however many products read it (an RNN's W_hh, once per time step)
+      copies = w.base.__dict__.setdefault("_panels", {})
+      wp = copies.get((w.st, panel))
+      if wp is None:
+        wp = copies[(w.st, panel)] = w.reshape(batch + (k, n // panel, panel)).permute(keep + (b + 1, b, b + 2)).contiguous(force=True)
       r = rows or 1
       if rows:  # and x, where asked, to panels of `rows` rows, (m/r, k, r), read back as an (m/r, r, k) view
         swap = keep + (b, b + 2, b + 1)  # its own inverse

@@ -89,6 +89,7 @@ class LazyBuffer:
       raise RuntimeError(f"overwrite: needs a realized buffer of {x.size} elements, got {'a view' if self._base else self.size}")
     x = np.ascontiguousarray(x, dtype=self.dtype.np).reshape(-1)
     self.realized.copyin(x)
+    self.__dict__.pop("_panels", None)  # copies of the old values made for matmuls (see function.MatMul)
     if uploads is not None: uploads.append((self.realized, x.copy()))
 
   @staticmethod

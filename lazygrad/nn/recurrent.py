@@ -41,11 +41,18 @@ def rnn_relu_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
   return ((xw + state[0].matmul(w.w_hh.T)).relu(),)
 
 
+def _gates(z: Tensor, n: int) -> tuple:
+  """The n gates of a (..., n * H) pre-activation, as (..., H) views of its (..., n, H) reshape: their gradients are
+  then padded along the gate axis, where a vector of columns is one gate's (chunking the last axis, a kernel's lanes
+  straddled gates and every lane loaded on its own: the LSTM's backward step ran 5x slower)."""
+  return z.reshape(*z.shape[:-1], n, z.shape[-1] // n).unbind(-2)
+
+
 def lstm_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
   h, c = state
   # the four gates (torch's order: input, forget, cell, output) from one (B, 4H) product
-  i, f, g, o = (xw + h.matmul(w.w_hh.T)).chunk(4, -1)
-  c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+  i, f, g, o = _gates(xw + h.matmul(w.w_hh.T), 4)
+  c = (f.sigmoid() * c + i.sigmoid() * g.tanh()).clone()
   h = o.sigmoid() * c.tanh()
   if w.w_hr is not None: h = h.matmul(w.w_hr.T)
   return h, c
@@ -54,8 +61,8 @@ def lstm_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
 def gru_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
   h = state[0]
   # b_hh stays in the step: the new gate scales its hidden half (W_hn h + b_hn) by r
-  x_r, x_z, x_n = xw.chunk(3, -1)
-  h_r, h_z, h_n = F.linear(h, w.w_hh, w.b_hh).chunk(3, -1)
+  x_r, x_z, x_n = _gates(xw, 3)
+  h_r, h_z, h_n = _gates(F.linear(h, w.w_hh, w.b_hh), 3)
   r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
   n = (x_n + r * h_n).tanh()
   return ((1 - z) * n + z * h,)
