@@ -12,7 +12,6 @@ import math
 import os
 import time
 import numpy as np
-from tqdm import tqdm
 import lazygrad as lg
 import lazygrad.nn as nn
 import lazygrad.nn.functional as F
@@ -65,6 +64,7 @@ def plot(losses, path):
 
 
 def main():
+  from tqdm import tqdm  # the examples' extra: the models import without it (the tests use them)
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--text", help="a UTF-8 text file to learn (default: the standard library's source)")
   ap.add_argument("--steps", type=int, default=300)
