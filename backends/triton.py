@@ -290,6 +290,14 @@ def dot_head(mm: Matmul, wide: bool) -> list[str]:
     "    gmask = mmask & nmask"]
 
 
+def store_at(plan: Plan) -> str:
+  """Where each output goes: gidx, or for a piece of a cat its place in the region it writes (a block, as tl.store
+  wants one for a block of values, even where the place is one number)."""
+  if plan.store is None: return "gidx"
+  at = index(plan.store, lambda n: n, "sum")
+  return at if "gidx" in plan.store.vars() else f"{at} + gidx * 0"
+
+
 def render(plan: Plan) -> tuple[str, str]:
   """Plan -> (Triton source: a Python module defining one @triton.jit kernel, kernel name). A pure function."""
   for d in [*plan.bufs, *(i.dtype for i in plan.instrs)]: check_dtype(d)
@@ -395,7 +403,7 @@ def render(plan: Plan) -> tuple[str, str]:
     f"def {plan.name}({', '.join(params)}):",
     *head,
     *lines,
-    f"    tl.store(data0 + {'gidx' if plan.store is None else index(plan.store, lambda n: n, 'sum')}, {value}, mask=gmask)"]
+    f"    tl.store(data0 + {store_at(plan)}, {value}, mask=gmask)"]
   parts = ["import triton\nimport triton.language as tl", *(HELPERS[h] for h in sorted(helpers)), "\n".join(kernel)]
   return "\n\n\n".join(parts) + "\n", plan.name
 

@@ -73,6 +73,13 @@ def test_rows_gathered_by_loaded_indices_are_reduced():
   np.testing.assert_allclose(out.numpy(), table[idx].sum(1), rtol=1e-5)
 
 
+def test_a_long_cat_of_single_elements_stores_each_in_its_place():
+  """A cat's piece of one element writes one place that does not move with gidx: still a block for tl.store."""
+  x = np.arange(6, dtype=np.float32)
+  t = lg.Tensor(x, device=DEV)
+  np.testing.assert_array_equal(lg.cat([t[i:i + 1] * 2 for i in reversed(range(6))]).numpy(), x[::-1] * 2)
+
+
 def test_max_reduction_propagates_nan():
   x = np.random.default_rng(1).standard_normal((4, 70)).astype(np.float32)
   x[2, 33] = np.nan
