@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import numpy as np
-from lazygrad.codegen.dynamic import Specializer, promotable
+from lazygrad.codegen.dynamic import INT_MAX, Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
@@ -762,6 +762,7 @@ class Device:
     self.lock = threading.Lock()
     self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
     self.sizes_seen = KernelCache()  # (work, largest work-group) -> launch_sizes: a dynamic kernel's, every launch
+    self.bound = KernelCache()  # (AST, steps) -> a jit replay's moving launch, see _bound_entry
 
   def compile(self, src: str, name: str):
     """Source -> built program, through the on-disk binary cache."""
@@ -783,7 +784,8 @@ class Device:
   def exec(self, ast, buffers, origin: str = "", numbers=None):
     """Run one kernel AST over device buffers (buffers[0] is the output); `numbers`: a template of ast's structure
     with other numbers, to run instead (see Specializer.resolve)."""
-    if numbers is not None: entry = self._entry(ast, buffers, origin, numbers=numbers)
+    if numbers is not None:
+      entry = self._bound_entry(ast, buffers, numbers) or self._entry(ast, buffers, origin, numbers=numbers)
     else:
       entry = self.kernels.get(ast)
       if entry is None or entry[5] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
@@ -796,6 +798,19 @@ class Device:
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None
+
+  def _bound_entry(self, ast, buffers, numbers):
+    """A jit replay's launch whose numbers move along a line (see Specializer.bound): its program, parameters and the
+    slots its arguments come from are kept per AST and steps, so each call only reads its arguments."""
+    hit = self.bound.get((ast, numbers[3]))
+    if hit is None: return None
+    program, params, slots = hit
+    if max(b.size for b in buffers) >= INT_MAX: return None  # 64-bit index math: resolved (and specialized) anew
+    name, out_size, gsize, kernel, src, most, plan = program
+    values = [numbers[1][k] for k in slots]
+    env = {n: v for (n, _), v in zip(params, values)}
+    return (name, kernel, src, self.launch_sizes(value(gsize, env), most) if value(out_size, env) else None,
+            param_values(plan, values), None)
 
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
@@ -810,6 +825,9 @@ class Device:
         built, params, values = self.specializer.refuse(ast, numbers)
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
       self.programs[built] = program
+    if numbers is not None and len(numbers) == 4 and params:
+      slots = self.specializer.bound(numbers, built)
+      if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
     name, out_size, gsize, kernel, src, most, plan = program
     if params:
       env = {n: v for (n, _), v in zip(params, values)}

@@ -284,6 +284,16 @@ class Specializer:
         args = s.grow(ast, values)
       return s.ast, s.params, args
 
+  def bound(self, numbers: tuple, built: KernelOp) -> tuple | None:
+    """After resolve(ast, .., numbers) chose `built`: the slot each of its arguments is read from, when that holds for
+    every value the moving numbers take (see Structure.binding), so a jit's replay can skip resolve for them; else
+    None. Wide index math is checked by the caller."""
+    key, _, _, steps = numbers
+    with self.lock:
+      s = self.structures.get(key)
+      slots = s.bindings.get(steps) if s is not None and s.ast is built else None
+    return slots
+
   @staticmethod
   def _made(ast: KernelOp, values: tuple) -> KernelOp:
     """ast's structure with these numbers."""
