@@ -806,11 +806,7 @@ class Device:
     if hit is None: return None
     program, params, slots = hit
     if max(b.size for b in buffers) >= INT_MAX: return None  # 64-bit index math: resolved (and specialized) anew
-    name, out_size, gsize, kernel, src, most, plan = program
-    values = [numbers[1][k] for k in slots]
-    env = {n: v for (n, _), v in zip(params, values)}
-    return (name, kernel, src, self.launch_sizes(value(gsize, env), most) if value(out_size, env) else None,
-            param_values(plan, values), None)
+    return self._bind(program, params, [numbers[1][k] for k in slots])
 
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
@@ -828,13 +824,18 @@ class Device:
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
+    plan = program[6]
+    return self._bind(program, params, values,
+                      devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and promotable(ast) else None)
+
+  def _bind(self, program, params, values, epoch=None):
+    """The entry (see _entry) that launches a program with these values of its parameters."""
     name, out_size, gsize, kernel, src, most, plan = program
     if params:
       env = {n: v for (n, _), v in zip(params, values)}
       out_size, gsize = value(out_size, env), value(gsize, env)
       values = param_values(plan, values)
-    return (name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values,
-            devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and promotable(ast) else None)
+    return name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values, epoch
 
   def _prepare(self, ast, buffers, origin: str, params):
     """(name, outputs, work-items, kernel, source, its largest work-group, plan) for an AST; outputs and work-items

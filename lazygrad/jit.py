@@ -72,11 +72,9 @@ class _Recording:
     buffers whose ids are `resized` (see _Affine) are put in place; the call's other own buffers are used again."""
     plans = self.__dict__.setdefault("_plans", {})
     if resized not in plans:
-      own = {id(b) for _, _, bufs, _ in self.launches for b in bufs} - set(self.arg_bufs) - resized
-      own -= {before for _, before, _, _ in self.assigned} | {id(after) for _, _, after, _ in self.assigned}
-      own -= {id(buf) for buf, _ in self.outputs}
-      plans[resized] = [(dev, ast, bufs, [(n, id(b)) for n, b in enumerate(bufs) if id(b) not in own], origin)
-                        for dev, ast, bufs, origin in self.launches]
+      plans[resized] = [(dev, ast, bufs, [(n, id(b)) for n, (b, role) in enumerate(zip(bufs, roles))
+                                          if role[0] != "own" or id(b) in resized], origin)
+                        for (dev, ast, bufs, origin), roles in zip(self.launches, self.roles())]
     return plans[resized]
 
 

@@ -248,6 +248,7 @@ class Specializer:
     of the numbers that move from call to call, lets the checks be made once for all their values."""
     if numbers is None: key, values, kinds, work_slots = _template(ast)
     else: (key, values, kinds, *steps), work_slots = numbers, None
+    specialized = lambda: (ast if numbers is None else self._made(ast, values), [], [])  # ast with its own numbers
     with self.lock:
       s = self.structures.get(key)
       if numbers is not None and steps and s is not None and s.ast is not None:  # a jit's replay: once per launch
@@ -256,7 +257,7 @@ class Specializer:
         if slots is not None and not measure(work_of(values, s.work_slots), buf_sizes)[1]:
           return s.ast, s.params, [values[k] for k in slots]
       if s is None:
-        if numbers is not None: return self._made(ast, values), [], []
+        if numbers is not None: return specialized()
         s = self.structures[key] = Structure(values, kinds, epoch, work_slots)
         while len(self.structures) > self.limit: self.structures.popitem(last=False)
         big, wide = measure(work_of(values, work_slots), buf_sizes)
@@ -274,10 +275,10 @@ class Specializer:
       shape = s.shape_changes(values)
       if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
          (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape):
-        return self._made(ast, values) if numbers is not None else ast, [], []
+        return specialized()
       big, wide = measure(total_work, buf_sizes)
       # a big kernel keeps its vector code: it becomes dynamic only where its sizes and strides stay
-      if wide or (big and shape): return self._made(ast, values) if numbers is not None else ast, [], []
+      if wide or (big and shape): return specialized()
       args = s.arguments(values)
       if args is None:
         if numbers is not None: ast = self._made(ast, values)
