@@ -5,19 +5,21 @@ float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 e
 """
 from __future__ import annotations
 import collections
+import hashlib
 import json
 import math
 import os
 import random
 import threading
 import time
+from typing import NamedTuple
 import numpy as np
 from lazygrad.codegen.dynamic import INT_MAX, Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, code_version, disk_cache_get, disk_cache_put, getenv, tuned
+from lazygrad.helpers import DEBUG, cache_dir, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum, text, value
 
@@ -669,6 +671,41 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
   return total, elements
 
 
+BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
+
+
+class Program:
+  """A kernel's source and what its launches need; `kernel` is None until flush() builds it. `source_key` is the
+  disk-cache key its source is filed under once it builds."""
+  __slots__ = ("name", "out_size", "gsize", "src", "plan", "source_key", "kernel", "most")
+
+  def __init__(self, name, out_size, gsize, src, plan, source_key):
+    self.name, self.out_size, self.gsize, self.src, self.plan, self.source_key = name, out_size, gsize, src, plan, source_key
+    self.kernel = self.most = None
+
+
+class Unbuilt(NamedTuple):
+  """A launch's program and parameter values, waiting for the program to be built (see Device._bind)."""
+  program: Program
+  params: list
+  values: list
+  epoch: int | None
+
+
+def batch_source(sources: list) -> tuple[str, list[str]]:
+  """One program's text for [source, kernel name] pairs, and each kernel's name in it: kernels are renamed apart (two
+  kernels of one shape share a name), and the lines before each kernel, which render keeps to one declaration a line
+  (vector typedefs, pragmas, small helpers), are declared once."""
+  if len(sources) == 1: return sources[0][0], [sources[0][1]]
+  head, kernels, names = {}, [], []
+  for n, (src, name) in enumerate(sources):
+    at = src.index(f"__kernel void {name}(")
+    for line in src[:at].splitlines(): head.setdefault(line, None)
+    names.append(f"{name}__b{n}")
+    kernels.append(f"__kernel void {names[-1]}(" + src[at + len(f"__kernel void {name}("):])
+  return "\n".join([*head, *kernels]), names
+
+
 PAGE = 4096  # bytes: the alignment of a CPU device's host-memory buffers
 ASYNC_COPY_BYTES = 4 << 20  # uploads up to this size are copied once more on the host and do not wait for the queue
 
@@ -694,6 +731,7 @@ class CLAllocator(Allocator):
 
   def copyin(self, handle, host: np.ndarray):
     import pyopencl as cl
+    self.dev.flush()  # launches held back for a build come first
     if host.nbytes > ASYNC_COPY_BYTES:
       cl.enqueue_copy(self.dev.queue, handle, np.ascontiguousarray(host), is_blocking=True)
       return
@@ -708,12 +746,16 @@ class CLAllocator(Allocator):
 
   def copyout(self, host: np.ndarray, handle):
     import pyopencl as cl
+    self.dev.flush()
     cl.enqueue_copy(self.dev.queue, host, handle, is_blocking=True)
 
 
 def _pick_device(index: int):
   """OPENCL:N counts GPUs first, then every other device, across platforms."""
   import pyopencl as cl
+  # PoCL keeps the kernels it builds and the machine code it makes for each work-group size in its own disk cache,
+  # which is read before a platform is first listed: it goes with ours (LAZYGRAD_CACHE_DIR)
+  os.environ.setdefault("POCL_CACHE_DIR", str(cache_dir() / "pocl"))
   try: platforms = cl.get_platforms()
   except cl.Error as e:
     raise RuntimeError("OpenCL: no platform found. `pip install pocl-binary-distribution` gives a CPU device; "
@@ -763,12 +805,20 @@ class Device:
     self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
     self.sizes_seen = KernelCache()  # (work, largest work-group) -> launch_sizes: a dynamic kernel's, every launch
     self.bound = KernelCache()  # (AST, steps) -> a jit replay's moving launch, see _bound_entry
+    # PoCL keeps the programs it builds in its own disk cache (POCL_CACHE_DIR, see _pick_device)
+    self.pocl = "Portable Computing Language" in self.device.platform.name
+    self.batch_lock = threading.RLock()
+    self.waiting: list = []  # (entry or Unbuilt, buffers, origin) of launches held back until flush()
+    self.unbuilt: dict[str, Program] = {}  # source -> a program that waiting launches need built
+    self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
 
-  def compile(self, src: str, name: str):
-    """Source -> built program, through the on-disk binary cache."""
+  def compile(self, src: str, name: str, kernels: int = 1):
+    """Source -> built program. PoCL keeps what it builds in its own disk cache (see _pick_device), and reading a
+    binary back from it makes PoCL compile every kernel for any work-group size first (0.15 s a kernel); other
+    drivers' binaries go through ours."""
     cl = self.cl
     key = self.ident + "\n" + src
-    binary = disk_cache_get("opencl", key)
+    binary = None if self.pocl else disk_cache_get("opencl", key)
     if binary is not None:
       try: return cl.Program(self.ctx, [self.device], [binary]).build()
       except cl.Error: pass  # a stale or foreign binary: build from source
@@ -777,19 +827,32 @@ class Device:
       prg = cl.Program(self.ctx, src).build(options=["-w"])  # warnings would reach the user's terminal
     except cl.Error as e:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
-    compile_progress.compiled(time.perf_counter() - start)
-    disk_cache_put("opencl", key, prg.binaries[0])
+    compile_progress.compiled(time.perf_counter() - start, kernels)
+    if not self.pocl: disk_cache_put("opencl", key, prg.binaries[0])
     return prg
 
   def exec(self, ast, buffers, origin: str = "", numbers=None):
     """Run one kernel AST over device buffers (buffers[0] is the output); `numbers`: a template of ast's structure
-    with other numbers, to run instead (see Specializer.resolve)."""
+    with other numbers, to run instead (see Specializer.resolve). A launch whose kernel is not built yet waits, with
+    every launch after it, until flush() builds the waiting kernels together."""
     if numbers is not None:
       entry = self._bound_entry(ast, buffers, numbers) or self._entry(ast, buffers, origin, numbers=numbers)
     else:
       entry = self.kernels.get(ast)
-      if entry is None or entry[5] not in (None, devices.epoch):  # a dynamic kernel's AST again in a later schedule
+      if type(entry) is Unbuilt: entry = self.kernels[ast] = self._bind(*entry)  # built by now, perhaps
+      if entry is None or (type(entry) is not Unbuilt and entry[5] not in (None, devices.epoch)):
+        # a dynamic kernel's AST again in a later schedule
         entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+    with self.batch_lock:
+      if type(entry) is Unbuilt or self.waiting:
+        self.waiting.append((entry, buffers, origin))
+        if len(self.unbuilt) < BATCH_KERNELS: return
+      else:
+        self._launch(entry, buffers, origin)
+        return
+    self.flush()
+
+  def _launch(self, entry, buffers, origin: str):
     name, kernel, src, sizes, args, _ = entry
     if sizes is None: return  # no outputs
     with self.lock:
@@ -798,6 +861,56 @@ class Device:
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None
+
+  def flush(self):
+    """Build the kernels that waiting launches need, together, then send those launches in their order."""
+    with self.batch_lock:
+      if not self.waiting: return
+      waiting, self.waiting = self.waiting, []
+      unbuilt, self.unbuilt = self.unbuilt, {}
+      self._build(list(unbuilt.values()))
+      for entry, buffers, origin in waiting:
+        self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin)
+
+  def _build(self, programs: list):
+    """Build programs' sources in batches: PoCL's front end takes 0.2 to 0.3 s a program however small it is, and
+    about as long for a batch of dozens of kernels. A source is built again in the batch it was first built in,
+    which the driver's cache (or ours) holds; the rest form new batches, which the disk cache remembers."""
+    remembered: dict[str, list] = {}
+    fresh = []
+    for p in programs:
+      if p.src in self.batches: continue
+      known = disk_cache_get("opencl-batch", self.ident + "\n" + p.src)
+      if known is not None: remembered.setdefault(known.decode(), []).append(p)
+      else: fresh.append(p)
+    for key in remembered:
+      sources = disk_cache_get("opencl-batch-sources", key)
+      if sources is None: fresh += remembered[key]  # a half-written entry: its programs build afresh
+      else: self._build_batch(json.loads(sources))
+    for n in range(0, len(fresh), BATCH_KERNELS):
+      chunk = fresh[n:n + BATCH_KERNELS]
+      self._build_batch([[p.src, p.name] for p in chunk], remember=True)
+    for p in programs:
+      prg, name = self.batches[p.src]
+      p.kernel, p.most = self._kernel(prg, name, p.plan)
+      if p.source_key is not None:  # only once it builds
+        disk_cache_put("opencl-source", p.source_key, json.dumps([p.name, p.out_size, p.gsize, p.src]).encode())
+        p.source_key = None
+
+  def _build_batch(self, sources: list, remember: bool = False):
+    """Build [source, kernel name] pairs as one program (one alone keeps its name), filing each source's kernel
+    under self.batches; `remember`: file the batch on disk, for the next process to build the same text."""
+    text, names = batch_source(sources)
+    try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}", len(names))
+    except KernelError:
+      if len(sources) == 1: raise
+      for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source
+      raise
+    for (src, _), name in zip(sources, names): self.batches[src] = (prg, name)
+    if remember:
+      key = hashlib.sha256((self.ident + "\n" + text).encode()).hexdigest()
+      disk_cache_put("opencl-batch-sources", key, json.dumps(sources).encode())
+      for src, _ in sources: disk_cache_put("opencl-batch", self.ident + "\n" + src, key.encode())
 
   def _bound_entry(self, ast, buffers, numbers):
     """A jit replay's launch whose numbers move along a line (see Specializer.bound): its program, parameters and the
@@ -810,8 +923,8 @@ class Device:
 
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
-    else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py) with
-    this AST's numbers as arguments; an AST launched `again` gets its own."""
+    else None) for an AST, or Unbuilt until its kernel is built: the kernel built for it, or its structure's dynamic
+    kernel (see codegen/dynamic.py) with this AST's numbers as arguments; an AST launched `again` gets its own."""
     buf_sizes = [b.size for b in buffers]
     built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers)
     program = self.programs.get(built)
@@ -824,24 +937,31 @@ class Device:
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
-    plan = program[6]
+    plan = program.plan
     return self._bind(program, params, values,
                       devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and promotable(ast) else None)
 
   def _bind(self, program, params, values, epoch=None):
-    """The entry (see _entry) that launches a program with these values of its parameters."""
-    name, out_size, gsize, kernel, src, most, plan = program
+    """The entry (see _entry) that launches a program with these values of its parameters; Unbuilt until the program
+    is built."""
+    if program.kernel is None:
+      with self.batch_lock:
+        if program.kernel is None:
+          self.unbuilt[program.src] = program
+          return Unbuilt(program, params, values, epoch)
+    out_size, gsize = program.out_size, program.gsize
     if params:
       env = {n: v for (n, _), v in zip(params, values)}
       out_size, gsize = value(out_size, env), value(gsize, env)
-      values = param_values(plan, values)
-    return name, kernel, src, self.launch_sizes(gsize, most) if out_size else None, values, epoch
+      values = param_values(program.plan, values)
+    return program.name, program.kernel, program.src, self.launch_sizes(gsize, program.most) if out_size else None, \
+        values, epoch
 
-  def _prepare(self, ast, buffers, origin: str, params):
-    """(name, outputs, work-items, kernel, source, its largest work-group, plan) for an AST; outputs and work-items
-    are Nodes over the parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this
-    version of the code generator has written it before: lowering and rendering a big kernel takes longer than
-    loading its binary, and a model's first step would pay it for every kernel."""
+  def _prepare(self, ast, buffers, origin: str, params) -> "Program":
+    """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the
+    parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this version of the
+    code generator has written it before: lowering and rendering a big kernel takes longer than loading its binary,
+    and a model's first step would pay it for every kernel."""
     key = json.dumps([CODE_VERSION, self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
                       [b.size for b in buffers], self.tune])  # a measured tile or the model's: not one for the other
     cached = disk_cache_get("opencl-source", key) if not params else None
@@ -854,13 +974,7 @@ class Device:
       src, name = render(plan, self.cpu)
       out_size, gsize = plan.out_size, global_size(plan)
     if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-    st = time.perf_counter()
-    prg = self.compile(src, name)
-    if DEBUG >= 3: print(f"compiled {name} in {(time.perf_counter() - st) * 1e3:.1f} ms")
-    if cached is None and not params:  # once it builds
-      disk_cache_put("opencl-source", key, json.dumps([name, out_size, gsize, src]).encode())
-    kernel, most = self._kernel(prg, name, plan)
-    return name, out_size, gsize, kernel, src, most, plan
+    return Program(name, out_size, gsize, src, plan, key if cached is None and not params else None)
 
   def _kernel(self, prg, name: str, plan: Plan | None = None):
     """A built program's kernel and its largest work-group; a dynamic plan's kernel is told its arguments' types."""
@@ -905,5 +1019,6 @@ class Device:
     return sizes
 
   def synchronize(self):
+    self.flush()
     self.queue.finish()
     with self.lock: self.pending_copies.clear()

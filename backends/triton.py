@@ -911,6 +911,9 @@ class Device:
     finally:
       if scratch is not None: self.allocator.free(scratch, nbytes)  # reuse is ordered after this kernel on the stream
 
+  def flush(self):
+    """Launches are never held back here (see the OpenCL backend's): nothing to send."""
+
   def synchronize(self):
     if not self.interpret:
       self.cuda.current()

@@ -1,8 +1,9 @@
 """Devices: the registry behind LAZYGRAD_DEVICE, device buffers, and an allocator that reuses freed memory.
 
 A backend is a module `lazygrad.backends.<name>` with a `Device(index)` class that provides `allocator`
-(an Allocator), `render(plan) -> (source, name)`, `compile(source, name) -> program`, `launch(program, buffers,
-plan)` and `synchronize()`. Backends are loaded by name, so nothing here knows any of them.
+(an Allocator), `exec(kernel AST, buffers, origin)`, `flush()` (send launches it held back, to build their kernels
+together; run_schedule calls it last) and `synchronize()`. Backends are loaded by name, so nothing here knows any
+of them.
 """
 from __future__ import annotations
 import importlib
@@ -90,14 +91,14 @@ class CompileProgress:
       if self.depth == 0: self.kernels, self.built, self.seconds, self.shown, self.last = kernels, 0, 0.0, False, 0.0
       self.depth += 1
 
-  def compiled(self, seconds: float):
-    """A backend built a kernel from source in `seconds` (measuring candidate tiles included)."""
+  def compiled(self, seconds: float, kernels: int = 1):
+    """A backend built `kernels` kernels from source in `seconds` (measuring candidate tiles included)."""
     import sys
     global _compile_count
     with _lock:
-      _compile_count += 1
+      _compile_count += kernels
       if self.depth == 0: return
-      self.built += 1
+      self.built += kernels
       self.seconds += seconds
       if self.seconds < self.REPORT_AFTER: return
       tty = sys.stderr.isatty()

@@ -321,11 +321,14 @@ class jit:
     for buf, _ in rec.outputs: fresh[id(buf)] = buf
     for buf_id, buf in fresh.items(): mapping[buf_id] = Buffer(buf.device, buf.size, buf.dtype)
     next_epoch()
+    used = {}
     for n, (dev, ast, buffers, swaps, origin) in enumerate(rec.plan(model.resized_ids if model else frozenset())):
       if swaps:
         buffers = list(buffers)
         for k, i in swaps: buffers[k] = mapping.get(i, buffers[k])
       dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
+      used[id(dev)] = dev
+    for dev in used.values(): dev.flush()  # launches held back to build their kernels together (a new number's)
     count_kernel(len(rec.launches))
     for t, _, after, st in rec.assigned:
       t.lazydata = _wrap(mapping[id(after)], st)

@@ -259,6 +259,8 @@ def _run_schedule(items) -> int:
   regions: dict[int, list] = {}
   for si in items:
     if si.ast is not None and si.ast.op is BufferOps.STORE: regions.setdefault(id(si.out), [None, 0])[1] += 1
+  made: dict[int, devices.Buffer] = {}  # each output's buffer, realized once every kernel is sent
+  used = {}
   for si in items:
     out = si.out
     shared = regions.get(id(out))
@@ -266,17 +268,22 @@ def _run_schedule(items) -> int:
     else:
       if shared[0] is None: shared[0] = devices.Buffer(out.device, out.size, out.dtype)
       buffer, shared[1] = shared[0], shared[1] - 1
+    made[id(out)] = buffer
     if si.ast is not None and out.size:
-      dev = devices.get(out.device)
+      dev = used[out.device] = devices.get(out.device)
       if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
                            f"{len(si.inputs)} input(s){' for ' + si.origin if si.origin else ''}")
-      buffers = [buffer] + [i.realized for i in si.inputs]
+      buffers = [buffer] + [made.get(id(i)) or i.realized for i in si.inputs]
       dev.exec(si.ast, buffers, si.origin)
       if capture is not None: capture.append((dev, si.ast, buffers, si.origin))
       devices.count_kernel()
       launched += 1
-    if shared is not None and shared[1]: continue  # regions of it still to write
-    out.realized = buffer  # only now: a kernel that failed leaves its output unrealized, to be computed again
+  # a backend may hold launches back to build their kernels together; one that fails to build leaves every output
+  # of the schedule unrealized, to be computed again
+  for dev in used.values(): dev.flush()
+  for si in items:
+    out = si.out
+    out.realized = made[id(out)]
     # the graph below a realized node is no longer needed: let it be freed
     if getattr(out, "_cache_key", None) is not None and _node_cache.get(out._cache_key) is out:
       del _node_cache[out._cache_key]

@@ -8,5 +8,6 @@ def forget_kernels(monkeypatch, dev, every_number: bool | str = False):
   kernel built with all its numbers as arguments, or "offsets": all but sizes and strides, see codegen/dynamic.py)."""
   monkeypatch.setattr(dev, "kernels", KernelCache())
   monkeypatch.setattr(dev, "programs", KernelCache())
+  if hasattr(dev, "batches"): monkeypatch.setattr(dev, "batches", KernelCache())  # OpenCL's built programs by source
   monkeypatch.setattr(dev, "specializer", Specializer(every_number=every_number))
   return dev

@@ -1,0 +1,83 @@
+"""A new model's first step: the kernels a realize needs are built together, a build that fails names its kernel and
+leaves nothing half computed, and a new process builds the same batches again (which the driver's cache holds)."""
+import importlib
+import re
+
+import numpy as np
+import pytest
+
+import lazygrad as lg
+from lazygrad import device as devices, helpers
+from lazygrad.tensor import realize
+from tests.helpers import forget_kernels
+
+pytestmark = pytest.mark.skipif(devices.default_device() != "OPENCL:0", reason="OpenCL's batched builds")
+opencl = importlib.import_module("lazygrad.backends.opencl")
+
+
+@pytest.fixture
+def builds(monkeypatch, tmp_path):
+  """As in a new process with an empty disk cache; yields the list of every program built, as (source, kernels)."""
+  monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
+  dev = forget_kernels(monkeypatch, devices.get("OPENCL"))
+  built, compile = [], dev.compile
+  monkeypatch.setattr(dev, "compile", lambda src, name, kernels=1: built.append((src, kernels)) or compile(src, name, kernels))
+  return built
+
+
+def kernel_names(src: str) -> list[str]:
+  return re.findall(r"__kernel void (\w+)\(", src)
+
+
+def two_reductions(scale: float):
+  """Tensors that take two kernels with `scale` in their source: a reduction, and one that adds it to another."""
+  x = lg.Tensor(np.arange(48, dtype=np.float32).reshape(6, 8))
+  a, b = (x * scale).exp().sum(1), (x - scale).amax(0)
+  return a, b, a[:4] + b[:4] * 2, x.numpy().astype(np.float64)
+
+
+def test_a_realizes_new_kernels_are_built_as_one_program(builds):
+  before = lg.compile_count()
+  a, b, c, xn = two_reductions(0.0123)
+  np.testing.assert_allclose(c.numpy(), (np.exp(xn * 0.0123).sum(1)[:4] + (xn - 0.0123).max(0)[:4] * 2), rtol=1e-5)
+  [(src, kernels)] = builds
+  assert kernels == 2 and len(kernel_names(src)) == 2
+  assert lg.compile_count() - before == 2  # counted as kernels, not programs
+
+
+def test_a_new_process_builds_a_kernel_in_the_batch_it_was_first_built_in(builds, monkeypatch):
+  """The batch's text is the same, so the driver's own cache (PoCL's, on a CPU) has it and the machine code made
+  for it; another batch would be built and compiled afresh."""
+  a, b, _, xn = two_reductions(0.0456)
+  realize(a, b)
+  [(first, _)] = builds
+  forget_kernels(monkeypatch, devices.get("OPENCL"))  # a new process, with the disk cache of the first
+  a, _, _, xn = two_reductions(0.0456)
+  np.testing.assert_allclose(a.numpy(), np.exp(xn * 0.0456).sum(1), rtol=1e-5)  # one of the batch's two kernels
+  assert [src for src, _ in builds] == [first, first]
+
+
+@pytest.fixture
+def broken_second(monkeypatch):
+  """The renderer emits invalid source for the second kernel it renders."""
+  render, rendered = opencl.render, []
+
+  def bad_render(plan, *args):
+    src, name = render(plan, *args)
+    rendered.append(name)
+    return (src.replace("{\n", "{\n  this_is_not_c;\n", 1) if len(rendered) == 2 else src), name
+  monkeypatch.setattr(opencl, "render", bad_render)
+  return rendered
+
+
+def test_a_batch_with_a_kernel_that_fails_to_build_names_that_kernel(builds, broken_second, monkeypatch):
+  a, b, c, xn = two_reductions(0.0789)
+  with pytest.raises(opencl.KernelError) as info:
+    c.numpy()
+  message = str(info.value)
+  assert f"failed to compile kernel {broken_second[1]}:" in message and "this_is_not_c" in message
+  assert kernel_names(message.split("--- source ---")[1]) == [broken_second[1]]  # its source alone
+  # nothing of the failed schedule is kept: a kernel that ran before the build failed left no half-computed state
+  assert a.lazydata.base.realized is None and c.lazydata.base.realized is None
+  monkeypatch.undo()  # the renderer works again
+  np.testing.assert_allclose(c.numpy(), (np.exp(xn * 0.0789).sum(1)[:4] + (xn - 0.0789).max(0)[:4] * 2), rtol=1e-5)
