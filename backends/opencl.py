@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import sys
 import threading
 import time
 from typing import NamedTuple
@@ -672,6 +673,7 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
 
 
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
+KERNEL_SECONDS, WORKER_START = 0.1, 1.0  # PoCL's machine code for a kernel, and a build worker's start (see _compile_shares)
 
 
 class Program:
@@ -781,6 +783,83 @@ CODE_VERSION = code_version(*CODEGEN_MODULES)
 WORK_GROUPS_PER_CORE = 32  # on a CPU: enough that a core slowed by a neighbour's load does not hold up the kernel
 
 
+def cpu_launch_sizes(work: int, most: int | None, cores: int, max_local: int) -> tuple[tuple[int], tuple[int]]:
+  """(global, local) sizes for `work` work-items on a CPU. PoCL picks the largest work-group that divides the work,
+  as few as 7 for a convolution's 25088 items on 2 cores: one core then runs 4 of them while the other waits after
+  3. Work-groups of a power of two, at least WORK_GROUPS_PER_CORE per core, balance the cores (the kernels return
+  early past the work's end, so the global size may round up); `most` is the kernel's largest work-group."""
+  limit = min(most or max_local, max_local)  # the kernel's own limit can be below the device's
+  local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * cores)).bit_length() - 1), 1 << (limit.bit_length() - 1))
+  return (-(-work // local) * local,), (local,)
+
+
+def compile_for_launches(ctx, queue, device, text: str, launches: list):
+  """Build a batch's text and run each kernel once, on scratch memory. PoCL compiles a kernel to
+  machine code for the work-group size it runs at (about 0.1 s a kernel, one at a time within a process) and files
+  it in its disk cache, where a process building the same text finds it: build workers do this for a share of a
+  realize's new kernels while the realizing process does its own. `launches`: [kernel name, work-items, the bytes of
+  each buffer argument, [NumPy type, value] of each scalar argument]."""
+  import pyopencl as cl
+  prg = cl.Program(ctx, text).build(options=["-w"])
+  scratch, size = None, 0
+  for name, work, nbytes, scalars in launches:
+    kernel = cl.Kernel(prg, name)
+    most = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
+    sizes = cpu_launch_sizes(work, most, device.max_compute_units, device.max_work_group_size)
+    if max(nbytes) > size:
+      size = max(nbytes)
+      scratch = cl.Buffer(ctx, cl.mem_flags.READ_WRITE, size)
+    # every buffer argument is the same scratch memory, as large as the largest, its bytes set to 1 before each
+    # run: integers in it are nonzero (a gather clamps its indices anyway). It runs at the launch's own sizes, as
+    # PoCL's machine code is made for a work-group size and for grids below or above 65535 work-items.
+    cl.enqueue_fill_buffer(queue, scratch, np.uint8(1), 0, size)
+    kernel(queue, *sizes, *[scratch] * len(nbytes), *[np.dtype(t).type(v) for t, v in scalars])
+  queue.finish()
+
+
+class BuildWorker:
+  """A process that runs compile_for_launches for batches it is sent, one at a time (`python -m
+  lazygrad.backends.opencl --build-worker N`): PoCL compiles within a process one kernel at a time, so a new model's
+  kernels are compiled on every core by several processes. It never imports the user's script, as a multiprocessing
+  worker started by spawn would."""
+
+  def __init__(self, index: int):
+    import subprocess
+    self.proc = subprocess.Popen([sys.executable, "-m", "lazygrad.backends.opencl", "--build-worker", str(index)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+  def send(self, text: str, launches: list) -> bool:
+    try:
+      self.proc.stdin.write(json.dumps([text, launches]) + "\n")
+      self.proc.stdin.flush()
+      return True
+    except OSError: return False
+
+  def done(self, timeout: float) -> bool:
+    """Wait for the batch sent last; False if it failed or took over `timeout` seconds (the worker is then stopped),
+    and its kernels are compiled where they first run."""
+    import select
+    if not select.select([self.proc.stdout], [], [], timeout)[0]:
+      self.proc.kill()  # it hangs: a new one starts when next needed
+      return False
+    return self.proc.stdout.readline().strip() == "ok"  # "" if it died
+
+  def alive(self) -> bool: return self.proc.poll() is None
+
+
+def _serve_builds(index: int):
+  import pyopencl as cl
+  device = _pick_device(index)
+  ctx = cl.Context([device])
+  queue = cl.CommandQueue(ctx)
+  for line in sys.stdin:
+    try:
+      compile_for_launches(ctx, queue, device, *json.loads(line))
+      print("ok", flush=True)
+    except Exception as e:  # the asking process compiles these kernels itself
+      print(f"error {type(e).__name__}: {e}".replace("\n", " "), flush=True)
+
+
 class Device:
   def __init__(self, index: int):
     import pyopencl as cl
@@ -811,6 +890,9 @@ class Device:
     self.waiting: list = []  # (entry or Unbuilt, buffers, origin) of launches held back until flush()
     self.unbuilt: dict[str, Program] = {}  # source -> a program that waiting launches need built
     self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
+    self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
 
   def compile(self, src: str, name: str, kernels: int = 1):
     """Source -> built program. PoCL keeps what it builds in its own disk cache (see _pick_device), and reading a
@@ -868,14 +950,15 @@ class Device:
       if not self.waiting: return
       waiting, self.waiting = self.waiting, []
       unbuilt, self.unbuilt = self.unbuilt, {}
-      self._build(list(unbuilt.values()))
+      self._build(list(unbuilt.values()), waiting)
       for entry, buffers, origin in waiting:
         self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin)
 
-  def _build(self, programs: list):
+  def _build(self, programs: list, waiting: list):
     """Build programs' sources in batches: PoCL's front end takes 0.2 to 0.3 s a program however small it is, and
     about as long for a batch of dozens of kernels. A source is built again in the batch it was first built in,
-    which the driver's cache (or ours) holds; the rest form new batches, which the disk cache remembers."""
+    which the driver's cache (or ours) holds; the rest form new batches, which the disk cache remembers, and which
+    build workers compile in parallel (see _compile_shares)."""
     remembered: dict[str, list] = {}
     fresh = []
     for p in programs:
@@ -887,15 +970,54 @@ class Device:
       sources = disk_cache_get("opencl-batch-sources", key)
       if sources is None: fresh += remembered[key]  # a half-written entry: its programs build afresh
       else: self._build_batch(json.loads(sources))
-    for n in range(0, len(fresh), BATCH_KERNELS):
-      chunk = fresh[n:n + BATCH_KERNELS]
-      self._build_batch([[p.src, p.name] for p in chunk], remember=True)
+    shares = self._compile_shares(fresh, waiting) if self.pocl and self.build_workers else []
+    if not shares: shares = [fresh[n:n + BATCH_KERNELS] for n in range(0, len(fresh), BATCH_KERNELS)]
+    for share in shares: self._build_batch([[p.src, p.name] for p in share], remember=True)
     for p in programs:
       prg, name = self.batches[p.src]
       p.kernel, p.most = self._kernel(prg, name, p.plan)
       if p.source_key is not None:  # only once it builds
         disk_cache_put("opencl-source", p.source_key, json.dumps([p.name, p.out_size, p.gsize, p.src]).encode())
         p.source_key = None
+
+  def _compile_shares(self, fresh: list, waiting: list) -> list[list]:
+    """Split new programs into shares, one for this process and one for each build worker, and compile each share
+    for the launches waiting on it (see compile_for_launches); returns the shares, [] if too few to pay for it. A
+    worker costs WORKER_START seconds to start, paid once per process, so a first share here is larger."""
+    starting = sum(1 for w in self.workers if not w.alive()) + self.build_workers - len(self.workers)
+    n, workers = len(fresh), self.build_workers
+    mine = math.ceil((n + starting * WORKER_START / KERNEL_SECONDS) / (workers + 1))
+    if mine >= n: return []
+    rest = fresh[mine:]
+    shares = [fresh[:mine]] + [rest[k::workers] for k in range(workers) if rest[k::workers]]
+    self.workers = [w for w in self.workers if w.alive()]
+    while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(int(self.name.split(":")[1])))
+    start = time.perf_counter()
+    texts = [batch_source([[p.src, p.name] for p in share]) for share in shares]
+    launches = [self._warm_launches(share, names, waiting) for share, (_, names) in zip(shares, texts)]
+    sent = [w.send(text, runs) for w, (text, _), runs in zip(self.workers, texts[1:], launches[1:])]
+    with self.lock: compile_for_launches(self.ctx, self.queue, self.device, texts[0][0], launches[0])
+    for w, ok, runs in zip(self.workers, sent, launches[1:]):
+      if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(runs) + 30)) and DEBUG >= 1:
+        print("lazygrad: a build worker failed; its kernels compile where they first run")
+    compile_progress.compiled(time.perf_counter() - start, 0)
+    return shares
+
+  def _warm_launches(self, share: list, names: list, waiting: list) -> list:
+    """compile_for_launches' list for a share's programs: one per program and number of work-items it waits to run
+    at (a dynamic kernel's work-group size follows its arguments), with that launch's buffer sizes and scalars."""
+    name_of = {id(p): name for p, name in zip(share, names)}
+    runs = {}
+    for entry, buffers, _ in waiting:
+      if type(entry) is not Unbuilt or id(entry.program) not in name_of: continue
+      program, params, values, _ = entry
+      out_size, gsize, scalars = program.out_size, program.gsize, []
+      if params:
+        env = {n: v for (n, _), v in zip(params, values)}
+        out_size, gsize = value(out_size, env), value(gsize, env)
+        scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, param_values(program.plan, values))]
+      if out_size: runs.setdefault((id(program), gsize), [name_of[id(program)], gsize, [b.nbytes for b in buffers], scalars])
+    return list(runs.values())
 
   def _build_batch(self, sources: list, remember: bool = False):
     """Build [source, kernel name] pairs as one program (one alone keeps its name), filing each source's kernel
@@ -1005,20 +1127,18 @@ class Device:
     return tuned("opencl-tune", key, tiles, measure, plan.name)
 
   def launch_sizes(self, work: int, most: int | None = None) -> tuple[tuple[int], tuple[int] | None]:
-    """(global, local) sizes for `work` work-items. A GPU's driver picks its own work-groups. On a CPU PoCL picks
-    the largest that divides the work, as few as 7 for a convolution's 25088 items on 2 cores: one core then runs 4
-    of them while the other waits after 3. Work-groups of a power of two, at least WORK_GROUPS_PER_CORE per core,
-    balance the cores (the kernels return early past the work's end, so the global size may round up); `most` is the
-    kernel's largest work-group."""
+    """(global, local) sizes for `work` work-items (see cpu_launch_sizes); a GPU's driver picks its own work-groups.
+    `most` is the kernel's largest work-group."""
     if not self.cpu: return (work,), None
     sizes = self.sizes_seen.get((work, most))
-    if sizes is None:
-      limit = min(most or self.max_local, self.max_local)  # the kernel's own limit can be below the device's
-      local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * self.cores)).bit_length() - 1), 1 << (limit.bit_length() - 1))
-      sizes = self.sizes_seen[(work, most)] = ((-(-work // local) * local,), (local,))
+    if sizes is None: sizes = self.sizes_seen[(work, most)] = cpu_launch_sizes(work, most, self.cores, self.max_local)
     return sizes
 
   def synchronize(self):
     self.flush()
     self.queue.finish()
     with self.lock: self.pending_copies.clear()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--build-worker"]:
+  _serve_builds(int(sys.argv[2]))

@@ -4,3 +4,5 @@ import os
 
 os.environ.setdefault("LAZYGRAD_CHECK_BOUNDS", "1")
 os.environ.setdefault("LAZYGRAD_CHECK_SCHEDULES", "1")  # every reused schedule is compared with a fresh one
+# the suite runs in parallel processes already: build workers (see backends/opencl.py) would only compete with them
+os.environ.setdefault("LAZYGRAD_BUILD_WORKERS", "0")

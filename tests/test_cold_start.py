@@ -81,3 +81,45 @@ def test_a_batch_with_a_kernel_that_fails_to_build_names_that_kernel(builds, bro
   assert a.lazydata.base.realized is None and c.lazydata.base.realized is None
   monkeypatch.undo()  # the renderer works again
   np.testing.assert_allclose(c.numpy(), (np.exp(xn * 0.0789).sum(1)[:4] + (xn - 0.0789).max(0)[:4] * 2), rtol=1e-5)
+
+
+def five_kernels(scale: float):
+  """Tensors that take five kernels with `scale` in their source, and NumPy's result for their sum."""
+  x = lg.Tensor(np.arange(48, dtype=np.float32).reshape(6, 8))
+  parts = [(x * scale).exp().sum(1), (x - scale).amax(0)[:6], (x * scale).sin().sum(1), (x + scale).amin(1),
+           (x * (scale + 1)).sum(1)]
+  xn = x.numpy().astype(np.float64)
+  expected = (np.exp(xn * scale).sum(1) + (xn - scale).max(0)[:6] + np.sin(xn * scale).sum(1) + (xn + scale).min(1) +
+              (xn * (scale + 1)).sum(1))
+  return parts, expected
+
+
+@pytest.fixture
+def workers(builds, monkeypatch):
+  """One build worker, worth starting for any number of new kernels; yields the texts sent to it."""
+  dev = devices.get("OPENCL")
+  monkeypatch.setattr(dev, "build_workers", 1)
+  monkeypatch.setattr(opencl, "WORKER_START", 0.0)
+  sent, send = [], opencl.BuildWorker.send
+  monkeypatch.setattr(opencl.BuildWorker, "send", lambda self, text, launches: sent.append(text) or send(self, text, launches))
+  return sent
+
+
+def test_a_build_worker_compiles_a_share_of_a_realizes_new_kernels(builds, workers):
+  parts, expected = five_kernels(0.0135)
+  total = parts[0]
+  for p in parts[1:]: total = total + p
+  np.testing.assert_allclose(total.numpy(), expected, rtol=1e-5)
+  [text] = workers
+  assert len(kernel_names(text)) == 2  # of the five, the worker compiled two, and this process three
+  assert sorted(len(kernel_names(src)) for src, _ in builds) == [2, 3] and text in [src for src, _ in builds]
+  assert devices.get("OPENCL").workers[0].alive()  # it waits for the next realize's
+
+
+def test_a_build_worker_that_dies_costs_only_time(builds, workers, monkeypatch):
+  monkeypatch.setattr(opencl.BuildWorker, "done", lambda self, timeout: self.proc.kill() or False)
+  parts, expected = five_kernels(0.0246)
+  total = parts[0]
+  for p in parts[1:]: total = total + p
+  np.testing.assert_allclose(total.numpy(), expected, rtol=1e-5)
+  assert len(workers) == 1 and sorted(len(kernel_names(src)) for src, _ in builds) == [2, 3]
