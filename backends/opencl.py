@@ -895,7 +895,7 @@ class Device:
     self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
 
   def compile(self, src: str, name: str, kernels: int = 1):
-    """Source -> built program. PoCL keeps what it builds in its own disk cache (see _pick_device), and reading a
+    """Source -> built program, counted as `kernels` kernels built. PoCL keeps what it builds in its own disk cache (see _pick_device), and reading a
     binary back from it makes PoCL compile every kernel for any work-group size first (0.15 s a kernel); other
     drivers' binaries go through ours."""
     cl = self.cl
@@ -1023,7 +1023,8 @@ class Device:
     """Build [source, kernel name] pairs as one program (one alone keeps its name), filing each source's kernel
     under self.batches; `remember`: file the batch on disk, for the next process to build the same text."""
     text, names = batch_source(sources)
-    try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}", len(names))
+    # a batch built before is in the driver's cache (or ours): it is loaded, not counted as kernels built
+    try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}", len(names) if remember else 0)
     except KernelError:
       if len(sources) == 1: raise
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source

@@ -25,7 +25,7 @@ from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, cache_dir, disk_cache_get, disk_cache_put, getenv, tuned
+from lazygrad.helpers import DEBUG, cache_dir, code_version, disk_cache_get, disk_cache_put, getenv, tuned
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, Mul, Sum, Div, Mod, Lt, Ge, And, value
 
@@ -59,6 +59,11 @@ if INTERPRET:
                                                                    sanitize_overflow=False)
   except (ImportError, AttributeError, TypeError):
     pass
+
+
+# read once, as the code is loaded: a program's launch data (its name, warps, shared and scratch memory) comes from
+# this module's code, so an entry written by another version of it is never used
+CODE_VERSION = code_version("lazygrad.backends.triton")
 
 
 class KernelError(RuntimeError):
@@ -800,7 +805,7 @@ class Device:
         raise KernelError(f"Triton failed to load kernel {plan.name}: {e}\n--- source ---\n{src}") from e
       if fresh: compile_progress.compiled(time.perf_counter() - start)
       return fn
-    key = json.dumps([self.ident, src, [d.name for d in plan.bufs], cuda_options(cfg), cfg["sizes"]])
+    key = json.dumps([CODE_VERSION, self.ident, src, [d.name for d in plan.bufs], cuda_options(cfg), cfg["sizes"]])
     cached = disk_cache_get("triton", key)
     if cached is not None:
       meta, cubin = cached.split(b"\n", 1)

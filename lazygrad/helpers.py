@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import tempfile
+import threading
 from math import prod  # re-exported: one definition for every room
 
 DEBUG = int(os.environ.get("LAZYGRAD_DEBUG", "0") or 0)
@@ -41,7 +42,7 @@ def disk_cache_put(table: str, key: str, data: bytes):
   folder = cache_dir() / table
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / hashlib.sha256(key.encode()).hexdigest()
-  tmp = path.with_suffix(f".{os.getpid()}.tmp")
+  tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # unique to this writer
   try:
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -123,3 +123,34 @@ def test_a_build_worker_that_dies_costs_only_time(builds, workers, monkeypatch):
   for p in parts[1:]: total = total + p
   np.testing.assert_allclose(total.numpy(), expected, rtol=1e-5)
   assert len(workers) == 1 and sorted(len(kernel_names(src)) for src, _ in builds) == [2, 3]
+
+
+CONCURRENT = """
+import numpy as np, lazygrad as lg
+x = lg.Tensor(np.arange(48, dtype=np.float32).reshape(6, 8))
+y = ((x * 0.0357).exp().sum(1) + (x - 0.0357).amax(0)[:6] + (x * 0.0357).cos().sum(1)).numpy()
+xn = np.arange(48, dtype=np.float64).reshape(6, 8)
+expected = np.exp(xn * 0.0357).sum(1) + (xn - 0.0357).max(0)[:6] + np.cos(xn * 0.0357).sum(1)
+assert np.allclose(y, expected, rtol=1e-5), (y, expected)
+print(lg.compile_count())
+"""
+
+
+def test_processes_that_share_a_cache_build_the_same_kernels_at_once(tmp_path):
+  """Parallel test workers and ranks fill one disk cache: entries are written whole (to a private file, then renamed),
+  so a process reading one at the same time never sees half of it; a process after them builds only what is cached."""
+  import os
+  import subprocess
+  import sys
+  env = {**os.environ, "LAZYGRAD_CACHE_DIR": str(tmp_path), "LAZYGRAD_BUILD_WORKERS": "0"}
+  env.pop("POCL_CACHE_DIR", None)  # PoCL's own cache goes with ours, in the same fresh folder
+  run = lambda: subprocess.Popen([sys.executable, "-c", CONCURRENT], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+  procs = [run() for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+  assert not list(tmp_path.rglob("*.tmp"))  # nothing half written is left behind
+  later = run()
+  out, err = later.communicate(timeout=300)
+  assert later.returncode == 0, err
+  assert (tmp_path / "pocl").is_dir() and out.split() == ["0"]  # every kernel loaded, none built
