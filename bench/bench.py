@@ -330,10 +330,106 @@ def first_call(runs):
   return [("first_call cold", "s", {"lazygrad": cold}, True), ("first_call warm", "s", {"lazygrad": warm}, True)]
 
 
+FIRST_STEP_LAZYGRAD = """
+import os, sys, time
+sys.path[:0] = [sys.argv[2], os.path.join(sys.argv[2], "examples")]
+import numpy as np, lazygrad as lg, lazygrad.nn as nn, lazygrad.nn.functional as F
+rng = np.random.default_rng(0)
+if sys.argv[1] == "mlp":
+  model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+  opt = lg.optim.Adam(model.parameters(), lr=1e-3)
+  x, y = lg.Tensor(rng.standard_normal((256, 784), dtype=np.float32)), lg.Tensor(rng.integers(0, 10, 256))
+  loss_fn = lambda x, y: F.cross_entropy(model(x), y)
+else:
+  from gpt import GPT
+  model = GPT(256, 128, 4, 4, 128)
+  opt = lg.optim.AdamW(model.parameters(), lr=1e-3)
+  x, y = lg.Tensor(rng.integers(0, 256, (16, 128))), lg.Tensor(rng.integers(0, 256, (16, 128)))
+  loss_fn = lambda x, y: F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1))
+start = time.perf_counter()
+loss = loss_fn(x, y)
+opt.zero_grad(); loss.backward(); opt.step()
+value = loss.item(); lg.synchronize()  # the updates' kernels have run too
+print(time.perf_counter() - start, lg.compile_count(), value)
+"""
+
+FIRST_STEP_TORCH = """
+import os, sys, time
+import numpy as np, torch
+torch.set_num_threads(os.cpu_count() or 1)
+F, compiled = torch.nn.functional, sys.argv[2] == "compile"
+rng = np.random.default_rng(0)
+if sys.argv[1] == "mlp":
+  model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                              torch.nn.Linear(512, 10))
+  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  x, y = torch.from_numpy(rng.standard_normal((256, 784), dtype=np.float32)), torch.from_numpy(rng.integers(0, 10, 256))
+  forward = torch.compile(model) if compiled else model
+  loss_fn = lambda x, y: F.cross_entropy(forward(x), y)
+else:
+  torch.manual_seed(0)
+  layer = lambda: torch.nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, activation="gelu", batch_first=True,
+                                                   norm_first=True)
+  tok, pos = torch.nn.Embedding(256, 128), torch.nn.Embedding(128, 128)
+  blocks, head = torch.nn.ModuleList([layer() for _ in range(4)]), torch.nn.Linear(128, 256)
+  opt = torch.optim.AdamW([p for m in (tok, pos, blocks, head) for p in m.parameters()], lr=1e-3)
+  x, y = torch.from_numpy(rng.integers(0, 256, (16, 128))), torch.from_numpy(rng.integers(0, 256, (16, 128)))
+  positions, mask = torch.arange(128), torch.nn.Transformer.generate_square_subsequent_mask(128)
+
+  def loss_fn(x, y):
+    h = tok(x) + pos(positions)
+    for b in blocks: h = b(h, src_mask=mask, is_causal=True)
+    return F.cross_entropy(head(h).reshape(-1, 256), y.reshape(-1))
+  if compiled: loss_fn = torch.compile(loss_fn)  # AOTAutograd compiles the backward at the first backward()
+start = time.perf_counter()
+loss = loss_fn(x, y)
+opt.zero_grad(); loss.backward(); opt.step()
+loss.item()
+print(time.perf_counter() - start)
+"""
+
+
+def cold_child(script: str, *args: str) -> list[float]:
+  """Runs script in a fresh Python process with every compile cache empty; the numbers on its last line of output."""
+  with tempfile.TemporaryDirectory() as cache:
+    env = {**os.environ, "LAZYGRAD_CACHE_DIR": cache, "POCL_CACHE_DIR": os.path.join(cache, "pocl"),
+           "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "inductor"), "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+    env.pop("POCL_KERNEL_CACHE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install keeps compiled bytecode, as in first_call
+    try:
+      done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as e:  # one line for the table: the child's last words
+      tail = " | ".join(line.strip() for line in e.stderr.strip().splitlines()[-3:])
+      raise RuntimeError(f"child {' '.join(args)} exited {e.returncode}: {tail[-400:]}") from None
+  return [float(v) for v in done.stdout.strip().splitlines()[-1].split()]
+
+
+def first_step_cold(runs):
+  """Wall time of the first training step (forward, loss, backward, optimizer step, loss.item()) of the bench MLP
+  (Adam, batch 256) and the bench GPT (AdamW, batch 16 of 128 tokens) in a fresh process whose compile caches are
+  empty: what a user waits for before training starts. Eager lazygrad (no jit) beside torch eager and torch.compile
+  (inductor compiling from scratch); imports and model building are not timed. One run each: a second would be warm."""
+  gc.collect()  # as in first_call: the children should not compete with this process's memory and threads
+  lg.empty_cache()
+  time.sleep(1)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  rows, kernels = [], []
+  for model in ("mlp", "gpt"):
+    seconds, built, loss = cold_child(FIRST_STEP_LAZYGRAD, model, root)
+    kernels.append(f"{int(built)} for the {model}")
+    out = {"lazygrad": seconds}
+    if torch is not None:
+      out["torch"] = cold_child(FIRST_STEP_TORCH, model, "eager")[0]
+      out["torch.compile"] = cold_child(FIRST_STEP_TORCH, model, "compile")[0]
+    rows.append((f"first_step_cold {model}", "s", out, bool(np.isfinite(loss))))
+  print(f"first_step_cold: lazygrad built {', '.join(kernels)} (kernels compiled in its first step)")
+  return rows
+
+
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
              "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
              "gpt_train_step": gpt_train_step, "lstm_train_step": lstm_train_step, "generate": generate,
-             "first_call": first_call}
+             "first_call": first_call, "first_step_cold": first_step_cold}
 
 
 def main():
@@ -344,18 +440,22 @@ def main():
   args = ap.parse_args()
   names = args.only.split(",") if args.only else list(WORKLOADS)
   rows = []
-  print(f"lazygrad on {lg.Tensor([0]).device}; {args.runs} timed runs after a warm-up; higher is better except first_call")
-  print(f"{'workload':<18}{'unit':<9}{'lazygrad':>10}{'numpy':>10}{'torch':>10}{'lg/numpy':>10}{'lg/torch':>10}  check")
+  print(f"lazygrad on {lg.Tensor([0]).device}; {args.runs} timed runs after a warm-up; higher is better except rows in"
+        " s (first_call, first_step_cold), where lower is")
+  print(f"{'workload':<20}{'unit':<9}{'lazygrad':>10}{'numpy':>10}{'torch':>10}{'lg/numpy':>10}{'lg/torch':>10}  check")
+  fmt = lambda v: f"{v:10.3g}" if v is not None else f"{'':>10}"
+  ratio = lambda a, b: f"{a / b:10.2f}" if a is not None and b else f"{'':>10}"
   for name in names:
     try: results = WORKLOADS[name](args.runs)
     except Exception as e:  # one broken workload must not hide the others
-      print(f"{name:<18}failed: {type(e).__name__}: {e}")
+      print(f"{name:<20}failed: {type(e).__name__}: {e}")
       continue
     for workload, unit, figs, ok in results:
       lgv, npv, tv = figs.get("lazygrad"), figs.get("numpy"), figs.get("torch")
-      fmt = lambda v: f"{v:10.3g}" if v is not None else f"{'':>10}"
-      ratio = lambda a, b: f"{a / b:10.2f}" if a is not None and b else f"{'':>10}"
-      print(f"{workload:<18}{unit:<9}{fmt(lgv)}{fmt(npv)}{fmt(tv)}{ratio(lgv, npv)}{ratio(lgv, tv)}  {'ok' if ok else 'WRONG'}")
+      print(f"{workload:<20}{unit:<9}{fmt(lgv)}{fmt(npv)}{fmt(tv)}{ratio(lgv, npv)}{ratio(lgv, tv)}  {'ok' if ok else 'WRONG'}")
+      if "torch.compile" in figs:  # a line of its own, its figure in the torch column
+        tc = figs["torch.compile"]
+        print(f"{'  (torch.compile)':<20}{unit:<9}{fmt(None)}{fmt(None)}{fmt(tc)}{fmt(None)}{ratio(lgv, tc)}")
       rows.append({"workload": workload, "unit": unit, **figs, "correct": ok})
   if args.json:
     with open(args.json, "w") as f: json.dump(rows, f, indent=1)
