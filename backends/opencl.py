@@ -925,13 +925,12 @@ class Device:
       if entry is None or (type(entry) is not Unbuilt and entry[5] not in (None, devices.epoch)):
         # a dynamic kernel's AST again in a later schedule
         entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+    if type(entry) is not Unbuilt and not self.waiting:  # as almost always: no lock (another thread's waiting
+      self._launch(entry, buffers, origin)                # launches need not come before this thread's)
+      return
     with self.batch_lock:
-      if type(entry) is Unbuilt or self.waiting:
-        self.waiting.append((entry, buffers, origin))
-        if len(self.unbuilt) < BATCH_KERNELS: return
-      else:
-        self._launch(entry, buffers, origin)
-        return
+      self.waiting.append((entry, buffers, origin))
+      if len(self.unbuilt) < BATCH_KERNELS: return
     self.flush()
 
   def _launch(self, entry, buffers, origin: str):

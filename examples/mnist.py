@@ -70,6 +70,10 @@ def train(name, model, train_loader, test_loader, epochs, lr):
     bar = tqdm(train_loader, desc=f"{name} epoch {epoch}/{epochs}", unit="batch", leave=False)
     for images, labels in bar:
       loss = step(images, labels)
+      if epoch == 1 and not losses:  # the wait before training starts: building this model's kernels
+        loss.item()
+        tqdm.write(f"{name}: first step {time.perf_counter() - start:.1f} s ({lg.compile_count()} kernels built so far;"
+                   " the disk cache keeps them for the next run)")
       schedule.step()
       losses.append(loss)
       if len(losses) % 20 == 0: bar.set_postfix(loss=f"{loss.item():.3f}")
