@@ -673,6 +673,8 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
 
 
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
+SCRATCH_BYTES = 256 << 20  # the most memory compile_for_launches takes to run a kernel on
+MIN_SHARE = 8  # the fewest kernels worth a build worker's share
 KERNEL_SECONDS, WORKER_START = 0.1, 1.0  # PoCL's machine code for a kernel, and a build worker's start (see _compile_shares)
 
 
@@ -803,6 +805,7 @@ def compile_for_launches(ctx, queue, device, text: str, launches: list):
   prg = cl.Program(ctx, text).build(options=["-w"])
   scratch, size = None, 0
   for name, work, nbytes, scalars in launches:
+    if max(nbytes) > SCRATCH_BYTES: continue  # compiled where it first runs instead
     kernel = cl.Kernel(prg, name)
     most = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
     sizes = cpu_launch_sizes(work, most, device.max_compute_units, device.max_work_group_size)
@@ -986,7 +989,7 @@ class Device:
     starting = sum(1 for w in self.workers if not w.alive()) + self.build_workers - len(self.workers)
     n, workers = len(fresh), self.build_workers
     mine = math.ceil((n + starting * WORKER_START / KERNEL_SECONDS) / (workers + 1))
-    if mine >= n: return []
+    if n - mine < MIN_SHARE: return []  # each share's build costs 0.2 s before its first kernel
     rest = fresh[mine:]
     shares = [fresh[:mine]] + [rest[k::workers] for k in range(workers) if rest[k::workers]]
     self.workers = [w for w in self.workers if w.alive()]

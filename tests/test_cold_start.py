@@ -100,6 +100,7 @@ def workers(builds, monkeypatch):
   dev = devices.get("OPENCL")
   monkeypatch.setattr(dev, "build_workers", 1)
   monkeypatch.setattr(opencl, "WORKER_START", 0.0)
+  monkeypatch.setattr(opencl, "MIN_SHARE", 1)
   sent, send = [], opencl.BuildWorker.send
   monkeypatch.setattr(opencl.BuildWorker, "send", lambda self, text, launches: sent.append(text) or send(self, text, launches))
   return sent
