@@ -564,7 +564,14 @@ def _tiling(plan: Plan, lanes: int, lane: str) -> tuple[int, int, int]:
 def tile_options(plan: Plan, lanes: int, lane: str) -> list[tuple[tuple[int, int, int], tuple[float, float]]]:
   """Register tiles for a reduction with lanes along its outputs, best first, each with its (memory instructions,
   elements moved) per output: rows at the stride of an output dim, columns of lanes next to each other, fewest loads
-  first (a matmul's right operand is shared down the rows, its left operand across the columns)."""
+  first (a matmul's right operand is shared down the rows, its left operand across the columns). Kept on the plan
+  per lanes: _tiling and measured_tiles both ask, and each option's cost evaluates every loop load's index math."""
+  cache = plan.__dict__.setdefault("_tile_options", {})
+  if (lanes, lane) not in cache: cache[(lanes, lane)] = _tile_options(plan, lanes, lane)
+  return cache[(lanes, lane)]
+
+
+def _tile_options(plan: Plan, lanes: int, lane: str):
   if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return [((1, 1, plan.row_size), (0, 0))]
   dims = [d for d in plan.ast.shape if d != 1]
   strides = {math.prod(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
