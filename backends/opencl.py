@@ -664,16 +664,21 @@ def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, in
   total, elements = 0, 0
   # a kernel's index arguments (offsets, bounds, strides) at 1: an estimate, the code itself holds for every value
   arguments = {name: 1 for name, _ in plan.params}
+  # each point's lanes of row 0, then its rows at lane 0, as NumPy arrays: an expression is walked once for them all
+  # instead of once a point (a GPT's first step spent seconds walking them)
+  spots = [at(p, 0, u) for p in points for u in range(lanes)] + [at(p, j, 0) for p in points for j in range(rows)]
+  env = {**arguments, "gidx": np.array([g for g, _ in spots]), "ridx": np.array([r for _, r in spots])}
+  split = len(points) * lanes
   for i in plan.instrs:
     if i.op != "load" or i.region != "loop": continue
     _, idx, valid = i.arg
-    value = lambda node, p, j, u: node.evaluate({**arguments, **dict(zip(("gidx", "ridx"), at(p, j, u)))})
-    lanes_at = lambda node, p: [value(node, p, 0, u) for u in range(lanes)]
-    idx0, valid0 = [lanes_at(idx, p) for p in points], [lanes_at(valid, p) for p in points]
-    uniform = lambda rows_: all(len(set(v)) == 1 for v in rows_)
-    contiguous = all(x - v[0] == u for v in idx0 for u, x in enumerate(v))
+    idx_v, valid_v = (np.broadcast_to(node.evaluate(env), (len(spots),)) for node in (idx, valid))
+    idx0, valid0 = idx_v[:split].reshape(-1, lanes), valid_v[:split].reshape(-1, lanes)  # a point's lanes a row
+    uniform = lambda a: bool((a == a[:, :1]).all())
+    contiguous = bool((idx0 - idx0[:, :1] == np.arange(lanes)).all())
     cost = 1 if uniform(valid0) and (uniform(idx0) or contiguous) else lanes
-    distinct = len({tuple((value(idx, p, j, 0), value(valid, p, j, 0)) for p in points) for j in range(rows)})
+    by_row = np.stack([idx_v[split:].reshape(-1, rows), valid_v[split:].reshape(-1, rows)]).T  # row, point, (idx, valid)
+    distinct = len({r.tobytes() for r in by_row})
     total += cost * distinct
     elements += (1 if uniform(idx0) and uniform(valid0) else lanes) * distinct
   return total, elements
