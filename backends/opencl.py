@@ -379,7 +379,15 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     at = lambda j, u: gvec * LANES + u
   heads, close, nest = reduce_loops(plan, itype) if plan.reduce is not None and lane == "gidx" else ([], "", {})
   outer = lambda j: {"gidx": slot(j)} if lane == "ridx" else {}
-  lanes_of = lambda node, j: [node.substitute({lane: at(j, u), **nest, **outer(j)}) for u in range(LANES)]
+  # the values a row's lane (u), or a scalar row (u None), substitutes, each made once with a memo of what it gave
+  # each node: every load of every row asks (twice where the loop is written twice), and loads share subexpressions
+  substitutions: dict[tuple, tuple[dict, dict]] = {}
+
+  def substituted(node: Node, j: int, u: int | None = None) -> Node:
+    if (j, u) not in substitutions:
+      substitutions[(j, u)] = ({**nest, **outer(j)} if u is None else {lane: at(j, u), **nest, **outer(j)}), {}
+    return node.substitute(*substitutions[(j, u)])
+  lanes_of = lambda node, j: [substituted(node, j, u) for u in range(LANES)]
   vector_regions = {"pre", "loop", "post"} if lane == "gidx" else {"loop"}
   lines: list[str] = []
   names: dict[tuple, tuple[str, bool]] = {}  # (instr, row) -> (expression, is a vector)
@@ -444,11 +452,10 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
       return
     if not vector:  # scalar instructions, as render_scalar writes them, one per row
       for j in range(rows) if only_row is None else (only_row,):
-        subs = {**nest, **outer(j)}
-        if i.op == "index": expr = i.arg.substitute(subs).render()
+        if i.op == "index": expr = substituted(i.arg, j).render()
         elif i.op == "load":
           bufno, idx, valid = i.arg
-          idx, valid = idx.substitute(subs), valid.substitute(subs)
+          idx, valid = substituted(idx, j), substituted(valid, j)
           expr = _read(bufno, idx.render(), valid, i.dtype)
         else: expr = alu(i.arg, i.dtype, [use(s, j, False) for s in i.srcs], [s.dtype for s in i.srcs])
         emit(i, j, COMPUTE[i.dtype.name], expr, indent, False)

@@ -67,9 +67,15 @@ class Node:
 
   def children(self) -> tuple[Node, ...]: return ()
 
-  def substitute(self, values: dict[str, Node | int]) -> Node:
-    """Replace variables by expressions."""
-    raise NotImplementedError
+  def substitute(self, values: dict[str, Node | int], memo: dict | None = None) -> Node:
+    """Replace variables by expressions. `memo` keeps what these values gave each node met (by identity, the node kept
+    with it), so a subexpression shared within the expression, or with the caller's other expressions substituted
+    with the same values and memo (a kernel's loads, rendered lane by lane), is rewritten once."""
+    memo = {} if memo is None else memo
+    if id(self) not in memo: memo[id(self)] = (self, self._substitute(values, memo))
+    return memo[id(self)][1]
+
+  def _substitute(self, values: dict, memo: dict) -> Node: raise NotImplementedError
 
   def evaluate(self, env: dict):
     """The value for variables bound to ints or NumPy arrays, with C's division semantics."""
@@ -80,7 +86,7 @@ class Num(Node):
   def __init__(self, v: int): self.v = self.min = self.max = int(v)
   def parts(self): return (self.v,)
   def render(self, var=None): return str(self.v) if self.v >= 0 else f"({self.v})"
-  def substitute(self, values): return self
+  def _substitute(self, values, memo): return self
   def evaluate(self, env): return self.v
 
 
@@ -91,7 +97,7 @@ class Var(Node):
   def render(self, var=None): return var(self.name) if var else self.name
   def parts(self): return (self.name,)  # its range is not part of its identity, as the rendered text has none
   def vars(self): return frozenset((self.name,))
-  def substitute(self, values): return to_node(values[self.name]) if self.name in values else self
+  def _substitute(self, values, memo): return to_node(values[self.name]) if self.name in values else self
   def evaluate(self, env): return env[self.name]
 
 
@@ -103,7 +109,7 @@ def text(b, var=None) -> str:
 def value(b, env: dict) -> int:
   """An int, or a Node at these variables' values (a size over a kernel's arguments at one launch)."""
   return b.evaluate(env) if isinstance(b, Node) else b
-def _sub(b, values): return b.substitute(values) if isinstance(b, Node) else b
+def _sub(b, values, memo): return b.substitute(values, memo) if isinstance(b, Node) else b
 def _value(b, env): return b.evaluate(env) if isinstance(b, Node) else b
 
 
@@ -119,7 +125,7 @@ class Mul(Binary):
     if isinstance(b, Node): self.min, self.max = min(c := [a.min * b.min, a.min * b.max, a.max * b.min, a.max * b.max]), max(c)
     else: self.min, self.max = sorted((a.min * b, a.max * b))
   def render(self, var=None): return f"({self.a.render(var)}*{text(self.b, var)})"
-  def substitute(self, values): return self.a.substitute(values) * _sub(self.b, values)
+  def _substitute(self, values, memo): return self.a.substitute(values, memo) * _sub(self.b, values, memo)
   def evaluate(self, env): return self.a.evaluate(env) * _value(self.b, env)
 
 
@@ -136,7 +142,7 @@ class Sum(Node):
       else: text += f"+{t.render(var)}"
     return f"({text})"
   def children(self): return tuple(self.terms)
-  def substitute(self, values): return make_sum([t.substitute(values) for t in self.terms])
+  def _substitute(self, values, memo): return make_sum([t.substitute(values, memo) for t in self.terms])
   def evaluate(self, env): return sum(t.evaluate(env) for t in self.terms)
 
 
@@ -147,7 +153,7 @@ class Div(Binary):
     elif a.min >= 0: self.min, self.max = a.min // b.max, a.max // b.min  # b >= 1
     else: self.min, self.max = min(a.min, 0), max(a.max, 0)
   def render(self, var=None): return f"({self.a.render(var)}/{text(self.b, var)})"
-  def substitute(self, values): return self.a.substitute(values) // _sub(self.b, values)
+  def _substitute(self, values, memo): return self.a.substitute(values, memo) // _sub(self.b, values, memo)
   def evaluate(self, env): return _c_div(self.a.evaluate(env), _value(self.b, env))
 
 
@@ -157,7 +163,7 @@ class Mod(Binary):
     top = (b.max if isinstance(b, Node) else b) - 1
     self.min, self.max = (0, top) if a.min >= 0 else (-top, top)
   def render(self, var=None): return f"({self.a.render(var)}%{text(self.b, var)})"
-  def substitute(self, values): return self.a.substitute(values) % _sub(self.b, values)
+  def _substitute(self, values, memo): return self.a.substitute(values, memo) % _sub(self.b, values, memo)
   def evaluate(self, env):
     a, b = self.a.evaluate(env), _value(self.b, env)
     return a - _c_div(a, b) * b
@@ -168,7 +174,7 @@ class Lt(Binary):
   def __init__(self, a: Node, b):
     self.a, self.b, self.min, self.max = a, b, 0, 1
   def render(self, var=None): return f"({self.a.render(var)}<{text(self.b, var)})"
-  def substitute(self, values): return self.a.substitute(values).lt(_sub(self.b, values))
+  def _substitute(self, values, memo): return self.a.substitute(values, memo).lt(_sub(self.b, values, memo))
   def evaluate(self, env): return (self.a.evaluate(env) < _value(self.b, env)) * 1
 
 
@@ -177,7 +183,7 @@ class Ge(Binary):
   def __init__(self, a: Node, b):
     self.a, self.b, self.min, self.max = a, b, 0, 1
   def render(self, var=None): return f"({self.a.render(var)}>={text(self.b, var)})"
-  def substitute(self, values): return self.a.substitute(values).ge(_sub(self.b, values))
+  def _substitute(self, values, memo): return self.a.substitute(values, memo).ge(_sub(self.b, values, memo))
   def evaluate(self, env): return (self.a.evaluate(env) >= _value(self.b, env)) * 1
 
 
@@ -186,7 +192,7 @@ class And(Node):
     self.terms, self.min, self.max = terms, 0, 1
   def render(self, var=None): return "(" + "&&".join(t.render(var) for t in self.terms) + ")"
   def children(self): return tuple(self.terms)
-  def substitute(self, values): return make_and([t.substitute(values) for t in self.terms])
+  def _substitute(self, values, memo): return make_and([t.substitute(values, memo) for t in self.terms])
   def evaluate(self, env):
     out = 1
     for t in self.terms: out = out * t.evaluate(env)
