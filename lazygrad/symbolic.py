@@ -7,7 +7,7 @@ variable, only the few that hold for every value in its range are made.
 """
 from __future__ import annotations
 import weakref
-from functools import cached_property
+from functools import cached_property, wraps
 from math import gcd
 
 # equal expressions share one canonical node: a node's key is its canonical node's id, found from its own fields and
@@ -46,6 +46,15 @@ class Node:
     return (type(self).__name__, *(c.key if isinstance(c, Node) else (c,) for c in self.parts()))
 
   def parts(self) -> tuple: return self.children()
+
+  @cached_property
+  def exact(self) -> tuple | None:
+    """(key, each variable's (name, min, max)): what fixes the expression exactly, as its key leaves ranges out (and
+    every node's range follows from its variables'); None where a name comes with two ranges."""
+    parts = [c.exact for c in self.children()]
+    if None in parts: return None
+    ranges = frozenset().union(*(r for _, r in parts))
+    return None if len({name for name, _, _ in ranges}) < len(ranges) else (self.key, ranges)
 
   @cached_property
   def size(self) -> int:
@@ -96,6 +105,8 @@ class Var(Node):
     self.name, self.min, self.max = name, lo, hi
   def render(self, var=None): return var(self.name) if var else self.name
   def parts(self): return (self.name,)  # its range is not part of its identity, as the rendered text has none
+  @cached_property
+  def exact(self): return self.key, frozenset(((self.name, self.min, self.max),))
   def vars(self): return frozenset((self.name,))
   def _substitute(self, values, memo): return to_node(values[self.name]) if self.name in values else self
   def evaluate(self, env): return env[self.name]
@@ -228,6 +239,39 @@ def _constant(b):
   return b.v if isinstance(b, Num) else b if isinstance(b, Node) else int(b)
 
 
+# (make_*, its arguments exactly) -> (the arguments, its result): see made_once
+_made: dict = {}
+MADE_LIMIT = 1 << 16  # entries kept before the memo starts again: each keeps its expressions alive
+
+
+def _made_key(x):
+  """An argument of make_* as what fixes it exactly: an int, a node's exact key, a list's items; None where that
+  cannot be told (a name with two ranges, another kind of value)."""
+  if isinstance(x, Node): return x.exact
+  if isinstance(x, int): return x
+  if isinstance(x, (list, tuple)):
+    items = tuple(map(_made_key, x))
+    return None if None in items else items
+  return None
+
+
+def made_once(make):
+  """make_* with a memo: a pure function of its arguments' structure and ranges, asked again and again for equal
+  ones (a vector kernel's lanes and rows each rewrite its loads' index math, which simplifies to the same
+  subexpressions again and again). The arguments are kept with the result, so the node ids in its key stay theirs."""
+  @wraps(make)
+  def made(*args):
+    key = (make, *map(_made_key, args))
+    if None in key: return make(*args)
+    hit = _made.get(key)
+    if hit is None:
+      if len(_made) >= MADE_LIMIT: _made.clear()
+      hit = _made[key] = (tuple(tuple(a) if isinstance(a, list) else a for a in args), make(*args))
+    return hit[1]
+  return made
+
+
+@made_once
 def make_mul(a: Node, b) -> Node:
   b = _constant(b)
   if isinstance(b, Node):  # a product with a kernel argument: constant factors stay outside, sums are distributed
@@ -245,6 +289,7 @@ def make_mul(a: Node, b) -> Node:
   return Mul(a, b)
 
 
+@made_once
 def make_sum(nodes: list[Node]) -> Node:
   flat: list[Node] = []
   for n in nodes:
@@ -295,6 +340,7 @@ def _by_variable(a: Node, b: Node, kind):
   return kind(a, b)
 
 
+@made_once
 def make_div(a: Node, b) -> Node:
   b = _constant(b)
   if isinstance(b, Node): return _by_variable(a, b, Div)
@@ -351,6 +397,7 @@ def _exact_div(t: Node, b: int) -> Node:
   return make_mul(base, f // b)
 
 
+@made_once
 def make_mod(a: Node, b) -> Node:
   b = _constant(b)
   if isinstance(b, Node): return _by_variable(a, b, Mod)
@@ -378,6 +425,7 @@ def make_mod(a: Node, b) -> Node:
   return Mod(a, b)
 
 
+@made_once
 def make_lt(a: Node, b) -> Node:
   b = _constant(b)
   if isinstance(b, Node):  # a bound that is a kernel argument
@@ -390,6 +438,7 @@ def make_lt(a: Node, b) -> Node:
   return Lt(a, b)
 
 
+@made_once
 def make_ge(a: Node, b) -> Node:
   b = _constant(b)
   if isinstance(b, Node): return Num(1) if a.min >= b.max else Num(0) if a.max < b.min else Ge(a, b)
@@ -400,6 +449,7 @@ def make_ge(a: Node, b) -> Node:
   return Ge(a, b)
 
 
+@made_once
 def make_and(nodes: list[Node]) -> Node:
   terms = []
   for n in nodes:
