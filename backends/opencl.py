@@ -5,6 +5,7 @@ float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 e
 """
 from __future__ import annotations
 import collections
+import functools
 import hashlib
 import json
 import math
@@ -277,11 +278,11 @@ def _reduction_vector_choice(plan: Plan, wide: bool):
   best, best_cost = None, None
   for n in (4, 2) if wide else (8, 4, 2):
     if plan.out_size % n == 0:
-      cost = _loads_per_output(plan, n, *_tiling(plan, n, "gidx"))[0] + 1 / n
+      cost = tile_options(plan, n, "gidx")[0][1][0] + 1 / n  # its best tile's (the one _tiling gives)
       if best_cost is None or cost < best_cost: best, best_cost = (n, "gidx"), cost
     if plan.red_size % n == 0:
       _, ra, rb, stride = _dot_tiling(plan, n)
-      cost = (_dot_loads_per_output(plan, n, ra, rb, stride)[0] + 1) / n
+      cost = (_dot_loads_per_output(plan, n, [(ra, rb)], stride)[0][0] + 1) / n
       if best_cost is None or cost < best_cost: best, best_cost = (n, "ridx"), cost
   return best
 
@@ -589,7 +590,7 @@ def _tile_options(plan: Plan, lanes: int, lane: str):
   # right, where rows across the right operand's panels would load a vector each), more rows (fewer loaded columns
   # stay live), then the nearest rows, whose loads share cache lines and pages (a convolution's neighbouring pixels
   # rather than its images)
-  costs = [(o, _loads_per_output(plan, lanes, *o)) for o in options]
+  costs = list(zip(options, _loads_per_output(plan, lanes, options)))
   return sorted(costs, key=lambda oc: (*oc[1], -oc[0][0], oc[0][2]))
 
 
@@ -629,66 +630,79 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
   cache = plan.__dict__.setdefault("_dot_tilings", {})
   if lanes not in cache:
     options = [(1, 1)] + [(ra, rb) for ra, rb in DOT_TILES if stride % rb == 0 and (plan.out_size // stride) % ra == 0]
-    ra, rb = min(options, key=lambda o: _dot_loads_per_output(plan, lanes, *o, stride)[0])
+    ra, rb = min(zip(options, _dot_loads_per_output(plan, lanes, options, stride)), key=lambda oc: oc[1][0])[0]
     cache[lanes] = (ra * rb, ra, rb, stride)
   return cache[lanes]
 
 
-def _dot_loads_per_output(plan: Plan, lanes: int, ra: int, rb: int, stride: int) -> tuple[float, float]:
-  """(memory instructions, elements moved) per output per vector step of the loop: distinct loads over the tile's
-  outputs, one for a contiguous run of lanes, one per lane otherwise."""
-  if ra * rb == 1: slot = lambda p, j: p[0]
-  else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
-  sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
-  points = _sample_points(sizes + (plan.red_size // lanes,))
-  count, elements = _count_loads(plan, lanes, ra * rb, points, lambda p, j, u: (slot(p, j), p[-1] * lanes + u))
-  return count / (ra * rb), elements / (ra * rb)
+def _dot_loads_per_output(plan: Plan, lanes: int, tiles, stride: int) -> list[tuple[float, float]]:
+  """(memory instructions, elements moved) per output per vector step of the loop, for each (ra, rb) tile: distinct
+  loads over the tile's outputs, one for a contiguous run of lanes, one per lane otherwise."""
+  def tile(ra: int, rb: int):
+    if ra * rb == 1: slot = lambda p, j: p[0]
+    else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
+    sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
+    return ra * rb, _sample_points(sizes + (plan.red_size // lanes,)), lambda p, j, u: (slot(p, j), p[-1] * lanes + u)
+  counts = _count_loads(plan, lanes, [tile(ra, rb) for ra, rb in tiles])
+  return [(count / (ra * rb), elements / (ra * rb)) for (ra, rb), (count, elements) in zip(tiles, counts)]
 
 
-def _loads_per_output(plan: Plan, lanes: int, rows: int, cols: int, stride: int) -> tuple[float, float]:
-  """(memory instructions, elements moved) per output per reduce step of a tile of rows x cols vectors (lanes along
-  the outputs)."""
-  if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
-  else:
-    at = lambda p, j, u: ((p[0] * rows + j // cols) * stride + (p[1] * cols + j % cols) * lanes + u, p[-1])
-    sizes = (plan.out_size // (rows * stride), stride // (lanes * cols))
-  tile = rows * cols
-  count, elements = _count_loads(plan, lanes, tile, _sample_points(sizes + (max(plan.red_size, 1),)), at)
-  return count / (tile * lanes), elements / (tile * lanes)
+def _loads_per_output(plan: Plan, lanes: int, tiles) -> list[tuple[float, float]]:
+  """(memory instructions, elements moved) per output per reduce step, for each (rows, cols, stride) tile of rows x
+  cols vectors (lanes along the outputs)."""
+  def tile(rows: int, cols: int, stride: int):
+    if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
+    else:
+      at = lambda p, j, u: ((p[0] * rows + j // cols) * stride + (p[1] * cols + j % cols) * lanes + u, p[-1])
+      sizes = (plan.out_size // (rows * stride), stride // (lanes * cols))
+    return rows * cols, _sample_points(sizes + (max(plan.red_size, 1),)), at
+  counts = _count_loads(plan, lanes, [tile(*t) for t in tiles])
+  return [(count / (rows * cols * lanes), elements / (rows * cols * lanes))
+          for (rows, cols, _), (count, elements) in zip(tiles, counts)]
 
 
-def _sample_points(sizes) -> list[tuple[int, ...]]:
+@functools.lru_cache(maxsize=4096)
+def _sample_points(sizes) -> tuple[tuple[int, ...], ...]:
   """A few points of a grid of the given sizes (both corners and some between), where a cost estimate evaluates
-  index math by number: much cheaper than rewriting it symbolically for every choice."""
+  index math by number: much cheaper than rewriting it symbolically for every choice. Kept per sizes: every tile of
+  every lane count asks, and a seeded generator costs more to make than the points."""
   rng = random.Random(0)
-  return [tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)] + [tuple(rng.randrange(s) for s in sizes) for _ in range(3)]
+  return (tuple(0 for _ in sizes), tuple(s - 1 for s in sizes)) + tuple(tuple(rng.randrange(s) for s in sizes) for _ in range(3))
 
 
-def _count_loads(plan: Plan, lanes: int, rows: int, points, at) -> tuple[int, int]:
-  """(memory instructions, elements moved) of the loop for a tile of `rows` rows of `lanes` lanes, `at(point, row,
-  lane)` giving (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask is uniform and its
-  index uniform or contiguous, else one per lane), and rows whose index and mask agree at every point share one load."""
-  total, elements = 0, 0
+def _count_loads(plan: Plan, lanes: int, tiles) -> list[tuple[int, int]]:
+  """(memory instructions, elements moved) of the loop for each tile (rows, points, at) of `rows` rows of `lanes`
+  lanes, `at(point, row, lane)` giving (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask
+  is uniform and its index uniform or contiguous, else one per lane), and rows whose index and mask agree at every
+  point share one load."""
   # a kernel's index arguments (offsets, bounds, strides) at 1: an estimate, the code itself holds for every value
   arguments = {name: 1 for name, _ in plan.params}
-  # each point's lanes of row 0, then its rows at lane 0, as NumPy arrays: an expression is walked once for them all
-  # instead of once a point (a GPT's first step spent seconds walking them)
-  spots = [at(p, 0, u) for p in points for u in range(lanes)] + [at(p, j, 0) for p in points for j in range(rows)]
-  env = {**arguments, "gidx": np.array([g for g, _ in spots]), "ridx": np.array([r for _, r in spots])}
-  split = len(points) * lanes
-  for i in plan.instrs:
-    if i.op != "load" or i.region != "loop": continue
-    _, idx, valid = i.arg
-    idx_v, valid_v = (np.broadcast_to(node.evaluate(env), (len(spots),)) for node in (idx, valid))
-    idx0, valid0 = idx_v[:split].reshape(-1, lanes), valid_v[:split].reshape(-1, lanes)  # a point's lanes a row
-    uniform = lambda a: bool((a == a[:, :1]).all())
-    contiguous = bool((idx0 - idx0[:, :1] == np.arange(lanes)).all())
-    cost = 1 if uniform(valid0) and (uniform(idx0) or contiguous) else lanes
-    by_row = np.stack([idx_v[split:].reshape(-1, rows), valid_v[split:].reshape(-1, rows)]).T  # row, point, (idx, valid)
-    distinct = len({r.tobytes() for r in by_row})
-    total += cost * distinct
-    elements += (1 if uniform(idx0) and uniform(valid0) else lanes) * distinct
-  return total, elements
+  # every tile's spots (each point's lanes of row 0, then its rows at lane 0) as one pair of NumPy arrays: each loop
+  # load's index and mask are evaluated once for them all, instead of once a point, lane, row and tile (a GPT's first
+  # step spent seconds on it)
+  spots, spans = [], []
+  for rows, points, at in tiles:
+    spans.append((len(spots), len(points) * lanes, len(points) * rows))
+    spots += [at(p, 0, u) for p in points for u in range(lanes)] + [at(p, j, 0) for p in points for j in range(rows)]
+  gidx, ridx = np.array(spots).T
+  env = {**arguments, "gidx": gidx, "ridx": ridx}
+  loads = [i.arg for i in plan.instrs if i.op == "load" and i.region == "loop"]
+  values = np.empty((len(loads), 2, len(spots)), np.int64)  # load, (index, mask), spot
+  for k, (_, idx, valid) in enumerate(loads): values[k, 0], values[k, 1] = idx.evaluate(env), valid.evaluate(env)
+  out = []
+  for (rows, _, _), (start, n_lanes, n_rows) in zip(tiles, spans):
+    by_lane = values[:, :, start:start + n_lanes].reshape(len(loads), 2, n_lanes // lanes, lanes)  # point, lane
+    uniform = (by_lane == by_lane[..., :1]).all(axis=(2, 3))  # each load's index's and mask's
+    contiguous = (by_lane[:, 0] - by_lane[:, 0, :, :1] == np.arange(lanes)).all(axis=(1, 2))
+    by_row = values[:, :, start + n_lanes:start + n_lanes + n_rows].reshape(len(loads), 2, n_rows // rows, rows)
+    total, elements = 0, 0
+    for (uniform_index, uniform_mask), contiguous_index, load_rows in zip(uniform.tolist(), contiguous.tolist(),
+                                                                       by_row.transpose(0, 3, 2, 1)):  # row, point
+      distinct = len({r.tobytes() for r in load_rows})
+      total += (1 if uniform_mask and (uniform_index or contiguous_index) else lanes) * distinct
+      elements += (1 if uniform_index and uniform_mask else lanes) * distinct
+    out.append((total, elements))
+  return out
 
 
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
