@@ -924,7 +924,7 @@ class Device:
     self.pocl = "Portable Computing Language" in self.device.platform.name
     self.batch_lock = threading.RLock()
     self.waiting: list = []  # (entry or Unbuilt, buffers, origin) of launches held back until flush()
-    self.unbuilt: dict[str, Program] = {}  # source -> a program that waiting launches need built
+    self.unbuilt: dict[int, Program] = {}  # id -> a program that waiting launches need built (two may share a source)
     self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
     self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -996,7 +996,7 @@ class Device:
     build workers compile in parallel (see _compile_shares)."""
     remembered: dict[str, list] = {}
     fresh = []
-    for p in programs:
+    for p in {p.src: p for p in programs}.values():  # ASTs that render alike build once
       if p.src in self.batches: continue
       known = disk_cache_get("opencl-batch", self.ident + "\n" + p.src)
       if known is not None: remembered.setdefault(known.decode(), []).append(p)
@@ -1105,7 +1105,7 @@ class Device:
     if program.kernel is None:
       with self.batch_lock:
         if program.kernel is None:
-          self.unbuilt[program.src] = program
+          self.unbuilt[id(program)] = program
           return Unbuilt(program, params, values, epoch)
     out_size, gsize = program.out_size, program.gsize
     if params:

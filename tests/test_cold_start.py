@@ -155,3 +155,14 @@ def test_processes_that_share_a_cache_build_the_same_kernels_at_once(tmp_path):
   out, err = later.communicate(timeout=300)
   assert later.returncode == 0, err
   assert (tmp_path / "pocl").is_dir() and out.split() == ["0"]  # every kernel loaded, none built
+
+
+def test_two_kernels_with_one_source_build_once(builds):
+  """A (128, 512) and a (512, 128) parameter's updates are different ASTs with the same elementwise source."""
+  # big enough that each shape is built for its own numbers (small ones share a kernel with sizes as arguments)
+  an, bn = np.arange(65536, dtype=np.float32).reshape(128, 512), np.arange(65536, dtype=np.float32).reshape(512, 128)
+  a, b = lg.Tensor(an) * 3.75 + 1.25, lg.Tensor(bn) * 3.75 + 1.25
+  realize(a, b)
+  np.testing.assert_allclose(a.numpy(), an * 3.75 + 1.25)
+  np.testing.assert_allclose(b.numpy(), bn * 3.75 + 1.25)
+  assert [kernels for _, kernels in builds] == [1]
