@@ -1006,8 +1006,9 @@ class Device:
       if sources is None: fresh += remembered[key]  # a half-written entry: its programs build afresh
       else: self._build_batch(json.loads(sources))
     shares = self._compile_shares(fresh, waiting) if self.pocl and self.build_workers else []
+    counted = bool(shares)  # _compile_shares counted them as built
     if not shares: shares = [fresh[n:n + BATCH_KERNELS] for n in range(0, len(fresh), BATCH_KERNELS)]
-    for share in shares: self._build_batch([[p.src, p.name] for p in share], remember=True)
+    for share in shares: self._build_batch([[p.src, p.name] for p in share], remember=True, counted=counted)
     for p in programs:
       prg, name = self.batches[p.src]
       p.kernel, p.most = self._kernel(prg, name, p.plan)
@@ -1035,7 +1036,7 @@ class Device:
     for w, ok, runs in zip(self.workers, sent, launches[1:]):
       if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(runs) + 30)) and DEBUG >= 1:
         print("lazygrad: a build worker failed; its kernels compile where they first run")
-    compile_progress.compiled(time.perf_counter() - start, 0)
+    compile_progress.compiled(time.perf_counter() - start, n)
     return shares
 
   def _warm_launches(self, share: list, names: list, waiting: list) -> list:
@@ -1054,12 +1055,13 @@ class Device:
       if out_size: runs.setdefault((id(program), gsize), [name_of[id(program)], gsize, [b.nbytes for b in buffers], scalars])
     return list(runs.values())
 
-  def _build_batch(self, sources: list, remember: bool = False):
+  def _build_batch(self, sources: list, remember: bool = False, counted: bool = False):
     """Build [source, kernel name] pairs as one program (one alone keeps its name), filing each source's kernel
-    under self.batches; `remember`: file the batch on disk, for the next process to build the same text."""
+    under self.batches; `remember`: file the batch on disk, for the next process to build the same text (a batch
+    built before is in the driver's cache, or ours: it is loaded, not counted as kernels built, nor one `counted`)."""
     text, names = batch_source(sources)
-    # a batch built before is in the driver's cache (or ours): it is loaded, not counted as kernels built
-    try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}", len(names) if remember else 0)
+    try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}",
+                            len(names) if remember and not counted else 0)
     except KernelError:
       if len(sources) == 1: raise
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source
