@@ -720,6 +720,12 @@ class Program:
     self.name, self.out_size, self.gsize, self.src, self.plan, self.source_key = name, out_size, gsize, src, plan, source_key
     self.kernel = self.most = None
 
+  def at(self, params: list, values: list) -> tuple[int, int, list]:
+    """(outputs, work-items, launch arguments) with these values of its parameters (a dynamic kernel's)."""
+    if not params: return self.out_size, self.gsize, values
+    env = {n: v for (n, _), v in zip(params, values)}
+    return value(self.out_size, env), value(self.gsize, env), param_values(self.plan, values)
+
 
 class Unbuilt(NamedTuple):
   """A launch's program and parameter values, waiting for the program to be built (see Device._bind)."""
@@ -904,7 +910,7 @@ class Device:
     self.ctx = cl.Context([self.device])
     self.queue = cl.CommandQueue(self.ctx)
     self.allocator = CLAllocator(self)
-    self.name = f"OPENCL:{index}"
+    self.index, self.name = index, f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
     self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
@@ -931,9 +937,9 @@ class Device:
     self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
 
   def compile(self, src: str, name: str, kernels: int = 1):
-    """Source -> built program, counted as `kernels` kernels built. PoCL keeps what it builds in its own disk cache (see _pick_device), and reading a
-    binary back from it makes PoCL compile every kernel for any work-group size first (0.15 s a kernel); other
-    drivers' binaries go through ours."""
+    """Source -> built program, counted as `kernels` kernels built. PoCL keeps what it builds in its own disk cache
+    (see _pick_device), and reading a binary back from it makes PoCL compile every kernel for any work-group size
+    first (0.15 s a kernel); other drivers' binaries go through ours."""
     cl = self.cl
     key = self.ident + "\n" + src
     binary = None if self.pocl else disk_cache_get("opencl", key)
@@ -1027,7 +1033,7 @@ class Device:
     rest = fresh[mine:]
     shares = [fresh[:mine]] + [rest[k::workers] for k in range(workers) if rest[k::workers]]
     self.workers = [w for w in self.workers if w.alive()]
-    while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(int(self.name.split(":")[1])))
+    while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(self.index))
     start = time.perf_counter()
     texts = [batch_source([[p.src, p.name] for p in share]) for share in shares]
     launches = [self._warm_launches(share, names, waiting) for share, (_, names) in zip(shares, texts)]
@@ -1047,11 +1053,8 @@ class Device:
     for entry, buffers, _ in waiting:
       if type(entry) is not Unbuilt or id(entry.program) not in name_of: continue
       program, params, values, _ = entry
-      out_size, gsize, scalars = program.out_size, program.gsize, []
-      if params:
-        env = {n: v for (n, _), v in zip(params, values)}
-        out_size, gsize = value(out_size, env), value(gsize, env)
-        scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, param_values(program.plan, values))]
+      out_size, gsize, args = program.at(params, values)
+      scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]
       if out_size: runs.setdefault((id(program), gsize), [name_of[id(program)], gsize, [b.nbytes for b in buffers], scalars])
     return list(runs.values())
 
@@ -1109,13 +1112,9 @@ class Device:
         if program.kernel is None:
           self.unbuilt[id(program)] = program
           return Unbuilt(program, params, values, epoch)
-    out_size, gsize = program.out_size, program.gsize
-    if params:
-      env = {n: v for (n, _), v in zip(params, values)}
-      out_size, gsize = value(out_size, env), value(gsize, env)
-      values = param_values(program.plan, values)
+    out_size, gsize, args = program.at(params, values)
     return program.name, program.kernel, program.src, self.launch_sizes(gsize, program.most) if out_size else None, \
-        values, epoch
+        args, epoch
 
   def _prepare(self, ast, buffers, origin: str, params) -> "Program":
     """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the

@@ -42,6 +42,7 @@ class _Recording:
   def __init__(self, signature, ints, launches, uploads, args, assigned, outputs, structure):
     self.signature, self.ints = signature, ints  # see _signature
     self.launches = launches          # [(device, ast, [Buffer], origin)]
+    self.devices = list({id(dev): dev for dev, *_ in launches}.values())  # each once: a replay flushes them
     self.uploads = uploads            # [(a buffer copied from the host during the call, the data)]
     self.arg_bufs = args              # id(Buffer) -> argument position
     self.assigned = assigned          # [(tensor, id(buffer before the call), buffer after, view after)]
@@ -321,14 +322,12 @@ class jit:
     for buf, _ in rec.outputs: fresh[id(buf)] = buf
     for buf_id, buf in fresh.items(): mapping[buf_id] = Buffer(buf.device, buf.size, buf.dtype)
     next_epoch()
-    used = {}
     for n, (dev, ast, buffers, swaps, origin) in enumerate(rec.plan(model.resized_ids if model else frozenset())):
       if swaps:
         buffers = list(buffers)
         for k, i in swaps: buffers[k] = mapping.get(i, buffers[k])
       dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
-      used[id(dev)] = dev
-    for dev in used.values(): dev.flush()  # launches held back to build their kernels together (a new number's)
+    for dev in rec.devices: dev.flush()  # launches held back to build their kernels together (a new number's)
     count_kernel(len(rec.launches))
     for t, _, after, st in rec.assigned:
       t.lazydata = _wrap(mapping[id(after)], st)

@@ -255,20 +255,14 @@ def run_schedule(items) -> int:
 
 def _run_schedule(items) -> int:
   launched = 0
-  # the kernels of a CAT each write a region of one buffer: the first allocates it, the last realizes the node
-  regions: dict[int, list] = {}
-  for si in items:
-    if si.ast is not None and si.ast.op is BufferOps.STORE: regions.setdefault(id(si.out), [None, 0])[1] += 1
   made: dict[int, devices.Buffer] = {}  # each output's buffer, realized once every kernel is sent
   used = {}
   for si in items:
     out = si.out
-    shared = regions.get(id(out))
-    if shared is None: buffer = devices.Buffer(out.device, out.size, out.dtype)
-    else:
-      if shared[0] is None: shared[0] = devices.Buffer(out.device, out.size, out.dtype)
-      buffer, shared[1] = shared[0], shared[1] - 1
-    made[id(out)] = buffer
+    # the kernels of a CAT each write a region of one buffer: the first piece allocates it
+    piece = si.ast is not None and si.ast.op is BufferOps.STORE
+    buffer = made.get(id(out)) if piece else None
+    if buffer is None: buffer = made[id(out)] = devices.Buffer(out.device, out.size, out.dtype)
     if si.ast is not None and out.size:
       dev = used[out.device] = devices.get(out.device)
       if DEBUG >= 2: print(f"kernel {devices.kernel_count()}: {out.shape} {out.dtype.name} <- "
