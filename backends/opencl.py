@@ -751,6 +751,11 @@ def batch_source(sources: list) -> tuple[str, list[str]]:
 
 PAGE = 4096  # bytes: the alignment of a CPU device's host-memory buffers
 ASYNC_COPY_BYTES = 4 << 20  # uploads up to this size are copied once more on the host and do not wait for the queue
+# how far the host may run ahead of the device (see Device._sent): a loop that never reads a result would otherwise
+# queue work without limit, and the queue's memory (the driver's commands, uploads' private copies) with it
+RUNAHEAD_LAUNCHES = getenv("LAZYGRAD_RUNAHEAD", 1024)
+RUNAHEAD_BYTES = 256 << 20  # of uploads' private copies
+MARK_EVERY = 32  # launches per event kept to learn how far the device has got
 
 
 class CLAllocator(Allocator):
@@ -772,6 +777,12 @@ class CLAllocator(Allocator):
 
   def _free(self, handle): handle.release()
 
+  def empty_cache(self):
+    # a freed buffer may still be in use by kernels in the queue (reuse is ordered after them, a release is not), and
+    # a CPU buffer's memory is a NumPy block that releasing lets go: the queue finishes first
+    self.dev.synchronize()
+    super().empty_cache()
+
   def copyin(self, handle, host: np.ndarray):
     import pyopencl as cl
     self.dev.flush()  # launches held back for a build come first
@@ -781,11 +792,10 @@ class CLAllocator(Allocator):
     # a blocking copy waits for every kernel before it in the queue: a training step that uploads a small array
     # (cross-entropy's class ids, a batch) would wait for the previous step's kernels before building the rest of
     # its graph. A private copy of the data goes instead, and the transfer's event keeps it alive until it is done.
-    event = cl.enqueue_copy(self.dev.queue, handle, np.array(host, order="C", copy=True), is_blocking=False)
     with self.dev.lock:
-      pending = self.dev.pending_copies
-      while pending and pending[0].command_execution_status == cl.command_execution_status.COMPLETE: pending.popleft()
-      pending.append(event)  # dropping an unfinished transfer's event would wait for it
+      event = cl.enqueue_copy(self.dev.queue, handle, np.array(host, order="C", copy=True), is_blocking=False)
+      self.dev.unmarked += 1
+      self.dev._sent(event, host.nbytes)  # kept until done: dropping an unfinished transfer's event would wait for it
 
   def copyout(self, host: np.ndarray, handle):
     import pyopencl as cl
@@ -891,6 +901,9 @@ class BuildWorker:
 
 def _serve_builds(index: int):
   import pyopencl as cl
+  import signal
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the terminal's whole process group: the user's
+  # process decides (an interrupted realize stops its workers, see _compile_shares); one left alone ends at EOF
   device = _pick_device(index)
   ctx = cl.Context([device])
   queue = cl.CommandQueue(ctx)
@@ -923,7 +936,9 @@ class Device:
     self.cores, self.max_local = self.device.max_compute_units, self.device.max_work_group_size
     self.tune = getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' register tiles (see choose_tile)
     self.lock = threading.Lock()
-    self.pending_copies: collections.deque = collections.deque()  # events of uploads still in the queue
+    # work sent and not known to be done, for bounded run-ahead (see _sent): (event, launches up to it, bytes it holds)
+    self.inflight: collections.deque = collections.deque()
+    self.inflight_launches = self.inflight_bytes = self.unmarked = 0  # unmarked: launches sent since the last event kept
     self.sizes_seen = KernelCache()  # (work, largest work-group) -> launch_sizes: a dynamic kernel's, every launch
     self.bound = KernelCache()  # (AST, steps) -> a jit replay's moving launch, see _bound_entry
     # PoCL keeps the programs it builds in its own disk cache (POCL_CACHE_DIR, see _pick_device)
@@ -980,10 +995,30 @@ class Device:
     if sizes is None: return  # no outputs
     with self.lock:
       try:
-        kernel(self.queue, *sizes, *[b.handle for b in buffers], *args)
+        event = kernel(self.queue, *sizes, *[b.handle for b in buffers], *args)
       except self.cl.Error as e:
         raise KernelError(f"OpenCL failed to launch kernel {name}{' (from ' + origin + ')' if origin else ''}:"
                           f" {e}\n--- source ---\n{src}") from None
+      self.unmarked += 1
+      if self.unmarked >= MARK_EVERY: self._sent(event, 0)
+
+  def _sent(self, event, nbytes: int):
+    """Keep the event of the last launch or upload sent (`nbytes`: the private host copy it holds), and forget those
+    the device has done: once more than RUNAHEAD_LAUNCHES launches or RUNAHEAD_BYTES of uploads are in flight, wait for
+    the oldest, as CUDA's launch queue makes a host wait. Called with self.lock held."""
+    self.inflight.append((event, self.unmarked, nbytes))
+    self.inflight_launches += self.unmarked
+    self.inflight_bytes += nbytes
+    self.unmarked = 0
+    done = self.cl.command_execution_status.COMPLETE
+    while self.inflight:
+      oldest, launches, held = self.inflight[0]
+      if self.inflight_launches <= RUNAHEAD_LAUNCHES and self.inflight_bytes <= RUNAHEAD_BYTES:
+        if oldest.command_execution_status != done: break
+      else: oldest.wait()
+      self.inflight.popleft()
+      self.inflight_launches -= launches
+      self.inflight_bytes -= held
 
   def flush(self):
     """Build the kernels that waiting launches need, together, then send those launches in their order."""
@@ -1038,10 +1073,16 @@ class Device:
     texts = [batch_source([[p.src, p.name] for p in share]) for share in shares]
     launches = [self._warm_launches(share, names, waiting) for share, (_, names) in zip(shares, texts)]
     sent = [w.send(text, runs) for w, (text, _), runs in zip(self.workers, texts[1:], launches[1:])]
-    with self.lock: compile_for_launches(self.ctx, self.queue, self.device, texts[0][0], launches[0])
-    for w, ok, runs in zip(self.workers, sent, launches[1:]):
-      if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(runs) + 30)) and DEBUG >= 1:
-        print("lazygrad: a build worker failed; its kernels compile where they first run")
+    try:
+      try:
+        with self.lock: compile_for_launches(self.ctx, self.queue, self.device, texts[0][0], launches[0])
+      except self.cl.Error: pass  # built again by _build_batch, which names the kernel that fails
+      for w, ok, runs in zip(self.workers, sent, launches[1:]):
+        if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(runs) + 30)) and DEBUG >= 1:
+          print("lazygrad: a build worker failed; its kernels compile where they first run")
+    except BaseException:  # Ctrl-C: a worker's answer must not be read as a later batch's
+      for w in self.workers: w.proc.kill()
+      raise
     compile_progress.compiled(time.perf_counter() - start, n)
     return shares
 
@@ -1174,7 +1215,9 @@ class Device:
   def synchronize(self):
     self.flush()
     self.queue.finish()
-    with self.lock: self.pending_copies.clear()
+    with self.lock:
+      self.inflight.clear()
+      self.inflight_launches = self.inflight_bytes = self.unmarked = 0
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--build-worker"]:

@@ -153,15 +153,17 @@ class Allocator:
     self.in_use = self.peak = self.cached = 0
 
   def alloc(self, nbytes: int):
+    try: return self._take(nbytes)
+    except MemoryError: pass
+    self.empty_cache()  # not under the lock: a backend's waits for its queue, whose launches may take the lock
+    return self._take(nbytes)
+
+  def _take(self, nbytes: int):
     with _lock:
       if self.cache[nbytes]:
         self.cached -= nbytes
         handle = self.cache[nbytes].pop()
-      else:
-        try: handle = self._alloc(max(nbytes, 1))
-        except MemoryError:
-          self.empty_cache()
-          handle = self._alloc(max(nbytes, 1))
+      else: handle = self._alloc(max(nbytes, 1))
       self.in_use += nbytes
       self.peak = max(self.peak, self.in_use)
       return handle
