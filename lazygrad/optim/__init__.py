@@ -126,7 +126,34 @@ class Optimizer:
   # ---- the step
 
   def step(self, closure: Callable | None = None):
-    """One update of every parameter that has a gradient; realized as one schedule."""
+    """One update of every parameter that has a gradient; realized as one schedule. A step that fails (out of memory,
+    a kernel that does not build, Ctrl-C) leaves the parameters and the state as they were before it, so the next
+    step runs as if it had not been tried."""
+    before = self._checkpoint()
+    try: return self._step(closure)
+    except BaseException:
+      self._roll_back(before)
+      raise
+
+  def _checkpoint(self) -> tuple[dict, list]:
+    """What a step changes: each parameter's state entries, and the data of the parameters and of the tensors in their
+    state (a realized or lazy node is never changed in place, so keeping it keeps the value)."""
+    params = [p for group in self.param_groups for p in group["params"]]
+    entries = {p: dict(self.state[p]) for p in params if p in self.state}
+    tensors = [(t, t.lazydata) for t in params]
+    tensors += [(t, t.lazydata) for state in entries.values() for t in state.values() if isinstance(t, Tensor)]
+    return entries, tensors
+
+  def _roll_back(self, checkpoint: tuple[dict, list]) -> None:
+    entries, tensors = checkpoint
+    for t, data in tensors: t.lazydata = data
+    for p in [p for group in self.param_groups for p in group["params"]]:
+      if p not in entries: self.state.pop(p, None)
+      else:
+        self.state[p].clear()
+        self.state[p].update(entries[p])
+
+  def _step(self, closure: Callable | None):
     loss = None
     if closure is not None:
       with enable_grad(): loss = closure()
