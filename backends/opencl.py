@@ -1019,6 +1019,7 @@ class Device:
       self.inflight.popleft()
       self.inflight_launches -= launches
       self.inflight_bytes -= held
+    if not self.inflight: self.inflight_launches = self.inflight_bytes = 0  # exact again after a Ctrl-C mid-count
 
   def flush(self):
     """Build the kernels that waiting launches need, together, then send those launches in their order."""

@@ -12,12 +12,16 @@ from tests.helpers import forget_kernels
 
 rng = np.random.default_rng(0)
 BATCHES = [(rng.standard_normal((16, 12), dtype=np.float32), rng.integers(0, 5, 16)) for _ in range(4)]
-WEIGHTS = [rng.standard_normal(s, dtype=np.float32) * 0.3 for s in ((24, 12), (24,), (5, 24), (5,))]
 
 
-def trainer(jit: bool, optimizer=lg.optim.Adam):
-  model = nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 5))
-  for p, w in zip(model.parameters(), WEIGHTS): p.assign(lg.Tensor(w))
+def weights(width: int) -> list[np.ndarray]:
+  return [np.random.default_rng(width).standard_normal(s, dtype=np.float32) * 0.3
+          for s in ((width, 12), (width,), (5, width), (5,))]
+
+
+def trainer(jit: bool, optimizer=lg.optim.Adam, width: int = 24):
+  model = nn.Sequential(nn.Linear(12, width), nn.Tanh(), nn.Linear(width, 5))
+  for p, w in zip(model.parameters(), weights(width)): p.assign(lg.Tensor(w))
   opt = optimizer(model.parameters(), lr=1e-2)
 
   def step(x, y):
@@ -106,3 +110,37 @@ def test_a_first_step_that_fails_leaves_no_optimizer_state():
   reference, ref_opt, ref_step = trainer(False)
   ref_step(0); step(0)
   assert_same(values(model, opt), values(reference, ref_opt))
+
+
+def interrupt_trials(trials: int = 8) -> None:
+  """Run in a process of its own (see the test below): each trial trains a model of a new width, whose first step
+  compiles new kernels, and a real SIGINT arrives at a different moment of it. Prints one line per trial."""
+  import os, signal, threading
+  for trial in range(trials):
+    model, opt, step = trainer(False, width=40 + trial)
+    before = values(model, opt)
+    timer = threading.Timer(0.01 * (trial + 1), os.kill, (os.getpid(), signal.SIGINT))
+    stepped = False
+    try:
+      timer.start()
+      step(0)
+      stepped = True
+      timer.join()
+      for _ in range(10**5): pass  # the signal is handled here at the latest
+    except KeyboardInterrupt:
+      if not stepped:
+        assert_same(values(model, opt), before)
+        step(0)  # again, uninterrupted
+    reference, ref_opt, ref_step = trainer(False, width=40 + trial)
+    ref_step(0)
+    assert_same(values(model, opt), values(reference, ref_opt))
+    print("finished" if stepped else "interrupted", flush=True)
+
+
+def test_a_real_ctrl_c_at_any_moment_of_a_first_step():
+  import os, subprocess, sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  run = subprocess.run([sys.executable, "-c", "from tests.test_faults import interrupt_trials; interrupt_trials()"],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stdout + run.stderr
+  assert run.stdout.split().count("interrupted") >= 2, run.stdout
