@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example mnist gpt lstm quickstart test test-triton fuzz bench clean
+.PHONY: example mnist gpt lstm quickstart test test-triton fuzz soak bench clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ test: $(TEST_STAMP)
 
 test-triton: $(TEST_STAMP)
 	LAZYGRAD_DEVICE=TRITON $(PY) -m pytest -q -n $(JOBS) $(TRITON_TESTS)
+
+# long runs that never read their loss: each exits non-zero if resident memory grew (see bench/soak.py)
+soak: $(STAMP)
+	$(PY) bench/soak.py mlp --steps 100000
+	$(PY) bench/soak.py mlp --steps 100000 --eager
+	$(PY) bench/soak.py gpt --steps 10000
+	$(PY) bench/soak.py gpt --steps 10000 --eager
 
 fuzz: $(TEST_STAMP)
 	LAZYGRAD_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -n $(JOBS) tests/test_fuzz.py

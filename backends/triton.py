@@ -917,7 +917,9 @@ class Device:
       if scratch is not None: self.allocator.free(scratch, nbytes)  # reuse is ordered after this kernel on the stream
 
   def flush(self):
-    """Launches are never held back here (see the OpenCL backend's): nothing to send."""
+    """Launches are never held back here (see the OpenCL backend's): nothing to send. How far the host runs ahead is
+    bounded by CUDA's launch queue (cuLaunchKernel waits when it is full), and nothing queued holds host memory:
+    uploads from pageable memory are copied before cuMemcpyHtoD returns, and the interpreter runs each launch at once."""
 
   def synchronize(self):
     if not self.interpret:

@@ -26,5 +26,7 @@ LAZYGRAD_DEVICE=TRITON timeout 240 python3 -m pytest -q -x $TESTS 2>&1 | tail -5
 LAZYGRAD_DEVICE=OPENCL timeout 240 python3 -m pytest -q -x $TESTS 2>&1 | tail -5 | tee "$OUT/opencl_tests.txt"
 LAZYGRAD_DEVICE=TRITON timeout 240 python3 bench/gpu_bench.py 2>&1 | tee "$OUT/triton_bench.txt"
 LAZYGRAD_DEVICE=OPENCL timeout 180 python3 bench/gpu_bench.py 2>&1 | tee "$OUT/opencl_bench.txt"
+# a loop that never reads its loss: the host's run-ahead is bounded (CUDA's queue; ours on OpenCL), memory flat
+for d in TRITON OPENCL; do LAZYGRAD_DEVICE=$d timeout 90 python3 bench/soak.py mlp --steps 20000 --reports 4 2>&1 | tail -1 | tee "$OUT/soak_$d.txt"; done
 echo "=== summary ==="; cat "$OUT/card.txt"; tail -1 "$OUT/triton_tests.txt" "$OUT/opencl_tests.txt"
-cat "$OUT/triton_bench.txt" "$OUT/opencl_bench.txt"
+cat "$OUT/triton_bench.txt" "$OUT/opencl_bench.txt" "$OUT/soak_TRITON.txt" "$OUT/soak_OPENCL.txt"

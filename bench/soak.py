@@ -38,9 +38,9 @@ def gpt():
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
   from gpt import GPT
   rng = np.random.default_rng(0)
-  model = GPT(256, 64, 2, 4, 64)
+  model = GPT(256, 64, 2, 4, 64)  # the example's defaults: context 64, 2 layers, 4 heads, width 64, batch 16
   opt = lg.optim.AdamW(model.parameters(), lr=1e-3)
-  data = [(rng.integers(0, 256, (8, 64)), rng.integers(0, 256, (8, 64))) for _ in range(16)]
+  data = [(rng.integers(0, 256, (16, 64)), rng.integers(0, 256, (16, 64))) for _ in range(16)]
 
   def step(x, y):
     loss = F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1))
