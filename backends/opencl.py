@@ -1015,7 +1015,9 @@ class Device:
       oldest, launches, held = self.inflight[0]
       if self.inflight_launches <= RUNAHEAD_LAUNCHES and self.inflight_bytes <= RUNAHEAD_BYTES:
         if oldest.command_execution_status != done: break
-      else: oldest.wait()
+      else:
+        self.queue.flush()  # a GPU driver may not have submitted it yet
+        oldest.wait()
       self.inflight.popleft()
       self.inflight_launches -= launches
       self.inflight_bytes -= held
