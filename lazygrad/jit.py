@@ -21,6 +21,10 @@ replay, each kernel launched with its numbers for that value (see Specializer.re
 What a replayed function may do: read its tensor arguments, read other tensors it does not change, and update
 tensors with `Tensor.assign` or slice assignment (parameters, optimizer state, a KV cache); it returns a Tensor, a
 tuple/list of them, or None. Python side effects (prints, `.item()`) happen only in the calls that run normally.
+
+Threads: a recording holds only the launches, host copies and updates of the thread that makes it (see
+lazy.ThreadState), so two threads may each run their own jitted function at once; one jitted function is called from
+one thread at a time.
 """
 from __future__ import annotations
 import functools
@@ -28,7 +32,6 @@ import warnings
 from collections import OrderedDict
 import numpy as np
 from lazygrad import lazy
-from lazygrad import tensor as tensor_module
 from lazygrad.codegen.dynamic import RANGES, template
 from lazygrad.device import Buffer, count_kernel, next_epoch
 from lazygrad.lazy import LazyBuffer
@@ -295,7 +298,8 @@ class jit:
 
     launches: list = []
     uploads: list = []
-    lazy.capture, lazy.uploads, tensor_module.assign_hook = launches, uploads, on_assign
+    state = lazy.this_thread  # only this thread's launches, copies and updates are the call's
+    state.capture, state.uploads, state.assign_hook = launches, uploads, on_assign
     try:
       out = self.fn(*args)
       outs = [] if out is None else [out] if isinstance(out, Tensor) else list(out)
@@ -303,7 +307,7 @@ class jit:
         raise TypeError("lazygrad.jit: the function must return a Tensor, a tuple or list of Tensors, or None")
       realize(*outs, *(t for t, _ in assigned.values()))
     finally:
-      lazy.capture, lazy.uploads, tensor_module.assign_hook = None, None, None
+      state.capture, state.uploads, state.assign_hook = None, None, None
     structure = None if out is None else "tensor" if isinstance(out, Tensor) else type(out).__name__
     self.recordings.append(_Recording(
       *signature, launches, uploads, arg_bufs,

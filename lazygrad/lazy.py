@@ -6,6 +6,7 @@ base and holds a ShapeTracker: movement ops make views and never copy.
 from __future__ import annotations
 import math
 import sys
+import threading
 import time
 import weakref
 from math import prod
@@ -19,8 +20,29 @@ from lazygrad.shape import ShapeTracker
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurse through long elementwise chains
 
-# equal nodes built twice are one node, so a recomputed expression (an op's backward, say) is scheduled once
-_node_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+class ThreadState(threading.local):
+  """What one Python thread is in the middle of, kept apart from every other thread's: two threads training their own
+  models must neither realize each other's in-place writes nor record each other's launches into a jit recording."""
+
+  def __init__(self):  # runs once in each thread that reads it (attributes of the instance: faster than the class's)
+    # equal nodes built twice are one node, so a recomputed expression (an op's backward, say) is scheduled once; per
+    # thread, because realizing a node changes it in place (a constant's, shared by every graph that uses it, too)
+    # while another thread's scheduler may be reading it
+    self.nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    # tensors written in place (x[i] = v, x.add_(1)) since the last realize: their new values are stored by the next
+    # one, so a loop of writes that is never read whole (a KV cache) does not grow one graph, and new kernels, per
+    # write (by id: a Tensor's == is elementwise, so it cannot sit in a set)
+    self.written: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    # while lazygrad.jit records a call: every launch as (device, kernel AST, buffers, origin), every host-to-device
+    # copy as (its buffer, the data), and a hook told of each tensor the call updates (see Tensor.assign)
+    self.capture: list | None = None
+    self.uploads: list | None = None
+    self.assign_hook = None
+
+
+this_thread = ThreadState()
+
 
 # float ops whose result is NaN whenever an operand is NaN
 NAN_IN_NAN_OUT = (UnaryOps.NEG, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.EXP, UnaryOps.SQRT, UnaryOps.RECIP, UnaryOps.CAST,
@@ -64,12 +86,13 @@ class LazyBuffer:
     key = None
     if op not in (LoadOps.EMPTY, LoadOps.FROM_HOST):
       key = (device, tuple(shape), dtype.name, op, tuple(id(s) for s in srcs), repr(arg))
-      hit = _node_cache.get(key)
+      nodes = this_thread.nodes
+      hit = nodes.get(key)
       if hit is not None and hit.realized is None and len(hit.srcs) == len(srcs) and all(a is b for a, b in zip(hit.srcs, srcs)):
         return hit
     lb = LazyBuffer(device, ShapeTracker.from_shape(shape), dtype, op, srcs, arg)
     lb._cache_key = key
-    if key is not None: _node_cache[key] = lb
+    if key is not None: nodes[key] = lb
     return lb
 
   @staticmethod
@@ -79,7 +102,7 @@ class LazyBuffer:
     lb = LazyBuffer(device, ShapeTracker.from_shape(x.shape), dtype, LoadOps.FROM_HOST)
     lb.realized = devices.Buffer(device, x.size, dtype)
     if x.size: lb.realized.copyin(x.reshape(-1))
-    if uploads is not None: uploads.append((lb.realized, x.copy()))
+    if this_thread.uploads is not None: this_thread.uploads.append((lb.realized, x.copy()))
     return lb
 
   def overwrite(self, x: np.ndarray) -> None:
@@ -90,7 +113,7 @@ class LazyBuffer:
     x = np.ascontiguousarray(x, dtype=self.dtype.np).reshape(-1)
     self.realized.copyin(x)
     self.__dict__.pop("_panels", None)  # copies of the old values made for matmuls (see function.MatMul)
-    if uploads is not None: uploads.append((self.realized, x.copy()))
+    if this_thread.uploads is not None: this_thread.uploads.append((self.realized, x.copy()))
 
   @staticmethod
   def const(value, dtype: DType, device: str, shape=()) -> LazyBuffer:
@@ -216,17 +239,12 @@ class LazyBuffer:
     return host.reshape(self.shape)
 
 
-# tensors written in place (x[i] = v, x.add_(1)) since the last realize: their new values are stored by the next one,
-# so a loop of writes that is never read whole (a KV cache) does not grow one graph, and new kernels, per write
-# (by id: a Tensor's == is elementwise, so it cannot sit in a set)
-written: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
 def realize(*lbs: LazyBuffer):
   """Schedule and run every kernel needed to give these buffers' bases device memory, and the in-place writes made
   since the last realize on the same device."""
   todo = [lb.base for lb in lbs if lb.base.realized is None]
   if not todo: return
+  written = this_thread.written
   for key, t in list(written.items()):
     b = t.lazydata.base
     if b.device == todo[0].device:
@@ -240,12 +258,6 @@ def realize(*lbs: LazyBuffer):
     print(f"realize: {launched} kernel(s) in {(time.perf_counter() - start) * 1e3:.2f} ms")
 
 
-# while lazygrad.jit captures a call, every launch is recorded here as (device, kernel AST, buffers), and every
-# host-to-device copy as (its buffer, the data)
-capture: list | None = None
-uploads: list | None = None
-
-
 def run_schedule(items) -> int:
   devices.next_epoch()
   devices.compile_progress.start(len(items))
@@ -255,6 +267,7 @@ def run_schedule(items) -> int:
 
 def _run_schedule(items) -> int:
   launched = 0
+  capture, nodes = this_thread.capture, this_thread.nodes
   made: dict[int, devices.Buffer] = {}  # each output's buffer, realized once every kernel is sent
   used = {}
   for si in items:
@@ -279,7 +292,7 @@ def _run_schedule(items) -> int:
     out = si.out
     out.realized = made[id(out)]
     # the graph below a realized node is no longer needed: let it be freed
-    if getattr(out, "_cache_key", None) is not None and _node_cache.get(out._cache_key) is out:
-      del _node_cache[out._cache_key]
+    if getattr(out, "_cache_key", None) is not None and nodes.get(out._cache_key) is out:
+      del nodes[out._cache_key]  # (a node another thread built stays in its cache, where it is seen as realized)
     out.op, out.srcs, out.arg = None, (), None
   return launched

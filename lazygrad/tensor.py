@@ -11,11 +11,7 @@ from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
                             int32, int64, uint8, promote_types)
 from lazygrad.helpers import argsort, normalize_dim, prod
-from lazygrad import lazy as lazy_module
-from lazygrad.lazy import LazyBuffer, realize as realize_lazy
-
-
-assign_hook = None  # set by lazygrad.jit while it captures a call: it learns which tensors a step updates
+from lazygrad.lazy import LazyBuffer, realize as realize_lazy, this_thread
 
 
 class ShapeError(ValueError, RuntimeError):
@@ -196,7 +192,8 @@ class Tensor:
     _same_device("assign", self, other)
     if other.shape != self.shape: raise ShapeError(f"assign: shape {other.shape} does not match {self.shape}")
     if other.dtype is not self.dtype: other = other.cast(self.dtype)
-    if assign_hook is not None: assign_hook(self)
+    hook = this_thread.assign_hook  # set while lazygrad.jit records a call: it learns which tensors a step updates
+    if hook is not None: hook(self)
     self.lazydata = other.lazydata
     return self
 
@@ -226,7 +223,7 @@ class Tensor:
     kinds = "biuf"  # bool, then ints, then floats: a result of a later kind has values this tensor cannot hold
     if kinds.index(value.dtype.kind) > kinds.index(self.dtype.kind) and not (value.dtype.is_int and self.dtype.is_int):
       raise RuntimeError(f"{name}: result type {value.dtype.name} can't be cast to the tensor's dtype {self.dtype.name}")
-    lazy_module.written[id(self)] = self
+    this_thread.written[id(self)] = self
     return self.assign(value)
 
   # ---- dtype and device
@@ -1451,9 +1448,10 @@ class Tensor:
       positions = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[index]
       value = value.cast(self.dtype)._broadcast_to(positions.shape)
       new = self.reshape(-1).scatter(0, positions.reshape(-1), value.reshape(-1)).reshape(self.shape)
-    if assign_hook is not None: assign_hook(self)  # a jitted call's replay updates this tensor too
+    hook = this_thread.assign_hook
+    if hook is not None: hook(self)  # a jitted call's replay updates this tensor too
     self.lazydata, self._ctx, self.requires_grad = new.lazydata, new._ctx, new.requires_grad or self.requires_grad
-    lazy_module.written[id(self)] = self
+    this_thread.written[id(self)] = self
 
   def _stride(self, strides) -> Tensor:
     """Every strides[d]-th element along each dim, starting at the first: a pad, reshape and shrink of views."""

@@ -302,6 +302,83 @@ def test_two_threads_realize_their_own_tensors():
     assert not errors, errors[0]
 
 
+
+def test_a_thread_realizing_a_constant_leaves_another_threads_graph_alone():
+    """Realizing a node changes it in place. Equal constants built in two threads are two nodes, so one thread storing
+    0.25 in a buffer never changes the graph another thread is scheduling (which read the node as a constant, then
+    found it without an op)."""
+    from lazygrad.ops import LoadOps
+    x = lg.Tensor(np.arange(3, dtype=np.float32))
+    pending = x * 0.25
+    const = next(s.base for s in pending.lazydata.srcs if s.base.realized is None)
+    thread = threading.Thread(target=lambda: lg.full((3,), 0.25).realize())
+    thread.start()
+    thread.join(timeout=60)
+    assert (const.op, const.realized) == (LoadOps.CONST, None)
+    np.testing.assert_array_equal(pending.numpy(), [0, 0.25, 0.5])
+
+class ThreadModel:
+    """An MLP with its own optimizer and data, its weights from NumPy: built twice from one seed, two are equal."""
+
+    def __init__(self, seed: int, sizes: tuple, make_optimizer, jitted: bool):
+        rng = np.random.default_rng(seed)
+        self.model = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.ReLU(), nn.Linear(sizes[1], sizes[2]))
+        for p in self.model.parameters():
+            p.assign(lg.Tensor(rng.standard_normal(p.shape, dtype=np.float32) * 0.2)).realize()
+        self.opt = make_optimizer(self.model.parameters())
+        self.x = lg.Tensor(rng.standard_normal((16, sizes[0]), dtype=np.float32))
+        self.y = lg.Tensor(rng.integers(0, sizes[2], 16))
+        self.average = lg.zeros(()).realize()  # the loss's running average, written in place and read only at the end
+        self.step = lg.jit(self._step) if jitted else self._step
+
+    def _step(self, x, y):
+        with lg.no_grad(): self.average.mul_(0.9)  # pending while the step's graph is built, stored by its first realize
+        self.opt.zero_grad()
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.opt.step()
+        with lg.no_grad(): self.average.add_(loss.detach() * 0.1)
+        return loss
+
+    def train(self, steps: int, together: threading.Barrier | None = None) -> tuple[list, list]:
+        losses = []
+        for _ in range(steps):
+            if together is not None: together.wait()  # threads take each step at the same time: their steps overlap
+            losses.append(self.step(self.x, self.y).item())
+        if isinstance(self.step, lg.jit): assert self.step.replayable, "the jitted step never replayed"
+        return losses, [self.average.numpy()] + [p.numpy() for p in self.model.parameters()]
+
+
+THREAD_MODELS = [(1, (64, 32, 10), lambda ps: lg.optim.Adam(ps, lr=1e-2)),
+                 (2, (48, 24, 6), lambda ps: lg.optim.SGD(ps, lr=0.1, momentum=0.9))]
+
+
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+def test_two_threads_training_their_own_models_match_one_after_the_other(jitted):
+    """Each thread's launches, in-place writes and jit recordings stay its own: two models trained at once end where
+    they end trained one after the other, to the bit."""
+    steps = 30
+    alone = [ThreadModel(seed, sizes, opt, jitted).train(steps) for seed, sizes, opt in THREAD_MODELS]
+    models = [ThreadModel(seed, sizes, opt, jitted) for seed, sizes, opt in THREAD_MODELS]
+    results, errors = [None] * len(models), []
+    together = threading.Barrier(len(models), timeout=60)
+
+    def work(k):
+        try: results[k] = models[k].train(steps, together)
+        except BaseException as e:  # noqa: BLE001  (reported by the main thread)
+            errors.append(e)
+            together.abort()  # the other thread stops waiting for this one
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(models))]
+    for t in threads: t.start()
+    for t in threads: t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    if errors: raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    for (want_losses, want_params), (got_losses, got_params) in zip(alone, results):
+        np.testing.assert_array_equal(got_losses, want_losses)
+        for got, want in zip(got_params, want_params): np.testing.assert_array_equal(got, want)
+    if jitted: assert all(m.step.replayable for m in models)
+
 # ---- (e) kernel failures name the generated source and the backend's message
 
 @pytest.fixture
