@@ -1,13 +1,16 @@
-"""Small shared helpers: environment knobs, the on-disk cache (compiled kernels, measured choices), list utilities."""
+"""Small shared helpers: environment knobs, files written whole or not at all, the on-disk cache (compiled kernels,
+measured choices), list utilities."""
 from __future__ import annotations
+import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
 import pathlib
+import secrets
+import stat
 import tempfile
-import threading
 from math import prod  # re-exported: one definition for every room
 
 DEBUG = int(os.environ.get("LAZYGRAD_DEBUG", "0") or 0)
@@ -31,6 +34,49 @@ def cache_dir() -> pathlib.Path:
   return path
 
 
+@contextlib.contextmanager
+def atomic_write(path, durable: bool = True):
+  """`with atomic_write(path) as f: f.write(...)`: the file is written whole or not at all. `f` is a new temporary
+  file beside `path` (the same folder: the same file system, where a rename is one step); when the block ends without
+  an error it is renamed onto `path`, so a reader, or a crash, finds the old file or the new one, never half of one.
+  On any error, KeyboardInterrupt included, the temporary file is removed and the error goes on.
+
+  The file gets the mode a plain open() would give: an existing file's, else 0o666 less the umask (created with that
+  mode, not chmodded: the umask cannot be read without setting it, for every thread). A symlink at `path` stays and
+  its target is replaced, as open() would write through it. `durable`: the data reaches the disk before the rename
+  (a checkpoint: else a power cut can leave an empty file where the old one was); a cache entry can do without."""
+  given = os.fspath(path)
+  path = os.path.realpath(given)
+  folder, name = os.path.split(path)
+  try: mode = stat.S_IMODE(os.stat(path).st_mode)
+  except FileNotFoundError: mode = None
+  for attempt in range(100):  # a name taken by another writer (or a stale one left by a killed process): another
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    try:
+      fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+      break
+    except FileExistsError:
+      if attempt == 99: raise
+    except OSError as e:  # no such folder, no permission: named as open(path) names it, not by the temporary name
+      raise type(e)(e.errno, e.strerror, given) from None
+  try:
+    with os.fdopen(fd, "wb") as f:
+      if mode is not None: os.chmod(tmp, mode)
+      yield f
+      if durable:
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError): os.remove(tmp)
+    raise
+  if durable and hasattr(os, "O_DIRECTORY"):  # the rename itself reaches the disk (POSIX; elsewhere nothing to do)
+    with contextlib.suppress(OSError):
+      dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+      try: os.fsync(dir_fd)
+      finally: os.close(dir_fd)
+
+
 def disk_cache_get(table: str, key: str) -> bytes | None:
   path = cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()
   try: return path.read_bytes()
@@ -40,12 +86,9 @@ def disk_cache_get(table: str, key: str) -> bytes | None:
 def disk_cache_put(table: str, key: str, data: bytes):
   """Write atomically, so a process reading at the same time never sees half a file."""
   folder = cache_dir() / table
-  folder.mkdir(parents=True, exist_ok=True)
-  path = folder / hashlib.sha256(key.encode()).hexdigest()
-  tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # unique to this writer
   try:
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / hashlib.sha256(key.encode()).hexdigest(), durable=False) as f: f.write(data)
   except OSError:
     pass  # a cache that cannot be written only costs a recompile
 
@@ -100,4 +143,4 @@ def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
   return dim % max(ndim, 1)
 
 
-__all__ = ["DEBUG", "getenv", "cache_dir", "disk_cache_get", "disk_cache_put", "tuned", "code_version", "argsort", "normalize_dim", "prod"]
+__all__ = ["DEBUG", "getenv", "cache_dir", "atomic_write", "disk_cache_get", "disk_cache_put", "tuned", "code_version", "argsort", "normalize_dim", "prod"]
