@@ -1,7 +1,8 @@
 """State dicts on disk: safetensors (`save`, `load`, `load_metadata`) written from the format's specification, and
 `load_torch` for PyTorch's zip checkpoints (torch.save since 1.6), read without importing torch or running pickled code.
 
-Only lazygrad.tensor and lazygrad.dtype are imported: this room knows tensors, not how they are computed.
+Only lazygrad.tensor and lazygrad.dtype are imported (and helpers, for files written whole): this room knows tensors,
+not how they are computed.
 """
 from __future__ import annotations
 import io
@@ -15,6 +16,7 @@ from collections import OrderedDict
 from typing import Mapping
 import numpy as np
 from lazygrad.tensor import Tensor
+from lazygrad.helpers import atomic_write
 from lazygrad.dtype import DType, to_dtype, bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64
 
 __all__ = ["save", "load", "load_metadata", "load_torch"]
@@ -35,16 +37,19 @@ def from_bf16_bits(bits: np.ndarray) -> np.ndarray:
   return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
+def _dtype_of(t, what: str) -> DType:
+  """The lazygrad dtype of a tensor or NumPy array; anything else raises TypeError."""
+  if isinstance(t, Tensor): return t.dtype
+  if isinstance(t, np.ndarray):
+    try: return to_dtype(t.dtype)
+    except TypeError: raise TypeError(f"{what}: NumPy dtype {t.dtype} has no lazygrad dtype") from None
+  raise TypeError(f"{what}: expected a lazygrad Tensor or a NumPy array, got {type(t).__name__}")
+
+
 def _host_array(t, what: str) -> tuple[np.ndarray, DType]:
   """A tensor (or NumPy array) as (host array in its storage dtype, lazygrad dtype); bfloat16 comes back as uint16 bits."""
-  if isinstance(t, Tensor):
-    dtype, arr = t.dtype, t.realize().numpy()
-  elif isinstance(t, np.ndarray):
-    arr = t
-    try: dtype = to_dtype(arr.dtype)
-    except TypeError: raise TypeError(f"{what}: NumPy dtype {arr.dtype} has no lazygrad dtype") from None
-  else:
-    raise TypeError(f"{what}: expected a lazygrad Tensor or a NumPy array, got {type(t).__name__}")
+  dtype = _dtype_of(t, what)
+  arr = t.realize().numpy() if isinstance(t, Tensor) else t
   if dtype is bfloat16: arr = to_bf16_bits(arr)
   return np.ascontiguousarray(arr).reshape(arr.shape), dtype  # (ascontiguousarray makes 0-d arrays 1-d)
 
@@ -73,10 +78,13 @@ MAX_HEADER = 100_000_000  # the reference implementation's limit
 
 
 def save(state_dict: Mapping, path, metadata: Mapping[str, str] | None = None) -> None:
-  """Write a flat {name: Tensor} dict as a safetensors file. Tensors are realized and copied to the host.
+  """Write a flat {name: Tensor} dict as a safetensors file. Tensors are realized and copied to the host one at a
+  time, as they are written (a checkpoint never needs a host copy of the whole model).
 
   NumPy arrays are accepted as values too. `metadata` (str -> str) is stored under "__metadata__".
   Tensors are laid out by decreasing item size, then name (as the reference writer does), so each is aligned.
+  The file is written whole or not at all (see helpers.atomic_write): a save that fails or is interrupted leaves the
+  file that was at `path` as it was.
   """
   if not isinstance(state_dict, Mapping): raise TypeError(f"save: expected a dict of tensors, got {type(state_dict).__name__}")
   entries = []
@@ -85,8 +93,7 @@ def save(state_dict: Mapping, path, metadata: Mapping[str, str] | None = None) -
     if name == "__metadata__": raise ValueError("save: '__metadata__' is reserved by the safetensors format")
     if isinstance(t, Mapping):
       raise TypeError(f"save: '{name}' is a nested dict; safetensors holds a flat name -> tensor map (flatten it, e.g. 'model.{name}...')")
-    arr, dtype = _host_array(t, f"save: '{name}'")
-    entries.append((name, arr.astype(_STORE_NP[dtype], copy=False), dtype))
+    entries.append((name, t, _dtype_of(t, f"save: '{name}'")))
   entries.sort(key=lambda e: (-e[2].itemsize, e[0]))
 
   header: dict = {}
@@ -95,23 +102,19 @@ def save(state_dict: Mapping, path, metadata: Mapping[str, str] | None = None) -
       raise TypeError(f"save: metadata must map str to str, got {metadata!r}")
     header["__metadata__"] = dict(metadata)
   offset = 0
-  for name, arr, dtype in entries:
-    header[name] = {"dtype": ST_CODES[dtype.name], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
-    offset += arr.nbytes
+  for name, t, dtype in entries:
+    nbytes = math.prod(t.shape) * dtype.itemsize
+    header[name] = {"dtype": ST_CODES[dtype.name], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+    offset += nbytes
   text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
   text += b" " * (-(8 + len(text)) % 8)  # so the data section starts 8-byte aligned
 
-  path = os.fspath(path)
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      f.write(struct.pack("<Q", len(text)))
-      f.write(text)
-      for _, arr, _ in entries:
-        if arr.size: f.write(arr.reshape(-1).view(np.uint8))
-    os.replace(tmp, path)  # a crash mid-write leaves the old checkpoint whole
-  finally:
-    if os.path.exists(tmp): os.remove(tmp)
+  with atomic_write(path) as f:
+    f.write(struct.pack("<Q", len(text)))
+    f.write(text)
+    for name, t, dtype in entries:
+      arr, _ = _host_array(t, f"save: '{name}'")
+      if arr.size: f.write(arr.astype(_STORE_NP[dtype], copy=False).reshape(-1).view(np.uint8))
 
 
 def _bad(path, problem: str) -> ValueError: return ValueError(f"{path}: not a valid safetensors file: {problem}")

@@ -5,6 +5,7 @@ import collections
 import json
 import os
 import pickle
+import stat
 import struct
 import zipfile
 
@@ -185,6 +186,80 @@ def test_save_rejects_non_str_metadata(tmp_path):
     with pytest.raises(TypeError, match="metadata"):
         state.save({"a": lg.ones(2)}, tmp_path / "x.safetensors", metadata={"epoch": 3})
 
+
+# ---- a save is written whole or not at all: a temporary file beside the checkpoint, renamed onto it when complete
+
+def save_good_checkpoint(path) -> dict:
+    sd = {"w": lg.Tensor(np.arange(6, dtype=np.float32).reshape(2, 3)), "b": lg.Tensor(np.array([1, 2], np.int64))}
+    state.save(sd, path)
+    return {k: v.numpy() for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("fail", ["interrupted copying a tensor", "disk full at the flush"])
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch, fail):
+    path = tmp_path / "ckpt.safetensors"
+    before = save_good_checkpoint(path)
+    new = {"w": lg.ones(2, 3), "b": lg.Tensor(np.array([5, 6], np.int64)), "big": lg.zeros(1000)}
+    temporary = []
+    if fail == "interrupted copying a tensor":  # Ctrl-C after the header and the first tensor are written
+        copies, real_numpy = [], lg.Tensor.numpy
+
+        def numpy(self):
+            copies.append(self)
+            if len(copies) == 2:
+                temporary.extend(n for n in os.listdir(tmp_path) if n != path.name)
+                raise KeyboardInterrupt
+            return real_numpy(self)
+        monkeypatch.setattr(lg.Tensor, "numpy", numpy)
+        expected = KeyboardInterrupt
+    else:
+        def fsync(fd):
+            temporary.extend(n for n in os.listdir(tmp_path) if n != path.name)
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(os, "fsync", fsync)
+        expected = OSError
+    with pytest.raises(expected):
+        state.save(new, path)
+    monkeypatch.undo()
+    assert len(temporary) == 1 and temporary[0].startswith(".ckpt.safetensors.") and temporary[0].endswith(".tmp")
+    assert os.listdir(tmp_path) == [path.name]  # the temporary file is gone
+    got = state.load(path)
+    assert set(got) == set(before)
+    for k, v in before.items(): np.testing.assert_array_equal(got[k].numpy(), v, strict=True)
+
+
+def test_a_saved_file_has_the_mode_open_would_give(tmp_path):
+    """0o666 less the umask for a new file; an existing file's own mode (open() keeps it when it truncates)."""
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+    umask = os.umask(0o027)
+    try:
+        with open(tmp_path / "plain", "wb"): pass
+        state.save({"a": lg.ones(2)}, tmp_path / "new.safetensors")
+        existing = tmp_path / "old.safetensors"
+        state.save({"a": lg.ones(2)}, existing)
+        os.chmod(existing, 0o604)
+        state.save({"a": lg.zeros(2)}, existing)
+    finally:
+        os.umask(umask)
+    assert mode(tmp_path / "new.safetensors") == mode(tmp_path / "plain") == 0o640
+    assert mode(existing) == 0o604
+    assert state.load(existing)["a"].numpy().tolist() == [0, 0]
+
+
+def test_a_save_into_a_missing_folder_names_the_path_as_open_does(tmp_path):
+    path = tmp_path / "missing" / "x.safetensors"
+    with pytest.raises(FileNotFoundError) as plain: open(path, "wb")
+    with pytest.raises(FileNotFoundError) as saved: state.save({"a": lg.ones(2)}, path)
+    assert str(saved.value) == str(plain.value) == f"[Errno 2] No such file or directory: '{path}'"
+
+
+def test_a_save_through_a_symlink_replaces_its_target(tmp_path):
+    target, link = tmp_path / "run1.safetensors", tmp_path / "latest.safetensors"
+    state.save({"a": lg.ones(2)}, target)
+    link.symlink_to(target.name)
+    state.save({"a": lg.zeros(2)}, link)
+    assert link.is_symlink() and os.readlink(link) == target.name
+    assert state.load(target)["a"].numpy().tolist() == [0, 0]
 
 # ---- malformed safetensors files, crafted by hand
 
@@ -407,9 +482,10 @@ def test_top_level_save_load(tmp_path):
 
 
 def test_state_room_imports_only_tensor_and_dtype():
+    """(and helpers, the leaf of shared utilities, for files written whole: it knows nothing of computation)"""
     import ast
     tree = ast.parse(open(state.__file__).read())
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert {m for m in mods if m.startswith("lazygrad")} <= {"lazygrad.tensor", "lazygrad.dtype"}
+    assert {m for m in mods if m.startswith("lazygrad")} <= {"lazygrad.tensor", "lazygrad.dtype", "lazygrad.helpers"}
     assert "torch" not in mods and "pickle" in mods

@@ -11,6 +11,7 @@ import urllib.request
 import zlib
 import numpy as np
 from lazygrad.data import Dataset, _to_tensor
+from lazygrad.helpers import atomic_write
 
 IDX_UBYTE = 0x08
 DEBIAN_DIRS = ["/usr/share/datasets/fashion-mnist"]  # `apt-get install dataset-fashion-mnist` (the .gz files)
@@ -118,9 +119,7 @@ class FashionMNIST(Dataset):
           if hashlib.md5(body).hexdigest() != MD5[fname]:
             self._download_errors.append(f"{url}: MD5 {hashlib.md5(body).hexdigest()} is not the published {MD5[fname]}")
             continue
-          tmp = f"{target}.part{os.getpid()}"
-          with open(tmp, "wb") as f: f.write(body)
-          os.replace(tmp, target)
+          with atomic_write(target) as f: f.write(body)  # whole or absent: a file found here is used unchecked
           break
         else: return None
       paths.append(target)
