@@ -23,7 +23,8 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # graph walks recurs
 
 class ThreadState(threading.local):
   """What one Python thread is in the middle of, kept apart from every other thread's: two threads training their own
-  models must neither realize each other's in-place writes nor record each other's launches into a jit recording."""
+  models must neither realize each other's in-place writes nor record each other's launches into a jit recording.
+  Threads may share realized tensors; an unrealized graph is realized in place, so one thread at a time works on it."""
 
   def __init__(self):  # runs once in each thread that reads it (attributes of the instance: faster than the class's)
     # equal nodes built twice are one node, so a recomputed expression (an op's backward, say) is scheduled once; per
