@@ -1027,11 +1027,14 @@ class Device:
     """Build the kernels that waiting launches need, together, then send those launches in their order."""
     with self.batch_lock:
       if not self.waiting: return
-      waiting, self.waiting = self.waiting, []
-      unbuilt, self.unbuilt = self.unbuilt, {}
-      self._build(list(unbuilt.values()), waiting)
-      for entry, buffers, origin in waiting:
-        self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin)
+      # the list stays non-empty until its launches are sent: a launch whose kernel is built goes straight to the
+      # queue only while nothing waits (see exec), and another thread's would otherwise overtake its own waiting ones
+      try:
+        unbuilt, self.unbuilt = self.unbuilt, {}
+        self._build(list(unbuilt.values()), self.waiting)
+        for entry, buffers, origin in self.waiting:
+          self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin)
+      finally: self.waiting = []  # sent, or failed to build: none is sent later
 
   def _build(self, programs: list, waiting: list):
     """Build programs' sources in batches: PoCL's front end takes 0.2 to 0.3 s a program however small it is, and

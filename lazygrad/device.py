@@ -69,7 +69,9 @@ class KernelCache(OrderedDict):
 
   def get(self, key, default=None):
     entry = super().get(key, default)
-    if entry is not default: self.move_to_end(key)
+    if entry is not default:
+      try: self.move_to_end(key)
+      except KeyError: pass  # another thread's insert evicted it meanwhile
     return entry
 
   def __setitem__(self, key, value):

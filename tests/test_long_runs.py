@@ -53,6 +53,8 @@ def test_uploads_private_copies_in_flight_are_bounded(cl_device, monkeypatch):
 @opencl_only
 def test_what_queued_work_holds_is_freed_as_it_completes_not_at_the_next_sync(cl_device):
   _, dev = cl_device
+  a = lg.Tensor(np.ones((768, 768), np.float32))
+  (a @ a).realize()  # tens of milliseconds of work: the uploads queue behind it
   for k in range(40): lg.Tensor(np.full(1 << 14, k, np.float32)).realize()
   assert dev.inflight_bytes > 0
   dev.queue.finish()  # the device is done; lazygrad has not been told
