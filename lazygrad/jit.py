@@ -27,7 +27,9 @@ lazy.ThreadState), so two threads may each run their own jitted function at once
 one thread at a time.
 """
 from __future__ import annotations
+import collections
 import functools
+import itertools
 import warnings
 from collections import OrderedDict
 import numpy as np
@@ -333,8 +335,10 @@ class jit:
       dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
     for dev in rec.devices: dev.flush()  # launches held back to build their kernels together (a new number's)
     count_kernel(len(rec.launches))
-    for t, _, after, st in rec.assigned:
-      t.lazydata = _wrap(mapping[id(after)], st)
+    # every updated tensor takes its new buffer in one C-level loop, which a Ctrl-C cannot stop halfway (Python runs
+    # signal handlers between bytecodes): an interrupted replay leaves all of them as they were before the call
+    updated = [(t, _wrap(mapping[id(after)], st)) for t, _, after, st in rec.assigned]
+    collections.deque(map(setattr, [t for t, _ in updated], itertools.repeat("lazydata"), [d for _, d in updated]), 0)
     outs = [Tensor._from_lazy(_wrap(mapping[id(buf)], st)) for buf, st in rec.outputs]
     if rec.structure is None: return None
     if rec.structure == "tensor": return outs[0]

@@ -40,14 +40,14 @@ def values(model, opt) -> list[np.ndarray]:
   return out
 
 
-def assert_same(got: list, want: list):
+def assert_same(got: list, want: list, rtol: float = 0):
   assert len(got) == len(want)
-  for g, w in zip(got, want): np.testing.assert_array_equal(g, w)
+  for g, w in zip(got, want): np.testing.assert_allclose(g, w, rtol=rtol, atol=0)
 
 
-def check_fault(jit: bool, inject, error, match: str | None, steps_before: int = 4, optimizer=lg.optim.Adam):
+def check_fault(jit: bool, inject, error, match: str | None, steps_before: int = 4, optimizer=lg.optim.Adam, rtol=0):
   """Train `steps_before` steps, fail the next one with `inject` (given the device; returns an undo), check the error
-  and that nothing changed, then train two more steps and compare with a run that never failed."""
+  and that nothing changed, then train two more steps and compare with a run that never failed (to `rtol`)."""
   reference, ref_opt, ref_step = trainer(jit, optimizer)
   for k in range(steps_before + 2): ref_step(k)
   model, opt, step = trainer(jit, optimizer)
@@ -59,7 +59,7 @@ def check_fault(jit: bool, inject, error, match: str | None, steps_before: int =
   undo()
   assert_same(values(model, opt), before)
   for k in range(steps_before, steps_before + 2): step(k)
-  assert_same(values(model, opt), values(reference, ref_opt))
+  assert_same(values(model, opt), values(reference, ref_opt), rtol)
 
 
 def failing_after(obj, name: str, calls: int, exc: BaseException):
@@ -96,7 +96,9 @@ def test_a_kernel_that_fails_to_build_in_the_middle_of_a_step(monkeypatch):
   def inject(dev):
     forget_kernels(monkeypatch, dev)
     return failing_after(dev, "compile", 1, RuntimeError("OpenCL failed to compile kernel E_24_16: error: boom"))
-  check_fault(False, inject, RuntimeError, "failed to compile kernel E_24_16", optimizer=lg.optim.SGD)
+  # the kernels built again may be the dynamic variants of the reference's (see codegen/dynamic.py), whose sums run in
+  # another order: the last bit may differ
+  check_fault(False, inject, RuntimeError, "failed to compile kernel E_24_16", optimizer=lg.optim.SGD, rtol=1e-6)
 
 
 def test_a_first_step_that_fails_leaves_no_optimizer_state():
