@@ -1,0 +1,143 @@
+"""PyTorch's own op database (`op_db`, its OpInfo entries): every public op that takes float32 on the CPU is called
+through lazygrad under torch's name (a function of lazygrad, lazygrad.nn.functional, lazygrad.linalg, ..., or else a
+Tensor method) on the database's first sample inputs, forward and gradient compared with torch.
+
+An op lazygrad does not have is skipped ("no lazygrad function"); one it has that fails on a sample fails the test,
+unless KNOWN names it with the reason. `python -m pytest tests/test_op_db.py -q -rs` lists what is missing.
+"""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import lazygrad as lg
+
+pytest.importorskip("expecttest")  # torch's test helpers need it
+from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
+
+SAMPLES = int(os.environ.get("LAZYGRAD_OPDB_SAMPLES", "3"))  # the first samples of each op
+
+# random ops (no two libraries draw the same numbers), torch internals, and what only makes sense in torch
+RANDOM = {"bernoulli", "cauchy", "exponential", "geometric", "log_normal", "multinomial", "normal", "uniform",
+          "rand_like", "randn_like", "randint_like", "randint", "nn.functional.dropout", "nn.functional.dropout2d",
+          "nn.functional.dropout3d", "nn.functional.alpha_dropout", "nn.functional.feature_alpha_dropout",
+          "nn.functional.rrelu", "nn.functional.gumbel_softmax", "randn", "rand", "empty", "empty_like", "new_empty",
+          "empty_strided", "new_empty_strided", "empty_permuted"}
+NOT_PUBLIC_ROOTS = ("sparse.", "masked.", "_", "torch.ops.", "jiterator_", "native_")
+NOT_PUBLIC = {"item", "tolist", "to_sparse", "resize_", "resize_as_", "storage_offset", "stft", "istft", "jiterator",
+              "byte", "char", "short", "int", "long", "bool", "half", "double", "float", "bfloat16", "cfloat", "cdouble",
+              "chalf", "view_as_complex", "view_as_real", "complex", "polar", "real", "imag", "conj", "conj_physical",
+              "resolve_conj", "resolve_neg", "angle", "isreal", "pin_memory", "contiguous", "clone", "zero_", "fill",
+              "H", "mT", "mH", "T", "new_full", "new_ones", "new_zeros", "type_as", "to", "hash_tensor",
+              "nonzero_static", "max_pool2d_with_indices_backward", "native_dropout_backward", "grid_sampler_2d",
+              "grid_sampler_3d", "constant_pad_nd"}
+
+# ops lazygrad has that fail on some of torch's samples, with the reason: the test is then expected to fail
+KNOWN: dict[str, str] = {}
+
+
+def _public(op) -> bool:
+  name = op.name
+  return (torch.float32 in op.supported_dtypes("cpu") and name not in RANDOM and name not in NOT_PUBLIC
+          and not name.startswith(NOT_PUBLIC_ROOTS))
+
+
+OPS = [op for op in op_db if _public(op)]
+
+
+def _ident(op) -> str: return op.name + (f"[{op.variant_test_name}]" if op.variant_test_name else "")
+
+
+def lazygrad_callable(op):
+  """lazygrad's function of torch's name (lazygrad.<path>), else its Tensor method of that name, else None."""
+  obj = lg
+  for part in op.name.split("."):
+    obj = getattr(obj, part, None)
+    if obj is None: break
+  if obj is not None and callable(obj) and not isinstance(obj, type): return obj
+  if "." not in op.name and op.method_variant is not None and callable(getattr(lg.Tensor, op.name, None)):
+    return lambda x, *args, **kwargs: getattr(x, op.name)(*args, **kwargs)
+  return None
+
+
+class Unsupported(Exception):
+  """A sample lazygrad cannot be given (a complex tensor, a torch.device): skipped."""
+
+
+def to_lazygrad(x, leaves: list):
+  if isinstance(x, torch.Tensor):
+    if x.is_complex() or x.dtype is torch.bfloat16 or x.layout is not torch.strided: raise Unsupported(str(x.dtype))
+    t = lg.Tensor(x.detach().numpy().copy(), requires_grad=x.requires_grad and x.is_leaf)
+    if x.requires_grad and x.is_leaf: leaves.append((x, t))
+    return t
+  if isinstance(x, torch.Size): return tuple(x)
+  if isinstance(x, (list, tuple)): return type(x)(to_lazygrad(v, leaves) for v in x)
+  if isinstance(x, dict): return {k: to_lazygrad(v, leaves) for k, v in x.items()}
+  if isinstance(x, torch.dtype):
+    name = str(x).split(".")[1]
+    if not hasattr(lg, name): raise Unsupported(name)
+    return getattr(lg, name)
+  if isinstance(x, (torch.device, torch.memory_format, torch.layout, torch.Generator)): raise Unsupported(repr(x))
+  return x
+
+
+def compare(got, want, where: str, rtol: float, atol: float):
+  if isinstance(want, torch.Tensor):
+    assert isinstance(got, lg.Tensor), f"{where}: got {type(got).__name__}, torch gives a Tensor"
+    assert tuple(got.shape) == tuple(want.shape), f"{where}: shape {tuple(got.shape)}, torch {tuple(want.shape)}"
+    assert got.dtype.name == str(want.dtype).split(".")[1], f"{where}: dtype {got.dtype.name}, torch {want.dtype}"
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
+  elif isinstance(want, (tuple, list)):
+    assert isinstance(got, (tuple, list)) and len(got) == len(want), f"{where}: got {got!r}, torch {want!r}"
+    for n, (g, w) in enumerate(zip(got, want)): compare(g, w, f"{where}[{n}]", rtol, atol)
+  elif isinstance(want, (bool, int, float)):
+    got = got.item() if isinstance(got, lg.Tensor) else got
+    assert np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True), f"{where}: {got!r}, torch {want!r}"
+  else:
+    assert got == want, f"{where}: {got!r}, torch {want!r}"
+
+
+def _float_outputs(out) -> list:
+  if isinstance(out, torch.Tensor): return [out] if out.dtype.is_floating_point else []
+  if isinstance(out, lg.Tensor): return [out] if out.dtype.is_float else []
+  if isinstance(out, (tuple, list)): return [t for o in out for t in _float_outputs(o)]
+  return []
+
+
+@pytest.mark.parametrize("op", OPS, ids=[_ident(op) for op in OPS])
+def test_op_like_torch(op):
+  fn = lazygrad_callable(op)
+  if fn is None: pytest.skip("no lazygrad function")
+  if _ident(op) in KNOWN: pytest.xfail(KNOWN[_ident(op)])
+  rtol, atol = 1e-4, 1e-4
+  tried = 0
+  for n, sample in enumerate(op.sample_inputs("cpu", torch.float32, requires_grad=op.supports_autograd)):
+    if tried == SAMPLES: break
+    leaves: list = []
+    try:
+      args = to_lazygrad([sample.input, *sample.args], leaves)
+      kwargs = to_lazygrad(sample.kwargs, leaves)
+    except Unsupported: continue
+    try: want = op(sample.input, *sample.args, **sample.kwargs)
+    except Exception: continue  # noqa: BLE001  (torch refuses the sample itself)
+    tried += 1
+    where = f"{_ident(op)} sample {n} ({sample.summary() if hasattr(sample, 'summary') else sample})"
+    got = fn(*args, **kwargs)
+    compare(got, want, where, rtol, atol)
+    # the gradient of a weighted sum of the outputs torch differentiates, for every input that requires grad
+    if not op.supports_autograd or not leaves: continue
+    want_outs = [t for t in _float_outputs(sample.output_process_fn_grad(want)) if t.requires_grad]
+    try: got_outs = _float_outputs(sample.output_process_fn_grad(got))
+    except Exception: got_outs = _float_outputs(got)  # noqa: BLE001  (a torch-only accessor)
+    if not want_outs: continue
+    assert len(got_outs) == len(want_outs), f"{where}: {len(got_outs)} float outputs, torch {len(want_outs)}"
+    rng = np.random.default_rng(n)
+    weights = [rng.standard_normal(tuple(t.shape)).astype(np.float32) for t in want_outs]
+    sum((t * torch.from_numpy(w)).sum() for t, w in zip(want_outs, weights)).backward()
+    sum((t * lg.Tensor(w)).sum() for t, w in zip(got_outs, weights)).backward()
+    for k, (t_leaf, lg_leaf) in enumerate(leaves):
+      if t_leaf.grad is None: continue
+      assert lg_leaf.grad is not None, f"{where}: no gradient reaches input {k}"
+      compare(lg_leaf.grad, t_leaf.grad, f"{where} gradient of input {k}", rtol, atol)
+  if tried == 0: pytest.skip("no sample lazygrad can be given")
