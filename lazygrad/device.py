@@ -13,6 +13,7 @@ from collections import OrderedDict, defaultdict
 from lazygrad.dtype import DType
 
 BACKENDS = ("OPENCL", "TRITON")
+EXTRAS = {"TRITON": "triton"}  # the pip extra that installs a backend's packages (OpenCL's come with lazygrad)
 _lock = threading.RLock()  # guards the registry, allocators' caches and counters across Python threads
 _devices: dict[str, object] = {}
 _kernel_count = 0
@@ -48,7 +49,12 @@ def get(name: str):
   with _lock:
     if name not in _devices:
       base, index = name.split(":")
-      module = importlib.import_module(f"lazygrad.backends.{base.lower()}")
+      try: module = importlib.import_module(f"lazygrad.backends.{base.lower()}")
+      except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] == "lazygrad": raise
+        get_it = f"pip install 'lazygrad[{EXTRAS[base]}]'" if base in EXTRAS else f"pip install {e.name.split('.')[0]}"
+        raise ModuleNotFoundError(f"device {name}: the {base} backend needs the Python package '{e.name.split('.')[0]}', "
+                                  f"which is not installed here ({get_it})", name=e.name) from None
       _devices[name] = module.Device(int(index))
     return _devices[name]
 

@@ -188,7 +188,9 @@ def load_metadata(path) -> dict[str, str]:
 
 
 def load(path, device=None) -> dict[str, Tensor]:
-  """Read a safetensors file into {name: Tensor} (in file order), each copied once from a memory map to `device`."""
+  """Read a safetensors file into {name: Tensor} (in file order), each copied once from a memory map to `device`. A
+  PyTorch checkpoint (a zip archive, what torch.save writes) is read by load_torch instead, as torch.load would."""
+  if zipfile.is_zipfile(os.fspath(path)): return load_torch(path, device)
   _, tensors, data_start, data_size = _read_header(path)
   out: dict[str, Tensor] = {}
   if not tensors: return out

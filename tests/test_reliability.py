@@ -587,6 +587,17 @@ def test_bad_input_unknown_device(fn, exc, message):
     check_raises(fn, exc, message)
 
 
+def test_bad_input_a_backend_whose_package_is_missing():
+    import subprocess, sys
+    script = ("import sys; sys.modules['triton'] = None\n"  # as on a machine without the triton package
+              "import lazygrad as lg\n"
+              "try: lg.Tensor([1.0], device='TRITON')\n"
+              "except ModuleNotFoundError as e: print(e)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == ("device TRITON:0: the TRITON backend needs the Python package 'triton', which is not "
+                                  "installed here (pip install 'lazygrad[triton]')"), run.stdout + run.stderr
+
+
 def test_bad_input_backward_of_non_scalar_without_gradient():
     y = lg.tensor([1.0, 2.0, 3.0], requires_grad=True) * 2
     check_raises(y.backward, RuntimeError,

@@ -355,6 +355,14 @@ def assert_tensor_equal(got, want, name):
                                   strict=True, err_msg=name)
 
 
+def test_load_reads_a_pytorch_checkpoint_as_torch_load_would(tmp_path):
+    sd = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "step": torch.tensor(3)}
+    torch.save(sd, tmp_path / "model.pth")
+    got = lg.load(tmp_path / "model.pth")
+    assert list(got) == ["w", "step"]
+    for k in sd: assert_tensor_equal(got[k], sd[k], k)
+
+
 def test_pth_state_dict_loads(tmp_path):
     sd = torch_state_dict()
     path = tmp_path / "sd.pth"
