@@ -250,29 +250,33 @@ def _degree(n: Tensor) -> Tensor: return n.trunc()  # torch casts the degree to 
 
 
 def _chebyshev(x: Tensor, n: Tensor, kind: str) -> Tensor:
-  """Chebyshev polynomials T, U, V, W of degree n: with x = cos(theta) inside [-1, 1], x = +-cosh(t) outside:
-  T = cos(n theta), U = sin((n+1) theta) / sin(theta), V = cos((n+1/2) theta) / cos(theta/2),
-  W = sin((n+1/2) theta) / sin(theta/2), and their hyperbolic forms (V and W trade places at negative x).
+  """Chebyshev polynomials T, U, V, W of degree n, in closed form on |x|: with |x| = cos(theta) inside [-1, 1] and
+  |x| = cosh(t) outside, T = cos(n theta), U = sin((n+1) theta) / sin(theta), V = cos((n+1/2) theta) / cos(theta/2),
+  W = sin((n+1/2) theta) / sin(theta/2), and the hyperbolic forms. At negative x, T_n(x) = (-1)^n T_n(|x|), the same
+  for U, and V_n(x) = (-1)^n W_n(|x|), W_n(x) = (-1)^n V_n(|x|). (The angle of |x| is small where it matters: the
+  angle of x near -1, pi less a little, would cost n times its rounding.)
   torch runs the three-term recurrence instead; where it overflows to inf, the next step gives inf - inf and it stops
   at NaN, so here too a value whose degree n-2 already overflows is NaN."""
   n = _degree(n)
   sign = (n - 2 * (n / 2).floor() == 1).where(-1.0, 1.0)  # (-1)^n
   ax = x.abs()
   inside = ax <= 1
-  theta = x.minimum(1.0).maximum(-1.0).acos()
+  theta = ax.minimum(1.0).acos()
   t = ax.maximum(1.0).acosh()
 
+  def ratio(a, hyper, den):
+    # hyper(a) / den, through exp(a - log(2 den)) where hyper(a) alone would overflow before the quotient does
+    return (a > 20).where((a - (2 * den).log()).exp(), hyper(a) / den)
+
   def value(n):
-    if kind == "t": cin, cout = (n * theta).cos(), (n * t).cosh()
-    elif kind == "u": cin, cout = ((n + 1) * theta).sin() / theta.sin(), ((n + 1) * t).sinh() / t.sinh()
+    if kind == "t": pos = neg = inside.where((n * theta).cos(), (n * t).cosh())
+    elif kind == "u": pos = neg = inside.where(((n + 1) * theta).sin() / theta.sin(), ratio((n + 1) * t, Tensor.sinh, t.sinh()))
     else:
       h = n + 0.5
-      cos_in, sin_in = (h * theta).cos() / (theta / 2).cos(), (h * theta).sin() / (theta / 2).sin()
-      cosh_out, sinh_out = (h * t).cosh() / (t / 2).cosh(), (h * t).sinh() / (t / 2).sinh()
-      cin = cos_in if kind == "v" else sin_in
-      # at negative x: V_n(-y) = (-1)^n W_n(y), W_n(-y) = (-1)^n V_n(y)
-      cout = (x > 0).where(cosh_out if kind == "v" else sinh_out, sinh_out if kind == "v" else cosh_out)
-    return inside.where(cin, (x < 0).where(sign * cout, cout))
+      v = inside.where((h * theta).cos() / (theta / 2).cos(), ratio(h * t, Tensor.cosh, (t / 2).cosh()))
+      w = inside.where((h * theta).sin() / (theta / 2).sin(), ratio(h * t, Tensor.sinh, (t / 2).sinh()))
+      pos, neg = (v, w) if kind == "v" else (w, v)
+    return (x < 0).where(sign * neg, pos)
 
   out = value(n)
   # the endpoints, where the quotients are 0/0
@@ -283,6 +287,7 @@ def _chebyshev(x: Tensor, n: Tensor, kind: str) -> Tensor:
   first = {"t": x, "u": 2 * x, "v": 2 * x - 1, "w": 2 * x + 1}[kind]
   out = (n == 0).where(1.0, (n == 1).where(first, out))
   out = (~inside & (value(n - 2).abs() == math.inf) & (n >= 3)).where(math.nan, out)
+  out = (x.isinf() & (n == 2)).where(math.inf, out)  # the recurrence's one step from +-inf, before inf - inf
   return (n < 0).where(0.0, out)
 
 

@@ -733,9 +733,9 @@ class Tensor:
 
   @staticmethod
   def _sin_pi_frac(x: Tensor) -> Tensor:
-    """|sin(pi x)| from the fractional part, exact in float32, so large |x| lose nothing to the product pi * x."""
-    r = x - x.floor()
-    return (r.minimum(1 - r) * math.pi).sin()
+    """|sin(pi x)| from x less its nearest integer (exact in float32), so large |x| lose nothing to the product pi * x
+    and x near an integer keeps its distance to it."""
+    return ((x - x.round()).abs() * math.pi).sin()
   def lgamma(self):
     """log|Gamma(x)|: Lanczos' series (Numerical Recipes' gammln) for x >= 0.5, the reflection formula below; its
     derivative is digamma."""
@@ -780,24 +780,25 @@ class Tensor:
       s = s + b
     w, k = a, x.zeros_like()
     s = s + b * w / (x - 1) - 0.5 * b
-    c = x.ones_like()
+    # the tail's terms x (x+1) ... (x+2j-2) w^(-x-2j+1) / (2j)!-ish, kept as one product: in float32 the rising
+    # factorial alone overflows (x = 60) where w^-x underflows, and inf * 0 would be NaN
     for denom in (12.0, -720.0, 30240.0, -1209600.0, 47900160.0, -1.8924375803183791606e9, 7.47242496e10,
                   -2.950130727918164224e12, 1.1646782814350067249e14, -4.5979787224074726105e15, 1.8152105401943546773e17,
                   -7.1661652561756670113e18):
-      c, b = c * (x + k), b / w
-      s = s + c * b / denom
-      c, b, k = c * (x + k + 1), b / w, k + 2
+      b = b * (x + k) / w
+      s = s + b / denom
+      b, k = b * (x + k + 1) / w, k + 2
     return s
   @staticmethod
   def _zeta(x: Tensor, q: Tensor) -> Tensor:
     """Hurwitz zeta as torch.special.zeta. For q < 0 (x an integer) the sum's first terms, those of negative q + k,
-    fold onto positive arguments: with f = q - floor(q), zeta(x, q) = zeta(x, f) + (-1)^x (zeta(x, 1 - f) - zeta(x, 1 - q))."""
+    fold onto positive arguments: with g = ceil(q) - q (exact), zeta(x, q) = zeta(x, 1 - g) + (-1)^x (zeta(x, g) - zeta(x, 1 - q))."""
     q_int, x_int = q == q.floor(), x == x.floor()
-    f = q - q.floor()
+    g = q.ceil() - q
     neg = q < 0
-    pos = Tensor._zeta_positive(x, neg.where(f, q).maximum(1e-30))
+    pos = Tensor._zeta_positive(x, neg.where(1 - g, q).maximum(1e-30))
     sign = (x - 2 * (x / 2).floor() == 1).where(-1.0, 1.0)
-    folded = pos + sign * (Tensor._zeta_positive(x, (1 - f).maximum(1e-30)) - Tensor._zeta_positive(x, (1 - q).maximum(1.0)))
+    folded = pos + sign * (Tensor._zeta_positive(x, g.maximum(1e-30)) - Tensor._zeta_positive(x, (1 - q).maximum(1.0)))
     out = neg.where(folded, pos)
     out = ((q <= 0) & ~x_int).where(math.nan, out)
     out = ((q <= 0) & q_int).where(math.inf, out)
