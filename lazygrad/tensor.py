@@ -808,7 +808,10 @@ class Tensor:
     if not isinstance(n, int) or isinstance(n, bool): raise TypeError(f"polygamma: n must be an int, got {type(n).__name__}")
     if n < 0: raise RuntimeError("polygamma(n, x) does not support negative n.")
     if n == 0: return self.digamma()
-    def value(x): return Tensor._zeta(x.full_like(n + 1.0), x) * ((-1) ** (n + 1) * math.factorial(n))
+    def value(x):
+      out = Tensor._zeta(x.full_like(n + 1.0), x) * ((-1) ** (n + 1) * math.factorial(n))
+      # torch's trigamma (its n = 1) gives 0 at inf and NaN at -inf, where its zeta (n >= 2) gives NaN and inf
+      return x.isinf().where((x > 0).where(0.0, math.nan), out) if n == 1 else out
     return self._custom_grad(value, lambda x, g: g * x.polygamma(n + 1))
   def mvlgamma(self, p: int):
     """The multivariate log-gamma: p(p-1)/4 log(pi) + sum_j lgamma(x - j/2). (torch also checks x > (p-1)/2, which
