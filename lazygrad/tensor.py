@@ -814,8 +814,8 @@ class Tensor:
       return x.isinf().where((x > 0).where(0.0, math.nan), out) if n == 1 else out
     return self._custom_grad(value, lambda x, g: g * x.polygamma(n + 1))
   def mvlgamma(self, p: int):
-    """The multivariate log-gamma: p(p-1)/4 log(pi) + sum_j lgamma(x - j/2). (torch also checks x > (p-1)/2, which
-    reads the data: here an argument outside gives the sum's inf or NaN instead.)"""
+    """The multivariate log-gamma: p(p-1)/4 log(pi) + sum_j lgamma(x - j/2) (x <= (p-1)/2 is not checked, as in torch:
+    the sum's value there)."""
     if p < 1: raise RuntimeError("p has to be greater than or equal to 1")
     x = self._float()
     out = x.lgamma()
@@ -1763,6 +1763,8 @@ def _inplace_method(name: str):
 for _name in ("add", "sub", "mul", "div", "pow", "fmod", "remainder", "clamp", "clip", "lerp", "masked_fill", "abs",
               "neg", "sign", "square", "sqrt", "rsqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log1p",
               "sin", "cos", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "trunc", "nan_to_num"):
+  setattr(Tensor, _name + "_", _inplace_method(_name))
+for _name in ("lgamma", "digamma", "polygamma", "mvlgamma", "erfinv", "i0"):  # the special functions' in-place forms
   setattr(Tensor, _name + "_", _inplace_method(_name))
 
 
