@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from lazygrad.tensor import Tensor
 
+
 # functions that are Tensor methods too (torch.lgamma, torch.i0, ...): one definition, reached from here as well
 def gammaln(input: Tensor) -> Tensor: return input.lgamma()
 def digamma(input: Tensor) -> Tensor: return input.digamma()
@@ -97,6 +98,11 @@ def xlog1py(input, other) -> Tensor:
   """x * log1p(y), 0 where x is 0 (unless y is NaN), as xlogy."""
   x, y = _pair(input, other, "xlog1py")
   return ((x == 0) & (y == y)).where(0.0, x * y.log1p())
+
+
+# igamma and igammac (gammainc, gammaincc) are left out: torch's series and continued fraction run up to 2000 terms,
+# as many as a and x need, and a fixed length that is right for every a would need the uniform asymptotic expansion
+# (a 25 x 25 table) everywhere for large a
 
 
 def zeta(input, other) -> Tensor:
@@ -244,7 +250,10 @@ def airy_ai(input: Tensor) -> Tensor:
   return x.isinf().where(math.nan, out)
 
 
-# ---- orthogonal polynomials of a (truncated) degree n: closed forms in the angle, no loop over the degree
+# ---- orthogonal polynomials of a degree n given as a tensor (truncated to an integer, as torch does): Chebyshev's in
+# closed form, Hermite's by torch's own recurrence, which it stops at degree 128. Laguerre's and Legendre's are left
+# out: torch runs their recurrence to any degree, which only the data says, and they have no elementary closed form,
+# so a fixed-length loop (n is never read on the host) would be wrong beyond its length.
 
 def _degree(n: Tensor) -> Tensor: return n.trunc()  # torch casts the degree to an integer
 
