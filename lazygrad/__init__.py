@@ -31,6 +31,7 @@ isclose, allclose, equal, lerp, clip, tril, triu = (
 atan, atan2, asin, acos, sinh, cosh, asinh, acosh, atanh, hypot, logit, xlogy, frac, tan, erf, log1p, expm1 = (
   _like(n) for n in ("atan", "atan2", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "hypot", "logit", "xlogy",
                      "frac", "tan", "erf", "log1p", "expm1"))
+i0, lgamma, digamma, mvlgamma, erfinv = (_like(n) for n in ("i0", "lgamma", "digamma", "mvlgamma", "erfinv"))
 nonzero, argwhere, diagonal, diag, index_add, take_along_dim, gather, index_select = (
   _like(n) for n in ("nonzero", "argwhere", "diagonal", "diag", "index_add", "take_along_dim", "gather", "index_select"))
 
@@ -39,9 +40,12 @@ __version__ = "0.1.0"
 from lazygrad.state import save, load  # noqa: E402
 
 
+def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
+
+
 def __getattr__(name):
-  # nn, optim and data load on first use, so `import lazygrad` stays quick
-  if name in ("nn", "optim", "data"):
+  # nn, optim, data, special and signal load on first use, so `import lazygrad` stays quick
+  if name in ("nn", "optim", "data", "special", "signal"):
     import importlib
     return importlib.import_module(f"lazygrad.{name}")
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

@@ -639,11 +639,16 @@ class Tensor:
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp())
   def _erfc_positive(x):
     """erfc for x >= 0: a Chebyshev fit (relative error below 1.2e-7, tail included)."""
+    t, acc = Tensor._erfc_fit(x)
+    return t * (-x * x - 1.26551223 + t * acc).exp()
+  def _erfc_fit(x):
+    """The fit's t = 1 / (1 + x/2) and polynomial: erfc(x) = t exp(-x^2 - 1.26551223 + t acc) for x >= 0 (erfcx is
+    the same without the -x^2)."""
     t = 1 / (1 + 0.5 * x)
     coeffs = (1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
     acc = t * 0 + coeffs[-1]
     for c in reversed(coeffs[:-1]): acc = acc * t + c
-    return t * (-x * x - 1.26551223 + t * acc).exp()
+    return t, acc
   def erf(self):
     """Error function: a Taylor series near 0 (relative accuracy for tiny x), 1 - erfc beyond; exact derivative."""
     def value(x):
@@ -661,6 +666,175 @@ class Tensor:
   def sin(self): return F.Sin.apply(self._float())
   def cos(self): return F.Cos.apply(self._float())
   def tan(self): return self.sin() / self.cos()
+
+  # ---- special functions with torch's names (from torch's op database)
+  # Cephes' (and torch's) algorithms composed from elementwise ops: each branch is computed everywhere and `where`
+  # picks, loops have a fixed trip count, and gradients come from exact formulas (CustomGrad) as in torch.
+
+  @staticmethod
+  def _polevl(x: Tensor, coeffs) -> Tensor:
+    """Horner's rule, highest power first (Cephes' polevl)."""
+    acc = x.full_like(coeffs[0])
+    for c in coeffs[1:]: acc = acc * x + c
+    return acc
+  @staticmethod
+  def _chbevl(x: Tensor, coeffs) -> Tensor:
+    """A Chebyshev series by Clenshaw's recurrence (Cephes' chbevl), x already mapped to [-2, 2]."""
+    b0, b1, b2 = x.full_like(coeffs[0]), x.zeros_like(), x.zeros_like()
+    for c in coeffs[1:]: b0, b1, b2 = x * b0 - b1 + c, b0, b1
+    return (b0 - b2) * 0.5
+  def _custom_grad(self, value, grad) -> Tensor: return F.CustomGrad.apply(self._float(), value=value, grad=grad)
+
+  _I0E_A = (-4.41534164647933937950E-18, 3.33079451882223809783E-17, -2.43127984654795469359E-16, 1.71539128555513303061E-15,
+            -1.16853328779934516808E-14, 7.67618549860493561688E-14, -4.85644678311192946090E-13, 2.95505266312963983461E-12,
+            -1.72682629144155570723E-11, 9.67580903537323691224E-11, -5.18979560163526290666E-10, 2.65982372468238665035E-9,
+            -1.30002500998624804212E-8, 6.04699502254191894932E-8, -2.67079385394061173391E-7, 1.11738753912010371815E-6,
+            -4.41673835845875056359E-6, 1.64484480707288970893E-5, -5.75419501008210370398E-5, 1.88502885095841655729E-4,
+            -5.76375574538582365885E-4, 1.63947561694133579842E-3, -4.32430999505057594430E-3, 1.05464603945949983183E-2,
+            -2.37374148058994688156E-2, 4.93052842396707084878E-2, -9.49010970480476444210E-2, 1.71620901522208775349E-1,
+            -3.04682672343198398683E-1, 6.76795274409476084995E-1)
+  _I0E_B = (-7.23318048787475395456E-18, -4.83050448594418207126E-18, 4.46562142029675999901E-17, 3.46122286769746109310E-17,
+            -2.82762398051658348494E-16, -3.42548561967721913462E-16, 1.77256013305652638360E-15, 3.81168066935262242075E-15,
+            -9.55484669882830764870E-15, -4.15056934728722208663E-14, 1.54008621752140982691E-14, 3.85277838274214270114E-13,
+            7.18012445138366623367E-13, -1.79417853150680611778E-12, -1.32158118404477131188E-11, -3.14991652796324136454E-11,
+            1.18891471078464383424E-11, 4.94060238822496958910E-10, 3.39623202570838634515E-9, 2.26666899049817806459E-8,
+            2.04891858946906374183E-7, 2.89137052083475648297E-6, 6.88975834691682398426E-5, 3.36911647825569408990E-3,
+            8.04490411014108831608E-1)
+  _I1E_A = (2.77791411276104639959E-18, -2.11142121435816608115E-17, 1.55363195773620046921E-16, -1.10559694773538630805E-15,
+            7.60068429473540693410E-15, -5.04218550472791168711E-14, 3.22379336594557470981E-13, -1.98397439776494371520E-12,
+            1.17361862988909016308E-11, -6.66348972350202774223E-11, 3.62559028155211703701E-10, -1.88724975172282928790E-9,
+            9.38153738649577178388E-9, -4.44505912879632808065E-8, 2.00329475355213526229E-7, -8.56872026469545474066E-7,
+            3.47025130813767847674E-6, -1.32731636560394358279E-5, 4.78156510755005422638E-5, -1.61760815825896745588E-4,
+            5.12285956168575772895E-4, -1.51357245063125314899E-3, 4.15642294431288815669E-3, -1.05640848946261981558E-2,
+            2.47264490306265168283E-2, -5.29459812080949914269E-2, 1.02643658689847095384E-1, -1.76416518357834055153E-1,
+            2.52587186443633654823E-1)
+  _I1E_B = (7.51729631084210481353E-18, 4.41434832307170791151E-18, -4.65030536848935832153E-17, -3.20952592199342395980E-17,
+            2.96262899764595013876E-16, 3.30820231092092828324E-16, -1.88035477551078244854E-15, -3.81440307243700780478E-15,
+            1.04202769841288027642E-14, 4.27244001671195135429E-14, -2.10154184277266431302E-14, -4.08355111109219731823E-13,
+            -7.19855177624590851209E-13, 2.03562854414708950722E-12, 1.41258074366137813316E-11, 3.25260358301548823856E-11,
+            -1.89749581235054123450E-11, -5.58974346219658380687E-10, -3.83538038596423702205E-9, -2.63146884688951950684E-8,
+            -2.51223623787020892529E-7, -3.88256480887769039346E-6, -1.10588938762623716291E-4, -9.76109749136146840777E-3,
+            7.78576235018280120474E-1)
+
+  def _bessel_ie(self, a, b) -> Tensor:
+    """exp(-|x|) I(x) of |x| (Cephes' i0e and i1e / x below 8): a Chebyshev series on [0, 8], one in 1/x above."""
+    x = self.abs()
+    far = x.maximum(8.0)
+    return (x <= 8).where(Tensor._chbevl(x / 2 - 2, a), Tensor._chbevl(32 / far - 2, b) / far.sqrt())
+  def _i0e(self) -> Tensor: return self._float()._bessel_ie(Tensor._I0E_A, Tensor._I0E_B)
+  def _i1e(self) -> Tensor:
+    x = self._float()
+    y = x._bessel_ie(Tensor._I1E_A, Tensor._I1E_B)
+    y = (x.abs() <= 8).where(y * x.abs(), y)
+    return (x < 0).where(-y, y)
+  def i0(self):
+    """The modified Bessel function I0; its derivative is I1."""
+    return self._custom_grad(lambda x: x.abs().exp() * x._i0e(), lambda x, g: g * x.abs().exp() * x._i1e())
+
+  @staticmethod
+  def _sin_pi_frac(x: Tensor) -> Tensor:
+    """|sin(pi x)| from x less its nearest integer (exact in float32), so large |x| lose nothing to the product pi * x
+    and x near an integer keeps its distance to it."""
+    return ((x - x.round()).abs() * math.pi).sin()
+  def lgamma(self):
+    """log|Gamma(x)|: Lanczos' series (Numerical Recipes' gammln) for x >= 0.5, the reflection formula below; its
+    derivative is digamma."""
+    def value(x):
+      low = x < 0.5
+      z = low.where(1 - x, x)
+      ser = z.full_like(1.000000000190015)
+      for j, c in enumerate((76.18009172947146, -86.50532032941677, 24.01409824083091, -1.231739572450155,
+                             0.1208650973866179e-2, -0.5395239384953e-5)): ser = ser + c / (z + (j + 1))
+      g = (z + 0.5) * (z + 5.5).log() - (z + 5.5) + (ser * 2.5066282746310005 / z).log()
+      out = low.where((math.pi / Tensor._sin_pi_frac(x)).log() - g, g)
+      return (((x <= 0) & (x == x.floor())) | x.isinf()).where(math.inf, out)
+    return self._custom_grad(value, lambda x, g: g * x.digamma())
+  def digamma(self):
+    """Cephes' psi: for x < 0 the reflection psi(1 - x) - pi / tan(pi x); then the recurrence to x >= 10 (ten fixed
+    steps) and the asymptotic series. Its derivative is polygamma(1, x)."""
+    def value(x):
+      neg = x < 0
+      z = neg.where(1 - x, x)
+      acc = x.zeros_like()
+      for _ in range(10):
+        small = z < 10
+        acc, z = acc - small.where(1 / z, 0.0), small.where(z + 1, z)
+      zz = 1 / (z * z)
+      asym = zz * Tensor._polevl(zz, (8.33333333333333333333E-2, -2.10927960927960927961E-2, 7.57575757575757575758E-3,
+                                      -4.16666666666666666667E-3, 3.96825396825396825397E-3, -8.33333333333333333333E-3,
+                                      8.33333333333333333333E-2))
+      psi = acc + z.log() - 0.5 / z - asym
+      r = x - x.trunc()
+      out = neg.where(psi - math.pi / (r * math.pi).tan(), psi)
+      out = (neg & (r == 0)).where(math.nan, out)  # negative integers (and -inf)
+      return (x == 0).where((1 / x < 0).where(math.inf, -math.inf), out)  # -0 gives +inf, as torch's copysign
+    return self._custom_grad(value, lambda x, g: g * x.polygamma(1))
+
+  @staticmethod
+  def _zeta_positive(x: Tensor, q: Tensor) -> Tensor:
+    """Hurwitz zeta sum_k (q + k)^-x for q > 0 (Cephes' zeta): ten terms, then Euler-Maclaurin's tail at q + 9."""
+    s, a = (-x * q.log()).exp(), q
+    for _ in range(9):
+      a = a + 1
+      b = (-x * a.log()).exp()
+      s = s + b
+    w, k = a, x.zeros_like()
+    s = s + b * w / (x - 1) - 0.5 * b
+    # the tail's terms x (x+1) ... (x+2j-2) w^(-x-2j+1) / (2j)!-ish, kept as one product: in float32 the rising
+    # factorial alone overflows (x = 60) where w^-x underflows, and inf * 0 would be NaN
+    for denom in (12.0, -720.0, 30240.0, -1209600.0, 47900160.0, -1.8924375803183791606e9, 7.47242496e10,
+                  -2.950130727918164224e12, 1.1646782814350067249e14, -4.5979787224074726105e15, 1.8152105401943546773e17,
+                  -7.1661652561756670113e18):
+      b = b * (x + k) / w
+      s = s + b / denom
+      b, k = b * (x + k + 1) / w, k + 2
+    return s
+  @staticmethod
+  def _zeta(x: Tensor, q: Tensor) -> Tensor:
+    """Hurwitz zeta as torch.special.zeta. For q < 0 (x an integer) the sum's first terms, those of negative q + k,
+    fold onto positive arguments: with g = ceil(q) - q (exact), zeta(x, q) = zeta(x, 1 - g) + (-1)^x (zeta(x, g) - zeta(x, 1 - q))."""
+    q_int, x_int = q == q.floor(), x == x.floor()
+    g = q.ceil() - q
+    neg = q < 0
+    pos = Tensor._zeta_positive(x, neg.where(1 - g, q).maximum(1e-30))
+    sign = (x - 2 * (x / 2).floor() == 1).where(-1.0, 1.0)
+    folded = pos + sign * (Tensor._zeta_positive(x, g.maximum(1e-30)) - Tensor._zeta_positive(x, (1 - q).maximum(1.0)))
+    out = neg.where(folded, pos)
+    out = ((q <= 0) & ~x_int).where(math.nan, out)
+    out = ((q <= 0) & q_int).where(math.inf, out)
+    return (x == 1).where(math.inf, (x < 1).where(math.nan, out))
+  def polygamma(self, n: int):
+    """The n-th derivative of digamma: (-1)^(n+1) n! zeta(n + 1, x) for n >= 1."""
+    if not isinstance(n, int) or isinstance(n, bool): raise TypeError(f"polygamma: n must be an int, got {type(n).__name__}")
+    if n < 0: raise RuntimeError("polygamma(n, x) does not support negative n.")
+    if n == 0: return self.digamma()
+    def value(x):
+      out = Tensor._zeta(x.full_like(n + 1.0), x) * ((-1) ** (n + 1) * math.factorial(n))
+      # torch's trigamma (its n = 1) gives 0 at inf and NaN at -inf, where its zeta (n >= 2) gives NaN and inf
+      return x.isinf().where((x > 0).where(0.0, math.nan), out) if n == 1 else out
+    return self._custom_grad(value, lambda x, g: g * x.polygamma(n + 1))
+  def mvlgamma(self, p: int):
+    """The multivariate log-gamma: p(p-1)/4 log(pi) + sum_j lgamma(x - j/2) (x <= (p-1)/2 is not checked, as in torch:
+    the sum's value there)."""
+    if p < 1: raise RuntimeError("p has to be greater than or equal to 1")
+    x = self._float()
+    out = x.lgamma()
+    for j in range(1, p): out = out + (x - j / 2).lgamma()
+    return out + p * (p - 1) / 4 * math.log(math.pi)
+  def erfinv(self):
+    """torch's erfinv: a rational first guess (Giles-like, central and tail) and two Newton steps on erf."""
+    def value(y):
+      t = y.abs()
+      z = y * y
+      central = y * Tensor._polevl(z, (-0.140543331, 0.914624893, -1.645349621, 0.886226899)) / \
+        Tensor._polevl(z, (0.012229801, -0.329097515, 1.442710462, -2.118377725, 1.0))
+      w = (-((1 - t.minimum(1.0)) / 2).log()).sqrt()
+      tail = Tensor._polevl(w, (1.641345311, 3.429567803, -1.624906493, -1.970840454)) / Tensor._polevl(w, (1.637067800, 3.543889200, 1.0))
+      x = (t <= 0.7).where(central, (y < 0).where(-tail, tail))
+      for _ in range(2): x = x - (x.erf() - y) / ((2 / math.sqrt(math.pi)) * (-x * x).exp())
+      x = (t == 1).where((y < 0).where(-math.inf, math.inf), x)
+      return (t > 1).where(math.nan, x)
+    return self._custom_grad(value, lambda y, g: g * (math.sqrt(math.pi) / 2) * y.erfinv().square().exp())
 
   # ---- inverse trigonometric and hyperbolic functions, composed (float32-accurate: a few ulp against float64)
 
@@ -1611,6 +1785,8 @@ def _inplace_method(name: str):
 for _name in ("add", "sub", "mul", "div", "pow", "fmod", "remainder", "clamp", "clip", "lerp", "masked_fill", "abs",
               "neg", "sign", "square", "sqrt", "rsqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log1p",
               "sin", "cos", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "trunc", "nan_to_num"):
+  setattr(Tensor, _name + "_", _inplace_method(_name))
+for _name in ("lgamma", "digamma", "polygamma", "mvlgamma", "erfinv", "i0"):  # the special functions' in-place forms
   setattr(Tensor, _name + "_", _inplace_method(_name))
 
 
