@@ -307,8 +307,10 @@ class Tensor:
     m = n if m is None else m
     dtype = to_dtype(dtype or default_float)
     # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
-    row = Tensor._const(1, dtype, devices.existing(device), (1,))._pad(((0, m),))  # [1, 0, ..., 0] of length m+1
-    t = row.expand(n, m + 1).reshape(n * (m + 1))._shrink(((0, n * m),)).reshape(n, m) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
+    # (the square of the larger size, cut to n x m: rows of a wide one wrap onto the next row past n > m + 1)
+    s = max(n, m)
+    row = Tensor._const(1, dtype, devices.existing(device), (1,))._pad(((0, s),))  # [1, 0, ..., 0] of length s+1
+    t = row.expand(s, s + 1).reshape(s * (s + 1))._shrink(((0, s * s),)).reshape(s, s)._shrink(((0, n), (0, m))) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
     return t.contiguous().requires_grad_(requires_grad) if requires_grad else t
 
   @staticmethod
