@@ -3,6 +3,7 @@ written as Python loops over the matrix size, each step a few Tensor ops on the 
 composition gives the gradients (eigh and svd, whose iterations are not differentiated, carry torch's formulas)."""
 from __future__ import annotations
 import math
+import numpy as np  # for dtypes' epsilon only
 from lazygrad.tensor import Tensor, ShapeError, broadcast_shape, cat, stack
 from lazygrad.dtype import bool_, int32, int64
 from lazygrad.function import CustomGrad, no_grad
@@ -49,10 +50,9 @@ def _joined(out: Tensor, *inputs: Tensor) -> Tensor:
   return out
 
 
-def _pack(*parts: Tensor) -> Tensor:
-  """Several outputs flattened into one tensor along the last dim (a CustomGrad has one output)."""
-  return cat([p.reshape(*p.shape[:len(parts[0].shape) - 2], -1) if p.ndim == parts[0].ndim else
-              p.reshape(*p.shape[:-1], -1) for p in parts], -1)
+def _pack(batch: tuple, *parts: Tensor) -> Tensor:
+  """Several outputs flattened into one tensor along a last dim (a CustomGrad has one output)."""
+  return cat([p.reshape(*batch, -1) for p in parts], -1)
 
 
 def _unpack(packed: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
@@ -386,3 +386,272 @@ def norm(A: Tensor, ord=None, dim=None, keepdim: bool = False, *, dtype=None) ->
     dim = tuple(range(A.ndim))
   if dim is not None and len(dim) == 2: return matrix_norm(A, "fro" if ord is None else ord, dim, keepdim, dtype=dtype)
   return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+
+
+# ---- QR by Householder reflections (LAPACK's geqrf conventions: R's diagonal takes the sign -sign(a_jj))
+
+def _reflect(X: Tensor, v: Tensor, tau: Tensor) -> Tensor:
+  """(I - tau v v^T) @ X for v (..., m), tau (...)."""
+  return X - (tau.unsqueeze(-1) * v).unsqueeze(-1) * (v.unsqueeze(-2) @ X)
+
+
+def _householder_product(V: Tensor, tau: Tensor, cols: int) -> Tensor:
+  """H_1 @ ... @ H_k applied to the first `cols` columns of the identity, H_j = I - tau_j v_j v_j^T with v_j column j of
+  V below the diagonal and 1 on it (LAPACK's orgqr)."""
+  m = V.shape[-2]
+  rows = Tensor.arange(m, device=V.device)
+  X = Tensor.eye(m, cols, dtype=V.dtype, device=V.device).expand(*V.shape[:-2], m, cols)
+  for j in range(tau.shape[-1] - 1, -1, -1):
+    v = (rows > j).where(V[..., :, j], (rows == j).where(1.0, 0.0))
+    X = _reflect(X, v, tau[..., j])
+  return X
+
+
+def householder_product(A: Tensor, tau: Tensor) -> Tensor:
+  _matrices(A, "householder_product")
+  m, n = A.shape[-2:]
+  if n > m: raise RuntimeError("torch.linalg.householder_product: input.shape[-2] must be greater than or equal to input.shape[-1]")
+  if tau.shape[-1] > n: raise RuntimeError("torch.linalg.householder_product: input.shape[-1] must be greater than or equal to tau.shape[-1]")
+  return _joined(_householder_product(A, tau, n), A, tau)
+
+
+def _geqrf(A: Tensor) -> tuple[Tensor, Tensor]:
+  """(R with the reflectors' tails below its diagonal, tau), as LAPACK's geqrf."""
+  m, n = A.shape[-2:]
+  rows = Tensor.arange(m, device=A.device)
+  taus = []
+  for j in range(min(m, n)):
+    alpha = A[..., j, j]
+    tail = (rows > j).where(A[..., :, j], 0.0)
+    tail2 = (tail * tail).sum(-1)
+    flat = tail2 == 0  # nothing to annihilate: H = I (tau = 0), as LAPACK's larfg
+    beta = -(alpha >= 0).where(1.0, -1.0) * (alpha * alpha + tail2).sqrt()
+    tau = flat.where(0.0, (beta - alpha) / flat.where(1.0, beta))
+    scale = flat.where(0.0, 1 / flat.where(1.0, alpha - beta))
+    v = tail * scale.unsqueeze(-1) + _unit(m, j, A)
+    A = (Tensor.arange(n, device=A.device) > j).where(_reflect(A, v, tau), A)  # the columns left of j hold earlier tails
+    # column j: beta on the diagonal, the reflector's tail below it
+    col = (rows == j).where(flat.where(alpha, beta).unsqueeze(-1), (rows > j).where(v, A[..., :, j]))
+    A = A + (col - A[..., :, j]).unsqueeze(-1) * _unit(n, j, A)
+    taus.append(tau)
+  tau = stack(taus, -1) if taus else A.new_zeros(*A.shape[:-2], 0)
+  return A, tau
+
+
+def qr(A: Tensor, mode: str = "reduced"):
+  _matrices(A, "qr")
+  if mode not in ("reduced", "complete", "r"):
+    raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of 'reduced' (default), 'r', or 'complete'")
+  m, n = A.shape[-2:]
+  k = min(m, n)
+  H, tau = _geqrf(A)
+  rows_r = m if mode == "complete" else k
+  R = _joined(H[..., :rows_r, :].triu(), A)
+  if mode == "r": return A.new_zeros(0), R
+  return _joined(_householder_product(H, tau, m if mode == "complete" else k), A), R
+
+
+def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):
+  """Least squares by QR (LAPACK's gels; the other drivers' rank and singular values are not given): the minimum norm
+  solution where A is wide. (solution, residuals, rank, singular_values)."""
+  _matrices(A, "lstsq")
+  if driver not in (None, "gels", "gelsy", "gelsd", "gelss"): raise RuntimeError(f"torch.linalg.lstsq: parameter `driver` should be one of (gels, gelsy, gelsd, gelss)")
+  if driver not in (None, "gels"): raise NotImplementedError(f"linalg.lstsq: driver={driver!r} is not supported yet; driver='gels' is")
+  vector = B.ndim == A.ndim - 1
+  if vector: B = B.unsqueeze(-1)
+  A, B = _batch_broadcast(A, B)
+  m, n = A.shape[-2:]
+  if m >= n:
+    Q, R = qr(A)
+    X = _tri_solve(R, Q.mT @ B, upper=True)
+  else:  # A^T = Q R: X = Q R^-T B
+    Q, R = qr(A.mT)
+    X = Q @ _tri_solve(R.mT, B, upper=False)
+  residuals = ((A @ X - B) ** 2).sum(-2) if m > n else A.new_zeros(0)
+  if vector: X = X.squeeze(-1)
+  return X, residuals, Tensor.zeros(0, dtype=int64, device=A.device), A.new_zeros(0)
+
+
+# ---- symmetric eigenproblems and singular values: cyclic Jacobi rotations, with torch's gradient formulas
+
+def _rotation(n: int, p: int, q: int, c: Tensor, s: Tensor, like: Tensor) -> Tensor:
+  """The identity with c at (p, p) and (q, q), s at (p, q) and -s at (q, p): a batch of plane rotations."""
+  rows, cols = _rows_cols(n, n, like)
+  at = lambda i, j: ((rows == i) & (cols == j)).cast(like.dtype)
+  c, s = c.unsqueeze(-1).unsqueeze(-1), s.unsqueeze(-1).unsqueeze(-1)
+  return _eye(n, like) + (c - 1) * (at(p, p) + at(q, q)) + s * (at(p, q) - at(q, p))
+
+
+def _jacobi_angle(app: Tensor, aqq: Tensor, apq: Tensor) -> tuple[Tensor, Tensor]:
+  """(c, s) of the rotation that zeroes apq in [[app, apq], [apq, aqq]], the smaller angle (Numerical Recipes)."""
+  zero = apq == 0
+  theta = (aqq - app) / (2 * zero.where(1.0, apq))
+  t = zero.where(0.0, (theta >= 0).where(1.0, -1.0) / (theta.abs() + (theta * theta + 1).sqrt()))
+  c = 1 / (t * t + 1).sqrt()
+  return c, t * c
+
+
+def _by_rank(values: Tensor, descending: bool) -> Tensor:
+  """The permutation matrix P (..., n, n) with P @ values sorted (ties by index), built on the device."""
+  n = values.shape[-1]
+  a, b = values.unsqueeze(-1), values.unsqueeze(-2)  # a: value i, b: value j
+  idx = Tensor.arange(n, device=values.device)
+  before = ((b > a) if descending else (b < a)) | ((b == a) & (idx.reshape(1, n) < idx.reshape(n, 1)))
+  rank = before.cast(int32).sum(-1)  # (..., n): where value i goes
+  return (rank.unsqueeze(-2) == idx.reshape(n, 1)).cast(values.dtype)
+
+
+def _eigh_values(S: Tensor) -> tuple[Tensor, Tensor]:
+  """(eigenvalues ascending, eigenvectors) of symmetric S by cyclic Jacobi sweeps."""
+  n = S.shape[-1]
+  V = _eye(n, S, S.shape[:-2])
+  for _ in range(JACOBI_SWEEPS if n > 1 else 0):
+    for p in range(n):
+      for q in range(p + 1, n):
+        J = _rotation(n, p, q, *_jacobi_angle(S[..., p, p], S[..., q, q], S[..., p, q]), S)
+        S, V = J.mT @ S @ J, V @ J
+  P = _by_rank(S.diagonal(0, -2, -1), descending=False)
+  return (P @ S.diagonal(0, -2, -1).unsqueeze(-1)).squeeze(-1), V @ P.mT
+
+
+def eigh(A: Tensor, UPLO: str = "L"):
+  """(eigenvalues ascending, eigenvectors) of the symmetric matrix A's UPLO triangle stands for."""
+  _matrices(A, "eigh", square=True)
+  if UPLO not in ("L", "U"): raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+  n, batch = A.shape[-1], A.shape[:-2]
+  found = {}
+  def value(x):
+    half = x.tril(-1) if UPLO == "L" else x.triu(1)
+    found["L"], found["V"] = _eigh_values(half + half.mT + x.diagonal(0, -2, -1).unsqueeze(-1) * _eye(n, x))
+    return _pack(batch, found["L"], found["V"])
+  def grad(x, g):  # torch's linalg_eig_backward for Hermitian input
+    L, V = found["L"], found["V"]
+    gL, gV = _unpack(g, [(n,), (n, n)])
+    VhgV = V.mT @ gV
+    E = L.unsqueeze(-2) - L.unsqueeze(-1)
+    eye = _eye(n, x)
+    inner = (eye > 0).where(gL.unsqueeze(-1) * eye, (VhgV - VhgV.mT) / 2 / (eye > 0).where(1.0, E))
+    return V @ inner @ V.mT
+  L, V = _unpack(CustomGrad.apply(A, value=value, grad=grad), [(n,), (n, n)])
+  return _joined(L, A), _joined(V, A)
+
+
+def eigvalsh(A: Tensor, UPLO: str = "L") -> Tensor: return eigh(A, UPLO)[0]
+
+
+def _svd_tall(A: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+  """(U (m, n), S descending, V (n, n)) of A (..., m, n), m >= n, by one-sided Jacobi: plane rotations of A's columns
+  until they are orthogonal (Hestenes); the columns' norms are the singular values, accurate for small ones too."""
+  n = A.shape[-1]
+  U, V = A, _eye(n, A, A.shape[:-2])
+  for _ in range(JACOBI_SWEEPS if n > 1 else 0):
+    for p in range(n):
+      for q in range(p + 1, n):
+        a, b = U[..., :, p], U[..., :, q]
+        J = _rotation(n, p, q, *_jacobi_angle((a * a).sum(-1), (b * b).sum(-1), (a * b).sum(-1)), A)
+        U, V = U @ J, V @ J
+  S = (U * U).sum(-2).sqrt()
+  P = _by_rank(S, descending=True)
+  S = (P @ S.unsqueeze(-1)).squeeze(-1)
+  U = U @ P.mT
+  return (S == 0).unsqueeze(-2).where(0.0, U / (S == 0).where(1.0, S).unsqueeze(-2)), S, V @ P.mT
+
+
+def _svd_reduced(A: Tensor):
+  """(U, S, Vh) with k = min(m, n) columns, and torch's svd_backward as the gradient."""
+  m, n = A.shape[-2:]
+  k, batch = min(m, n), A.shape[:-2]
+  found = {}
+  def value(x):
+    if m >= n: U, S, V = _svd_tall(x)
+    else:
+      V, S, U = _svd_tall(x.mT)
+    found.update(U=U, S=S, Vh=V.mT)
+    return _pack(batch, U, S, V.mT)
+  def grad(x, g):  # torch's svd_backward (FunctionsManual.cpp), every output's gradient given
+    U, S, Vh = found["U"], found["S"], found["Vh"]
+    gU, gS, gVh = _unpack(g, [(m, k), (k,), (k, n)])
+    skew = lambda X: X - X.mT
+    UhgU, VhgV = skew(U.mT @ gU), skew(Vh @ gVh.mT)
+    S2 = S * S
+    eye = _eye(k, x)
+    E = (eye > 0).where(1.0, S2.unsqueeze(-2) - S2.unsqueeze(-1))
+    gA = (UhgU * S.unsqueeze(-2) + S.unsqueeze(-1) * VhgV) / E + gS.unsqueeze(-1) * eye
+    if m > n:
+      gUSinv = gU / S.unsqueeze(-2)
+      return (U @ gA + gUSinv - U @ (U.mT @ gUSinv)) @ Vh
+    if m < n:
+      SinvgVh = gVh / S.unsqueeze(-1)
+      return U @ (gA @ Vh + SinvgVh - (SinvgVh @ Vh.mT) @ Vh)
+    return U @ gA @ Vh
+  return tuple(_joined(t, A) for t in _unpack(CustomGrad.apply(A, value=value, grad=grad), [(m, k), (k,), (k, n)]))
+
+
+def svdvals(A: Tensor) -> Tensor:
+  """The singular values, descending; the gradient U @ diag(g) @ Vh (torch's, without the singular vectors' terms,
+  which would divide by the zero singular values of a rank-deficient A)."""
+  _matrices(A, "svdvals")
+  m, n = A.shape[-2:]
+  found = {}
+  def value(x):
+    U, S, V = _svd_tall(x) if m >= n else _svd_tall(x.mT)
+    found.update(U=U if m >= n else V, Vh=V.mT if m >= n else U.mT)
+    return S
+  return _joined(CustomGrad.apply(A, value=value, grad=lambda x, g: found["U"] @ (g.unsqueeze(-1) * found["Vh"])), A)
+
+
+def _complete(Q: Tensor) -> Tensor:
+  """Q (..., m, k) with orthonormal columns, completed to an orthogonal (m, m) matrix (the added columns span the
+  complement, as LAPACK's are: which basis of it is a choice)."""
+  m, k = Q.shape[-2:]
+  if m == k: return Q
+  full, _ = qr(Q.detach(), mode="complete")
+  return cat([Q, full[..., :, k:]], -1)
+
+
+def svd(A: Tensor, full_matrices: bool = True, *, driver=None):
+  """(U, S, Vh) with A = U @ diag(S) @ Vh. Singular vectors are unique up to sign (and, for repeated singular values,
+  a rotation): they may differ from LAPACK's by those."""
+  _matrices(A, "svd")
+  U, S, Vh = _svd_reduced(A)
+  if full_matrices: U, Vh = _complete(U), _complete(Vh.mT).mT
+  return U, S, Vh
+
+
+def _tolerance(S_max: Tensor, atol, rtol, m: int, n: int, dtype) -> Tensor:
+  """torch's cut-off for singular values: max(atol, rtol * largest); rtol is eps * max(m, n) where neither is given,
+  0 where only atol is."""
+  if rtol is None: rtol = 0.0 if atol is not None else float(np.finfo(dtype.np).eps) * max(m, n)
+  tol = S_max * rtol
+  return tol if atol is None else (tol < atol).where(atol, tol)
+
+
+def pinv(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
+  _matrices(A, "pinv")
+  m, n = A.shape[-2:]
+  if hermitian:
+    L, V = eigh(A)
+    big = L.abs().amax(-1, keepdim=True) if n else L.abs()
+    keep = L.abs() > _tolerance(big, atol, rtol, m, n, A.dtype)
+    return _joined((V * keep.where(1 / keep.where(L, 1.0), 0.0).unsqueeze(-2)) @ V.mT, A)
+  U, S, Vh = _svd_reduced(A)
+  big = S[..., :1] if min(m, n) else S
+  keep = S > _tolerance(big, atol, rtol, m, n, A.dtype)
+  return _joined((Vh.mT * keep.where(1 / keep.where(S, 1.0), 0.0).unsqueeze(-2)) @ U.mT, A)
+
+
+def matrix_rank(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
+  _matrices(A, "matrix_rank")
+  m, n = A.shape[-2:]
+  S = eigvalsh(A).abs() if hermitian else svdvals(A)
+  big = S.amax(-1, keepdim=True) if min(m, n) else S.sum(-1, keepdim=True)
+  return (S > _tolerance(big, atol, rtol, m, n, A.dtype)).sum(-1)
+
+
+def cond(A: Tensor, p=None) -> Tensor:
+  _matrices(A, "cond")
+  if p in (None, 2, -2):
+    S = svdvals(A)
+    return S[..., 0] / S[..., -1] if p != -2 else S[..., -1] / S[..., 0]
+  _matrices(A, "cond", square=True)
+  return matrix_norm(A, p) * matrix_norm(inv(A), p)
