@@ -655,3 +655,24 @@ def cond(A: Tensor, p=None) -> Tensor:
     return S[..., 0] / S[..., -1] if p != -2 else S[..., -1] / S[..., 0]
   _matrices(A, "cond", square=True)
   return matrix_norm(A, p) * matrix_norm(inv(A), p)
+
+
+# ---- the matrix exponential
+
+EXP_SQUARINGS = 32  # A is scaled by 2^-s, s <= this, so that its 1-norm is at most 1 (norms up to 2**32)
+EXP_TAYLOR = 18  # Taylor terms at a norm <= 1: the remainder 1/19! is below float64's rounding
+
+
+def matrix_exp(A: Tensor) -> Tensor:
+  """exp(A) by scaling and squaring: a Taylor polynomial of A / 2^s, squared s times, s chosen from A's norm on the
+  device (the squarings past s pass the matrix through unchanged: no host read)."""
+  _matrices(A, "matrix_exp", square=True)
+  n = A.shape[-1]
+  if n == 0: return _joined(A.zeros_like(), A)
+  s = A.detach().abs().sum(-2).amax(-1).log2().ceil().maximum(0).minimum(EXP_SQUARINGS)
+  X = A / s.exp2().unsqueeze(-1).unsqueeze(-1)
+  eye = _eye(n, A)
+  T = eye + X / EXP_TAYLOR
+  for k in range(EXP_TAYLOR - 1, 0, -1): T = eye + (X @ T) / k  # Horner: I + X (I + X/2 (I + X/3 (...)))
+  for i in range(EXP_SQUARINGS): T = (s > i).unsqueeze(-1).unsqueeze(-1).where(T @ T, T)
+  return T
