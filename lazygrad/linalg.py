@@ -52,7 +52,7 @@ def _joined(out: Tensor, *inputs: Tensor) -> Tensor:
 
 def _pack(batch: tuple, *parts: Tensor) -> Tensor:
   """Several outputs flattened into one tensor along a last dim (a CustomGrad has one output)."""
-  return cat([p.reshape(*batch, -1) for p in parts], -1)
+  return cat([p.reshape(*batch, prod(p.shape[len(batch):])) for p in parts], -1)
 
 
 def _unpack(packed: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
@@ -627,17 +627,31 @@ def _tolerance(S_max: Tensor, atol, rtol, m: int, n: int, dtype) -> Tensor:
 
 
 def pinv(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
+  """The pseudo-inverse: from the SVD (the eigendecomposition of A's lower triangle where hermitian), singular values
+  at most the tolerance dropped; the gradient is torch's pinv_backward."""
   _matrices(A, "pinv")
   m, n = A.shape[-2:]
-  if hermitian:
-    L, V = eigh(A)
-    big = L.abs().amax(-1, keepdim=True) if n else L.abs()
-    keep = L.abs() > _tolerance(big, atol, rtol, m, n, A.dtype)
-    return _joined((V * keep.where(1 / keep.where(L, 1.0), 0.0).unsqueeze(-2)) @ V.mT, A)
-  U, S, Vh = _svd_reduced(A)
-  big = S[..., :1] if min(m, n) else S
-  keep = S > _tolerance(big, atol, rtol, m, n, A.dtype)
-  return _joined((Vh.mT * keep.where(1 / keep.where(S, 1.0), 0.0).unsqueeze(-2)) @ U.mT, A)
+  def value(x):
+    if hermitian:
+      L, V = eigh(x)
+      big = L.abs().amax(-1, keepdim=True) if n else L.abs()
+      keep = L.abs() > _tolerance(big, atol, rtol, m, n, x.dtype)
+      return (V * keep.where(1 / keep.where(L, 1.0), 0.0).unsqueeze(-2)) @ V.mT
+    U, S, Vh = _svd_reduced(x)
+    keep = S > _tolerance(S[..., :1] if min(m, n) else S, atol, rtol, m, n, x.dtype)
+    return (Vh.mT * keep.where(1 / keep.where(S, 1.0), 0.0).unsqueeze(-2)) @ U.mT
+  found = {}
+  def grad(x, g):
+    P, gh = found["P"], g.mT
+    if m <= n:
+      K = gh @ P
+      KPh = K @ P.mT
+      return -(P @ K).mT + KPh - (x @ P) @ KPh + (P.mT @ P) @ (gh - K @ x)
+    K = P @ gh
+    PhK = P.mT @ K
+    return -(K @ P).mT + (gh - x @ K) @ P @ P.mT + PhK - PhK @ P @ x
+  out = CustomGrad.apply(A, value=lambda x: found.setdefault("P", value(x)), grad=grad)
+  return _joined(out, A)
 
 
 def matrix_rank(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
@@ -659,8 +673,9 @@ def cond(A: Tensor, p=None) -> Tensor:
 
 # ---- the matrix exponential
 
-EXP_SQUARINGS = 32  # A is scaled by 2^-s, s <= this, so that its 1-norm is at most 1 (norms up to 2**32)
-EXP_TAYLOR = 18  # Taylor terms at a norm <= 1: the remainder 1/19! is below float64's rounding
+# A is scaled by 2^-s (s <= EXP_SQUARINGS) to a 1-norm of at most EXP_THETA, torch's threshold for its degree-18
+# polynomial: the same squarings as torch, so the same rounding; EXP_TAYLOR terms reach float64's rounding there
+EXP_SQUARINGS, EXP_THETA, EXP_TAYLOR = 32, 3.010066362817634, 30
 
 
 def matrix_exp(A: Tensor) -> Tensor:
@@ -669,7 +684,7 @@ def matrix_exp(A: Tensor) -> Tensor:
   _matrices(A, "matrix_exp", square=True)
   n = A.shape[-1]
   if n == 0: return _joined(A.zeros_like(), A)
-  s = A.detach().abs().sum(-2).amax(-1).log2().ceil().maximum(0).minimum(EXP_SQUARINGS)
+  s = (A.detach().abs().sum(-2).amax(-1) / EXP_THETA).log2().ceil().maximum(0).minimum(EXP_SQUARINGS)
   X = A / s.exp2().unsqueeze(-1).unsqueeze(-1)
   eye = _eye(n, A)
   T = eye + X / EXP_TAYLOR

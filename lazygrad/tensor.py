@@ -1530,6 +1530,8 @@ class Tensor:
 
   # ---- linear algebra (the linalg family): torch's Tensor methods; the algorithms live in lazygrad/linalg.py
 
+  @property
+  def mH(self) -> Tensor: return self.mT  # the conjugate transpose: the transpose, for real tensors
   def det(self) -> Tensor: return _linalg().det(self)
   def logdet(self) -> Tensor: return _linalg().logdet(self)
   def slogdet(self): return _linalg().slogdet(self)
