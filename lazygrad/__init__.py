@@ -37,8 +37,8 @@ nonzero, argwhere, diagonal, diag, index_add, take_along_dim, gather, index_sele
 det, logdet, slogdet, inverse, matrix_power, matrix_exp, cholesky, cholesky_inverse, cholesky_solve = (
   _like(n) for n in ("det", "logdet", "slogdet", "inverse", "matrix_power", "matrix_exp", "cholesky", "cholesky_inverse",
                      "cholesky_solve"))
-triangular_solve, lu, lu_solve, qr, svd, pinverse, norm, cross = (
-  _like(n) for n in ("triangular_solve", "lu", "lu_solve", "qr", "svd", "pinverse", "norm", "cross"))
+triangular_solve, lu, lu_solve, qr, geqrf, ormqr, svd, pinverse, norm, cross = (
+  _like(n) for n in ("triangular_solve", "lu", "lu_solve", "qr", "geqrf", "ormqr", "svd", "pinverse", "norm", "cross"))
 
 
 def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):

@@ -395,16 +395,17 @@ def _reflect(X: Tensor, v: Tensor, tau: Tensor) -> Tensor:
   return X - (tau.unsqueeze(-1) * v).unsqueeze(-1) * (v.unsqueeze(-2) @ X)
 
 
-def _householder_product(V: Tensor, tau: Tensor, cols: int) -> Tensor:
-  """H_1 @ ... @ H_k applied to the first `cols` columns of the identity, H_j = I - tau_j v_j v_j^T with v_j column j of
-  V below the diagonal and 1 on it (LAPACK's orgqr)."""
+def _apply_reflectors(V: Tensor, tau: Tensor, C: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
+  """Q @ C (Q^T @ C, C @ Q, C @ Q^T) for Q = H_1 @ ... @ H_k, H_j = I - tau_j v_j v_j^T with v_j column j of V below
+  the diagonal and 1 on it (LAPACK's ormqr; orgqr where C is the identity's first columns)."""
   m = V.shape[-2]
   rows = Tensor.arange(m, device=V.device)
-  X = Tensor.eye(m, cols, dtype=V.dtype, device=V.device).expand(*V.shape[:-2], m, cols)
-  for j in range(tau.shape[-1] - 1, -1, -1):
+  k = tau.shape[-1]
+  # H_k is applied to C first for Q @ C and for C @ Q^T
+  for j in (range(k - 1, -1, -1) if left != transpose else range(k)):
     v = (rows > j).where(V[..., :, j], (rows == j).where(1.0, 0.0))
-    X = _reflect(X, v, tau[..., j])
-  return X
+    C = _reflect(C, v, tau[..., j]) if left else _reflect(C.mT, v, tau[..., j]).mT
+  return C
 
 
 def householder_product(A: Tensor, tau: Tensor) -> Tensor:
@@ -412,7 +413,18 @@ def householder_product(A: Tensor, tau: Tensor) -> Tensor:
   m, n = A.shape[-2:]
   if n > m: raise RuntimeError("torch.linalg.householder_product: input.shape[-2] must be greater than or equal to input.shape[-1]")
   if tau.shape[-1] > n: raise RuntimeError("torch.linalg.householder_product: input.shape[-1] must be greater than or equal to tau.shape[-1]")
-  return _joined(_householder_product(A, tau, n), A, tau)
+  return _joined(_apply_reflectors(A, tau, Tensor.eye(m, n, dtype=A.dtype, device=A.device)), A, tau)
+
+
+def geqrf(A: Tensor):
+  """torch.geqrf: (R with the Householder vectors below its diagonal, tau), LAPACK's layout."""
+  _matrices(A, "geqrf")
+  return _geqrf(A)
+
+
+def ormqr(A: Tensor, tau: Tensor, other: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
+  """torch.ormqr: other multiplied by the Q that geqrf's (A, tau) stand for."""
+  return _joined(_apply_reflectors(A, tau, other, left, transpose), A, tau, other)
 
 
 def _geqrf(A: Tensor) -> tuple[Tensor, Tensor]:
@@ -448,7 +460,7 @@ def qr(A: Tensor, mode: str = "reduced"):
   rows_r = m if mode == "complete" else k
   R = _joined(H[..., :rows_r, :].triu(), A)
   if mode == "r": return A.new_zeros(0), R
-  return _joined(_householder_product(H, tau, m if mode == "complete" else k), A), R
+  return _joined(_apply_reflectors(H, tau, Tensor.eye(m, m if mode == "complete" else k, dtype=A.dtype, device=A.device)), A), R
 
 
 def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None):

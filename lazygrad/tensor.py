@@ -1555,6 +1555,9 @@ class Tensor:
     U, S, Vh = _linalg().svd(self, full_matrices=not some)
     if not compute_uv: return U.zeros_like(), S, Vh.mT.zeros_like()
     return U, S, Vh.mT
+  def geqrf(self): return _linalg().geqrf(self)
+  def ormqr(self, input2: Tensor, input3: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
+    return _linalg().ormqr(self, input2, input3, left, transpose)
   def pinverse(self, rcond: float = 1e-15) -> Tensor: return _linalg().pinv(self, rtol=rcond)
   def cross(self, other: Tensor, dim=None) -> Tensor:
     if dim is None:  # torch's (deprecated) default: the first dim of size 3
