@@ -4,12 +4,12 @@ composition gives the gradients (eigh and svd, whose iterations are not differen
 from __future__ import annotations
 import math
 import numpy as np  # for dtypes' epsilon only
-from lazygrad.tensor import Tensor, ShapeError, broadcast_shape, cat, stack
+from lazygrad.tensor import Tensor, broadcast_shape, cat, stack
 from lazygrad.dtype import bool_, int32, int64
-from lazygrad.function import CustomGrad, no_grad
+from lazygrad.function import CustomGrad
 from lazygrad.helpers import normalize_dim, prod
 
-JACOBI_SWEEPS = 8  # cyclic Jacobi converges quadratically: 8 sweeps are float32-exact for the matrices this serves
+JACOBI_SWEEPS = 8  # cyclic Jacobi converges quadratically: 8 sweeps reach float32 rounding for small matrices (checked to n = 16)
 
 
 # ---- helpers

@@ -978,7 +978,7 @@ class Tensor:
     """torch.norm: the vector p-norm over dim (every dim by default; 'fro' is 2), or the nuclear norm ('nuc'), with
     torch's gradient (its subgradients where the norm or an element is zero)."""
     x = self.cast(dtype) if dtype is not None else self._float()
-    if p == "nuc" or (isinstance(p, str) and p != "fro"):
+    if isinstance(p, str) and p != "fro":  # 'nuc' (or a name matrix_norm refuses)
       return _linalg().matrix_norm(x, p, tuple(range(x.ndim)) if dim is None else dim, keepdim)
     p = 2 if p == "fro" or p is None else p
     axes = x._axes(dim, "norm")
@@ -991,7 +991,8 @@ class Tensor:
       if p == 2: return (v * v).sum(axes, keepdim).sqrt()
       return a.pow(p).sum(axes, keepdim).pow(1 / p)
     def grad(v, g):  # torch's norm_backward
-      n, g = value(v).reshape(*(1 if i in axes else s for i, s in enumerate(v.shape))), g.reshape(*(1 if i in axes else s for i, s in enumerate(v.shape)))
+      kept = tuple(1 if i in axes else s for i, s in enumerate(v.shape))
+      n, g = value(v).reshape(kept), g.reshape(kept)
       if p == 0: return v.zeros_like()
       if p == 1: return v.sign() * g
       if p == 2: return (n == 0).where(0.0, v / n) * g
@@ -1001,7 +1002,6 @@ class Tensor:
       if p < 1: return (v == 0).where(0.0, v.sign() * v.abs().pow(p - 1)) * g * n.pow(1 - p)
       scale = (n == 0).where(0.0, g / n.pow(p - 1))
       return (v.sign() * v.abs().pow(p - 1) if p < 2 else v * v.abs().pow(p - 2)) * scale
-    if x.ndim == 0: axes = ()
     return F.CustomGrad.apply(x, value=value, grad=grad)
 
   def cumsum(self, dim=0) -> Tensor:
@@ -1551,9 +1551,11 @@ class Tensor:
   def qr(self, some: bool = True):
     return _linalg().qr(self, mode="reduced" if some else "complete")
   def svd(self, some: bool = True, compute_uv: bool = True):
-    """torch.svd: (U, S, V), V not transposed; without compute_uv, zero U and V."""
+    """torch.svd: (U, S, V), V not transposed; without compute_uv, square zero U and V, as torch."""
+    if not compute_uv:
+      m, n = self.shape[-2:]
+      return self.new_zeros(*self.shape[:-2], m, m), _linalg().svdvals(self), self.new_zeros(*self.shape[:-2], n, n)
     U, S, Vh = _linalg().svd(self, full_matrices=not some)
-    if not compute_uv: return U.zeros_like(), S, Vh.mT.zeros_like()
     return U, S, Vh.mT
   def geqrf(self): return _linalg().geqrf(self)
   def ormqr(self, input2: Tensor, input3: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
