@@ -34,6 +34,17 @@ atan, atan2, asin, acos, sinh, cosh, asinh, acosh, atanh, hypot, logit, xlogy, f
 i0, lgamma, digamma, mvlgamma, erfinv = (_like(n) for n in ("i0", "lgamma", "digamma", "mvlgamma", "erfinv"))
 nonzero, argwhere, diagonal, diag, index_add, take_along_dim, gather, index_select = (
   _like(n) for n in ("nonzero", "argwhere", "diagonal", "diag", "index_add", "take_along_dim", "gather", "index_select"))
+# the linalg family: torch's linear algebra functions (torch.linalg's are lazygrad.linalg's)
+det, logdet, slogdet, inverse, matrix_power, matrix_exp, cholesky, cholesky_inverse, cholesky_solve = (
+  _like(n) for n in ("det", "logdet", "slogdet", "inverse", "matrix_power", "matrix_exp", "cholesky", "cholesky_inverse",
+                     "cholesky_solve"))
+triangular_solve, lu, lu_solve, qr, geqrf, ormqr, svd, pinverse, norm, cross = (
+  _like(n) for n in ("triangular_solve", "lu", "lu_solve", "qr", "geqrf", "ormqr", "svd", "pinverse", "norm", "cross"))
+
+
+def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):
+  from lazygrad.linalg import lu_unpack
+  return lu_unpack(LU_data, LU_pivots, unpack_data, unpack_pivots)
 
 __version__ = "0.1.0"
 
@@ -44,8 +55,8 @@ def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
 
 
 def __getattr__(name):
-  # nn, optim, data, special and signal load on first use, so `import lazygrad` stays quick
-  if name in ("nn", "optim", "data", "special", "signal"):
+  # nn, optim, data, linalg, special and signal load on first use, so `import lazygrad` stays quick
+  if name in ("nn", "optim", "data", "linalg", "special", "signal"):
     import importlib
     return importlib.import_module(f"lazygrad.{name}")
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

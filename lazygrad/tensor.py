@@ -307,8 +307,10 @@ class Tensor:
     m = n if m is None else m
     dtype = to_dtype(dtype or default_float)
     # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
-    row = Tensor._const(1, dtype, devices.existing(device), (1,))._pad(((0, m),))  # [1, 0, ..., 0] of length m+1
-    t = row.expand(n, m + 1).reshape(n * (m + 1))._shrink(((0, n * m),)).reshape(n, m) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
+    # (the square of the larger size, cut to n x m: rows of a wide one wrap onto the next row past n > m + 1)
+    s = max(n, m)
+    row = Tensor._const(1, dtype, devices.existing(device), (1,))._pad(((0, s),))  # [1, 0, ..., 0] of length s+1
+    t = row.expand(s, s + 1).reshape(s * (s + 1))._shrink(((0, s * s),)).reshape(s, s)._shrink(((0, n), (0, m))) if n and m else Tensor.zeros(n, m, dtype=dtype, device=device)
     return t.contiguous().requires_grad_(requires_grad) if requires_grad else t
 
   @staticmethod
@@ -1168,19 +1170,35 @@ class Tensor:
     return out.cast(uint8) if self.dtype is uint8 else out
   def count_nonzero(self, dim=None) -> Tensor: return (self != 0).sum(dim)
 
-  def norm(self, p=2, dim=None, keepdim=False) -> Tensor:
-    x = self._float()
-    if p == 2 or p == "fro":
-      # the gradient x / norm, taken as 0 at a zero vector (as torch does) rather than 0/0
-      def grad(x, g):
-        n = (x * x).sum(dim, keepdim=True).sqrt()
-        return (n == 0).where(0.0, x / n * g.reshape(n.shape))
-      return F.CustomGrad.apply(x, value=lambda v: (v * v).sum(dim, keepdim).sqrt(), grad=grad)
-    if p == 1: return x.abs().sum(dim, keepdim)
-    if p == math.inf: return x.abs().amax(dim, keepdim)
-    if p == -math.inf: return x.abs().amin(dim, keepdim)
-    if p == 0: return (x != 0).sum(dim, keepdim).cast(x.dtype)
-    return x.abs().pow(p).sum(dim, keepdim).pow(1 / p)
+  def norm(self, p="fro", dim=None, keepdim=False, dtype=None) -> Tensor:
+    """torch.norm: the vector p-norm over dim (every dim by default; 'fro' is 2), or the nuclear norm ('nuc'), with
+    torch's gradient (its subgradients where the norm or an element is zero)."""
+    x = self.cast(dtype) if dtype is not None else self._float()
+    if isinstance(p, str) and p != "fro":  # 'nuc' (or a name matrix_norm refuses)
+      return _linalg().matrix_norm(x, p, tuple(range(x.ndim)) if dim is None else dim, keepdim)
+    p = 2 if p == "fro" or p is None else p
+    axes = x._axes(dim, "norm")
+    def value(v):
+      a = v.abs()
+      if p == math.inf: return a.amax(axes, keepdim)
+      if p == -math.inf: return a.amin(axes, keepdim)
+      if p == 0: return (v != 0).sum(axes, keepdim).cast(v.dtype)
+      if p == 1: return a.sum(axes, keepdim)
+      if p == 2: return (v * v).sum(axes, keepdim).sqrt()
+      return a.pow(p).sum(axes, keepdim).pow(1 / p)
+    def grad(v, g):  # torch's norm_backward
+      kept = tuple(1 if i in axes else s for i, s in enumerate(v.shape))
+      n, g = value(v).reshape(kept), g.reshape(kept)
+      if p == 0: return v.zeros_like()
+      if p == 1: return v.sign() * g
+      if p == 2: return (n == 0).where(0.0, v / n) * g
+      if p in (math.inf, -math.inf):
+        mask = ((v.abs() == n) | v.isnan()).cast(v.dtype)
+        return v.sign() * (g / mask.sum(axes, keepdim=True)) * mask
+      if p < 1: return (v == 0).where(0.0, v.sign() * v.abs().pow(p - 1)) * g * n.pow(1 - p)
+      scale = (n == 0).where(0.0, g / n.pow(p - 1))
+      return (v.sign() * v.abs().pow(p - 1) if p < 2 else v * v.abs().pow(p - 2)) * scale
+    return F.CustomGrad.apply(x, value=value, grad=grad)
 
   def cumsum(self, dim=0) -> Tensor:
     """Inclusive prefix sum: a window sum over a padded view (quadratic in the axis length, one kernel)."""
@@ -1705,6 +1723,50 @@ class Tensor:
   def linear(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     out = self.matmul(weight.T)
     return out + bias if bias is not None else out
+
+  # ---- linear algebra (the linalg family): torch's Tensor methods; the algorithms live in lazygrad/linalg.py
+
+  @property
+  def mH(self) -> Tensor: return self.mT  # the conjugate transpose: the transpose, for real tensors
+  def det(self) -> Tensor: return _linalg().det(self)
+  def logdet(self) -> Tensor: return _linalg().logdet(self)
+  def slogdet(self): return _linalg().slogdet(self)
+  def inverse(self) -> Tensor: return _linalg().inv(self)
+  def matrix_power(self, n: int) -> Tensor: return _linalg().matrix_power(self, n)
+  def matrix_exp(self) -> Tensor: return _linalg().matrix_exp(self)
+  def cholesky(self, upper: bool = False) -> Tensor: return _linalg().cholesky(self, upper)
+  def cholesky_inverse(self, upper: bool = False) -> Tensor: return _linalg().cholesky_inverse(self, upper)
+  def cholesky_solve(self, input2: Tensor, upper: bool = False) -> Tensor: return _linalg().cholesky_solve(self, input2, upper)
+  def triangular_solve(self, A: Tensor, upper: bool = True, transpose: bool = False, unitriangular: bool = False):
+    return _linalg().triangular_solve(self, A, upper, transpose, unitriangular)
+  def lu(self, pivot: bool = True, get_infos: bool = False):
+    """torch.lu: (LU, pivots), and the infos with get_infos."""
+    LU, pivots, infos = _linalg().lu_factor_ex(self, pivot=pivot)
+    return (LU, pivots, infos) if get_infos else (LU, pivots)
+  def lu_solve(self, LU_data: Tensor, LU_pivots: Tensor) -> Tensor: return _linalg().lu_solve(LU_data, LU_pivots, self)
+  def qr(self, some: bool = True):
+    return _linalg().qr(self, mode="reduced" if some else "complete")
+  def svd(self, some: bool = True, compute_uv: bool = True):
+    """torch.svd: (U, S, V), V not transposed; without compute_uv, square zero U and V, as torch."""
+    if not compute_uv:
+      m, n = self.shape[-2:]
+      return self.new_zeros(*self.shape[:-2], m, m), _linalg().svdvals(self), self.new_zeros(*self.shape[:-2], n, n)
+    U, S, Vh = _linalg().svd(self, full_matrices=not some)
+    return U, S, Vh.mT
+  def geqrf(self): return _linalg().geqrf(self)
+  def ormqr(self, input2: Tensor, input3: Tensor, left: bool = True, transpose: bool = False) -> Tensor:
+    return _linalg().ormqr(self, input2, input3, left, transpose)
+  def pinverse(self, rcond: float = 1e-15) -> Tensor: return _linalg().pinv(self, rtol=rcond)
+  def cross(self, other: Tensor, dim=None) -> Tensor:
+    if dim is None:  # torch's (deprecated) default: the first dim of size 3
+      dim = next((d for d, s in enumerate(broadcast_shape(self.shape, other.shape)) if s == 3), -1)
+    return _linalg().cross(self, other, dim=dim)
+
+
+def _linalg():
+  """lazygrad.linalg, where the linear algebra behind the Tensor methods is composed (it imports this module)."""
+  from lazygrad import linalg
+  return linalg
 
 
 TRANSPOSED_LEFT_K, LEFT_PANEL = 1024, 4  # see Tensor.matmul

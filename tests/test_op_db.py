@@ -35,7 +35,16 @@ NOT_PUBLIC = {"item", "tolist", "to_sparse", "resize_", "resize_as_", "storage_o
               "grid_sampler_3d", "constant_pad_nd"}
 
 # ops lazygrad has that fail on some of torch's samples, with the reason: the test is then expected to fail
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+  "linalg.eigh": "eigenvectors are unique only up to sign; LAPACK's signs follow no rule lazygrad's Jacobi solver can "
+                 "reproduce (eigenvalues, |eigenvectors| and the gradient match torch)",
+  "linalg.lstsq[grad_oriented]": "the OpInfo's op is a lambda returning lstsq(a, b)[:2]; lazygrad.linalg.lstsq, called by "
+                                 "name, returns all four outputs, as torch.linalg.lstsq does",
+  "matrix_exp": "sample 1 has entries near 2e4 and one of 0.148 that float32 cannot get to 1e-4: against float64, torch "
+                "is 3.5e-4 off there and lazygrad 1.6e-4 (max errors 0.05 and 0.012)",
+  "linalg.pinv[singular]": "the OpInfo's op is a lambda computing pinv(a @ b.mT); called by name, lazygrad.linalg.pinv is "
+                           "given (a, b)",
+}
 
 
 def _public(op) -> bool:
@@ -134,11 +143,13 @@ def test_op_like_torch(op):
     compare(got, want, where, rtol, atol)
     # the gradient of a weighted sum of the outputs torch differentiates, for every input that requires grad
     if not op.supports_autograd or not leaves: continue
-    want_outs = [t for t in _float_outputs(sample.output_process_fn_grad(want)) if t.requires_grad]
+    want_floats = _float_outputs(sample.output_process_fn_grad(want))
+    if not any(t.requires_grad for t in want_floats): continue
     try: got_outs = _float_outputs(sample.output_process_fn_grad(got))
     except Exception: got_outs = _float_outputs(got)  # noqa: BLE001  (a torch-only accessor)
-    if not want_outs: continue
-    assert len(got_outs) == len(want_outs), f"{where}: {len(got_outs)} float outputs, torch {len(want_outs)}"
+    assert len(got_outs) == len(want_floats), f"{where}: {len(got_outs)} float outputs, torch {len(want_floats)}"
+    # the outputs torch differentiates, paired by position (lstsq's empty singular values, say, are not)
+    got_outs, want_outs = zip(*[(g, w) for g, w in zip(got_outs, want_floats) if w.requires_grad])
     rng = np.random.default_rng(n)
     weights = [rng.standard_normal(tuple(t.shape)).astype(np.float32) for t in want_outs]
     sum((t * torch.from_numpy(w)).sum() for t, w in zip(want_outs, weights)).backward()
