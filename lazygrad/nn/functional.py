@@ -722,6 +722,18 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     axis = input.ndim - 1 - j
     lo, hi = pad[2 * j], pad[2 * j + 1]
     n = x.shape[axis]
+    if mode == "replicate":  # out[j] = in[clamp(j - lo, 0, n - 1)], which also says what negative amounts keep
+      total = n + lo + hi
+      if n == 0 or total <= 0:
+        raise ShapeError(f"pad: cannot replicate-pad dim {axis} of size {n} by ({lo}, {hi}) (input shape {input.shape})")
+      left, start = min(max(lo, 0), total), max(0, -lo)
+      mid = max(0, min(n, total - lo) - start)
+      def edge(a, count):
+        e = x._shrink(tuple((a, a + 1) if d == axis else (0, s) for d, s in enumerate(x.shape)))
+        return e.expand(*[count if d == axis else s for d, s in enumerate(e.shape)])
+      middle = x._shrink(tuple((start, start + mid) if d == axis else (0, s) for d, s in enumerate(x.shape)))
+      x = cat([p for p in (edge(0, left), middle, edge(n - 1, total - left - mid)) if p.shape[axis]], axis)
+      continue
     # negative amounts crop first
     x = x._shrink(tuple((max(0, -lo), s - max(0, -hi)) if a == axis else (0, s) for a, s in enumerate(x.shape)))
     lo, hi, n = max(0, lo), max(0, hi), x.shape[axis]
@@ -735,12 +747,6 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         raise ShapeError(f"pad: reflect padding ({pad[2 * j]}, {pad[2 * j + 1]}) must be less than the size {n} of dim {axis} "
                          f"(input shape {input.shape})")
       pieces = [part(1, lo + 1).flip(axis), x, part(n - 1 - hi, n - 1).flip(axis)]
-    elif mode == "replicate":
-      if n == 0: raise ShapeError(f"pad: cannot replicate-pad an empty dim {axis} (input shape {input.shape})")
-      def edge(a, count):
-        e = part(a, a + 1)
-        return e.expand(*[count if d == axis else s for d, s in enumerate(e.shape)])
-      pieces = [edge(0, lo), x, edge(n - 1, hi)]
     else:
       if lo > n or hi > n:
         raise ShapeError(f"pad: circular padding ({pad[2 * j]}, {pad[2 * j + 1]}) must be at most the size {n} of dim {axis} "
