@@ -1451,3 +1451,53 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
   if linear_bias is not None: logits = logits + linear_bias
   return cross_entropy(logits, target, weight, ignore_index=-100 if ignore_index is None else ignore_index,
                        reduction=reduction, label_smoothing=label_smoothing)
+
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm: float | None = None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None) -> Tensor:
+  """Sums, means or maxima of bags of embedding rows: the rows of a 2-D input, or the runs of a 1-D input that start at
+  `offsets`. Each bag is a (bags, indices) membership mask, so the reduction is a masked sum (a matmul) or max;
+  padding_idx entries belong to no bag, and an empty bag gives zeros."""
+  op = "embedding_bag"
+  if input.dtype.is_float or input.dtype is bool_: raise RuntimeError(f"{op}: indices must be an integer tensor, got dtype {input.dtype.name}")
+  if weight.ndim != 2: raise ShapeError(f"{op}: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+  if mode not in ("sum", "mean", "max"): raise ValueError(f"{op}: mode has to be one of sum, mean or max, got {mode!r}")
+  if max_norm is not None: raise NotImplementedError(f"{op}: max_norm (renormalizing rows in place) is not supported")
+  if scale_grad_by_freq: raise NotImplementedError(f"{op}: scale_grad_by_freq=True is not supported")
+  if per_sample_weights is not None:
+    if mode != "sum": raise NotImplementedError(f"{op}: per_sample_weights was not None; per_sample_weights is only supported for mode='sum' (got mode={mode!r})")
+    if per_sample_weights.shape != input.shape:
+      raise ShapeError(f"{op}: per_sample_weights shape {per_sample_weights.shape} must match input shape {input.shape}")
+  num = weight.shape[0]
+  if padding_idx is not None:
+    if not -num <= padding_idx < num: raise AssertionError(f"{op}: padding_idx {padding_idx} must be within num_embeddings {num}")
+    padding_idx %= num
+  if input.ndim == 2:
+    if offsets is not None: raise ValueError(f"{op}: if input is 2-D, then offsets has to be None, got offsets of shape {offsets.shape}")
+    bags, per = input.shape
+    starts = Tensor.arange(bags, device=input.device) * per
+    ends = starts + per
+  elif input.ndim == 1:
+    if offsets is None or offsets.ndim != 1: raise ValueError(f"{op}: offsets has to be a 1-D tensor for a 1-D input, got {offsets!r}")
+    if offsets.numel() and int(offsets[0].item()) != 0:
+      raise RuntimeError(f"{op}: offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to start from position 0, "
+                         f"got {int(offsets[0].item())}")
+    bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    starts = offsets[:bags]
+    ends = offsets[1:] if include_last_offset else cat([offsets[1:], Tensor([input.shape[0]], dtype=offsets.dtype, device=input.device)])
+  else: raise ShapeError(f"{op}: input has to be 1-D or 2-D, got shape {input.shape}")
+  idx = input.reshape(-1)
+  _check_values(op, idx, 0, num, "index")
+  at = Tensor.arange(idx.shape[0], device=input.device)
+  member = (at >= starts.reshape(-1, 1)) & (at < ends.reshape(-1, 1))  # (bags, indices)
+  if padding_idx is not None: member = member & (idx != padding_idx)
+  rows = weight[idx]  # (indices, dim)
+  if mode == "max":
+    out = member.unsqueeze(-1).where(rows, -math.inf).amax(1)
+    return member.any(1).unsqueeze(-1).where(out, 0.0)
+  coef = member.cast(weight.dtype)
+  if per_sample_weights is not None: coef = coef * per_sample_weights.reshape(-1)
+  if mode == "mean": coef = coef / member.sum(1, keepdim=True).maximum(1).cast(weight.dtype)
+  return coef @ rows
