@@ -1501,3 +1501,90 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
   if per_sample_weights is not None: coef = coef * per_sample_weights.reshape(-1)
   if mode == "mean": coef = coef / member.sum(1, keepdim=True).maximum(1).cast(weight.dtype)
   return coef @ rows
+
+
+def _grid_reflect(x: Tensor, twice_low: int, twice_high: int) -> Tensor:
+  """torch's reflect_coordinates: fold x into [twice_low / 2, twice_high / 2] by reflecting at both ends."""
+  if twice_low == twice_high: return x * 0
+  low, span = twice_low / 2, (twice_high - twice_low) / 2
+  x = (x - low).abs()
+  extra, flips = x.fmod(span), (x / span).floor()
+  return (flips.fmod(2) == 0).where(extra + low, span - extra + low)
+
+
+def _grid_coordinate(x: Tensor, size: int, padding_mode: str, align_corners: bool) -> Tensor:
+  """Apply padding_mode to a pixel coordinate: border clips, reflection folds back (then clips), zeros leaves it."""
+  if padding_mode == "border": return x.clamp(0, size - 1)
+  if padding_mode == "reflection":
+    x = _grid_reflect(x, 0, 2 * (size - 1)) if align_corners else _grid_reflect(x, -1, 2 * size - 1)
+    return x.clamp(0, size - 1)
+  return x
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+  """Sample input (N, C, *in) at the normalized points of grid (N, *out, nd), grid[..., 0] the last dim's coordinate.
+
+  Each interpolation tap is a gather from the flattened input at the tap's (clamped) flat index, weighted by the
+  tap's coefficient, zero where the tap falls outside: the gradient reaches the input through the gathers and the grid
+  through the coefficients, as torch's formulas give it."""
+  op = "grid_sample"
+  if mode not in ("bilinear", "nearest", "bicubic"):
+    raise ValueError(f"{op}: expected mode to be 'bilinear', 'nearest' or 'bicubic', but got: {mode!r}")
+  if padding_mode not in ("zeros", "border", "reflection"):
+    raise ValueError(f"{op}: expected padding_mode to be 'zeros', 'border', or 'reflection', but got: {padding_mode!r}")
+  if input.ndim not in (4, 5) or grid.ndim != input.ndim or grid.shape[0] != input.shape[0] or grid.shape[-1] != input.ndim - 2:
+    raise ShapeError(f"{op}: expected a 4-D or 5-D input and a grid of shape (N, *out, {input.ndim - 2}) with the input's batch "
+                     f"size, got input shape {input.shape} and grid shape {grid.shape}")
+  if mode == "bicubic" and input.ndim != 4: raise RuntimeError(f"{op}: bicubic interpolation only supports 4D input")
+  align_corners = bool(align_corners)
+  nd, (n, c), ins, outs = input.ndim - 2, input.shape[:2], input.shape[2:], grid.shape[1:-1]
+  flat = input.reshape(n, c, -1)
+  g = grid.reshape(n, -1, nd)
+
+  def coord(d: int) -> Tensor:  # the pixel coordinate along input dim d, (N, points)
+    size, x = ins[d], g[:, :, nd - 1 - d]
+    return ((x + 1) / 2) * (size - 1) if align_corners else ((x + 1) * size - 1) / 2
+
+  def tap(taps, weight: Tensor) -> Tensor:  # taps: one integer-valued float coordinate (N, points) per dim
+    inside, index = None, None
+    for d, t in enumerate(taps):
+      ok = (t >= 0) & (t <= ins[d] - 1)
+      inside = ok if inside is None else inside & ok
+      i = t.clamp(0, ins[d] - 1).cast(int64)
+      index = i if index is None else index * ins[d] + i
+    value = flat.gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
+    return value * inside.where(weight, 0.0).unsqueeze(1)
+
+  if mode == "bicubic":
+    x, y = coord(1), coord(0)
+    x0, y0 = x.floor().detach(), y.floor().detach()
+    a = -0.75
+    def cubic(t):  # torch's get_cubic_upsample_coefficients
+      c1 = lambda s: ((a + 2) * s - (a + 3)) * s * s + 1
+      c2 = lambda s: ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+      return [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)]
+    cx, cy = cubic(x - x0), cubic(y - y0)
+    fix = lambda t, d: _grid_coordinate(t, ins[d], padding_mode, align_corners).floor().detach()
+    out = None
+    for i in range(4):
+      for k in range(4):
+        term = tap([fix(y0 - 1 + i, 0), fix(x0 - 1 + k, 1)], cy[i] * cx[k])
+        out = term if out is None else out + term
+    return out.reshape(n, c, *outs)
+  pts = [_grid_coordinate(coord(d), ins[d], padding_mode, align_corners) for d in range(nd)]
+  if mode == "nearest":  # weight 1 through round (gradient 0), so the grid gets torch's zero gradient, not none
+    rounded = [p.round() for p in pts]
+    one = math.prod([r - r.detach() + 1 for r in rounded])
+    return tap([r.detach() for r in rounded], one).reshape(n, c, *outs)
+  lows = [p.floor().detach() for p in pts]
+  out = None
+  for corner in range(2 ** nd):  # every corner of the cell around the point: weight prod(1 - frac) or frac per dim
+    bits = [(corner >> (nd - 1 - d)) & 1 for d in range(nd)]
+    weight = None
+    for b, p, lo in zip(bits, pts, lows):
+      f = (p - lo) if b else (lo + 1 - p)
+      weight = f if weight is None else weight * f
+    term = tap([lo + b for b, lo in zip(bits, lows)], weight)
+    out = term if out is None else out + term
+  return out.reshape(n, c, *outs)
