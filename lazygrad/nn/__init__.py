@@ -12,5 +12,6 @@ from lazygrad.nn.layers import (
   MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Unflatten,
   MultiheadAttention,
   L1Loss, MSELoss, NLLLoss, CrossEntropyLoss, BCEWithLogitsLoss,
+  PairwiseDistance, ChannelShuffle, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
 )
 from lazygrad.nn.recurrent import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell

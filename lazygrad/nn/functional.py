@@ -584,12 +584,12 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
 
 
 def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
-  if return_indices: raise NotImplementedError("adaptive_max_pool2d: return_indices=True is not supported yet")
+  if return_indices: return _adaptive_max_indices("adaptive_max_pool2d", 2, input, output_size)
   return _adaptive(input, _adaptive_sizes("adaptive_max_pool2d", 2, input, output_size), "max")
 
 
 def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
-  if return_indices: raise NotImplementedError("adaptive_max_pool1d: return_indices=True is not supported yet")
+  if return_indices: return _adaptive_max_indices("adaptive_max_pool1d", 1, input, output_size)
   return _adaptive(input, _adaptive_sizes("adaptive_max_pool1d", 1, input, output_size), "max")
 
 
@@ -722,6 +722,18 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     axis = input.ndim - 1 - j
     lo, hi = pad[2 * j], pad[2 * j + 1]
     n = x.shape[axis]
+    if mode == "replicate":  # out[j] = in[clamp(j - lo, 0, n - 1)], which also says what negative amounts keep
+      total = n + lo + hi
+      if n == 0 or total <= 0:
+        raise ShapeError(f"pad: cannot replicate-pad dim {axis} of size {n} by ({lo}, {hi}) (input shape {input.shape})")
+      left, start = min(max(lo, 0), total), max(0, -lo)
+      mid = max(0, min(n, total - lo) - start)
+      def edge(a, count):
+        e = x._shrink(tuple((a, a + 1) if d == axis else (0, s) for d, s in enumerate(x.shape)))
+        return e.expand(*[count if d == axis else s for d, s in enumerate(e.shape)])
+      middle = x._shrink(tuple((start, start + mid) if d == axis else (0, s) for d, s in enumerate(x.shape)))
+      x = cat([p for p in (edge(0, left), middle, edge(n - 1, total - left - mid)) if p.shape[axis]], axis)
+      continue
     # negative amounts crop first
     x = x._shrink(tuple((max(0, -lo), s - max(0, -hi)) if a == axis else (0, s) for a, s in enumerate(x.shape)))
     lo, hi, n = max(0, lo), max(0, hi), x.shape[axis]
@@ -735,12 +747,6 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         raise ShapeError(f"pad: reflect padding ({pad[2 * j]}, {pad[2 * j + 1]}) must be less than the size {n} of dim {axis} "
                          f"(input shape {input.shape})")
       pieces = [part(1, lo + 1).flip(axis), x, part(n - 1 - hi, n - 1).flip(axis)]
-    elif mode == "replicate":
-      if n == 0: raise ShapeError(f"pad: cannot replicate-pad an empty dim {axis} (input shape {input.shape})")
-      def edge(a, count):
-        e = part(a, a + 1)
-        return e.expand(*[count if d == axis else s for d, s in enumerate(e.shape)])
-      pieces = [edge(0, lo), x, edge(n - 1, hi)]
     else:
       if lo > n or hi > n:
         raise ShapeError(f"pad: circular padding ({pad[2 * j]}, {pad[2 * j + 1]}) must be at most the size {n} of dim {axis} "
@@ -1265,3 +1271,320 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
   d_neg = pairwise_distance(anchor, negative, p, eps)
   if swap: d_neg = d_neg.minimum(pairwise_distance(positive, negative, p, eps))
   return _reduce((d_pos - d_neg + margin).relu(), reduction, "triplet_margin_loss")
+
+
+# ---- more functional ops with torch's names (from torch's op database)
+
+def _check_values(op: str, t: Tensor, lo: int, hi: int, what: str):
+  """RuntimeError, as torch's kernels raise, for an index value outside [lo, hi): read on the host, never read out of bounds."""
+  if t.numel() == 0: return
+  values = t.numpy()
+  bad = values[(values < lo) | (values >= hi)]
+  if bad.size: raise RuntimeError(f"{op}: {what} {int(bad[0])} is out of range [{lo}, {hi})")
+
+
+def _adaptive_max_indices(op: str, nd: int, input: Tensor, output_size):
+  """adaptive max pooling with the flat input index of each window's first maximum, as torch's return_indices gives.
+
+  Dims are reduced one at a time, the last first: at each, the smallest carried flat index among the positions that hold
+  the window's maximum is the first maximum in row-major order (a smaller index along this dim always wins)."""
+  sizes = _adaptive_sizes(op, nd, input, output_size)
+  ins = input.shape[-nd:]
+  val = input
+  pos = Tensor.arange(math.prod(ins), device=input.device).reshape(ins).expand(*input.shape)
+  for j in reversed(range(nd)):
+    axis, i, o = input.ndim - nd + j, ins[j], sizes[j]
+    if o == i: continue
+    lo, hi = _adaptive_bounds(i, o)
+    at = Tensor.arange(i, device=input.device)
+    inside = (at >= Tensor(lo, device=input.device).reshape(o, 1)) & (at < Tensor(hi, device=input.device).reshape(o, 1))
+    vt, pt = val.transpose(axis, -1).unsqueeze(-2), pos.transpose(axis, -1).unsqueeze(-2)  # (..., 1, i)
+    top = inside.where(vt, -math.inf).amax(-1)
+    hit = inside & ((vt == top.unsqueeze(-1)) | (vt != vt))
+    val, pos = top.transpose(axis, -1), hit.where(pt, math.prod(ins)).amin(-1).transpose(axis, -1)
+  return _adaptive(input, sizes, "max"), pos
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
+  if return_indices: return _adaptive_max_indices("adaptive_max_pool3d", 3, input, output_size)
+  return _adaptive(input, _adaptive_sizes("adaptive_max_pool3d", 3, input, output_size), "max")
+
+
+def _max_unpool(op: str, nd: int, input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size) -> Tensor:
+  """The inverse of max pooling: zeros with each value written at its flat index in its (N, C) plane. Its gradient
+  reads the output's gradient back at the indices (every input gets its position's gradient, as in torch)."""
+  if input.ndim not in (nd + 1, nd + 2):
+    raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got shape {input.shape}")
+  if indices.shape != input.shape:
+    raise ShapeError(f"{op}: expected shape of indices to be the input's {input.shape}, got {indices.shape}")
+  if indices.dtype is not int64: raise RuntimeError(f"{op}: indices must be int64, got {indices.dtype.name}")
+  k = _ntuple(kernel_size, nd, "kernel_size", op)
+  s = k if stride is None else _ntuple(stride, nd, "stride", op)
+  p = _ntuple(padding, nd, "padding", op)
+  ins = input.shape[-nd:]
+  default = [(i - 1) * ss - 2 * pp + kk for i, ss, pp, kk in zip(ins, s, p, k)]
+  if output_size is None: outs = default
+  else:
+    outs = list(output_size)
+    if len(outs) == nd + 2: outs = outs[2:]
+    if len(outs) != nd: raise ValueError(f"{op}: output_size should have {nd} or {nd + 2} elements, got {tuple(output_size)}")
+    for o, d, ss in zip(outs, default, s):
+      if not d - ss < o < d + ss:
+        raise ValueError(f"{op}: invalid output_size {tuple(output_size)} (dim size must be between {d - ss} and {d + ss}, exclusive)")
+  x, idx = (input.unsqueeze(0), indices.unsqueeze(0)) if input.ndim == nd + 1 else (input, indices)
+  n, c, size = x.shape[0], x.shape[1], math.prod(outs)
+  _check_values(op, idx, 0, size, "max index")
+  flat_idx, flat_x = idx.reshape(n, c, -1), x.reshape(n, c, -1)
+  out = CustomGrad.apply(flat_x, value=lambda v: Tensor.zeros(n, c, size, dtype=v.dtype, device=v.device).scatter(2, flat_idx, v),
+                         grad=lambda v, g: g.gather(2, flat_idx)).reshape(n, c, *outs)
+  return out.squeeze(0) if input.ndim == nd + 1 else out
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+  return _max_unpool("max_unpool1d", 1, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+  return _max_unpool("max_unpool2d", 2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+  return _max_unpool("max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size)
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+  """(N, C, *) with its C channels read as (groups, C / groups) and transposed: a view."""
+  if input.ndim < 3: raise ShapeError(f"channel_shuffle: expected at least 3 dims (N, C, *), got shape {input.shape}")
+  if groups <= 0: raise RuntimeError(f"channel_shuffle: number of groups to divide channels in must be positive, got {groups}")
+  n, c, *rest = input.shape
+  if c % groups: raise RuntimeError(f"channel_shuffle: the {c} channels of input shape {input.shape} are not divisible by groups={groups}")
+  return input.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(input.shape)
+
+
+def pdist(input: Tensor, p: float = 2) -> Tensor:
+  """The p-norm distance between every pair of rows i < j, in row-major order of the pairs."""
+  if input.ndim != 2: raise ShapeError(f"pdist: only supports 2-D tensors, got shape {input.shape}")
+  if p < 0: raise RuntimeError(f"pdist: only supports non-negative p values, got {p}")
+  i, j = np.triu_indices(input.shape[0], 1)  # the pairs' structure, known from the shape alone
+  rows = lambda r: input.index_select(0, Tensor(r.astype(np.int64), device=input.device))
+  return (rows(i) - rows(j)).norm(p, -1)
+
+
+def upsample_nearest(input: Tensor, size=None, scale_factor=None) -> Tensor:
+  warnings.warn("nn.functional.upsample_nearest is deprecated. Use nn.functional.interpolate instead.", stacklevel=2)
+  return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: Tensor, size=None, scale_factor=None) -> Tensor:
+  warnings.warn("nn.functional.upsample_bilinear is deprecated. Use nn.functional.interpolate instead.", stacklevel=2)
+  return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+  """sum over classes i != y of max(0, margin - x[y] + x[i])^p (times weight[y]), over the number of classes."""
+  op = "multi_margin_loss"
+  reduction = _reduction(size_average, reduce, reduction)
+  _check_reduction(reduction, op)
+  if p not in (1, 2): raise ValueError(f"{op}: only p == 1 and p == 2 supported, got p={p}")
+  if input.ndim > 2: raise ShapeError(f"{op}: expected a 0-D, 1-D or 2-D input, got shape {input.shape}")
+  frames, classes = (input.shape[0], input.shape[1]) if input.ndim == 2 else (1, input.numel() if input.ndim else 1)
+  if target.ndim > 1 or target.numel() != frames or (input.ndim == 2 and target.ndim != 1):
+    raise ShapeError(f"{op}: inconsistent target size {target.shape} for input of size {input.shape}")
+  if weight is not None and weight.numel() != classes:
+    raise ShapeError(f"{op}: inconsistent weight size {weight.shape}, expected {classes} elements")
+  _check_values(op, target, 0, classes, "target")
+  x, t = input.reshape(frames, classes), target.reshape(frames, 1)
+  z = (margin - x.gather(1, t) + x).relu()
+  if p == 2: z = z * z
+  z = (t != Tensor.arange(classes, device=input.device)).where(z, 0.0)
+  if weight is not None: z = z * weight.reshape(-1).index_select(0, t.reshape(-1)).reshape(frames, 1)
+  loss = (z.sum(1) / classes).reshape(target.shape)
+  return _reduce(loss, reduction, op)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+  """Each target row lists class indices up to its first -1; sum over listed j and unlisted i of max(0, 1 - x[j] + x[i]),
+  over the number of classes."""
+  op = "multilabel_margin_loss"
+  reduction = _reduction(size_average, reduce, reduction)
+  _check_reduction(reduction, op)
+  if input.ndim > 2: raise ShapeError(f"{op}: expected a 0-D, 1-D or 2-D input, got shape {input.shape}")
+  if target.shape != input.shape: raise ShapeError(f"{op}: inconsistent target size {target.shape} for input of size {input.shape}")
+  frames, classes = (input.shape[0], input.shape[1]) if input.ndim == 2 else (1, input.numel() if input.ndim else 1)
+  _check_values(op, target, -1, classes, "target")
+  x, t = input.reshape(frames, classes), target.reshape(frames, classes)
+  listed = (t == -1).cast(int64).cumsum(1) == 0  # (frames, J): the targets before the first -1
+  hits = listed.unsqueeze(-1) & (t.unsqueeze(-1) == Tensor.arange(classes, device=input.device))  # (frames, J, classes)
+  is_target = hits.any(1)  # (frames, classes)
+  xj = x.gather(1, t.maximum(0))  # (frames, J)
+  z = (1 - xj.unsqueeze(-1) + x.unsqueeze(1)).relu()  # (frames, J, classes)
+  z = (listed.unsqueeze(-1) & ~is_target.unsqueeze(1)).where(z, 0.0)
+  loss = (z.sum((1, 2)) / classes).reshape(input.shape[:-1] if input.ndim else ())
+  return _reduce(loss, reduction, op)
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *, distance_function=None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+  op = "triplet_margin_with_distance_loss"
+  _check_reduction(reduction, op)
+  if margin <= 0: raise ValueError(f"{op}: margin must be greater than 0, got {margin}")
+  if not anchor.ndim == positive.ndim == negative.ndim:
+    raise RuntimeError(f"{op}: the anchor, positive and negative tensors are expected to have the same number of dimensions, "
+                       f"got shapes {anchor.shape}, {positive.shape} and {negative.shape}")
+  dist = pairwise_distance if distance_function is None else distance_function
+  d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+  if swap: d_neg = d_neg.minimum(dist(positive, negative))
+  return _reduce((margin + d_pos - d_neg).relu(), reduction, op)
+
+
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Tensor | None = None,
+                         weight: Tensor | None = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options=None) -> Tensor:
+  """cross_entropy(linear(input, linear_weight, linear_bias), target, ...). A linear_weight of shape (C, d1, .., in)
+  gives (K-dimensional) logits (.., C, d1, ..). torch's `options` choose how it chunks the batch to save memory; the
+  loss is the same, and lazygrad's fusion decides what is stored, so they change nothing here."""
+  k = linear_weight.shape[-1]
+  if input.ndim == 0 or input.shape[-1] != k:
+    raise ShapeError(f"linear_cross_entropy: input shape {input.shape} does not end in in_features={k} (linear_weight shape {linear_weight.shape})")
+  logits = (input @ linear_weight.reshape(-1, k).T).reshape(*input.shape[:-1], *linear_weight.shape[:-1])
+  if linear_bias is not None: logits = logits + linear_bias
+  return cross_entropy(logits, target, weight, ignore_index=-100 if ignore_index is None else ignore_index,
+                       reduction=reduction, label_smoothing=label_smoothing)
+
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm: float | None = None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None) -> Tensor:
+  """Sums, means or maxima of bags of embedding rows: the rows of a 2-D input, or the runs of a 1-D input that start at
+  `offsets`. Each bag is a (bags, indices) membership mask, so the reduction is a masked sum (a matmul) or max;
+  padding_idx entries belong to no bag, and an empty bag gives zeros."""
+  op = "embedding_bag"
+  if input.dtype.is_float or input.dtype is bool_: raise RuntimeError(f"{op}: indices must be an integer tensor, got dtype {input.dtype.name}")
+  if weight.ndim != 2: raise ShapeError(f"{op}: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+  if mode not in ("sum", "mean", "max"): raise ValueError(f"{op}: mode has to be one of sum, mean or max, got {mode!r}")
+  if max_norm is not None: raise NotImplementedError(f"{op}: max_norm (renormalizing rows in place) is not supported")
+  if scale_grad_by_freq: raise NotImplementedError(f"{op}: scale_grad_by_freq=True is not supported")
+  if per_sample_weights is not None:
+    if mode != "sum": raise NotImplementedError(f"{op}: per_sample_weights was not None; per_sample_weights is only supported for mode='sum' (got mode={mode!r})")
+    if per_sample_weights.shape != input.shape:
+      raise ShapeError(f"{op}: per_sample_weights shape {per_sample_weights.shape} must match input shape {input.shape}")
+  num = weight.shape[0]
+  if padding_idx is not None:
+    if not -num <= padding_idx < num: raise AssertionError(f"{op}: padding_idx {padding_idx} must be within num_embeddings {num}")
+    padding_idx %= num
+  if input.ndim == 2:
+    if offsets is not None: raise ValueError(f"{op}: if input is 2-D, then offsets has to be None, got offsets of shape {offsets.shape}")
+    bags, per = input.shape
+    starts = Tensor.arange(bags, device=input.device) * per
+    ends = starts + per
+  elif input.ndim == 1:
+    if offsets is None or offsets.ndim != 1: raise ValueError(f"{op}: offsets has to be a 1-D tensor for a 1-D input, got {offsets!r}")
+    if offsets.numel() and int(offsets[0].item()) != 0:
+      raise RuntimeError(f"{op}: offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to start from position 0, "
+                         f"got {int(offsets[0].item())}")
+    bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    starts = offsets[:bags]
+    ends = offsets[1:] if include_last_offset else cat([offsets[1:], Tensor([input.shape[0]], dtype=offsets.dtype, device=input.device)])
+  else: raise ShapeError(f"{op}: input has to be 1-D or 2-D, got shape {input.shape}")
+  idx = input.reshape(-1)
+  _check_values(op, idx, 0, num, "index")
+  at = Tensor.arange(idx.shape[0], device=input.device)
+  member = (at >= starts.reshape(-1, 1)) & (at < ends.reshape(-1, 1))  # (bags, indices)
+  if padding_idx is not None: member = member & (idx != padding_idx)
+  rows = weight[idx]  # (indices, dim)
+  if mode == "max":
+    out = member.unsqueeze(-1).where(rows, -math.inf).amax(1)
+    return member.any(1).unsqueeze(-1).where(out, 0.0)
+  coef = member.cast(weight.dtype)
+  if per_sample_weights is not None: coef = coef * per_sample_weights.reshape(-1)
+  if mode == "mean": coef = coef / member.sum(1, keepdim=True).maximum(1).cast(weight.dtype)
+  return coef @ rows
+
+
+def _grid_reflect(x: Tensor, twice_low: int, twice_high: int) -> Tensor:
+  """torch's reflect_coordinates: fold x into [twice_low / 2, twice_high / 2] by reflecting at both ends."""
+  if twice_low == twice_high: return x * 0
+  low, span = twice_low / 2, (twice_high - twice_low) / 2
+  x = (x - low).abs()
+  extra, flips = x.fmod(span), (x / span).floor()
+  return (flips.fmod(2) == 0).where(extra + low, span - extra + low)
+
+
+def _grid_coordinate(x: Tensor, size: int, padding_mode: str, align_corners: bool) -> Tensor:
+  """Apply padding_mode to a pixel coordinate: border clips, reflection folds back (then clips), zeros leaves it."""
+  if padding_mode == "border": return x.clamp(0, size - 1)
+  if padding_mode == "reflection":
+    x = _grid_reflect(x, 0, 2 * (size - 1)) if align_corners else _grid_reflect(x, -1, 2 * size - 1)
+    return x.clamp(0, size - 1)
+  return x
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+  """Sample input (N, C, *in) at the normalized points of grid (N, *out, nd), grid[..., 0] the last dim's coordinate.
+
+  Each interpolation tap is a gather from the flattened input at the tap's (clamped) flat index, weighted by the
+  tap's coefficient, zero where the tap falls outside: the gradient reaches the input through the gathers and the grid
+  through the coefficients, as torch's formulas give it."""
+  op = "grid_sample"
+  if mode not in ("bilinear", "nearest", "bicubic"):
+    raise ValueError(f"{op}: expected mode to be 'bilinear', 'nearest' or 'bicubic', but got: {mode!r}")
+  if padding_mode not in ("zeros", "border", "reflection"):
+    raise ValueError(f"{op}: expected padding_mode to be 'zeros', 'border', or 'reflection', but got: {padding_mode!r}")
+  if input.ndim not in (4, 5) or grid.ndim != input.ndim or grid.shape[0] != input.shape[0] or grid.shape[-1] != input.ndim - 2:
+    raise ShapeError(f"{op}: expected a 4-D or 5-D input and a grid of shape (N, *out, {input.ndim - 2}) with the input's batch "
+                     f"size, got input shape {input.shape} and grid shape {grid.shape}")
+  if mode == "bicubic" and input.ndim != 4: raise RuntimeError(f"{op}: bicubic interpolation only supports 4D input")
+  align_corners = bool(align_corners)
+  nd, (n, c), ins, outs = input.ndim - 2, input.shape[:2], input.shape[2:], grid.shape[1:-1]
+  flat = input.reshape(n, c, -1)
+  g = grid.reshape(n, -1, nd)
+
+  def coord(d: int) -> Tensor:  # the pixel coordinate along input dim d, (N, points)
+    size, x = ins[d], g[:, :, nd - 1 - d]
+    return ((x + 1) / 2) * (size - 1) if align_corners else ((x + 1) * size - 1) / 2
+
+  def tap(taps, weight: Tensor) -> Tensor:  # taps: one integer-valued float coordinate (N, points) per dim
+    inside, index = None, None
+    for d, t in enumerate(taps):
+      ok = (t >= 0) & (t <= ins[d] - 1)
+      inside = ok if inside is None else inside & ok
+      i = t.clamp(0, ins[d] - 1).cast(int64)
+      index = i if index is None else index * ins[d] + i
+    value = flat.gather(2, index.unsqueeze(1).expand(n, c, index.shape[1]))
+    return value * inside.where(weight, 0.0).unsqueeze(1)
+
+  if mode == "bicubic":
+    x, y = coord(1), coord(0)
+    x0, y0 = x.floor().detach(), y.floor().detach()
+    a = -0.75
+    def cubic(t):  # torch's get_cubic_upsample_coefficients
+      c1 = lambda s: ((a + 2) * s - (a + 3)) * s * s + 1
+      c2 = lambda s: ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+      return [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)]
+    cx, cy = cubic(x - x0), cubic(y - y0)
+    fix = lambda t, d: _grid_coordinate(t, ins[d], padding_mode, align_corners).floor().detach()
+    out = None
+    for i in range(4):
+      for k in range(4):
+        term = tap([fix(y0 - 1 + i, 0), fix(x0 - 1 + k, 1)], cy[i] * cx[k])
+        out = term if out is None else out + term
+    return out.reshape(n, c, *outs)
+  pts = [_grid_coordinate(coord(d), ins[d], padding_mode, align_corners) for d in range(nd)]
+  if mode == "nearest":  # weight 1 through round (gradient 0), so the grid gets torch's zero gradient, not none
+    rounded = [p.round() for p in pts]
+    one = math.prod([r - r.detach() + 1 for r in rounded])
+    return tap([r.detach() for r in rounded], one).reshape(n, c, *outs)
+  lows = [p.floor().detach() for p in pts]
+  out = None
+  for corner in range(2 ** nd):  # every corner of the cell around the point: weight prod(1 - frac) or frac per dim
+    bits = [(corner >> (nd - 1 - d)) & 1 for d in range(nd)]
+    weight = None
+    for b, p, lo in zip(bits, pts, lows):
+      f = (p - lo) if b else (lo + 1 - p)
+      weight = f if weight is None else weight * f
+    term = tap([lo + b for b, lo in zip(bits, lows)], weight)
+    out = term if out is None else out + term
+  return out.reshape(n, c, *outs)

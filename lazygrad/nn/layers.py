@@ -789,3 +789,35 @@ class BCEWithLogitsLoss(_Loss):
 
   def forward(self, input, target):
     return F.binary_cross_entropy_with_logits(input, target, self.weight, pos_weight=self.pos_weight, reduction=self.reduction)
+
+
+# ---- more modules with torch's names, over the functional ops from torch's op database
+
+class PairwiseDistance(Module):
+  def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+    super().__init__()
+    self.norm, self.eps, self.keepdim = p, eps, keepdim
+  def forward(self, x1, x2): return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
+
+
+class ChannelShuffle(Module):
+  def __init__(self, groups: int):
+    super().__init__()
+    self.groups = groups
+  def forward(self, input): return F.channel_shuffle(input, self.groups)
+  def extra_repr(self): return f"groups={self.groups}"
+
+
+class _MaxUnpoolNd(Module):
+  _nd = 0
+  def __init__(self, kernel_size, stride=None, padding=0):
+    super().__init__()
+    self.kernel_size, self.stride, self.padding = kernel_size, stride if stride is not None else kernel_size, padding
+  def forward(self, input, indices, output_size=None):
+    return getattr(F, f"max_unpool{self._nd}d")(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+  def extra_repr(self): return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(_MaxUnpoolNd): _nd = 1
+class MaxUnpool2d(_MaxUnpoolNd): _nd = 2
+class MaxUnpool3d(_MaxUnpoolNd): _nd = 3
