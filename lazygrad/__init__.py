@@ -46,6 +46,36 @@ def lu_unpack(LU_data, LU_pivots, unpack_data=True, unpack_pivots=True):
   from lazygrad.linalg import lu_unpack
   return lu_unpack(LU_data, LU_pivots, unpack_data, unpack_pivots)
 
+# more movement and indexing with torch's names (from torch's op database)
+from lazygrad.tensor import (broadcast_shapes, broadcast_tensors, meshgrid, cartesian_prod, combinations, block_diag,  # noqa: E402
+                             atleast_1d, atleast_2d, atleast_3d, hstack, vstack, dstack, column_stack, scalar_tensor,
+                             slice_along as slice)
+(unsafe_chunk, unsafe_split, split_with_sizes, diag_embed, diagflat, diagonal_scatter, fliplr, flipud, masked_scatter,
+ narrow, narrow_copy, rot90, select, select_scatter, slice_scatter, tensor_split, hsplit, vsplit, dsplit, ravel,
+ index_fill, index_copy, index_reduce, index_put, put, take, tile, scatter_reduce, as_strided, as_strided_scatter,
+ unique, unique_consecutive) = (_like(n) for n in (
+  "unsafe_chunk", "unsafe_split", "split_with_sizes", "diag_embed", "diagflat", "diagonal_scatter", "fliplr", "flipud",
+  "masked_scatter", "narrow", "narrow_copy", "rot90", "select", "select_scatter", "slice_scatter", "tensor_split",
+  "hsplit", "vsplit", "dsplit", "ravel", "index_fill", "index_copy", "index_reduce", "index_put", "put", "take", "tile",
+  "scatter_reduce", "as_strided", "as_strided_scatter", "unique", "unique_consecutive"))
+
+
+def _copy(name):
+  """torch's <name>_copy: the view op's result as a tensor of its own (a view op may hand back its very input, which
+  an in-place op on the result would then change)."""
+  def fn(t, *args, **kwargs):
+    out = getattr(t, name)(*args, **kwargs)
+    return tuple(o.clone() for o in out) if isinstance(out, tuple) else out.clone()
+  fn.__name__ = name + "_copy"
+  return fn
+
+
+(expand_copy, view_copy, permute_copy, transpose_copy, t_copy, squeeze_copy, unsqueeze_copy, diagonal_copy, unfold_copy,
+ as_strided_copy, split_with_sizes_copy, unbind_copy) = (_copy(n) for n in (
+  "expand", "view", "permute", "transpose", "t", "squeeze", "unsqueeze", "diagonal", "unfold", "as_strided",
+  "split_with_sizes", "unbind"))
+def alias_copy(t): return t.clone()
+
 __version__ = "0.1.0"
 
 from lazygrad.state import save, load  # noqa: E402

@@ -1149,6 +1149,7 @@ class Tensor:
       out = self.reshape(-1).argmax(0)
       return out.reshape((1,) * self.ndim) if keepdim else out
     axis = normalize_dim(dim, self.ndim, "argmax")
+    if self.ndim == 0: return Tensor._const(0, int64, self.device)  # a 0-d tensor's only element
     n = self.shape[axis]
     if n == 0: raise IndexError(f"argmax: cannot take the argmax of an empty dimension (shape {self.shape}, dim {dim})")
     x = self.isnan().where(math.inf, self) if self.dtype.is_float else self.cast(int64) if self.dtype is bool_ else self
@@ -1343,6 +1344,7 @@ class Tensor:
 
   def squeeze(self, dim=None) -> Tensor:
     if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    if isinstance(dim, (tuple, list)) and not dim: return self  # torch: an empty tuple of dims squeezes none
     axes = self._axes(dim, "squeeze") if self.ndim else ()
     return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
 
@@ -1360,8 +1362,10 @@ class Tensor:
     d = normalize_dim(dim, self.ndim, "unflatten")
     return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
 
-  def flip(self, *dims) -> Tensor:
-    dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+  def flip(self, *args, dims=None) -> Tensor:
+    if dims is not None and args: raise TypeError("flip: give dims positionally or as dims=, not both")
+    dims = dims if dims is not None else args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    dims = (dims,) if isinstance(dims, int) else dims
     axes = tuple(normalize_dim(d, self.ndim, "flip") for d in dims)
     return F.Flip.apply(self, axes=axes) if axes else self
 
@@ -1570,6 +1574,7 @@ class Tensor:
     return x.gather(d, i)
 
   def index_select(self, dim: int, index: Tensor) -> Tensor:
+    if self.ndim == 0: return self.reshape(1).index_select(dim, index).reshape(())
     d = normalize_dim(dim, self.ndim, "index_select")
     if index.ndim > 1: raise ShapeError(f"index_select: index must be 0-D or 1-D, got shape {index.shape}")
     return self[(slice(None),) * d + (index.reshape(-1),)]
@@ -1622,17 +1627,13 @@ class Tensor:
     """A 1-D tensor's values on a square matrix's diagonal (`diagonal` places above the main one); a matrix's diagonal."""
     if self.ndim == 2: return self.diagonal(diagonal)
     if self.ndim != 1: raise ShapeError(f"diag: expected a 1-D or 2-D tensor, got shape {self.shape}")
-    k = abs(diagonal)
-    square = Tensor.eye(self.shape[0], dtype=self.dtype, device=self.device) * self  # column j holds self[j]
-    return square._pad(((0, k), (k, 0)) if diagonal >= 0 else ((k, 0), (0, k)))
+    return self.diag_embed(diagonal)  # views, where eye * self put NaN beside an inf
 
   def index_add(self, dim: int, index: Tensor, source: Tensor, alpha=1) -> Tensor:
     """self with source's slices added along dim at index's positions (repeats accumulate), as torch.index_add."""
+    if self.ndim == 0: return self.reshape(1).index_add(dim, index, source.reshape(1), alpha).reshape(())
     d = normalize_dim(dim, self.ndim, "index_add")
-    if index.ndim != 1 or index.shape[0] != source.shape[d]:
-      raise ShapeError(f"index_add: index must be 1-D with one entry per slice of source along dim {dim}, got index "
-                       f"shape {index.shape} and source shape {source.shape}")
-    full = index.reshape(*(-1 if a == d else 1 for a in range(source.ndim))).expand(source.shape)
+    full = self._index_of_slices(d, index, source, "index_add")
     return self.scatter_add(d, full, source * alpha if alpha != 1 else source)
 
   def masked_select(self, mask: Tensor) -> Tensor:
@@ -1675,6 +1676,297 @@ class Tensor:
     x = x.reshape(tuple(d for c, st in zip(counts, strides) for d in (c, st)))
     x = x._shrink(tuple(b for c in counts for b in ((0, c), (0, 1))))
     return x.reshape(tuple(counts))
+
+  # ---- more movement and indexing with torch's names (from torch's op database)
+
+  def narrow(self, dim: int, start, length: int) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "narrow")
+    n, start = self.shape[d], int(start)  # start may be a 0-d integer tensor, as torch allows
+    if not -n <= start <= n: raise IndexError(f"narrow: start ({start}) is out of range for dim {dim} of size {n}")
+    start %= max(n, 1)
+    if length < 0 or start + length > n:
+      raise RuntimeError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({n})")
+    return self._shrink(tuple((start, start + length) if a == d else (0, s) for a, s in enumerate(self.shape)))
+  narrow_copy = narrow  # lazygrad's in-place ops rebind a tensor, never write through a view: a view reads as a copy
+
+  def select(self, dim: int, index: int) -> Tensor:
+    if self.ndim == 0: raise IndexError("select() cannot be applied to a 0-dim tensor.")
+    d = normalize_dim(dim, self.ndim, "select")
+    n = self.shape[d]
+    if not -n <= index < n: raise IndexError(f"select: index {index} is out of range for dim {dim} of size {n}")
+    return self.narrow(d, index % n, 1).squeeze(d)
+
+  def _place(self, index: tuple, src: Tensor, op: str) -> Tensor:
+    """self with self[index] (ints and slices) replaced by src: src and a mask put in place by views, one where."""
+    index = index + (slice(None),) * (self.ndim - len(index))
+    target = self._basic_index(index).shape
+    if src.shape != target: raise ShapeError(f"{op}: src of shape {src.shape} does not match the slice's shape {target}")
+    mask = self._basic_place(index, Tensor._const(True, bool_, self.device, target))
+    return mask.where(self._basic_place(index, src.cast(self.dtype)), self)
+
+  def select_scatter(self, src: Tensor, dim: int, index: int) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "select_scatter")
+    self.select(d, index)  # its range check
+    return self._place((slice(None),) * d + (index,), src, "select_scatter")
+
+  def slice_scatter(self, src: Tensor, dim: int = 0, start=None, end=None, step: int = 1) -> Tensor:
+    d = normalize_dim(dim, self.ndim, "slice_scatter")
+    if step <= 0: raise RuntimeError(f"slice_scatter: step must be positive, got {step}")
+    return self._place((slice(None),) * d + (slice(start, end, step),), src, "slice_scatter")
+
+  def _embed_diagonal(self, offset: int, rows: int, cols: int) -> Tensor:
+    """(..., L) -> (..., rows, cols) with the values on the `offset` diagonal and zeros elsewhere, as views: rows
+    [v_i, 0 .. 0] of length L + 1 read back L at a time put v_i at (i, i) (no multiply: inf and NaN stay put)."""
+    *lead, n = self.shape
+    keep = tuple((0, s) for s in lead)
+    sq = self.unsqueeze(-1)._pad(((0, 0),) * len(lead) + ((0, 0), (0, n)))
+    sq = sq.reshape(*lead, n * (n + 1))._shrink(keep + ((0, n * n),)).reshape(*lead, n, n)
+    r, c = (0, offset) if offset >= 0 else (-offset, 0)
+    return sq._pad(((0, 0),) * len(lead) + ((r, rows - r - n), (c, cols - c - n)))
+
+  def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    nd = self.ndim + 1
+    d1, d2 = normalize_dim(dim1, nd, "diag_embed"), normalize_dim(dim2, nd, "diag_embed")
+    if d1 == d2: raise RuntimeError(f"diag_embed: diagonal dimensions cannot be identical {dim1}, {dim2}")
+    m = self.shape[-1] + abs(offset)
+    return self._embed_diagonal(offset, m, m).movedim((nd - 2, nd - 1), (d1, d2))
+
+  def diagflat(self, offset: int = 0) -> Tensor: return self.flatten().diag_embed(offset)
+
+  def diagonal_scatter(self, src: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    d1, d2 = normalize_dim(dim1, self.ndim, "diagonal_scatter"), normalize_dim(dim2, self.ndim, "diagonal_scatter")
+    want = self.diagonal(offset, d1, d2).shape
+    if src.shape != want: raise ShapeError(f"diagonal_scatter: src of shape {src.shape} does not match the diagonal's shape {want}")
+    n1, n2 = self.shape[d1], self.shape[d2]
+    place = lambda v: v._embed_diagonal(offset, n1, n2).movedim((self.ndim - 2, self.ndim - 1), (d1, d2))
+    return place(Tensor._const(True, bool_, self.device, src.shape)).where(place(src.cast(self.dtype)), self)
+
+  def fliplr(self) -> Tensor:
+    if self.ndim < 2: raise RuntimeError(f"fliplr: input must be >= 2-d, got shape {self.shape}")
+    return self.flip(1)
+  def flipud(self) -> Tensor:
+    if self.ndim < 1: raise RuntimeError("flipud: input must be >= 1-d, got a 0-d tensor")
+    return self.flip(0)
+
+  def rot90(self, k: int = 1, dims=(0, 1)) -> Tensor:
+    if len(dims) != 2: raise RuntimeError(f"rot90: expected total rotation dims == 2, but got dims = {len(dims)}")
+    if self.ndim < 2: raise RuntimeError(f"rot90: expected total dims >= 2, but got total dims = {self.ndim}")
+    a, b = (normalize_dim(d, self.ndim, "rot90") for d in dims)
+    if a == b: raise RuntimeError(f"rot90: expected rotation dims to be different, but got dim0 = {a} and dim1 = {b}")
+    k %= 4
+    if k == 1: return self.flip(b).transpose(a, b)
+    if k == 2: return self.flip(a, b)
+    if k == 3: return self.flip(a).transpose(a, b)
+    return self
+
+  def ravel(self) -> Tensor: return self.reshape(-1)
+  def reshape_as(self, other: Tensor) -> Tensor: return self.reshape(other.shape)
+
+  def tile(self, *dims) -> Tensor:
+    dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+    return self.repeat((1,) * (self.ndim - len(dims)) + tuple(dims))
+
+  def unsafe_split(self, split_size, dim=0) -> tuple[Tensor, ...]: return self.split(split_size, dim)
+  def unsafe_chunk(self, chunks: int, dim=0) -> tuple[Tensor, ...]: return self.chunk(chunks, dim)
+  def split_with_sizes(self, split_sizes, dim=0) -> tuple[Tensor, ...]: return self.split(list(split_sizes), dim)
+
+  def tensor_split(self, indices_or_sections, dim=0) -> tuple[Tensor, ...]:
+    """Pieces along dim: n sections (the first n % size one longer), or cut before each given index (as slices)."""
+    d = normalize_dim(dim, self.ndim, "tensor_split")
+    cuts = indices_or_sections
+    if isinstance(cuts, Tensor):  # sizes are structure: read on the host, as torch requires a CPU tensor here
+      if cuts.dtype.is_float or cuts.ndim > 1: raise TypeError(f"tensor_split: expected a 0-d or 1-d integer tensor, got {cuts.dtype.name} {cuts.shape}")
+      cuts = int(cuts.item()) if cuts.ndim == 0 else [int(c) for c in cuts.tolist()]
+    n = self.shape[d]
+    if isinstance(cuts, int):
+      if cuts <= 0: raise RuntimeError(f"tensor_split: number of sections must be larger than 0, got {cuts}")
+      q, r = divmod(n, cuts)
+      cuts = [k * q + min(k, r) for k in range(1, cuts)]
+    bounds = [None, *cuts, None]
+    return tuple(self[(slice(None),) * d + (slice(a, b),)] for a, b in zip(bounds, bounds[1:]))
+
+  def _split_at(self, sections, dim: int, op: str) -> tuple[Tensor, ...]:
+    if isinstance(sections, int) and (sections == 0 or self.shape[dim] % sections):
+      raise RuntimeError(f"{op}: dimension {dim} of size {self.shape[dim]} is not divisible by the split_size {sections}")
+    return self.tensor_split(sections, dim)
+  def hsplit(self, sections) -> tuple[Tensor, ...]:
+    if self.ndim < 1: raise RuntimeError("hsplit: requires a tensor with at least 1 dimension, got a 0-d tensor")
+    return self._split_at(sections, 1 if self.ndim > 1 else 0, "hsplit")
+  def vsplit(self, sections) -> tuple[Tensor, ...]:
+    if self.ndim < 2: raise RuntimeError(f"vsplit: requires a tensor with at least 2 dimensions, got shape {self.shape}")
+    return self._split_at(sections, 0, "vsplit")
+  def dsplit(self, sections) -> tuple[Tensor, ...]:
+    if self.ndim < 3: raise RuntimeError(f"dsplit: requires a tensor with at least 3 dimensions, got shape {self.shape}")
+    return self._split_at(sections, 2, "dsplit")
+
+  def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+    """Every window of `size` along dimension, `step` apart, as a new last dim: a view. The dim repeated `size` times
+    and read back in rows one longer starts row j at x[j]; the windows are its columns."""
+    if self.ndim == 0:
+      normalize_dim(dimension, 0, "unfold")
+      if size > 1 or step <= 0: raise RuntimeError(f"unfold: size {size} is too large for a 0-d tensor, or step {step} <= 0")
+      return self.reshape(1)
+    d = normalize_dim(dimension, self.ndim, "unfold")
+    n = self.shape[d]
+    if size > n: raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0: raise RuntimeError(f"unfold: step is {step} but must be > 0")
+    x = self.movedim(d, -1)
+    lead, keep = x.shape[:-1], tuple((0, s) for s in x.shape[:-1])
+    rows = x.unsqueeze(-2).expand(*lead, size, n).reshape(*lead, size * n)._pad(((0, 0),) * len(lead) + ((0, size),))
+    rows = rows.reshape(*lead, size, n + 1)._shrink(keep + ((0, size), (0, n - size + 1)))  # [j, t] = x[t + j]
+    return rows.transpose(-1, -2)._stride((1,) * len(lead) + (step, 1)).movedim(-2, d)
+
+  def _strided_positions(self, size, stride, storage_offset: int, op: str) -> Tensor:
+    """The flat positions, in this tensor's row-major order (its storage, were it contiguous), of a strided view."""
+    size, stride = tuple(size), tuple(stride)
+    if len(size) != len(stride): raise RuntimeError(f"{op}: mismatch in length of strides and shape ({size} vs {stride})")
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if prod(size) and (storage_offset < 0 or any(s < 0 for s in stride) or last >= self.numel()):
+      raise RuntimeError(f"{op}: setStorage: sizes {list(size)}, strides {list(stride)}, storage offset {storage_offset} "
+                         f"are out of bounds for a storage of {self.numel()} elements")
+    pos = Tensor._const(storage_offset, int64, self.device, ())
+    for a, (n, s) in enumerate(zip(size, stride)):
+      pos = pos + Tensor.arange(n, device=self.device).reshape(*(n if b == a else 1 for b in range(len(size)))) * s
+    return pos._broadcast_to(size)
+
+  def as_strided(self, size, stride, storage_offset: int = 0) -> Tensor:
+    """A gather over the computed flat positions (one view cannot express arbitrary strides; torch's views overlap
+    and alias storage, which lazygrad's tensors never share): an overlapping view's gradient sums, as torch's."""
+    pos = self._strided_positions(size, stride, storage_offset, "as_strided")
+    if pos.numel() == 0: return self.reshape(-1)._shrink(((0, 0),)).reshape(pos.shape)
+    return self.reshape(-1)._take_along_front(pos)
+
+  def as_strided_scatter(self, src: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
+    pos = self._strided_positions(size, stride, storage_offset, "as_strided_scatter")
+    if src.shape != pos.shape: raise ShapeError(f"as_strided_scatter: src of shape {src.shape} does not match size {tuple(size)}")
+    if pos.numel() == 0: return self * 1
+    return self.reshape(-1).scatter(0, pos.reshape(-1), src.reshape(-1)).reshape(self.shape)
+
+  def take(self, index: Tensor) -> Tensor: return self.reshape(-1)[index]
+
+  def put(self, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
+    n = self.numel()
+    if index.numel() != source.numel():
+      raise RuntimeError(f"put: source and index should have the same number of elements, got {source.numel()} and {index.numel()}")
+    if index.numel() == 0: return self * 1
+    _check_index_range(index, n, 0)
+    flat = index.reshape(-1).cast(int64)
+    flat = (flat < 0).where(flat + n, flat)
+    x, src = self.reshape(-1), source.reshape(-1).cast(self.dtype)
+    return (x.scatter_add(0, flat, src) if accumulate else x.scatter(0, flat, src)).reshape(self.shape)
+
+  def index_put(self, indices, values: Tensor, accumulate: bool = False) -> Tensor:
+    """Out of place, self[indices] = values (+= with accumulate): the flat positions indexed, then one scatter."""
+    positions = Tensor.arange(self.numel(), device=self.device).reshape(self.shape)[tuple(indices)]
+    values = Tensor._wrap_tensor(values, self).cast(self.dtype)
+    if broadcast_shape(positions.shape, values.shape, op="index_put") != positions.shape:
+      raise ShapeError(f"index_put: values of shape {values.shape} cannot be broadcast to the indexed shape {positions.shape}")
+    if positions.numel() == 0: return self * 1
+    x, positions, values = self.reshape(-1), positions.reshape(-1), values._broadcast_to(positions.shape).reshape(-1)
+    return (x.scatter_add(0, positions, values) if accumulate else x.scatter(0, positions, values)).reshape(self.shape)
+
+  def masked_scatter(self, mask: Tensor, source: Tensor) -> Tensor:
+    """source's elements, in order, at mask's True places: each True place reads source at the count of Trues
+    before it (a prefix sum), one gather."""
+    if mask.dtype is not bool_: raise RuntimeError(f"masked_scatter: expected a bool mask, got {mask.dtype.name}")
+    shape = broadcast_shape(self.shape, mask.shape, op="masked_scatter")
+    x, m = self._broadcast_to(shape), mask._broadcast_to(shape)
+    if prod(shape) == 0: return x * 1
+    src = source.reshape(-1).cast(self.dtype)
+    if (count := int(m.sum().item())) > src.numel():  # a count read back, as torch's check does
+      raise RuntimeError(f"masked_scatter: expected source to have at least {count} elements, got {src.numel()}")
+    if src.numel() == 0: return x * 1
+    at = (m.reshape(-1).cumsum(0) - 1).maximum(0)
+    return m.where(src._take_along_front(at).reshape(shape), x)
+
+  def _index_of_slices(self, dim: int, index: Tensor, source: Tensor, op: str) -> Tensor:
+    """A 1-D index of source's slices along dim, broadcast to source's shape (for a scatter along dim)."""
+    if index.ndim > 1 or index.numel() != source.shape[dim]:
+      raise ShapeError(f"{op}: index must be 1-D with one entry per slice of source along dim {dim}, got index "
+                       f"shape {index.shape} and source shape {source.shape}")
+    return index.reshape(*(-1 if a == dim else 1 for a in range(source.ndim))).expand(source.shape)
+
+  def index_copy(self, dim: int, index: Tensor, source: Tensor) -> Tensor:
+    if self.ndim == 0: return self.reshape(1).index_copy(dim, index, source.reshape(1)).reshape(())
+    d = normalize_dim(dim, self.ndim, "index_copy")
+    return self.scatter(d, self._index_of_slices(d, index, source, "index_copy"), source)
+
+  def index_fill(self, dim: int, index: Tensor, value) -> Tensor:
+    if self.ndim == 0: return self.reshape(1).index_fill(dim, index, value).reshape(())
+    d = normalize_dim(dim, self.ndim, "index_fill")
+    if isinstance(value, Tensor) and value.ndim != 0:
+      raise RuntimeError(f"index_fill: only supports a 0-dimensional value tensor, got one of shape {value.shape}")
+    value = value.cast(self.dtype) if isinstance(value, Tensor) else Tensor._const(value, self.dtype, self.device)
+    if index.numel() == 0: return self * 1
+    n = self.shape[d]
+    _check_index_range(index, n, d)
+    idx = index.reshape(-1).cast(int64)
+    hit = ((idx < 0).where(idx + n, idx).reshape(-1, 1) == Tensor.arange(n, device=self.device).reshape(1, n)).any(0)
+    return hit.reshape(*(n if a == d else 1 for a in range(self.ndim))).where(value, self)
+
+  def scatter_reduce(self, dim: int, index: Tensor, src: Tensor, reduce: str, include_self: bool = True) -> Tensor:
+    """torch.scatter_reduce: each place along dim reduces (sum, prod, mean, amax, amin) the src values whose index
+    points at it, and its own value with include_self. One fused reduction over index's extent per output element:
+    the candidates are src where the index matches, the reduction's identity elsewhere; ties in amax and amin share
+    the gradient evenly, self included, as torch's."""
+    fills = {"sum": 0, "mean": 0, "prod": 1, "amax": -math.inf, "amin": math.inf}
+    if reduce not in fills: raise RuntimeError(f"scatter_reduce: reduce argument must be one of {', '.join(fills)}, got {reduce!r}")
+    if self.ndim == 0: return self.reshape(1).scatter_reduce(dim, index.reshape(1), src.reshape(1), reduce, include_self).reshape(())
+    d = normalize_dim(dim, self.ndim, "scatter_reduce")
+    if not index.ndim == src.ndim == self.ndim:
+      raise ShapeError(f"scatter_reduce: index, src and self must have the same number of dims, got shapes {index.shape}, {src.shape} and {self.shape}")
+    if any(i > s for i, s in zip(index.shape, src.shape)) or any(i > s for a, (i, s) in enumerate(zip(index.shape, self.shape)) if a != d):
+      raise ShapeError(f"scatter_reduce: index of shape {index.shape} is larger than src {src.shape} or self {self.shape} outside dim {dim}")
+    if index.numel() == 0: return self * 1
+    _check_index_range(index, self.shape[d], d, negative_ok=False)
+    fill = fills[reduce]
+    if not self.dtype.is_float and math.isinf(fill): fill = int(np.iinfo(self.dtype.np).min if fill < 0 else np.iinfo(self.dtype.np).max)
+    src = src._shrink(tuple((0, s) for s in index.shape)).cast(self.dtype)
+    hits = _index_matches(self.shape[d], d, index, self.device)  # [.., place at d, index's extent at d + 1, ..]
+    # index may be smaller than self outside dim: the places it does not reach have no candidates
+    pads = tuple((0, 0) if a in (d, d + 1) else (0, self.shape[a - (a > d)] - hits.shape[a]) for a in range(hits.ndim))
+    cand = hits.where(src.unsqueeze(d), Tensor._const(fill, self.dtype, self.device))._pad(pads, value=fill)
+    if include_self: cand = cat([self.unsqueeze(d + 1), cand], d + 1)
+    out = {"sum": cand.sum, "mean": cand.sum, "prod": cand.prod, "amax": cand.amax, "amin": cand.amin}[reduce](d + 1)
+    out = out.cast(self.dtype)
+    count = hits.sum(d + 1)._pad(pads[:d + 1] + pads[d + 2:])
+    if reduce == "mean":
+      n = count + 1 if include_self else count.maximum(1)
+      out = out / n if self.dtype.is_float else out.floor_divide(n).cast(self.dtype)
+    return out if include_self else (count > 0).where(out, self)
+
+  def index_reduce(self, dim: int, index: Tensor, source: Tensor, reduce: str, include_self: bool = True) -> Tensor:
+    if reduce not in ("prod", "mean", "amax", "amin"):
+      raise RuntimeError(f"index_reduce: reduce argument must be one of prod, mean, amax, amin, got {reduce!r}")
+    if self.ndim == 0: return self.reshape(1).index_reduce(dim, index, source.reshape(1), reduce, include_self).reshape(())
+    d = normalize_dim(dim, self.ndim, "index_reduce")
+    return self.scatter_reduce(d, self._index_of_slices(d, index, source, "index_reduce"), source, reduce, include_self)
+
+  def unique(self, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim=None):
+    """The distinct values, sorted (torch sorts on the CPU whatever `sorted` says): sorted on the device, a value
+    kept where it differs from the one before it. How many there are decides the shape, so the keep mask is read
+    back to the host, as for nonzero."""
+    if dim is not None: raise NotImplementedError("unique: dim is not supported yet; call it without dim")
+    x = self.reshape(-1)
+    s = x.sort()[0]
+    values = s[cat([Tensor._const(True, bool_, self.device, (min(1, s.numel()),)), s[1:] != s[:-1]])]
+    return self._unique_result(values, lambda: (values.reshape(1, -1) < x.reshape(-1, 1)).sum(1), return_inverse, return_counts)
+
+  def unique_consecutive(self, return_inverse: bool = False, return_counts: bool = False, dim=None):
+    if dim is not None: raise NotImplementedError("unique_consecutive: dim is not supported yet; call it without dim")
+    x = self.reshape(-1)
+    new = cat([Tensor._const(True, bool_, self.device, (min(1, x.numel()),)), x[1:] != x[:-1]])
+    return self._unique_result(x[new], lambda: new.cumsum(0) - 1, return_inverse, return_counts)
+
+  def _unique_result(self, values: Tensor, inverse, return_inverse: bool, return_counts: bool):
+    """unique's (values, inverse, counts), as many as asked for; inverse: each element's place among the values."""
+    if not (return_inverse or return_counts): return values
+    inv = inverse().reshape(self.shape) if self.numel() else Tensor.zeros(*self.shape, dtype=int64, device=self.device)
+    out = [values] + [inv] * return_inverse
+    if return_counts:
+      out.append((inv.reshape(-1, 1) == Tensor.arange(values.numel(), device=self.device).reshape(1, -1)).sum(0)
+                 if self.numel() else Tensor.zeros(0, dtype=int64, device=self.device))
+    return tuple(out)
 
   # ---- matmul
 
@@ -1949,6 +2241,97 @@ def einsum(equation: str, *operands) -> Tensor:
     product = aligned if product is None else product * aligned
   summed = tuple(range(len(rhs), len(letters)))
   return product.sum(summed) if summed else product._broadcast_to(tuple(sizes[c] for c in letters))
+
+
+# ---- more movement and indexing with torch's names (from torch's op database): the functions of several tensors
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+  shapes = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
+  return broadcast_shape(*shapes, op="broadcast_shapes") if shapes else ()
+
+
+def broadcast_tensors(*tensors: Tensor) -> tuple[Tensor, ...]:
+  tensors = tensors[0] if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+  shape = broadcast_shape(*(t.shape for t in tensors), op="broadcast_tensors")
+  return tuple(t.expand(shape) for t in tensors)
+
+
+def meshgrid(*tensors: Tensor, indexing: str | None = None) -> tuple[Tensor, ...]:
+  """Every 0-d or 1-d tensor expanded along its own dim of the grid: views. "xy" swaps the first two, as torch does."""
+  tensors = list(tensors[0] if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors)
+  if indexing not in (None, "ij", "xy"): raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+  if any(t.ndim > 1 for t in tensors): raise RuntimeError(f"meshgrid: expects 0D or 1D tensors, got shapes {[t.shape for t in tensors]}")
+  swap = indexing == "xy" and len(tensors) >= 2
+  if swap: tensors[0], tensors[1] = tensors[1], tensors[0]
+  shape = tuple(t.numel() for t in tensors)
+  grids = [t.reshape(*(-1 if a == k else 1 for a in range(len(shape)))).expand(shape) for k, t in enumerate(tensors)]
+  if swap: grids[0], grids[1] = grids[1], grids[0]
+  return tuple(grids)
+
+
+def cartesian_prod(*tensors: Tensor) -> Tensor:
+  if len(tensors) == 1: return tensors[0]
+  return stack([g.reshape(-1) for g in meshgrid(*tensors, indexing="ij")], 1)
+
+
+def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> Tensor:
+  """The r-element combinations of a 1-D tensor's elements, one row each: their positions are structure (from its
+  length alone), the values one gather."""
+  import itertools
+  if input.ndim != 1: raise RuntimeError(f"combinations: expect a 1D vector, but got shape {input.shape}")
+  if r < 0: raise RuntimeError(f"combinations: expect a non-negative number, but got {r}")
+  if r == 0: return input._shrink(((0, 0),))
+  pick = itertools.combinations_with_replacement if with_replacement else itertools.combinations
+  rows = list(pick(range(input.shape[0]), r))
+  if not rows: return input._shrink(((0, 0),)).reshape(0, r)
+  return input._take_along_front(Tensor(np.array(rows, dtype=np.int64), device=input.device))
+
+
+def block_diag(*tensors: Tensor) -> Tensor:
+  mats = [t.reshape(1, 1) if t.ndim == 0 else t.reshape(1, -1) if t.ndim == 1 else t for t in tensors]
+  if any(m.ndim != 2 for m in mats): raise RuntimeError(f"block_diag: input tensors must have 2 or fewer dimensions, got shapes {[t.shape for t in tensors]}")
+  if not mats: return Tensor.zeros(1, 0)
+  dtype, cols, at, rows = result_type(*mats), sum(m.shape[1] for m in mats), 0, []
+  for m in mats:
+    rows.append(m.cast(dtype)._pad(((0, 0), (at, cols - at - m.shape[1]))))
+    at += m.shape[1]
+  return cat(rows, 0)
+
+
+def _at_least(n: int, tensors) -> Tensor | tuple[Tensor, ...]:
+  """atleast_{n}d: a 0-d tensor becomes (1,) * n, a 1-d one (1, k) for 2 and (1, k, 1) for 3, a 2-d one (m, k, 1) for
+  3, as torch's; one tensor gives one tensor, several (or a list) a tuple."""
+  single = len(tensors) == 1 and isinstance(tensors[0], Tensor)
+  tensors = tensors[0] if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+  def grown(t: Tensor) -> Tensor:
+    if t.ndim >= n: return t
+    if t.ndim == 0: return t.reshape((1,) * n)
+    return t.reshape(((1,) + t.shape if t.ndim == 1 else t.shape) + (1,) * (n == 3))
+  out = tuple(grown(t) for t in tensors)
+  return out[0] if single else out
+
+
+def atleast_1d(*tensors): return _at_least(1, tensors)
+def atleast_2d(*tensors): return _at_least(2, tensors)
+def atleast_3d(*tensors): return _at_least(3, tensors)
+
+
+def hstack(tensors: Sequence[Tensor]) -> Tensor:
+  tensors = atleast_1d(tuple(tensors))
+  return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+def vstack(tensors: Sequence[Tensor]) -> Tensor: return cat(atleast_2d(tuple(tensors)), 0)
+def dstack(tensors: Sequence[Tensor]) -> Tensor: return cat(atleast_3d(tuple(tensors)), 2)
+def column_stack(tensors: Sequence[Tensor]) -> Tensor: return hstack([t.reshape(-1, 1) if t.ndim <= 1 else t for t in tensors])
+
+
+def slice_along(input: Tensor, dim: int = 0, start=None, end=None, step: int = 1) -> Tensor:
+  """torch's aten slice (lazygrad.slice): input[..., start:end:step] along dim, a view."""
+  if step <= 0: raise RuntimeError(f"slice: step must be positive, got {step}")
+  return input[(slice(None),) * normalize_dim(dim, input.ndim, "slice") + (slice(start, end, step),)]
+
+
+def scalar_tensor(s, dtype=None, device=None, requires_grad: bool = False, layout=None, pin_memory=None) -> Tensor:
+  return Tensor.full((), s, dtype=dtype or default_float, device=device, requires_grad=requires_grad)
 
 
 def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) -> Tensor:
