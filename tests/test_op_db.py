@@ -57,13 +57,6 @@ RANDOM_SAMPLE = {
   "nn.functional.multi_head_attention_forward": lambda s: s.kwargs.get("training", True) and s.args[9] > 0,
 }
 
-# OpInfo entries whose op is a lambda that reorders torch's arguments (the input is the weight, to test its gradient)
-OPINFO_ARGS = {
-  "nn.functional.embedding": lambda fn: lambda weight, idx, **kw: fn(idx, weight, **kw),
-  "nn.functional.embedding_bag": lambda fn: lambda weight, idx, **kw: fn(idx, weight, **kw),
-}
-
-
 def _public(op) -> bool:
   name = op.name
   return (torch.float32 in op.supported_dtypes("cpu") and name not in RANDOM and name not in NOT_PUBLIC
@@ -151,7 +144,6 @@ def test_op_like_torch(op):
   fn = lazygrad_callable(op)
   if fn is None: pytest.skip("no lazygrad function")
   if _ident(op) in KNOWN: pytest.xfail(KNOWN[_ident(op)])
-  if op.name in OPINFO_ARGS: fn = OPINFO_ARGS[op.name](fn)
   rtol, atol = 1e-4, 1e-4
   tried = 0
   for n, sample in enumerate(op.sample_inputs("cpu", torch.float32, requires_grad=op.supports_autograd)):
