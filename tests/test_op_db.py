@@ -34,7 +34,10 @@ NOT_PUBLIC = {"item", "tolist", "to_sparse", "resize_", "resize_as_", "storage_o
               "grid_sampler_3d", "constant_pad_nd"}
 
 # ops lazygrad has that fail on some of torch's samples, with the reason: the test is then expected to fail
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+  "logcumsumexp": "torch's own float32 gradient is off by 3e-3 on sample 0 (it holds 1e4 beside numbers near 1); "
+                  "lazygrad's agrees with torch's float64 gradient to 4e-7",
+}
 
 
 def _public(op) -> bool:
@@ -87,7 +90,8 @@ def compare(got, want, where: str, rtol: float, atol: float):
     assert isinstance(got, lg.Tensor), f"{where}: got {type(got).__name__}, torch gives a Tensor"
     assert tuple(got.shape) == tuple(want.shape), f"{where}: shape {tuple(got.shape)}, torch {tuple(want.shape)}"
     assert got.dtype.name == str(want.dtype).split(".")[1], f"{where}: dtype {got.dtype.name}, torch {want.dtype}"
-    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
+    # force: a gradient torch knows is zero (sgn's) is a ZeroTensor, which numpy() refuses without it
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(force=True), rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
   elif isinstance(want, (tuple, list)):
     assert isinstance(got, (tuple, list)) and len(got) == len(want), f"{where}: got {got!r}, torch {want!r}"
     for n, (g, w) in enumerate(zip(got, want)): compare(g, w, f"{where}[{n}]", rtol, atol)
