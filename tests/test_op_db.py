@@ -138,6 +138,7 @@ def test_op_like_torch(op):
     assert len(got_outs) == len(want_outs), f"{where}: {len(got_outs)} float outputs, torch {len(want_outs)}"
     rng = np.random.default_rng(n)
     weights = [rng.standard_normal(tuple(t.shape)).astype(np.float32) for t in want_outs]
+    for t_leaf, _ in leaves: t_leaf.grad = None  # samples share tensors: an earlier sample's gradient must not add in
     sum((t * torch.from_numpy(w)).sum() for t, w in zip(want_outs, weights)).backward()
     sum((t * lg.Tensor(w)).sum() for t, w in zip(got_outs, weights)).backward()
     for k, (t_leaf, lg_leaf) in enumerate(leaves):
