@@ -76,6 +76,20 @@ def _copy(name):
   "split_with_sizes", "unbind"))
 def alias_copy(t): return t.clone()
 
+# more math with torch's names (from torch's op database)
+from lazygrad.tensor import (tensordot, cdist, rsub, trapz, trapezoid, cumulative_trapezoid, isin, bucketize,  # noqa: E402
+                             searchsorted, logspace, gradient)
+(clamp_min, clamp_max, positive, sgn, true_divide, deg2rad, rad2deg, isposinf, isneginf, signbit, copysign, sinc, fmax, fmin,
+ heaviside, ldexp, frexp, logaddexp, logaddexp2, float_power, addcmul, addcdiv, addmm, addmv, addbmm, baddbmm, addr, mv, vdot,
+ outer, ger, inner, kron, trace, dist, cross, diff, aminmax, nansum, nanmean, var, std, var_mean, std_mean, logcumsumexp,
+ cummax, cummin, kthvalue, median, nanmedian, mode, msort, quantile, nanquantile, renorm, cov, corrcoef, histc, max, min) = (
+  _like(n) for n in ("clamp_min", "clamp_max", "positive", "sgn", "true_divide", "deg2rad", "rad2deg", "isposinf", "isneginf",
+                     "signbit", "copysign", "sinc", "fmax", "fmin", "heaviside", "ldexp", "frexp", "logaddexp", "logaddexp2",
+                     "float_power", "addcmul", "addcdiv", "addmm", "addmv", "addbmm", "baddbmm", "addr", "mv", "vdot", "outer",
+                     "ger", "inner", "kron", "trace", "dist", "cross", "diff", "aminmax", "nansum", "nanmean", "var", "std",
+                     "var_mean", "std_mean", "logcumsumexp", "cummax", "cummin", "kthvalue", "median", "nanmedian", "mode",
+                     "msort", "quantile", "nanquantile", "renorm", "cov", "corrcoef", "histc", "max", "min"))
+
 __version__ = "0.1.0"
 
 from lazygrad.state import save, load  # noqa: E402

@@ -2,6 +2,8 @@
 primitive Functions in function.py. Nothing runs until a result is needed (`.numpy()`, `.item()`, `.realize()`).
 """
 from __future__ import annotations
+import collections
+import functools
 import math
 from typing import Iterable, Sequence
 import numpy as np
@@ -976,8 +978,9 @@ class Tensor:
     wherever min <= x <= max, bounds included (maximum and minimum would share it at a bound)."""
     if min is None and max is None: raise ValueError("clamp: at least one of min and max must be given")
     out = self
-    if min is not None: out = (out < min).where(min, out)
-    if max is not None: out = (out > max).where(max, out)
+    # a NaN bound gives NaN, as torch's does: x < NaN is false, so NaN bounds are picked out by bound != bound
+    if min is not None: out = ((out < min) if _is_number(min) and min == min else (out < min) | (min != min)).where(min, out)
+    if max is not None: out = ((out > max) if _is_number(max) and max == max else (out > max) | (max != max)).where(max, out)
     return out
   clip = clamp
   def where(self, x, y):
@@ -1001,6 +1004,369 @@ class Tensor:
     out = (out == math.inf).where(big if posinf is None else posinf, out)
     return (out == -math.inf).where(-big if neginf is None else neginf, out)
   def lerp(self, end, weight): return self + (end - self) * weight
+
+  # ---- more math with torch's names (from torch's op database)
+
+  def clamp_min(self, min): return self.clamp(min=min)
+  def clamp_max(self, max): return self.clamp(max=max)
+  def positive(self):
+    if self.dtype is bool_: raise TypeError("positive: the `+` operator on a bool tensor is not supported")
+    return self
+  def sgn(self): return self.sign()
+  def true_divide(self, other): return self.div(other)
+  def deg2rad(self): return self._float() * (math.pi / 180)
+  def rad2deg(self): return self._float() * (180 / math.pi)
+  def isposinf(self): return self == math.inf if self.dtype.is_float else self.zeros_like(bool_)
+  def isneginf(self): return self == -math.inf if self.dtype.is_float else self.zeros_like(bool_)
+
+  def signbit(self):
+    """Whether the sign bit is set: x < 0, and -0.0 (whose reciprocal is -inf). A NaN's sign bit cannot be read
+    through the primitive ops (there is no bit cast), so a NaN counts as positive: torch reads the bit."""
+    if not self.dtype.is_float: return self < 0 if self.dtype.kind == "i" else self.zeros_like(bool_)
+    return (self < 0) | ((self == 0) & (1 / self < 0))
+
+  def copysign(self, other):
+    """|self| with the sign of other (signbit's, so NaN counts as positive). other's gradient is zero, as torch's."""
+    x, y = self._float_broadcasted(other, "copysign")
+    sign = F.CustomGrad.apply(y, value=lambda v: v.signbit().where(-1.0, 1.0).cast(v.dtype), grad=lambda v, g: v.zeros_like())
+    return x.abs() * sign
+
+  def sinc(self):
+    x = self._float()
+    zero = x == 0
+    px = zero.where(1.0, x) * math.pi  # a safe x where it is 0, so the unused branch's gradient is not 0/0
+    return zero.where(1.0, px.sin() / px)
+
+  def fmax(self, other):
+    """The larger of the two, a NaN only where both are: the gradient goes to self on ties, as torch's."""
+    x, y = self._broadcasted(other, "fmax")
+    return ((x >= y) | y.isnan()).where(x, y)
+  def fmin(self, other):
+    x, y = self._broadcasted(other, "fmin")
+    return ((x <= y) | y.isnan()).where(x, y)
+
+  def heaviside(self, values):
+    if not isinstance(values, Tensor): raise TypeError(f"heaviside: values must be a Tensor, got {type(values).__name__}")
+    if values.dtype is not self.dtype:
+      raise RuntimeError(f"heaviside is not yet implemented for tensors with different dtypes ({self.dtype.name} and {values.dtype.name})")
+    x, v = self._broadcasted(values, "heaviside")
+    return (x == 0).where(v, (x > 0).cast(x.dtype))
+
+  def ldexp(self, other):
+    x, y = self._float_broadcasted(other, "ldexp")
+    return x * y.exp2()
+
+  def frexp(self):
+    """(mantissa, exponent) with self = mantissa * 2**exponent, 0.5 <= |mantissa| < 1; zero, inf and NaN keep
+    exponent 0. The exponent comes from log2, corrected by one where it rounds across a power of two."""
+    if not self.dtype.is_float: raise RuntimeError(f"torch.frexp() only supports floating-point dtypes, got {self.dtype.name}")
+    with no_grad():
+      a = self.abs()
+      regular = (a != 0) & a.isfinite()
+      e = regular.where(a, 1.0).log2().floor() + 1
+      m = _times_power_of_two(a, -e)
+      e = regular.where((m >= 1).where(e + 1, (m < 0.5).where(e - 1, e)), 0.0)
+    return FrexpResult(_times_power_of_two(self, -e), e.cast(int32))
+
+  def logaddexp(self, other):
+    x, y = self._float_broadcasted(other, "logaddexp")
+    out = x.maximum(y) + (-(x - y).abs()).exp().log1p()
+    return ((x == y) & x.isinf()).where(x, out)  # inf - inf would be NaN
+  def logaddexp2(self, other):
+    x, y = self._float_broadcasted(other, "logaddexp2")
+    out = x.maximum(y) + (-(x - y).abs()).exp2().log1p() / math.log(2)
+    return ((x == y) & x.isinf()).where(x, out)
+
+  def float_power(self, exponent):
+    """self ** exponent in float64, as torch's float_power."""
+    return self.cast(float64).pow(exponent.cast(float64) if isinstance(exponent, Tensor) else float(exponent))
+
+  def addcmul(self, tensor1, tensor2, *, value=1):
+    return self + (tensor1 * tensor2 if value == 1 else value * tensor1 * tensor2)
+  def addcdiv(self, tensor1, tensor2, *, value=1):
+    if not (tensor1.dtype.is_float or tensor2.dtype.is_float):
+      raise RuntimeError("Integer division with addcdiv is no longer supported; divide tensor1 by tensor2 with true_divide first")
+    return self + (tensor1 / tensor2 if value == 1 else value * (tensor1 / tensor2))
+
+  def _scaled_sum(self, product: Tensor, beta, alpha) -> Tensor:
+    """beta * self + alpha * product, self broadcast to the product's shape; with beta = 0 self is ignored, NaN and
+    inf in it too, as torch's addmm family does."""
+    out = product if alpha == 1 else product * alpha
+    if beta == 0: return out
+    x = self.expand(product.shape)
+    return (x if beta == 1 else x * beta) + out
+
+  def _need_dims(self, ndim: int, op: str, what: str):
+    if self.ndim != ndim: raise RuntimeError(f"{op}: {what} must be a {ndim}-D tensor, got shape {self.shape}")
+
+  def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+    mat1._need_dims(2, "addmm", "mat1")
+    mat2._need_dims(2, "addmm", "mat2")
+    return self._scaled_sum(mat1 @ mat2, beta, alpha)
+  def addmv(self, mat, vec, *, beta=1, alpha=1):
+    mat._need_dims(2, "addmv", "mat")
+    vec._need_dims(1, "addmv", "vec")
+    return self._scaled_sum(mat @ vec, beta, alpha)
+  def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
+    batch1._need_dims(3, "addbmm", "batch1")
+    batch2._need_dims(3, "addbmm", "batch2")
+    return self._scaled_sum((batch1 @ batch2).sum(0), beta, alpha)
+  def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+    batch1._need_dims(3, "baddbmm", "batch1")
+    batch2._need_dims(3, "baddbmm", "batch2")
+    return self._scaled_sum(batch1 @ batch2, beta, alpha)
+  def addr(self, vec1, vec2, *, beta=1, alpha=1): return self._scaled_sum(vec1.outer(vec2), beta, alpha)
+
+  def mv(self, vec):
+    self._need_dims(2, "mv", "input")
+    vec._need_dims(1, "mv", "vec")
+    return self @ vec
+  def vdot(self, other): return self.dot(other)  # real tensors: no conjugate
+  def outer(self, vec2):
+    self._need_dims(1, "outer", "input")
+    vec2._need_dims(1, "outer", "vec2")
+    return self.unsqueeze(1) * vec2
+  ger = outer
+  def inner(self, other):
+    if self.ndim == 0 or other.ndim == 0: return self * other
+    if self.shape[-1] != other.shape[-1]:
+      raise RuntimeError(f"inner() the last dimension must match on both input tensors but got shapes {list(self.shape)} and {list(other.shape)}")
+    return tensordot(self, other, ([-1], [-1]))
+  def kron(self, other):
+    nd = max(self.ndim, other.ndim)
+    a = self.reshape((1,) * (nd - self.ndim) + self.shape)
+    b = other.reshape((1,) * (nd - other.ndim) + other.shape)
+    # a's dims interleaved with b's: out[i * p + k] = a[i] * b[k] along each dim
+    prod_ = a.reshape(tuple(d for s in a.shape for d in (s, 1))) * b.reshape(tuple(d for s in b.shape for d in (1, s)))
+    return prod_.reshape(tuple(p * q for p, q in zip(a.shape, b.shape)))
+  def trace(self):
+    if self.ndim != 2: raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {self.ndim}")
+    return self.diagonal().sum()
+  def dist(self, other, p=2): return (self - other).norm(p)
+
+  def diff(self, n=1, dim=-1, prepend=None, append=None):
+    if self.ndim == 0: raise RuntimeError("diff expects input to be at least one-dimensional")
+    if n < 0: raise RuntimeError(f"order must be non-negative but got {n}")
+    d = normalize_dim(dim, self.ndim, "diff")
+    for extra in (prepend, append):
+      if extra is not None and (extra.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(extra.shape, self.shape)) if i != d)):
+        raise RuntimeError(f"diff expects the shape of tensor to prepend or append ({extra.shape}) to match that of input "
+                           f"({self.shape}) except along the differencing dimension")
+    if n == 0: return self
+    x = cat([t for t in (prepend, self, append) if t is not None], d) if prepend is not None or append is not None else self
+    for _ in range(min(n, x.shape[d])):
+      m = x.shape[d]
+      hi = x._shrink(tuple((1, m) if a == d else (0, s) for a, s in enumerate(x.shape)))
+      lo = x._shrink(tuple((0, m - 1) if a == d else (0, s) for a, s in enumerate(x.shape)))
+      x = hi.logical_xor(lo) if x.dtype is bool_ else hi - lo
+    return x
+
+  def sum_to_size(self, *size):
+    size = _shape_arg(size)
+    lead = self.ndim - len(size)
+    if lead < 0 or any(s != 1 and s != t for s, t in zip(size, self.shape[lead:])):
+      raise RuntimeError(f"size {list(size)} is not expandable to size {list(self.shape)}")
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(size) if s == 1 and self.shape[lead + i] != 1)
+    return (self.sum(axes, keepdim=True) if axes else self).reshape(size)
+
+  def aminmax(self, *, dim=None, keepdim=False): return AminmaxResult(self.amin(dim, keepdim), self.amax(dim, keepdim))
+
+  def nansum(self, dim=None, keepdim=False, dtype=None):
+    return (self.isnan().where(0, self) if self.dtype.is_float else self).sum(dim, keepdim, dtype)
+  def nanmean(self, dim=None, keepdim=False, dtype=None):
+    if not (self.dtype.is_float or dtype is not None and to_dtype(dtype).is_float):
+      raise RuntimeError(f"nanmean(): expected input to have floating point dtype but got {self.dtype.name}")
+    return self.nansum(dim, keepdim, dtype) / (~self.isnan()).sum(dim, keepdim)
+
+  def std_mean(self, dim=None, unbiased=None, keepdim=False, correction=None):
+    if isinstance(dim, bool): dim, unbiased = None, dim  # std_mean(x, unbiased)
+    return self.std(dim, unbiased, keepdim, correction), self.mean(dim, keepdim)
+
+  def logcumsumexp(self, dim):
+    if self.ndim == 0: return self._float()
+    d = normalize_dim(dim, self.ndim, "logcumsumexp")
+    if self.shape[d] == 0: return self._float()
+    return _prefix_windows(self._float().transpose(d, -1), -math.inf).logsumexp(-1).transpose(d, -1)
+
+  def cummax(self, dim): return self._running_extreme(dim, "cummax")
+  def cummin(self, dim): return self._running_extreme(dim, "cummin")
+  def _running_extreme(self, dim, op: str) -> MaxResult:
+    """(values, indices) of the running max (min): the index is the last place the value was reached (later ties
+    take over, a NaN holds on), as torch's; the values are gathered there, so the gradient goes to that element."""
+    if self.ndim == 0: return MaxResult(self, Tensor._const(0, int64, self.device))
+    d = normalize_dim(dim, self.ndim, op)
+    n = self.shape[d]
+    if n == 0: return MaxResult(self, self.zeros_like(int64))
+    xt = self.detach().transpose(d, -1)
+    high = op == "cummax"
+    windows = _prefix_windows(xt, _extreme_value(self.dtype, not high))
+    value = (windows.amax(-1) if high else windows.amin(-1)).unsqueeze(-1)  # (.., i, 1)
+    reached = (windows == value) | (windows.isnan() & value.isnan())
+    index = (_prefix_windows(xt.ones_like(bool_), False) & reached).where(Tensor.arange(n, device=self.device), -1).amax(-1)
+    index = index.transpose(d, -1)
+    return MaxResult(self.gather(d, index), index)
+
+  def _kth_smallest(self, d: int, k) -> Tensor:
+    """The index along dim d (kept) of the element of rank k (0-based; NaN above everything; ties by position)."""
+    n = self.shape[d]
+    pos = Tensor.arange(n, device=self.device).reshape(*(n if a == d else 1 for a in range(self.ndim)))
+    return (self._ranks(d, False) == k).where(pos, 0).sum(d, keepdim=True)
+
+  def kthvalue(self, k: int, dim=-1, keepdim=False):
+    if self.ndim == 0:
+      if k != 1: raise IndexError(f"kthvalue(): selected number k out of range for dimension {dim}")
+      return MaxResult(self, Tensor._const(0, int64, self.device))
+    d = normalize_dim(dim, self.ndim, "kthvalue")
+    if not 1 <= k <= self.shape[d]: raise IndexError(f"kthvalue(): selected number k out of range for dimension {dim}")
+    return self._at_indices(d, self._kth_smallest(d, k - 1), keepdim)
+
+  def _at_indices(self, d: int, index: Tensor, keepdim: bool) -> MaxResult:
+    """(the values at index along d, index), index with d kept; the values' gradient goes to those elements."""
+    values = self.gather(d, index)
+    return MaxResult(values, index) if keepdim else MaxResult(values.squeeze(d), index.squeeze(d))
+
+  def median(self, dim=None, keepdim=False): return self._median(dim, keepdim, "median")
+  def nanmedian(self, dim=None, keepdim=False): return self._median(dim, keepdim, "nanmedian")
+  def _median(self, dim, keepdim: bool, op: str):
+    """The lower median; median gives NaN (the first one's index) where a row has one, nanmedian skips NaNs."""
+    if dim is None:
+      if self.numel() == 0: return Tensor._const(math.nan, self.dtype, self.device)
+      v = self.flatten()._median(0, False, op).values.detach()
+      def share(x, g):  # torch spreads a full median's gradient evenly over the elements equal to it
+        match = (x == v) | (x.isnan() & v.isnan())
+        return match.where(g / match.sum(), 0.0)
+      return F.CustomGrad.apply(self, value=lambda x: v, grad=share)
+    if self.ndim == 0:
+      normalize_dim(dim, 0, op)
+      return MaxResult(self, Tensor._const(0, int64, self.device))
+    d = normalize_dim(dim, self.ndim, op)
+    n = self.shape[d]
+    if n == 0: raise IndexError(f"{op}(): Expected reduction dim {d} to have non-zero size.")
+    if not self.dtype.is_float: return self._at_indices(d, self._kth_smallest(d, (n - 1) // 2), keepdim)
+    nan = self.isnan()
+    if op == "nanmedian":  # the lower median of each row's numbers (an all-NaN row: its first NaN)
+      return self._at_indices(d, self._kth_smallest(d, (((~nan).sum(d, keepdim=True) - 1) // 2).maximum(0)), keepdim)
+    index = nan.any(d, keepdim=True).where(nan.argmax(d, keepdim=True), self._kth_smallest(d, (n - 1) // 2))
+    return self._at_indices(d, index, keepdim)
+
+  def mode(self, dim=-1, keepdim=False):
+    """The most frequent value (the smallest of equally frequent ones) and the last index where it occurs, as torch's
+    CPU mode: each element's count by comparing every pair along dim."""
+    if self.ndim == 0: return MaxResult(self, Tensor._const(0, int64, self.device))
+    d = normalize_dim(dim, self.ndim, "mode")
+    n = self.shape[d]
+    if n == 0: raise IndexError(f"mode(): Expected reduction dim {d} to have non-zero size.")
+    x = self.detach()
+    counts = (x.unsqueeze(d + 1) == x.unsqueeze(d)).sum(d + 1)
+    best = counts == counts.amax(d, keepdim=True)
+    value = best.where(x, x.amax(d, keepdim=True)).amin(d, keepdim=True)
+    pos = Tensor.arange(n, device=self.device).reshape(*(n if a == d else 1 for a in range(self.ndim)))
+    return self._at_indices(d, (x == value).where(pos, -1).amax(d, keepdim=True), keepdim)
+
+  def msort(self): return self.sort(0)[0]
+
+  def quantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return self._quantile(q, dim, keepdim, interpolation, "quantile")
+  def nanquantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+    return self._quantile(q, dim, keepdim, interpolation, "nanquantile")
+  def _quantile(self, q, dim, keepdim: bool, interpolation: str, op: str) -> Tensor:
+    """torch's algorithm: sort, a fractional rank per q (NaN's rank for a row with NaN in quantile; the rows' own
+    counts of numbers in nanquantile), then the values at the ranks below and above, interpolated."""
+    if not self.dtype.is_float: raise RuntimeError(f"{op}() input tensor must be either float or double dtype, got {self.dtype.name}")
+    if self.numel() == 0: raise RuntimeError(f"{op}() input tensor must be non-empty")
+    if interpolation not in ("linear", "lower", "higher", "midpoint", "nearest"):
+      raise ValueError(f"{op}() interpolation must be one of linear, lower, higher, midpoint or nearest. Got {interpolation}")
+    if isinstance(q, Tensor):
+      if q.ndim > 1: raise RuntimeError(f"{op}() q must be a scalar or 1D tensor, got shape {q.shape}")
+      if q.dtype is not self.dtype: raise RuntimeError(f"{op}() q tensor must be same dtype as the input tensor")
+      if q.numel() and not bool(((q >= 0) & (q <= 1)).all().item()): raise RuntimeError(f"{op}() q values must be in the range [0, 1]")
+      qs = q.reshape(-1)
+    else:
+      if not 0 <= q <= 1: raise RuntimeError(f"{op}() q must be in the range [0, 1] but got {q}")
+      qs = Tensor._const(q, self.dtype, self.device, (1,))
+    if dim is not None and self.ndim == 0: normalize_dim(dim, 0, op)
+    x = self.reshape(-1) if dim is None or self.ndim == 0 else self
+    d = 0 if dim is None or self.ndim == 0 else normalize_dim(dim, self.ndim, op)
+    sorted_ = x.movedim(d, -1).sort(-1)[0].unsqueeze(-2)  # (.., 1, n): a row per q below
+    n = sorted_.shape[-1]
+    nan = sorted_.isnan()
+    if op == "nanquantile":
+      ranks = qs.reshape(-1, 1) * ((~nan).sum(-1, keepdim=True) - 1)
+      ranks = (ranks < 0).where(0.0, ranks)
+    else:
+      ranks = nan.any(-1, keepdim=True).where(float(n - 1), qs.reshape(-1, 1) * (n - 1))
+    ranks = ranks._broadcast_to(sorted_.shape[:-2] + (qs.shape[0], 1))
+    if interpolation == "lower": ranks = ranks.floor()
+    elif interpolation == "higher": ranks = ranks.ceil()
+    elif interpolation == "nearest": ranks = ranks.round()
+    rows = sorted_._broadcast_to(ranks.shape[:-1] + (n,))
+    below = ranks.cast(int64)
+    out = rows.gather(-1, below)
+    if interpolation in ("linear", "midpoint"):
+      weights = ranks.full_like(0.5) if interpolation == "midpoint" else ranks - below
+      out = out.lerp(rows.gather(-1, ranks.ceil().cast(int64)), weights)
+    out = out.squeeze(-1)  # (.., Q): the other dims, then one value per q
+    out = out.permute(out.ndim - 1, *range(out.ndim - 1))
+    if keepdim and self.ndim: out = out.reshape((out.shape[0],) + (1,) * self.ndim) if dim is None else out.unsqueeze(d + 1)
+    return out.squeeze(0) if not isinstance(q, Tensor) or q.ndim == 0 else out
+
+  def renorm(self, p, dim, maxnorm):
+    if self.ndim < 2: raise RuntimeError(f"renorm: input needs at least 2 dimensions, got {self.ndim} dimensions")
+    if p <= 0: raise RuntimeError("renorm: non-positive-norm not supported")
+    if maxnorm < 0: raise RuntimeError(f"renorm: expected maxnorm to be >= 0 but got {maxnorm}")
+    d = normalize_dim(dim, self.ndim, "renorm")
+    norm = self.norm(p, tuple(a for a in range(self.ndim) if a != d), keepdim=True)
+    return self * (norm > maxnorm).where(maxnorm / (norm + 1e-7), 1.0)
+
+  def cov(self, *, correction=1, fweights=None, aweights=None):
+    """torch.cov: rows are variables, columns observations, with optional integer frequency and float weights."""
+    if self.ndim > 2: raise RuntimeError(f"cov(): expected input to have two or fewer dimensions but got an input with {self.ndim} dimensions")
+    if self.dtype is bool_: raise RuntimeError("cov(): bool dtype is not supported for input")
+    x = self.reshape(1, -1) if self.ndim < 2 else self
+    n = x.shape[1]
+    w = None
+    for name, weights, integral in (("fweights", fweights, True), ("aweights", aweights, False)):
+      if weights is None: continue
+      if weights.ndim > 1: raise RuntimeError(f"cov(): expected {name} to have one or fewer dimensions but got {name} with {weights.ndim} dimensions")
+      if not (weights.dtype.is_int if integral else weights.dtype.is_float):
+        raise RuntimeError(f"cov(): expected {name} to have {'integral' if integral else 'floating point'} dtype but got {name} with {weights.dtype.name} dtype")
+      if weights.numel() != n:
+        raise RuntimeError(f"cov(): expected {name} to have the same numel as there are observations in the input but got {weights.numel()} != {n}")
+      if n and not bool((weights.amin() >= 0).item()): raise RuntimeError(f"cov(): {name} cannot be negative")
+      w = weights if w is None else w * weights
+    if w is None: w_sum, avg = n, x.sum(1) / n
+    else:
+      w_sum = w.sum()
+      if not bool((w_sum != 0).item()): raise RuntimeError("cov(): weights sum to zero, can't be normalized")
+      avg = (x * w).sum(1) / w_sum
+    norm = w_sum - correction * (w * aweights).sum() / w_sum if w is not None and aweights is not None and correction != 0 else w_sum - correction
+    norm = (norm <= 0).where(0, norm) if isinstance(norm, Tensor) else max(norm, 0)  # torch warns and divides by 0
+    xc = x - avg.unsqueeze(1)
+    return (xc.matmul((xc if w is None else xc * w).T) / norm).squeeze()
+
+  def corrcoef(self):
+    c = self.cov()
+    if c.ndim == 0: return c / c  # NaN for a zero, inf or NaN variance, else 1
+    std = c.diagonal().sqrt()
+    return (c / std.reshape(-1, 1) / std.reshape(1, -1)).clip(-1, 1)
+
+  def histc(self, bins=100, min=0, max=0):
+    """Counts in `bins` equal bins over [min, max] (the data's own range where min == max, widened by 1 each way if
+    that is one value), as torch's histc computes each element's bin: trunc((x - min) * bins / (max - min))."""
+    if not self.dtype.is_float: raise RuntimeError(f"\"histogram_cpu\" not implemented for '{self.dtype.name}'")
+    if bins <= 0: raise RuntimeError(f"torch.histc(): bins must be > 0, but got {bins} for dim 0")
+    x = self.reshape(-1)
+    lo, hi = float(min), float(max)
+    if lo == hi and x.numel():
+      lo, hi = float(x.amin().item()), float(x.amax().item())  # read on the host, as torch does
+    if lo == hi: lo, hi = lo - 1, hi + 1
+    if lo > hi: raise RuntimeError(f"torch.histc(): max must be larger than min, got min {lo} and max {hi}")
+    if not (math.isfinite(lo) and math.isfinite(hi)): raise RuntimeError(f"torch.histc(): range of [{lo}, {hi}] is not finite")
+    left, right = Tensor._const(lo, x.dtype, x.device), Tensor._const(hi, x.dtype, x.device)
+    inside = (x >= left) & (x <= right)
+    pos = ((x - left) * bins / (right - left)).cast(int64).minimum(bins - 1)
+    hits = (pos == Tensor.arange(bins, device=self.device).reshape(bins, 1)) & inside
+    return hits.sum(1).cast(self.dtype)
 
   # ---- reductions
 
@@ -1026,11 +1392,13 @@ class Tensor:
     return x._reduce(F.Sum, dim, keepdim, "sum")
 
   def max(self, dim=None, keepdim=False):
-    """The maximum; with `dim`, a (values, indices) pair as torch.max returns."""
+    """The maximum; with `dim`, a (values, indices) pair as torch.max returns; with a tensor, torch.maximum."""
+    if isinstance(dim, Tensor): return self.maximum(dim)
     if dim is None: return self.amax()
     return self._at_index("argmax", dim, keepdim)
 
   def min(self, dim=None, keepdim=False):
+    if isinstance(dim, Tensor): return self.minimum(dim)
     if dim is None: return self.amin()
     return self._at_index("argmin", dim, keepdim)
 
@@ -1068,6 +1436,7 @@ class Tensor:
     return s / n if n else s * math.nan
 
   def var(self, dim=None, unbiased=None, keepdim=False, correction=None) -> Tensor:
+    if isinstance(dim, bool): dim, unbiased = None, dim  # var(x, unbiased), torch's other signature
     if correction is None: correction = 1 if unbiased is None or unbiased else 0
     x = self._float()
     axes = self._axes(dim, "var")
@@ -1081,6 +1450,7 @@ class Tensor:
                               grad=lambda v, g: (v == 0).where(0.0, g / (2 * v.sqrt())))
 
   def var_mean(self, dim=None, unbiased=None, keepdim=False, correction=None):
+    if isinstance(dim, bool): dim, unbiased = None, dim
     return self.var(dim, unbiased, keepdim, correction), self.mean(dim, keepdim)
 
   def prod(self, dim=None, keepdim=False, dtype=None) -> Tensor:
@@ -2118,11 +2488,15 @@ def _scatter_reduce_max(shape, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 def _window_sum(xt: Tensor, n: int) -> Tensor:
   """Inclusive prefix sums along the last axis: out[..., i] = sum(x[..., :i+1]) as a masked reduction over a view."""
-  lead = xt.shape[:-1]
-  # (.., n, n) view: element [i, j] = x[j] if j <= i else 0, built as x broadcast along i, masked by a tril
-  full = xt.unsqueeze(-2).expand(*lead, n, n)
+  return _prefix_windows(xt, 0).sum(-1)
+
+
+def _prefix_windows(xt: Tensor, fill) -> Tensor:
+  """The (.., n, n) view whose row i holds x[..., :i+1] along the last axis and `fill` after it: x broadcast along i,
+  masked by a tril. A reduction over its last axis is a running (prefix) one."""
+  n = xt.shape[-1]
   keep = Tensor.ones(n, n, dtype=bool_, device=xt.device).tril()
-  return keep.where(full, 0).sum(-1)
+  return keep.where(xt.unsqueeze(-2).expand(*xt.shape[:-1], n, n), fill)
 
 
 # ---- module-level functions with PyTorch's names
@@ -2341,3 +2715,223 @@ def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) 
 def realize(*tensors: Tensor) -> None:
   """Compute several tensors in one schedule, so the work they share is scheduled once."""
   realize_lazy(*[t.lazydata for t in tensors])
+
+
+# ---- more math with torch's names (from torch's op database): functions torch has no Tensor method for, and helpers
+
+AminmaxResult = collections.namedtuple("aminmax", ["min", "max"])
+FrexpResult = collections.namedtuple("frexp", ["mantissa", "exponent"])
+
+
+def _extreme_value(dtype: DType, highest: bool):
+  """The largest (or smallest) value of a dtype: what a max (min) over nothing starts from."""
+  if dtype.is_float: return math.inf if highest else -math.inf
+  if dtype is bool_: return highest
+  info = np.iinfo(dtype.np)
+  return int(info.max if highest else info.min)
+
+
+def _times_power_of_two(x: Tensor, k: Tensor) -> Tensor:
+  """x * 2**k for integer-valued k, exactly: two factors, so 2**k itself never overflows (k down to -1074)."""
+  half = (k / 2).floor()
+  return x * half.exp2() * (k - half).exp2()
+
+
+def _numpy_names(method):
+  """torch's NumPy-style keyword aliases: axis= for dim=, keepdims= for keepdim=."""
+  @functools.wraps(method)
+  def wrapper(self, *args, **kwargs):
+    for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+      if alias in kwargs:
+        if name in kwargs: raise TypeError(f"{method.__name__}() got both {name!r} and its alias {alias!r}")
+        kwargs[name] = kwargs.pop(alias)
+    return method(self, *args, **kwargs)
+  return wrapper
+
+
+for _name in ("sum", "mean", "prod", "amax", "amin", "argmax", "argmin", "max", "min", "aminmax", "any", "all", "var", "std",
+              "var_mean", "std_mean", "logsumexp", "norm", "count_nonzero", "nansum", "nanmean", "median", "nanmedian",
+              "kthvalue", "mode", "quantile", "nanquantile", "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp",
+              "softmax", "log_softmax", "sort", "argsort"):
+  setattr(Tensor, _name, _numpy_names(getattr(Tensor, _name)))
+
+
+def rsub(input: Tensor, other, alpha=1) -> Tensor:
+  """other - alpha * input."""
+  return (input if alpha == 1 else input * alpha).sub(other, reverse=True)
+
+
+def tensordot(a: Tensor, b: Tensor, dims=2) -> Tensor:
+  """Sums over a's dims dims[0] and b's dims[1] (or a's last `dims` and b's first): one matmul. A contracted pair
+  where one side has size 1 is summed on the other side first, as torch does."""
+  if isinstance(dims, Tensor): dims = dims.tolist()
+  if isinstance(dims, int):
+    if dims < 0: raise RuntimeError(f"tensordot expects dims >= 0, but got dims={dims}")
+    if dims > min(a.ndim, b.ndim): raise RuntimeError(f"tensordot expects dims < ndim_a or ndim_b, but got dims={dims}")
+    dims_a, dims_b = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+  else:
+    dims_a, dims_b = ([d] if isinstance(d, int) else list(d) for d in dims)
+  if len(dims_a) != len(dims_b): raise RuntimeError("both dimension lists should have same length")
+  dims_a = [normalize_dim(d, a.ndim, "tensordot") for d in dims_a]
+  dims_b = [normalize_dim(d, b.ndim, "tensordot") for d in dims_b]
+  for da, db in zip(dims_a, dims_b):
+    s1, s2 = a.shape[da], b.shape[db]
+    if s2 == 1: a = a.sum(da, keepdim=True)
+    elif s1 == 1: b = b.sum(db, keepdim=True)
+    elif s1 != s2:
+      raise RuntimeError(f"contracted dimensions need to match, but first has size {s1} in dim {da} and second has size {s2} in dim {db}")
+  free_a = [d for d in range(a.ndim) if d not in dims_a]
+  free_b = [d for d in range(b.ndim) if d not in dims_b]
+  k = prod(a.shape[d] for d in dims_a)
+  left = a.permute(free_a + dims_a).reshape(prod(a.shape[d] for d in free_a), k)
+  right = b.permute(dims_b + free_b).reshape(k, prod(b.shape[d] for d in free_b))
+  return left.matmul(right).reshape(tuple(a.shape[d] for d in free_a) + tuple(b.shape[d] for d in free_b))
+
+
+def cdist(x1: Tensor, x2: Tensor, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary") -> Tensor:
+  """The p-norm distance between each row of x1 and each row of x2 (batch dims broadcast), as the norm of their
+  broadcast difference."""
+  if x1.ndim < 2 or x2.ndim < 2: raise RuntimeError(f"cdist only supports at least 2D tensors, X1 got: {x1.ndim}D, X2 got: {x2.ndim}D")
+  if x1.shape[-1] != x2.shape[-1]:
+    raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: {x2.shape[-1]}")
+  if not (x1.dtype.is_float and x2.dtype.is_float): raise RuntimeError(f"cdist only supports floating-point dtypes, X1 got: {x1.dtype.name}")
+  if p < 0: raise RuntimeError("cdist only supports non-negative p values")
+  if compute_mode not in ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist"):
+    raise ValueError(f"{compute_mode} is not a valid value for compute_mode")
+  return (x1.unsqueeze(-2) - x2.unsqueeze(-3)).norm(p, dim=-1)
+
+
+def _along(x: Tensor, dim: int, start: int, stop: int | None = None) -> Tensor:
+  """x[..., start:stop, ...] at dim."""
+  return x[(slice(None),) * dim + (slice(start, stop),)]
+
+
+def _spacings(y: Tensor, x, dim: int) -> Tensor:
+  """The differences of sample points x along dim, shaped to broadcast with y's (1-D x lies along dim), as torch's
+  trapezoid shapes them."""
+  if x.ndim == 1:
+    if x.shape[0] != y.shape[dim]: raise RuntimeError("trapezoid: There must be one `x` value for each sample point")
+    x = x.reshape(tuple(-1 if a == dim else 1 for a in range(y.ndim)))
+  elif x.ndim < y.ndim: x = x.reshape((1,) * (y.ndim - x.ndim) + x.shape)
+  return _along(x, dim, 1) - _along(x, dim, 0, -1)
+
+
+def trapezoid(y: Tensor, x=None, *, dx=None, dim=-1) -> Tensor:
+  d = normalize_dim(dim, y.ndim, "trapezoid")
+  if y.dtype is bool_: raise RuntimeError("trapezoid: received a bool input for `y`, but bool is not supported")
+  if y.shape[d] == 0: return Tensor.zeros(*(s for a, s in enumerate(y.shape) if a != d), dtype=y.dtype, device=y.device)
+  if x is not None: return ((_along(y, d, 0, -1) + _along(y, d, 1)) * _spacings(y, x, d)).sum(d) / 2
+  first, last = _along(y, d, 0, 1).squeeze(d), _along(y, d, -1).squeeze(d)
+  return (y.sum(d) - (first + last) * 0.5) * (1 if dx is None else dx)
+
+
+def trapz(y: Tensor, x=None, *, dx=1, dim=-1) -> Tensor:
+  return trapezoid(y, x, dim=dim) if x is not None else trapezoid(y, dx=dx, dim=dim)
+
+
+def cumulative_trapezoid(y: Tensor, x=None, *, dx=None, dim=-1) -> Tensor:
+  d = normalize_dim(dim, y.ndim, "cumulative_trapezoid")
+  pairs = _along(y, d, 0, -1) + _along(y, d, 1)
+  if x is not None: return (pairs * _spacings(y, x, d)).cumsum(d) / 2
+  return ((1 if dx is None else dx) / 2 * pairs).cumsum(d)
+
+
+def isin(elements, test_elements, *, assume_unique=False, invert=False) -> Tensor:
+  """Whether each element is among test_elements: every pair compared (O(n * m))."""
+  if not isinstance(elements, Tensor) and not isinstance(test_elements, Tensor):
+    raise TypeError("isin: at least one of elements and test_elements must be a Tensor")
+  ref = elements if isinstance(elements, Tensor) else test_elements
+  e = elements if isinstance(elements, Tensor) else Tensor._const(elements, result_type(ref, elements), ref.device)
+  t = test_elements if isinstance(test_elements, Tensor) else Tensor._const(test_elements, result_type(ref, test_elements), ref.device)
+  hit = (e.unsqueeze(-1) == t.reshape(-1)).any(-1)
+  return ~hit if invert else hit
+
+
+def _insertion_points(boundaries: Tensor, values: Tensor, right: bool, out_int32: bool) -> Tensor:
+  """How many of each row of boundaries (the last dim) come before each value: those not >= it (not > it for
+  right), which for sorted boundaries is the binary search's answer, a NaN value going past all of them as there."""
+  before = ~(boundaries > values.unsqueeze(-1)) if right else ~(boundaries >= values.unsqueeze(-1))
+  return before.sum(-1).cast(int32 if out_int32 else int64)
+
+
+def bucketize(input, boundaries: Tensor, *, out_int32=False, right=False) -> Tensor:
+  if boundaries.ndim != 1: raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({boundaries.ndim})")
+  x = input if isinstance(input, Tensor) else Tensor._const(input, result_type(boundaries, input), boundaries.device)
+  return _insertion_points(boundaries, x, right, out_int32)
+
+
+def searchsorted(sorted_sequence: Tensor, values, *, out_int32=False, right=False, side=None, sorter=None) -> Tensor:
+  if side is not None:
+    if side not in ("left", "right"): raise RuntimeError(f"side can only be 'left' or 'right' but got {side}")
+    if right and side == "left": raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites, got side of left while right was True")
+    right = side == "right"
+  seq = sorted_sequence if sorter is None else sorted_sequence.gather(-1, sorter)
+  v = values if isinstance(values, Tensor) else Tensor._const(values, result_type(seq, values), seq.device)
+  if seq.ndim > 1:
+    if v.ndim != seq.ndim or v.shape[:-1] != seq.shape[:-1]:
+      raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 dimensions of boundaries tensor "
+                         f"and input value tensor must match, but we got boundaries tensor {list(seq.shape)} and input value tensor {list(v.shape)}")
+    seq = seq.unsqueeze(-2)
+  return _insertion_points(seq, v, right, out_int32)
+
+
+def logspace(start, end, steps: int, base=10.0, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+  """base ** (steps evenly spaced exponents from start to end), made on the host from Python numbers as linspace is,
+  with torch's arithmetic: the exponents in the dtype, the first half counted up from start, the rest down from end."""
+  start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+  if steps < 0: raise RuntimeError(f"logspace: number of steps must be non-negative, got {steps}")
+  dtype = to_dtype(dtype or default_float)
+  if steps == 1: values = np.array([float(base) ** float(start)])
+  elif dtype.is_float:
+    t = np.dtype(dtype.np).type
+    i = np.arange(steps).astype(t)
+    step = (t(end) - t(start)) / t(steps - 1)
+    exponents = np.where(np.arange(steps) < steps // 2, t(start) + step * i, t(end) - step * (t(steps) - i - 1))
+    values = np.power(t(base), exponents.astype(t))
+  else:
+    step = (int(end) - int(start)) / (steps - 1)
+    i = np.arange(steps, dtype=np.float64)
+    values = np.power(float(base), np.where(i < steps // 2, int(start) + step * i, int(end) - step * (steps - i - 1)))
+  return Tensor(values.astype(dtype.np), device=device, requires_grad=requires_grad)
+
+
+def gradient(input: Tensor, *, spacing=1, dim=None, edge_order=1) -> tuple[Tensor, ...]:
+  """torch.gradient: central differences inside, one-sided ones (first or second order) at the edges, along each of
+  dim; spacing is one number, a number per dim, or a tensor of coordinates per dim."""
+  if spacing is None: spacing = 1
+  dims = list(range(input.ndim)) if dim is None else [dim] if isinstance(dim, int) else list(dim)
+  if input.dtype is uint8: raise RuntimeError("torch.gradient does not support uint8 input.")
+  spacings = list(spacing) if isinstance(spacing, (list, tuple)) else [spacing] * len(dims)
+  if len(spacings) != len(dims):
+    raise RuntimeError(f"torch.gradient expected spacing to be unspecified, a scalar, or a list of length equal to 'self.dim() = "
+                       f"{input.ndim}', since dim argument was not given, but got a list of length {len(spacings)}" if dim is None else
+                       f"torch.gradient expected spacing to be unspecified, a scalar or it's spacing and dim arguments to have the same "
+                       f"length, but got a spacing argument of length {len(spacings)} and a dim argument of length {len(dims)}.")
+  if edge_order not in (1, 2): raise RuntimeError("torch.gradient only supports edge_order=1 and edge_order=2.")
+  dims = [normalize_dim(d, input.ndim, "gradient") for d in dims]
+  if any(input.shape[d] < edge_order + 1 for d in dims):
+    raise RuntimeError("torch.gradient expected each dimension size to be at least edge_order+1")
+  out = []
+  for d, h in zip(dims, spacings):
+    s = lambda start, stop=None: _along(input, d, start, stop)  # noqa: E731
+    if isinstance(h, Tensor):
+      if h.ndim != 1: raise RuntimeError(f"torch.gradient expected each element of spacing to have one dimension, but got an element with {h.ndim} dimensions!")
+      dx = h.diff()
+      d1, d2 = dx[:-1], dx[1:]
+      shape = tuple(-1 if a == d else 1 for a in range(input.ndim))
+      center = ((-d2 / (d1 * (d1 + d2))).reshape(shape) * s(0, -2) + ((d2 - d1) / (d1 * d2)).reshape(shape) * s(1, -1) +
+                (d1 / (d2 * (d1 + d2))).reshape(shape) * s(2))
+      if edge_order == 1: first, last = (s(1, 2) - s(0, 1)) / dx[0], (s(-1) - s(-2, -1)) / dx[-1]
+      else:
+        a, b = dx[0], dx[1]
+        first = -(2.0 * a + b) / (a * (a + b)) * s(0, 1) + (a + b) / (a * b) * s(1, 2) + (-a) / (b * (a + b)) * s(2, 3)
+        a, b = dx[-1], dx[-2]
+        last = a / (b * (a + b)) * s(-3, -2) - (a + b) / (a * b) * s(-2, -1) + (2 * a + b) / (a * (a + b)) * s(-1)
+    else:
+      center = (s(2) - s(0, -2)) / h / 2
+      if edge_order == 1: first, last = (s(1, 2) - s(0, 1)) / h, (s(-1) - s(-2, -1)) / h
+      else:
+        first = (-1.5 * s(0, 1) + 2 * s(1, 2) - 0.5 * s(2, 3)) / h
+        last = (0.5 * s(-3, -2) - 2 * s(-2, -1) + 1.5 * s(-1)) / h
+    out.append(cat([first, center, last], d))
+  return tuple(out)

@@ -49,6 +49,8 @@ KNOWN: dict[str, str] = {
   "as_strided_scatter": "torch 2.13's own gradient for the input is wrong: it is the output's gradient exactly where src "
                         "overwrote the input, and zero elsewhere (op_db skips its TestBwdGradients.test_fn_grad); "
                         "lazygrad's forward and src gradient match torch",
+  "logcumsumexp": "torch's own float32 gradient is off by 3e-3 on sample 0 (it holds 1e4 beside numbers near 1); "
+                  "lazygrad's agrees with torch's float64 gradient to 4e-7",
 }
 
 # samples that draw random numbers (dropout inside the op): torch's own tests call them non-deterministic
@@ -121,7 +123,8 @@ def compare(got, want, where: str, rtol: float, atol: float):
     assert isinstance(got, lg.Tensor), f"{where}: got {type(got).__name__}, torch gives a Tensor"
     assert tuple(got.shape) == tuple(want.shape), f"{where}: shape {tuple(got.shape)}, torch {tuple(want.shape)}"
     assert got.dtype.name == str(want.dtype).split(".")[1], f"{where}: dtype {got.dtype.name}, torch {want.dtype}"
-    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
+    # force: a gradient torch knows is zero (sgn's) is a ZeroTensor, which numpy() refuses without it
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(force=True), rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
   elif isinstance(want, (tuple, list)):
     assert isinstance(got, (tuple, list)) and len(got) == len(want), f"{where}: got {got!r}, torch {want!r}"
     for n, (g, w) in enumerate(zip(got, want)): compare(g, w, f"{where}[{n}]", rtol, atol)
