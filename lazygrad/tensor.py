@@ -1700,6 +1700,7 @@ class Tensor:
 
   def transpose(self, dim0=0, dim1=1) -> Tensor:
     a, b = normalize_dim(dim0, self.ndim, "transpose"), normalize_dim(dim1, self.ndim, "transpose")
+    if self.ndim == 0: return self  # torch: a 0-d tensor's dims 0 and -1 are the same no-dim
     order = list(range(self.ndim))
     order[a], order[b] = order[b], order[a]
     return self.permute(order)
@@ -2218,12 +2219,12 @@ class Tensor:
     n = self.numel()
     if index.numel() != source.numel():
       raise RuntimeError(f"put: source and index should have the same number of elements, got {source.numel()} and {index.numel()}")
-    if index.numel() == 0: return self * 1
     _check_index_range(index, n, 0)
     flat = index.reshape(-1).cast(int64)
     flat = (flat < 0).where(flat + n, flat)
     x, src = self.reshape(-1), source.reshape(-1).cast(self.dtype)
-    return (x.scatter_add(0, flat, src) if accumulate else x.scatter(0, flat, src)).reshape(self.shape)
+    add = accumulate or index.numel() == 0  # nothing to write: scatter's last-writer search cannot reduce nothing
+    return (x.scatter_add(0, flat, src) if add else x.scatter(0, flat, src)).reshape(self.shape)
 
   def index_put(self, indices, values: Tensor, accumulate: bool = False) -> Tensor:
     """Out of place, self[indices] = values (+= with accumulate): the flat positions indexed, then one scatter."""
@@ -2231,9 +2232,9 @@ class Tensor:
     values = Tensor._wrap_tensor(values, self).cast(self.dtype)
     if broadcast_shape(positions.shape, values.shape, op="index_put") != positions.shape:
       raise ShapeError(f"index_put: values of shape {values.shape} cannot be broadcast to the indexed shape {positions.shape}")
-    if positions.numel() == 0: return self * 1
     x, positions, values = self.reshape(-1), positions.reshape(-1), values._broadcast_to(positions.shape).reshape(-1)
-    return (x.scatter_add(0, positions, values) if accumulate else x.scatter(0, positions, values)).reshape(self.shape)
+    add = accumulate or positions.numel() == 0  # nothing to write: scatter's last-writer search cannot reduce nothing
+    return (x.scatter_add(0, positions, values) if add else x.scatter(0, positions, values)).reshape(self.shape)
 
   def masked_scatter(self, mask: Tensor, source: Tensor) -> Tensor:
     """source's elements, in order, at mask's True places: each True place reads source at the count of Trues
