@@ -302,6 +302,8 @@ class Tensor:
   def linspace(start, end, steps: int, dtype=None, device=None, requires_grad=False) -> Tensor:
     if steps < 0: raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
     dtype = to_dtype(dtype or default_float)
+    # torch's tensor overload: 0-d tensors for the ends, whose values it reads as numbers too
+    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
     return Tensor(np.linspace(start, end, steps, dtype=np.float64).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
