@@ -51,9 +51,10 @@ def get(name: str):
       base, index = name.split(":")
       try: module = importlib.import_module(f"lazygrad.backends.{base.lower()}")
       except ModuleNotFoundError as e:
-        if e.name is None or e.name.split(".")[0] == "lazygrad": raise
-        get_it = f"pip install 'lazygrad[{EXTRAS[base]}]'" if base in EXTRAS else f"pip install {e.name.split('.')[0]}"
-        raise ModuleNotFoundError(f"device {name}: the {base} backend needs the Python package '{e.name.split('.')[0]}', "
+        package = (e.name or "lazygrad").split(".")[0]
+        if package == "lazygrad": raise
+        get_it = f"pip install 'lazygrad[{EXTRAS[base]}]'" if base in EXTRAS else f"pip install {package}"
+        raise ModuleNotFoundError(f"device {name}: the {base} backend needs the Python package '{package}', "
                                   f"which is not installed here ({get_it})", name=e.name) from None
       _devices[name] = module.Device(int(index))
     return _devices[name]
