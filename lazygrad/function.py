@@ -256,11 +256,12 @@ class Gather(Function):
 
 class CustomGrad(Function):
   """A value computed by a composition of Tensor ops, with its gradient given by a formula (erf, say: its
-  approximation's own derivative would be less exact than the true one)."""
-  def forward(self, x, value, grad):
+  approximation's own derivative would be less exact than the true one). `value(*inputs)`; `grad(*inputs, g)` gives
+  the gradient of each input (a tuple where there are several)."""
+  def forward(self, *xs, value, grad):
     self.grad_fn = grad
-    with no_grad(): return value(self.tensor_type._from_lazy(x)).lazydata
-  def backward(self, g): return self.grad_fn(self.parents[0], g)
+    with no_grad(): return value(*[self.tensor_type._from_lazy(x) for x in xs]).lazydata
+  def backward(self, g): return self.grad_fn(*self.parents, g)
 
 
 # ---- movement

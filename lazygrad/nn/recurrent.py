@@ -12,7 +12,7 @@ import numbers
 import warnings
 from typing import NamedTuple
 import numpy as np
-from lazygrad.tensor import Tensor, stack, cat
+from lazygrad.tensor import Tensor, stack, cat, grad_enabled
 from lazygrad.nn import functional as F
 from lazygrad.nn import init
 from lazygrad.nn.module import Module, Parameter
@@ -33,12 +33,18 @@ class StepWeights(NamedTuple):
 # ---- one time step of each kind. `xw` is the step's input projection from `_input_projection`; `state` is (h,) or
 # (h, c); each returns the new state tuple.
 
-def rnn_tanh_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
-  return ((xw + state[0].matmul(w.w_hh.T)).tanh(),)
+def _hidden_product(h: Tensor, w: StepWeights, with_bias: bool, tap: Tensor | None) -> Tensor:
+  """h @ W_hh.T (+ b_hh), plus a step's slice of a tap that carries W_hh's gradient (see _hidden_weight_grads)."""
+  out = F.linear(h, w.w_hh, w.b_hh if with_bias else None)
+  return out if tap is None else out + tap
 
 
-def rnn_relu_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
-  return ((xw + state[0].matmul(w.w_hh.T)).relu(),)
+def rnn_tanh_step(xw: Tensor, state: tuple, w: StepWeights, tap: Tensor | None = None) -> tuple:
+  return ((xw + _hidden_product(state[0], w, False, tap)).tanh(),)
+
+
+def rnn_relu_step(xw: Tensor, state: tuple, w: StepWeights, tap: Tensor | None = None) -> tuple:
+  return ((xw + _hidden_product(state[0], w, False, tap)).relu(),)
 
 
 def _gates(z: Tensor, n: int) -> tuple:
@@ -48,21 +54,21 @@ def _gates(z: Tensor, n: int) -> tuple:
   return z.reshape(*z.shape[:-1], n, z.shape[-1] // n).unbind(-2)
 
 
-def lstm_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
+def lstm_step(xw: Tensor, state: tuple, w: StepWeights, tap: Tensor | None = None) -> tuple:
   h, c = state
   # the four gates (torch's order: input, forget, cell, output) from one (B, 4H) product
-  i, f, g, o = _gates(xw + h.matmul(w.w_hh.T), 4)
+  i, f, g, o = _gates(xw + _hidden_product(h, w, False, tap), 4)
   c = (f.sigmoid() * c + i.sigmoid() * g.tanh()).clone()
   h = o.sigmoid() * c.tanh()
   if w.w_hr is not None: h = h.matmul(w.w_hr.T)
   return h, c
 
 
-def gru_step(xw: Tensor, state: tuple, w: StepWeights) -> tuple:
+def gru_step(xw: Tensor, state: tuple, w: StepWeights, tap: Tensor | None = None) -> tuple:
   h = state[0]
   # b_hh stays in the step: the new gate scales its hidden half (W_hn h + b_hn) by r
   x_r, x_z, x_n = _gates(xw, 3)
-  h_r, h_z, h_n = _gates(F.linear(h, w.w_hh, w.b_hh), 3)
+  h_r, h_z, h_n = _gates(_hidden_product(h, w, True, tap), 3)
   r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
   n = (x_n + r * h_n).tanh()
   return ((1 - z) * n + z * h,)
@@ -89,17 +95,47 @@ def _stack_steps(outputs: list[Tensor]) -> Tensor:
   return stack(outputs, 0)
 
 
-def _run_direction(xw: Tensor, state: tuple, step, w: StepWeights, reverse: bool, mask: Tensor | None):
+def _hidden_weight_grads(xw: Tensor, start: Tensor, w: StepWeights, reverse: bool, folded_bias: bool):
+  """W_hh's gradient over a whole sequence as one product over all T*B rows, dZ.T @ H_in, as cuDNN computes it: left
+  to autograd, it was a sum of T products, a kernel whose structure changed with T. Returns (xw, the weights the
+  steps use, a tap, `finish`). The steps use W_hh (and b_hh) detached; where b_hh is folded into xw (RNN, LSTM), a
+  step's hidden product adds to xw[t], so xw's gradient is the products' too, and xw passes through a node that also
+  gives W_hh its gradient. GRU's r scales part of the product, so a tap, zeros (T, B, 3H) that each step adds to its
+  product, collects the products' gradients and gives W_hh and b_hh theirs. `finish(out)` hands over the stacked
+  outputs: shifted by one step, they are each step's incoming h."""
+  if not (w.w_hh.requires_grad and grad_enabled()): return xw, w, None, None
+  outputs = []
+
+  def weight_grad(g: Tensor) -> Tensor:
+    out, first = outputs[0].detach(), start.detach().unsqueeze(0)
+    h_in = first if out.shape[0] == 1 else cat([out[1:], first] if reverse else [first, out[:-1]], 0)
+    return g.reshape(-1, g.shape[-1]).T.matmul(h_in.reshape(-1, h_in.shape[-1]))
+
+  detached = w._replace(w_hh=w.w_hh.detach(), b_hh=None if w.b_hh is None else w.b_hh.detach())
+  if folded_bias:
+    xw = F.CustomGrad.apply(xw, w.w_hh, value=lambda x, _: x, grad=lambda x, _, g: (g, weight_grad(g)))
+    return xw, detached, None, outputs.append
+  zeros = lambda *_: Tensor.zeros(*xw.shape, dtype=xw.dtype, device=xw.device)
+  if w.b_hh is None: tap = F.CustomGrad.apply(w.w_hh, value=zeros, grad=lambda _, g: weight_grad(g))
+  else: tap = F.CustomGrad.apply(w.w_hh, w.b_hh, value=zeros, grad=lambda _, __, g: (weight_grad(g), g.sum((0, 1))))
+  return xw, detached, tap, outputs.append
+
+
+def _run_direction(xw: Tensor, state: tuple, step, w: StepWeights, reverse: bool, mask: Tensor | None,
+                   with_hh_bias: bool):
   """The recurrence over xw (T, B, gates*H): the outputs (T, B, H) in time order and the final state. With a mask
   (T, B, 1), a step past a sequence's end keeps its state, so each sequence ends at (or, reversed, starts from) its
   own last element."""
   steps = xw.shape[0]
+  xw, w, tap, finish = _hidden_weight_grads(xw, state[0], w, reverse, with_hh_bias)
   outputs = [None] * steps
   for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-    new = step(xw[t], state, w)
+    new = step(xw[t], state, w, None if tap is None else tap[t])
     state = new if mask is None else tuple(mask[t].where(n, s) for n, s in zip(new, state))
     outputs[t] = state[0]
-  return _stack_steps(outputs), state
+  out = _stack_steps(outputs)
+  if finish is not None: finish(out)
+  return out, state
 
 
 def _pack_like(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
@@ -254,7 +290,8 @@ class RNNBase(Module):
       for direction in range(self.num_directions):
         w = self._weights(layer, direction)
         start = tuple(s[layer * self.num_directions + direction] for s in state)
-        out, final = _run_direction(_input_projection(x, w, with_hh_bias), start, step, w, direction == 1, mask)
+        out, final = _run_direction(_input_projection(x, w, with_hh_bias), start, step, w, direction == 1, mask,
+                                   with_hh_bias)
         outputs.append(out)
         finals.append(final)
       x = outputs[0] if len(outputs) == 1 else cat(outputs, -1)
