@@ -727,6 +727,73 @@ class Program:
     return value(self.out_size, env), value(self.gsize, env), param_values(self.plan, values)
 
 
+class ReplayLaunch(NamedTuple):
+  """One launch of a Replayer: its program, the buffers as recorded, the [(place, id of a recorded buffer)] a replay
+  swaps, and either its parameters and the slots of the moving numbers they take, or fixed launch sizes and
+  arguments."""
+  program: Program
+  buffers: list
+  swaps: list
+  params: list | None
+  slots: list | None
+  sizes: tuple | None
+  args: list
+  origin: str
+  index: int  # its place in the recording: where its moving numbers are
+
+
+class Replayer:
+  """A jit recording's launches on one device, each with a kernel object of its own whose arguments stay set from one
+  replay to the next: a replay sets only the buffers it swaps (new outputs, the updated tensors' state) and the numbers
+  that move, then enqueues. Through exec, a launch looked its kernel up, bound every argument and took the lock on
+  its own, which was most of a decoding step's time."""
+
+  def __init__(self, device: Device, launches: list):
+    self.device, self.launches = device, launches
+    self.moving = [launch.index for launch in launches if launch.params is not None]
+    self.kernels = []
+    for launch in launches:
+      shared = launch.program.kernel
+      kernel = device.cl.Kernel(shared.get_info(device.cl.kernel_info.PROGRAM), shared.function_name)
+      plan = launch.program.plan
+      if plan is not None and plan.params:
+        kernel.set_scalar_arg_dtypes([None] * len(plan.bufs) + [COMPUTE_NP[d.name] for _, d in plan.params])
+      if launch.params is None: kernel.set_args(*[b.handle for b in launch.buffers], *launch.args)
+      self.kernels.append(kernel)
+
+  def run(self, mapping: dict, numbers: list | None) -> bool:
+    """Launch them all, with the buffers of `mapping` (id of a recorded buffer -> the one this call uses) in their
+    places; False, having launched nothing, where a buffer is too large for 32-bit index math (see _bound_entry) or
+    where `numbers` are not those the Replayer was made for."""
+    if any(b.size >= INT_MAX for b in mapping.values()): return False
+    if numbers is not None and any(numbers[i] is None for i in self.moving): return False  # the base's own numbers
+    dev, cl = self.device, self.device.cl
+    dev.flush()  # launches held back before these go first
+    enqueue, queue, n = cl.enqueue_nd_range_kernel, dev.queue, 0
+    with dev.lock:
+      try:
+        for n, (launch, kernel) in enumerate(zip(self.launches, self.kernels)):
+          program, buffers, swaps, params, slots, sizes, _, _, index = launch
+          if params is not None:  # numbers that move: every argument is set again
+            out_size, gsize, args = program.at(params, [numbers[index][1][k] for k in slots])
+            if not out_size: continue
+            handles = [b.handle for b in buffers]
+            for k, i in swaps: handles[k] = mapping.get(i, buffers[k]).handle
+            kernel.set_args(*handles, *args)
+            sizes = dev.launch_sizes(gsize, program.most)
+          else:
+            for k, i in swaps: kernel.set_arg(k, mapping.get(i, buffers[k]).handle)
+          event = enqueue(queue, kernel, *sizes)
+          dev.unmarked += 1
+          if dev.unmarked >= MARK_EVERY: dev._sent(event, 0)
+      except cl.Error as e:
+        launch = self.launches[n]
+        raise KernelError(f"OpenCL failed to launch kernel {launch.program.name}"
+                          f"{' (from ' + launch.origin + ')' if launch.origin else ''}: {e}\n--- source ---\n"
+                          f"{launch.program.src}") from None
+    return True
+
+
 class Unbuilt(NamedTuple):
   """A launch's program and parameter values, waiting for the program to be built (see Device._bind)."""
   program: Program
@@ -991,7 +1058,7 @@ class Device:
     self.flush()
 
   def _launch(self, entry, buffers, origin: str):
-    name, kernel, src, sizes, args, _ = entry
+    name, kernel, src, sizes, args, *_ = entry
     if sizes is None: return  # no outputs
     with self.lock:
       try:
@@ -1161,7 +1228,26 @@ class Device:
           return Unbuilt(program, params, values, epoch)
     out_size, gsize, args = program.at(params, values)
     return program.name, program.kernel, program.src, self.launch_sizes(gsize, program.most) if out_size else None, \
-        args, epoch
+        args, epoch, program
+
+  def replayer(self, plan: list, numbers: list | None) -> Replayer | None:
+    """A jit recording's launches (see jit._Recording.plan; `numbers`: each launch's moving numbers, or None) as one
+    Replayer, once each launch's kernel is built and resolved for good; None before (a launch waits to be built, or
+    runs a dynamic kernel that a later schedule may still specialize)."""
+    launches = []
+    for n, (_, ast, buffers, swaps, origin) in enumerate(plan):
+      moving = numbers[n] if numbers is not None else None
+      if moving is not None:  # as _bound_entry: the program and the slots its arguments come from
+        hit = self.bound.get((ast, moving[3])) if len(moving) == 4 else None
+        if hit is None or hit[0].kernel is None or max(b.size for b in buffers) >= INT_MAX: return None
+        program, params, slots = hit
+        launches.append(ReplayLaunch(program, buffers, swaps, params, slots, None, [], origin, n))
+        continue
+      entry = self.kernels.get(ast)
+      if entry is None or type(entry) is Unbuilt or entry[5] is not None: return None
+      if entry[3] is not None:
+        launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n))
+    return Replayer(self, launches)
 
   def _prepare(self, ast, buffers, origin: str, params) -> "Program":
     """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the

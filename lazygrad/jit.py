@@ -41,6 +41,7 @@ from lazygrad.tensor import Tensor, realize
 
 WARMUP_CALLS = 1
 SIGNATURES = 4  # argument signatures whose recordings are kept for replay
+REPLAYER_TRIES = 8  # replays that may ask the device for a Replayer before one is made (see _Recording.make_replayer)
 
 
 class _Recording:
@@ -53,6 +54,7 @@ class _Recording:
     self.assigned = assigned          # [(tensor, id(buffer before the call), buffer after, view after)]
     self.outputs = outputs            # [(buffer, view)] of the returned tensors
     self.structure = structure        # how the returned tensors were packed: None, "tensor", "tuple", "list"
+    self.replayers: dict = {}         # (resized buffers, whether numbers stay) -> the device's Replayer, see _replay
 
   def same_kernels(self, other: _Recording) -> bool:
     """Same kernels, and the same data copied from the host (a replay repeats the first recording's copies' data)."""
@@ -68,6 +70,15 @@ class _Recording:
     for k, (buf, _) in enumerate(self.outputs): known.setdefault(id(buf), ("out", k))
     own: dict[int, int] = {}
     return [[known.get(id(b)) or ("own", own.setdefault(id(b), len(own))) for b in bufs] for _, _, bufs, _ in self.launches]
+
+  def make_replayer(self, plan: list, numbers: list | None):
+    """The device's launcher of the whole plan (see Replayer in backends/opencl.py) once it can make one: None to ask
+    again at the next replay (a kernel not yet built or not yet resolved for good), False to stop asking (another
+    backend, several devices, or REPLAYER_TRIES replays asked)."""
+    self.tries = getattr(self, "tries", 0) + 1
+    make = getattr(self.devices[0], "replayer", None) if len(self.devices) == 1 else None
+    if make is None or self.tries > REPLAYER_TRIES: return False
+    return make(plan, numbers)
 
   def views(self) -> list:
     return [v for *_, v in self.assigned] + [v for _, v in self.outputs]
@@ -328,12 +339,17 @@ class jit:
     for buf, _ in rec.outputs: fresh[id(buf)] = buf
     for buf_id, buf in fresh.items(): mapping[buf_id] = Buffer(buf.device, buf.size, buf.dtype)
     next_epoch()
-    for n, (dev, ast, buffers, swaps, origin) in enumerate(rec.plan(model.resized_ids if model else frozenset())):
-      if swaps:
-        buffers = list(buffers)
-        for k, i in swaps: buffers[k] = mapping.get(i, buffers[k])
-      dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
-    for dev in rec.devices: dev.flush()  # launches held back to build their kernels together (a new number's)
+    resized = model.resized_ids if model else frozenset()
+    plan, key = rec.plan(resized), (resized, numbers is None)
+    replayer = rec.replayers.get(key)
+    if not (replayer and replayer.run(mapping, numbers)):
+      for n, (dev, ast, buffers, swaps, origin) in enumerate(plan):
+        if swaps:
+          buffers = list(buffers)
+          for k, i in swaps: buffers[k] = mapping.get(i, buffers[k])
+        dev.exec(ast, buffers, origin, numbers[n] if numbers is not None else None)
+      for dev in rec.devices: dev.flush()  # launches held back to build their kernels together (a new number's)
+      if replayer is None: rec.replayers[key] = rec.make_replayer(plan, numbers)
     count_kernel(len(rec.launches))
     # every updated tensor takes its new buffer in one C-level loop, which a Ctrl-C cannot stop halfway (Python runs
     # signal handlers between bytecodes): an interrupted replay leaves all of them as they were before the call

@@ -81,9 +81,28 @@ def test_out_of_memory_in_the_middle_of_a_step(jit):
   check_fault(jit, lambda dev: failing_after(dev.allocator, "_take", 6, oom), MemoryError, "out of device memory")
 
 
+class _Proxy:
+  """An object's stand-in whose attributes are the object's, except those set on the stand-in."""
+  def __init__(self, real): self._real = real
+  def __getattr__(self, name): return getattr(self._real, name)
+
+
+def interrupting_launches(dev, calls: int):
+  """Ctrl-C at the `calls`-th launch, whichever way launches go: through exec (eager code, a jit's recording) or, on
+  OpenCL, straight to the queue (a jit's Replayer, see backends/opencl.py)."""
+  undo = failing_after(dev, "exec", calls, KeyboardInterrupt())
+  if not hasattr(dev, "cl"): return undo
+  real, dev.cl = dev.cl, _Proxy(dev.cl)
+  failing_after(dev.cl, "enqueue_nd_range_kernel", calls, KeyboardInterrupt())
+  def undo_both():
+    undo()
+    dev.cl = real
+  return undo_both
+
+
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_ctrl_c_in_the_middle_of_a_step(jit):
-  check_fault(jit, lambda dev: failing_after(dev, "exec", 5, KeyboardInterrupt()), KeyboardInterrupt, None)
+  check_fault(jit, lambda dev: interrupting_launches(dev, 5), KeyboardInterrupt, None)
 
 
 @pytest.mark.skipif(not devices.default_device().startswith("OPENCL"), reason="OpenCL's held-back launches")

@@ -53,6 +53,28 @@ def test_replay_launches_the_recorded_kernels_only():
   assert per_call == len(step.recordings[-1].launches) > 0
 
 
+@pytest.mark.skipif(not lg.device.default_device().startswith("OPENCL"), reason="OpenCL's Replayer")
+def test_replays_go_straight_to_the_queue_once_every_kernel_is_built(monkeypatch):
+  """After the first replay, a call's launches go through one Replayer (kernels with their arguments kept set) and
+  never through exec; the numbers are still plain calls' for new inputs, and the outputs of earlier calls stay."""
+  plain, jitted = make_params(), make_params()
+  step = lg.jit(lambda x, y: sgd_step(jitted, x, y))
+  data = batches(8)
+  dev = lg.device.get(lg.device.default_device())
+  execs = [0]
+  real = dev.exec
+  monkeypatch.setattr(dev, "exec", lambda *a, **k: (execs.__setitem__(0, execs[0] + 1), real(*a, **k))[1])
+  losses, replayed = [], 0
+  for n, (x, y) in enumerate(data):
+    want = sgd_step(plain, x, y).item()
+    execs[0] = 0
+    losses.append((step(x, y), want))
+    if n >= 4: replayed += execs[0]
+  assert replayed == 0
+  for got, want in losses: assert abs(got.item() - want) < 1e-5 * max(1, abs(want))
+  for a, b in zip(plain, jitted): np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_new_shapes_record_once_then_replay():
   ran = []  # the calls that ran the function's Python (not replayed)
 
