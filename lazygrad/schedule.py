@@ -141,6 +141,13 @@ def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) ->
       if any(s.base is node for s in reader.srcs if s is not via): ok = False; break  # read twice
       node = reader
       if id(node) in stored: break
+    if not ok and (node is r or id(node) not in stored):
+      sink = _single_sink(node, readers, stored)
+      if sink is not None and id(sink) not in fused_into and not _reads_reduce(sink, r, stored):
+        stored.discard(id(r))
+        stored.add(id(sink))
+        fused_into[id(sink)] = r
+        continue
     if id(node) in fused_into or _reads_reduce(node, r, stored): continue
     if ok and id(node) in stored:
       stored.discard(id(r))
@@ -187,10 +194,11 @@ def _store_expensive_expanded(order, readers, stored: set):
     for reader, via in readers.get(n, []):
       repeats = _repeats(via)
       if n.size < 1024:
-        # a small value is cheaper to recompute than to launch a kernel for, unless it is long and read very many
-        # times: an optimizer's bias corrections (two exponentials and a series) cost more than the rest of each
-        # parameter's update, recomputed for every element
-        if cost[id(n)] >= EXPENSIVE and repeats >= BROADCAST: stored.add(id(n)); break
+        # a small value is cheaper to recompute than to launch a kernel for, unless it is long and recomputed very
+        # many times in all: an optimizer's bias corrections (two exponentials and a series) cost more than the rest
+        # of each parameter's update, recomputed for every element; a decoding step's GELU of its MLP's 512 hidden
+        # values was recomputed for each of the next product's 128 outputs (most of that product's time)
+        if cost[id(n)] >= EXPENSIVE and repeats * n.size >= BROADCAST: stored.add(id(n)); break
         continue
       if repeats > 1 and (cost[id(n)] >= EXPENSIVE or (repeats >= REUSED and (reader.op in ReduceOps or feeds[id(reader)]))):
         stored.add(id(n))
@@ -246,6 +254,28 @@ def _reads_each_once(view: LazyBuffer) -> bool:
 
 
 def _masked(view: LazyBuffer) -> bool: return any(v.mask is not None for v in view.st.views)
+
+
+def _single_sink(start: LazyBuffer, readers: dict, stored: set) -> LazyBuffer | None:
+  """Where a reduction's value, read by several elementwise nodes, comes together again: the one node in which every
+  path of elementwise readers from `start` ends, each reading its source element for element in the same order (a
+  GELU, x * phi(x), after a product and its bias). The reduction's kernel then computes that node after its loop,
+  instead of storing `start` for another kernel, or for every reader of it to recompute the rest. A path ends at a
+  stored node or at one read otherwise (through a broadcast, by a reduction). None where paths end at several nodes."""
+  region, frontier, sinks = {id(start)}, [start], {}
+  while frontier:
+    n = frontier.pop()
+    rs = readers.get(n, [])
+    same_order = [(r, via) for r, via in rs if _is_elementwise(r) and (via is n or via.st.contiguous)]
+    if n is not start and (id(n) in stored or not rs or len(same_order) < len(rs)):
+      sinks[id(n)] = n
+      continue
+    if len(same_order) < len(rs): return None
+    for r, _ in same_order:
+      if id(r) not in region:
+        region.add(id(r))
+        frontier.append(r)
+  return next(iter(sinks.values())) if len(sinks) == 1 else None
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:

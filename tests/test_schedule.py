@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 import lazygrad as lg
-from lazygrad.ops import LoadOps
+from lazygrad.ops import LoadOps, UnaryOps
+from lazygrad.schedule import schedule
 from lazygrad.tensor import matmul_panel
 
 
@@ -129,6 +130,24 @@ def test_work_after_a_reduction_runs_once_per_output_before_a_broadcast():
   sums = [any(n.op is ReduceOps.SUM for n in ast.walk()) for ast in asts]
   assert len(asts) == 3 and logs == [0, 1, 0] and sums == [False, True, False]  # max; sum and log; x - m - log
   np.testing.assert_allclose(out.numpy(), torch.log_softmax(xt, -1).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_gelu_after_a_product_runs_in_the_products_kernel():
+  """GELU reads its input twice (x * phi(x)): the product's kernel computes the GELU after its loop, where the paths
+  meet, so a decoding step's MLP is two kernels, and the next product reads the stored GELU instead of computing it
+  again for each of its outputs (a small value, 512 elements, read 128 times each)."""
+  rng = np.random.default_rng(0)
+  x, w1, w2 = (rng.standard_normal(s, dtype=np.float32) for s in ((1, 128), (512, 128), (128, 512)))
+  X, W1, W2 = lg.Tensor(x), lg.Tensor(w1), lg.Tensor(w2)
+  lg.realize(X, W1, W2)
+  with lg.no_grad():
+    out = lg.nn.functional.gelu(X @ W1.T) @ W2.T
+  first, second = schedule([out.lazydata.base])
+  exponentials = lambda item: sum(n.op in (UnaryOps.EXP, UnaryOps.EXP2) for n in item.ast.walk())
+  assert exponentials(first) >= 1 and exponentials(second) == 0
+  assert kernels(out.realize) == 2
+  want = torch.nn.functional.gelu(torch.from_numpy(x) @ torch.from_numpy(w1).T) @ torch.from_numpy(w2).T
+  np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_linear_relu_is_one_kernel(x):
