@@ -54,7 +54,7 @@ class Node:
     parts = [c.exact for c in self.children()]
     if None in parts: return None
     ranges = frozenset().union(*(r for _, r in parts))
-    return None if len({name for name, _, _ in ranges}) < len(ranges) else (self.key, ranges)
+    return None if len({name for name, *_ in ranges}) < len(ranges) else (self.key, ranges)
 
   @cached_property
   def size(self) -> int:
@@ -100,13 +100,16 @@ class Num(Node):
 
 
 class Var(Node):
-  def __init__(self, name: str, lo: int, hi: int):
+  """A named integer in [lo, hi]; `below`, where given, is a kernel argument it stays under (a loop over a reduction
+  whose length is an argument), which lets (x*n + ridx) // n simplify to x."""
+  def __init__(self, name: str, lo: int, hi: int, below: Node | None = None):
     assert lo <= hi, f"empty range for {name}: [{lo}, {hi}]"
-    self.name, self.min, self.max = name, lo, hi
+    self.name, self.min, self.max, self.below = name, lo, hi, below
   def render(self, var=None): return var(self.name) if var else self.name
   def parts(self): return (self.name,)  # its range is not part of its identity, as the rendered text has none
   @cached_property
-  def exact(self): return self.key, frozenset(((self.name, self.min, self.max),))
+  def exact(self):
+    return self.key, frozenset(((self.name, self.min, self.max, None if self.below is None else self.below.key),))
   def vars(self): return frozenset((self.name,))
   def _substitute(self, values, memo): return to_node(values[self.name]) if self.name in values else self
   def evaluate(self, env): return env[self.name]
@@ -337,7 +340,21 @@ def _by_variable(a: Node, b: Node, kind):
   if isinstance(a, Num) and a.v == 0: return Num(0)
   if a.min >= 0 and a.max < b.min: return Num(0) if kind is Div else a
   if isinstance(a, Mul) and a.b == b: return a.a if kind is Div else Num(0)  # (x*b) // b = x, (x*b) % b = 0
+  if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
+    # (x*b + y*b + r) // b = x + y and % b = r, for r in [0, b): r a remainder by b, or a loop index under b
+    whole = [t for t in a.terms if isinstance(t, Mul) and t.b == b]
+    rest = [t for t in a.terms if not any(t is w for w in whole)]
+    if whole and len(rest) <= 1 and all(_under(r, b) for r in rest):
+      return make_sum([t.a for t in whole]) if kind is Div else (rest[0] if rest else Num(0))
   return kind(a, b)
+
+
+def _under(n: Node, b: Node) -> bool:
+  """Whether 0 <= n < b for every value of the argument b."""
+  if n.min < 0: return False
+  if n.max < b.min: return True
+  if isinstance(n, Mod): return n.b == b
+  return isinstance(n, Var) and n.below is not None and n.below == b
 
 
 @made_once

@@ -98,7 +98,7 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=()) -> 
   red_shape = [reduces[0].src[0].shape[a] for a in reduces[0].arg] if reduces else []
   red_size = size(red_shape) if reduces else 0
   gidx = Var("gidx", 0, max(top(out_size) - 1, 0))
-  ridx = Var("ridx", 0, max(top(red_size) - 1, 0))
+  ridx = Var("ridx", 0, max(top(red_size) - 1, 0), red_size if isinstance(red_size, Node) else None)
 
   instrs: list[Instr] = []
   cse: dict[tuple, Instr] = {}
