@@ -18,7 +18,7 @@ import time
 import numpy as np
 from lazygrad import device as devices
 from lazygrad.dtype import float16, bfloat16, float32, bool_, uint8
-from lazygrad.tensor import Tensor, ShapeError, no_grad, realize
+from lazygrad.tensor import Tensor, ShapeError, no_grad, realize, cat
 
 __all__ = ["ReduceOp", "init_process_group", "destroy_process_group", "is_initialized", "is_available", "get_rank",
            "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather", "reduce_scatter"]
@@ -114,7 +114,7 @@ def all_reduce(tensor: Tensor, op=ReduceOp.SUM, group=None, async_op: bool = Fal
   _check_tensor("all_reduce", tensor)
   _check_op("all_reduce", op, tensor.dtype)
   g = _world("all_reduce")
-  with no_grad(): tensor.assign(g.all_reduce_finish(g.all_reduce_start(tensor.reshape(-1), op, "all_reduce")).reshape(tensor.shape))
+  with no_grad(): tensor.assign(g.all_reduce_finish(g.all_reduce_start([tensor], op, "all_reduce")).reshape(tensor.shape))
 
 
 def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
@@ -163,7 +163,6 @@ def _broadcast_coalesced(tensors: list[Tensor], src: int, what: str):
   g = _world(what)
   by_dtype: dict = {}
   for t in tensors: by_dtype.setdefault((t.dtype, t.device), []).append(t)
-  from lazygrad.tensor import cat
   with no_grad():
     for group in by_dtype.values():
       flat = g.broadcast(cat([t.reshape(-1) for t in group]), src, what)
@@ -250,11 +249,13 @@ class _MPIGroup:
             ReduceOp.MIN: MPI.MIN}[op]
 
   @staticmethod
-  def to_host(t: Tensor) -> np.ndarray:
-    """A writable host copy in a type MPI reduces: float16 and bfloat16 go as float32, bool as uint8."""
+  def host_form(t: Tensor) -> Tensor:
+    """t contiguous, in a type MPI reduces: float16 and bfloat16 go as float32, bool as uint8."""
     if t.dtype in (float16, bfloat16): t = t.cast(float32)
     elif t.dtype is bool_: t = t.cast(uint8)
-    return np.ascontiguousarray(t.numpy())
+    return t.contiguous()
+
+  def to_host(self, t: Tensor) -> np.ndarray: return np.ascontiguousarray(self.host_form(t).numpy())
 
   @staticmethod
   def from_host(host: np.ndarray, like: Tensor) -> Tensor:
@@ -264,16 +265,19 @@ class _MPIGroup:
     self.check_usable("barrier")
     self.wait(self.comm.Ibarrier(), "barrier")
 
-  def all_reduce_start(self, flat: Tensor, op, what: str):
-    """Start reducing a 1-d tensor: the copy to the host happens now, the reduction overlaps what the caller does next."""
+  def all_reduce_start(self, tensors: list[Tensor], op, what: str):
+    """Start reducing tensors of one dtype as one flat buffer: they are computed in one schedule and copied to the host
+    now; the reduction overlaps what the caller does next. all_reduce_finish gives the result, flat."""
     self.check_usable(what)
-    host = self.to_host(flat)
-    return (self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.mpi_op(op)), host, flat, op, what)
+    ready = [self.host_form(t) for t in tensors]
+    realize(*ready)
+    host = np.concatenate([t.numpy().reshape(-1) for t in ready])
+    return (self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.mpi_op(op)), host, tensors[0], op, what)
 
   def all_reduce_finish(self, started) -> Tensor:
-    request, host, flat, op, what = started
+    request, host, like, op, what = started
     self.wait(request, what)
-    out = self.from_host(host, flat)
+    out = self.from_host(host, like)
     return out / self.size if op == ReduceOp.AVG else out
 
   def broadcast(self, flat: Tensor, src: int, what: str) -> Tensor:
@@ -429,9 +433,10 @@ class _NCCLGroup(_MPIGroup):
       time.sleep(pause)
       pause = min(pause * 2, 1e-3)
 
-  def all_reduce_start(self, flat: Tensor, op, what: str):
+  def all_reduce_start(self, tensors: list[Tensor], op, what: str):
     self.check_usable(what)
-    buf = self.fresh(flat)
+    realize(*tensors)  # computed in one schedule, then copied into one buffer on the device
+    buf = cat([t.reshape(-1) for t in tensors]).realize()
     ptr = self.pointer(buf, what)
     self.cuda.current()
     self.nccl.all_reduce(ptr, ptr, buf.numel(), buf.dtype.name, op)

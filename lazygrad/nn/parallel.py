@@ -14,7 +14,7 @@ from lazygrad import distributed as dist
 from lazygrad.function import grad_enabled
 from lazygrad.lazy import this_thread
 from lazygrad.nn.module import Module
-from lazygrad.tensor import Tensor, cat
+from lazygrad.tensor import Tensor
 
 __all__ = ["DistributedDataParallel"]
 
@@ -108,8 +108,8 @@ class DistributedDataParallel(Module):
     group = dist._world("DistributedDataParallel")
     while self._next < len(self._buckets) and len(self._buckets[self._next].ready) == len(self._buckets[self._next].params):
       b = self._buckets[self._next]
-      flat = cat([q.grad.reshape(-1) for q in b.params]).realize()  # the bucket's gradients in one schedule
-      b.started = group.all_reduce_start(flat, dist.ReduceOp.AVG, "DistributedDataParallel gradient all_reduce")
+      # the bucket's gradients are computed in one schedule, then copied into one flat buffer
+      b.started = group.all_reduce_start([q.grad for q in b.params], dist.ReduceOp.AVG, "DistributedDataParallel gradient all_reduce")
       self._next += 1
     if self._next == len(self._buckets): self._write_back(group)
 
