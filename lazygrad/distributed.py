@@ -202,13 +202,15 @@ class _MPIGroup:
   # ---- waiting, with a deadline
 
   def wait(self, request, what: str):
-    """Poll a non-blocking MPI request until it completes, or raise once the timeout has passed."""
-    if request.Test(): return
-    deadline, pause = time.monotonic() + self.timeout, 1e-5
+    """Poll a non-blocking MPI request until it completes, or raise once the timeout has passed. MPI moves a
+    collective on only inside its calls, so the first 50 ms poll without a pause, as MPI's blocking wait does; a
+    longer wait (another rank still computing) polls every millisecond, leaving the core to others."""
+    start = time.monotonic()
+    spin_until, deadline = start + 0.05, start + self.timeout
     while not request.Test():
-      if time.monotonic() > deadline: self.timed_out(what)
-      time.sleep(pause)
-      pause = min(pause * 2, 1e-3)
+      now = time.monotonic()
+      if now > deadline: self.timed_out(what)
+      if now > spin_until: time.sleep(1e-3)
 
   def timed_out(self, what: str):
     self.broken = (f"lazygrad.distributed: {what} on rank {self.rank} of {self.size} timed out after {self.timeout:g} s "
@@ -271,7 +273,7 @@ class _MPIGroup:
     self.check_usable(what)
     ready = [self.host_form(t) for t in tensors]
     realize(*ready)
-    host = np.concatenate([t.numpy().reshape(-1) for t in ready])
+    host = ready[0].numpy().reshape(-1) if len(ready) == 1 else np.concatenate([t.numpy().reshape(-1) for t in ready])
     return (self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.mpi_op(op)), host, tensors[0], op, what)
 
   def all_reduce_finish(self, started) -> Tensor:
