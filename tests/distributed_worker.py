@@ -52,28 +52,27 @@ def collectives(rank: int, world: int):
 
 
 class Net(nn.Module):
-  """A conv and two linears. (No batch norm: its statistics are each rank's own batch's, as in torch, so it would
-  not match one process on the whole batch.)"""
+  """A conv and a linear, few kernels to build. (No batch norm: its statistics are each rank's own batch's, as in
+  torch, so it would not match one process on the whole batch.)"""
   def __init__(self):
     super().__init__()
-    self.conv = nn.Conv2d(1, 4, 3, padding=1)
-    self.fc1 = nn.Linear(4 * 4 * 4, 16)
-    self.fc2 = nn.Linear(16, 3)
+    self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1, bias=False)
+    self.fc = nn.Linear(4 * 4 * 4, 3)
 
-  def forward(self, x):
-    x = F.max_pool2d(self.conv(x).relu(), 2)
-    return self.fc2(self.fc1(x.flatten(1)).relu())
+  def forward(self, x): return self.fc(self.conv(x).relu().flatten(1))
 
 
 def ddp_matches_one_process(rank: int, world: int, steps: int = 5, per_rank: int = 4):
   rng = np.random.default_rng(1)
   images = rng.standard_normal((steps, world * per_rank, 1, 8, 8)).astype(np.float32)
   labels = rng.integers(0, 3, (steps, world * per_rank))
-  for make_opt in (lambda p: lg.optim.SGD(p, lr=0.1, momentum=0.9), lambda p: lg.optim.Adam(p, lr=1e-2)):
+  # SGD with a bucket per parameter (3 all-reduces in flight, started in order), Adam with one bucket for all
+  for make_opt, bucket_mb in ((lambda p: lg.optim.SGD(p, lr=0.1, momentum=0.9), 1e-4), (lambda p: lg.optim.Adam(p, lr=1e-2), 25)):
     lg.manual_seed(100)
     reference = Net()
     lg.manual_seed(100 + rank)  # different weights on each rank: DDP must start every rank from rank 0's
-    model = DDP(Net())
+    model = DDP(Net(), bucket_cap_mb=bucket_mb)
+    assert len(model._buckets) == (3 if bucket_mb < 1 else 1)
     assert list(model.state_dict())[0] == "module.conv.weight" and model.module.conv is not None
     ref_opt, opt = make_opt(reference.parameters()), make_opt(model.parameters())
     mine = slice(rank * per_rank, (rank + 1) * per_rank)
@@ -91,20 +90,20 @@ def ddp_matches_one_process(rank: int, world: int, steps: int = 5, per_rank: int
 def ddp_no_sync(rank: int, world: int, per_rank: int = 4):
   """Two micro-batches, the first under no_sync: the same gradients as one process on both, whole."""
   rng = np.random.default_rng(2)
-  x = rng.standard_normal((2, world * per_rank, 10)).astype(np.float32)
-  y = rng.standard_normal((2, world * per_rank, 1)).astype(np.float32)
+  x = rng.standard_normal((2, world * per_rank, 1, 8, 8)).astype(np.float32)
+  y = rng.integers(0, 3, (2, world * per_rank))
   lg.manual_seed(0)
-  reference = nn.Linear(10, 1)
+  reference = Net()
   lg.manual_seed(0)
-  model = DDP(nn.Linear(10, 1))
-  for m in range(2): F.mse_loss(reference(lg.Tensor(x[m])), lg.Tensor(y[m])).backward()
+  model = DDP(Net())
+  for m in range(2): F.cross_entropy(reference(lg.Tensor(x[m])), lg.Tensor(y[m])).backward()
   mine = slice(rank * per_rank, (rank + 1) * per_rank)
   with model.no_sync():
-    F.mse_loss(model(lg.Tensor(x[0][mine])), lg.Tensor(y[0][mine])).backward()
-  local = [lg.zeros(1, 10) for _ in range(world)]
-  dist.all_gather(local, model.module.weight.grad)
+    F.cross_entropy(model(lg.Tensor(x[0][mine])), lg.Tensor(y[0][mine])).backward()
+  local = [lg.zeros(3, 64) for _ in range(world)]
+  dist.all_gather(local, model.module.fc.weight.grad)
   assert not np.allclose(local[0].numpy(), local[1].numpy()), "no_sync: the gradients were averaged anyway"
-  F.mse_loss(model(lg.Tensor(x[1][mine])), lg.Tensor(y[1][mine])).backward()
+  F.cross_entropy(model(lg.Tensor(x[1][mine])), lg.Tensor(y[1][mine])).backward()
   for p, q in zip(model.parameters(), reference.parameters()):
     np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
 
