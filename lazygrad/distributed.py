@@ -329,6 +329,8 @@ def open_libnccl():
     try: lib = ctypes.CDLL(place)
     except OSError: continue
     lib.ncclGetErrorString.restype = ctypes.c_char_p
+    # the id goes by value (a 128-byte struct): say so, rather than rely on ctypes' default for a Structure
+    lib.ncclCommInitRank.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, NcclUniqueId, ctypes.c_int]
     return lib
   raise RuntimeError("backend 'nccl' needs libnccl.so.2: pip install nvidia-nccl-cu12 (or 'lazygrad[nccl]')")
 
