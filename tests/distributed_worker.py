@@ -48,6 +48,20 @@ def collectives(rank: int, world: int):
   g.backward()
   dist.all_reduce(w.grad)
   np.testing.assert_allclose(w.grad.numpy(), np.full((3, 5), 2.0 * world))
+
+  # bad arguments are refused before anything is sent, with messages that name them
+  for call, kind, message in (
+      (lambda: dist.all_gather([lg.zeros(2)], lg.zeros(2)), ValueError,
+       "all_gather: tensor_list must hold one tensor per rank (2), got 1 tensors"),
+      (lambda: dist.all_gather([lg.zeros(2), lg.zeros(3)], lg.zeros(2)), ValueError,
+       "all_gather: tensor_list[1] is float32 (3,), but the tensor is float32 (2,)"),
+      (lambda: dist.all_reduce(lg.ones(2, dtype=lg.int32), op=dist.ReduceOp.AVG), TypeError,
+       "all_reduce: ReduceOp.AVG needs a floating-point tensor, got int32"),
+      (lambda: dist.broadcast(lg.ones(2), src=2), ValueError, "broadcast: src=2 is not a rank of this group (0 to 1)"),
+      (lambda: dist.all_reduce(np.ones(2)), TypeError, "all_reduce: tensor must be a lazygrad Tensor, got ndarray")):
+    try: call()
+    except kind as e: assert str(e) == message, str(e)
+    else: raise AssertionError(f"no {kind.__name__}: {message}")
   dist.barrier()
 
 
