@@ -18,7 +18,7 @@ import time
 import numpy as np
 from lazygrad import device as devices
 from lazygrad.dtype import float16, bfloat16, float32, bool_, uint8
-from lazygrad.tensor import Tensor, ShapeError, no_grad, realize, cat
+from lazygrad.tensor import Tensor, ShapeError, no_grad, realize, cat, stack
 
 __all__ = ["ReduceOp", "init_process_group", "destroy_process_group", "is_initialized", "is_available", "get_rank",
            "get_world_size", "get_backend", "barrier", "all_reduce", "broadcast", "all_gather", "reduce_scatter"]
@@ -144,7 +144,6 @@ def reduce_scatter(output: Tensor, input_list: list[Tensor], op=ReduceOp.SUM, gr
   _check_op("reduce_scatter", op, output.dtype)
   g = _world("reduce_scatter")
   _check_list("reduce_scatter", "input_list", input_list, output, g.size)
-  from lazygrad.tensor import stack
   with no_grad(): output.assign(g.reduce_scatter(stack([t.reshape(-1) for t in input_list]), op, "reduce_scatter").reshape(output.shape))
 
 
@@ -169,9 +168,9 @@ def _broadcast_coalesced(tensors: list[Tensor], src: int, what: str):
       if g.rank == src: continue  # its tensors already hold these values
       offset = 0
       for t in group:
-        t.assign(flat[offset:offset + t.numel()].reshape(t.shape))
+        t.assign(flat[offset:offset + t.numel()].reshape(t.shape).contiguous())
         offset += t.numel()
-      realize(*group)  # the views' reads now, so the next step does not carry the broadcast's graph
+      realize(*group)  # each its own buffer again, in one schedule
 
 
 def _same_on_all_ranks(values: list[int], what: str) -> bool:
