@@ -1,7 +1,8 @@
 """Datasets and loaders, as torch.utils.data: a Dataset gives samples on the host (NumPy arrays, numbers); DataLoader
 batches them, stacking each field on the host so a batch costs one host-to-device copy per field.
 
-Only lazygrad.tensor and lazygrad.dtype are imported: this room makes Tensors, it does not compute with them.
+Only lazygrad.tensor and lazygrad.dtype are imported (and lazygrad.distributed, for DistributedSampler's default rank
+and world size): this room makes Tensors, it does not compute with them.
 """
 from __future__ import annotations
 import importlib
@@ -120,7 +121,7 @@ class DistributedSampler(Sampler):
   def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
                seed: int = 0, drop_last: bool = False):
     if num_replicas is None or rank is None:
-      from lazygrad import distributed
+      import lazygrad.distributed as distributed  # here, not above: the process group's rank and size, nothing more
       group = distributed._world("DistributedSampler (without num_replicas and rank)")
       num_replicas = group.size if num_replicas is None else num_replicas
       rank = group.rank if rank is None else rank
