@@ -49,6 +49,10 @@ def collectives(rank: int, world: int):
   dist.all_reduce(w.grad)
   np.testing.assert_allclose(w.grad.numpy(), np.full((3, 5), 2.0 * world))
 
+  # DistributedSampler takes its rank and world size from the process group
+  from lazygrad.data import DistributedSampler
+  assert list(DistributedSampler(range(5), shuffle=False)) == [[0, 2, 4], [1, 3, 0]][rank]
+
   # bad arguments are refused before anything is sent, with messages that name them
   for call, kind, message in (
       (lambda: dist.all_gather([lg.zeros(2)], lg.zeros(2)), ValueError,
