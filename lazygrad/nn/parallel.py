@@ -2,10 +2,10 @@
 
 At construction the parameters and buffers are broadcast from rank 0. Parameters are grouped into buckets of about
 25 MB, in reverse order (the order backward produces them). A post-accumulate-grad hook on each parameter marks it
-ready; once all of a bucket's gradients are there, the bucket is realized as one flat buffer (one schedule: its
-gradients are computed together) and its all-reduce starts, while backward goes on realizing the next bucket. When
-the last bucket has started, backward waits for them all and each `.grad` becomes its slice of the averaged bucket,
-all within the same `loss.backward()`.
+ready; once all of a bucket's gradients are there they are realized in one schedule (computed together), packed into
+one flat buffer (on the host for MPI, on the GPU for NCCL) and the bucket's all-reduce starts, while backward goes on
+realizing the next bucket. When the last bucket has started, backward waits for them all and each `.grad` becomes its
+slice of the averaged bucket, all within the same `loss.backward()`.
 """
 from __future__ import annotations
 import contextlib
@@ -108,7 +108,6 @@ class DistributedDataParallel(Module):
     group = dist._world("DistributedDataParallel")
     while self._next < len(self._buckets) and len(self._buckets[self._next].ready) == len(self._buckets[self._next].params):
       b = self._buckets[self._next]
-      # the bucket's gradients are computed in one schedule, then copied into one flat buffer
       b.started = group.all_reduce_start([q.grad for q in b.params], dist.ReduceOp.AVG, "DistributedDataParallel gradient all_reduce")
       self._next += 1
     if self._next == len(self._buckets): self._write_back(group)
