@@ -317,6 +317,12 @@ NCCL_OPS = {ReduceOp.SUM: 0, ReduceOp.PRODUCT: 1, ReduceOp.MAX: 2, ReduceOp.MIN:
 CUDA_ERROR_NOT_READY = 600
 
 
+def nccl_dtype(name: str) -> int:
+  if name not in NCCL_DTYPES:
+    raise TypeError(f"backend 'nccl' has no {name} collectives; NCCL takes {', '.join(sorted(NCCL_DTYPES))}")
+  return NCCL_DTYPES[name]
+
+
 def open_libnccl():
   """libnccl.so.2 from the nvidia-nccl-cu12 wheel, else from the system's library path."""
   places = []
@@ -357,24 +363,24 @@ class NCCL:
 
   def all_reduce(self, send: int, recv: int, count: int, dtype: str, op, stream: int = 0):
     self.check(self.lib.ncclAllReduce(ctypes.c_void_p(send), ctypes.c_void_p(recv), ctypes.c_size_t(count),
-                                      ctypes.c_int(NCCL_DTYPES[dtype]), ctypes.c_int(NCCL_OPS[op]), self.comm,
+                                      ctypes.c_int(nccl_dtype(dtype)), ctypes.c_int(NCCL_OPS[op]), self.comm,
                                       ctypes.c_void_p(stream)), "ncclAllReduce")
 
   def broadcast(self, send: int, recv: int, count: int, dtype: str, root: int, stream: int = 0):
     self.check(self.lib.ncclBroadcast(ctypes.c_void_p(send), ctypes.c_void_p(recv), ctypes.c_size_t(count),
-                                      ctypes.c_int(NCCL_DTYPES[dtype]), ctypes.c_int(root), self.comm,
+                                      ctypes.c_int(nccl_dtype(dtype)), ctypes.c_int(root), self.comm,
                                       ctypes.c_void_p(stream)), "ncclBroadcast")
 
   def all_gather(self, send: int, recv: int, count: int, dtype: str, stream: int = 0):
     """count: elements each rank sends (recv holds world_size * count)."""
     self.check(self.lib.ncclAllGather(ctypes.c_void_p(send), ctypes.c_void_p(recv), ctypes.c_size_t(count),
-                                      ctypes.c_int(NCCL_DTYPES[dtype]), self.comm, ctypes.c_void_p(stream)),
+                                      ctypes.c_int(nccl_dtype(dtype)), self.comm, ctypes.c_void_p(stream)),
                "ncclAllGather")
 
   def reduce_scatter(self, send: int, recv: int, count: int, dtype: str, op, stream: int = 0):
     """count: elements each rank receives (send holds world_size * count)."""
     self.check(self.lib.ncclReduceScatter(ctypes.c_void_p(send), ctypes.c_void_p(recv), ctypes.c_size_t(count),
-                                          ctypes.c_int(NCCL_DTYPES[dtype]), ctypes.c_int(NCCL_OPS[op]), self.comm,
+                                          ctypes.c_int(nccl_dtype(dtype)), ctypes.c_int(NCCL_OPS[op]), self.comm,
                                           ctypes.c_void_p(stream)), "ncclReduceScatter")
 
   def abort(self): self.lib.ncclCommAbort(self.comm)
@@ -417,9 +423,11 @@ class _NCCLGroup(_MPIGroup):
     buffer.mirror = None  # NCCL writes the device memory: a host copy kept from an upload would go stale
     return buffer.handle.ptr
 
-  def fresh(self, t: Tensor) -> Tensor:
-    """A new contiguous buffer holding t (the collective writes into it in place)."""
-    return t.clone().realize()
+  def fresh(self, tensors: list[Tensor]) -> Tensor:
+    """A new flat device buffer holding the tensors one after another, which the collective may write in place
+    (never a view: a view's buffer may be a larger tensor's, at an offset)."""
+    flat = [t.reshape(-1) for t in tensors]
+    return (cat(flat) if len(flat) > 1 else flat[0].clone()).realize()
 
   def stream_wait(self, what: str):
     """Wait for the stream (NCCL's kernels included), or raise after the timeout and abort the communicator."""
@@ -439,7 +447,7 @@ class _NCCLGroup(_MPIGroup):
   def all_reduce_start(self, tensors: list[Tensor], op, what: str):
     self.check_usable(what)
     realize(*tensors)  # computed in one schedule, then copied into one buffer on the device
-    buf = cat([t.reshape(-1) for t in tensors]).realize()
+    buf = self.fresh(tensors)
     ptr = self.pointer(buf, what)
     self.cuda.current()
     self.nccl.all_reduce(ptr, ptr, buf.numel(), buf.dtype.name, op)
@@ -452,7 +460,7 @@ class _NCCLGroup(_MPIGroup):
 
   def broadcast(self, flat: Tensor, src: int, what: str) -> Tensor:
     self.check_usable(what)
-    buf = self.fresh(flat)
+    buf = self.fresh([flat])
     ptr = self.pointer(buf, what)
     self.cuda.current()
     self.nccl.broadcast(ptr, ptr, buf.numel(), buf.dtype.name, src)
@@ -461,7 +469,7 @@ class _NCCLGroup(_MPIGroup):
 
   def all_gather(self, flat: Tensor, what: str) -> Tensor:
     self.check_usable(what)
-    send = self.fresh(flat)
+    send = self.fresh([flat])
     recv = Tensor.empty(self.size, flat.numel(), dtype=flat.dtype, device=flat.device).realize()
     self.cuda.current()
     self.nccl.all_gather(self.pointer(send, what), self.pointer(recv, what), flat.numel(), flat.dtype.name)
@@ -470,7 +478,7 @@ class _NCCLGroup(_MPIGroup):
 
   def reduce_scatter(self, stacked: Tensor, op, what: str) -> Tensor:
     self.check_usable(what)
-    send = self.fresh(stacked)
+    send = self.fresh([stacked])
     recv = Tensor.empty(stacked.shape[1], dtype=stacked.dtype, device=stacked.device).realize()
     self.cuda.current()
     self.nccl.reduce_scatter(self.pointer(send, what), self.pointer(recv, what), stacked.shape[1], stacked.dtype.name, op)
