@@ -202,14 +202,17 @@ class _MPIGroup:
 
   def wait(self, request, what: str):
     """Poll a non-blocking MPI request until it completes, or raise once the timeout has passed. MPI moves a
-    collective on only inside its calls, so the first 50 ms poll without a pause, as MPI's blocking wait does; a
-    longer wait (another rank still computing) polls every millisecond, leaving the core to others."""
+    collective on only inside its calls, so the first 2 ms poll without a pause (a collective whose ranks are all
+    there); a longer wait (another rank still computing) sleeps between polls, from 0.1 up to 1 ms, leaving the core
+    to others: on a busy machine, to the rank being waited for."""
     start = time.monotonic()
-    spin_until, deadline = start + 0.05, start + self.timeout
+    spin_until, deadline, pause = start + 0.002, start + self.timeout, 1e-4
     while not request.Test():
       now = time.monotonic()
       if now > deadline: self.timed_out(what)
-      if now > spin_until: time.sleep(1e-3)
+      if now > spin_until:
+        time.sleep(pause)
+        pause = min(pause * 1.5, 1e-3)
 
   def timed_out(self, what: str):
     self.broken = (f"lazygrad.distributed: {what} on rank {self.rank} of {self.size} timed out after {self.timeout:g} s "
