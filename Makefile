@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example mnist gpt lstm quickstart test test-triton fuzz soak opdb bench clean
+.PHONY: example mnist gpt lstm quickstart ddp test test-triton fuzz soak opdb bench clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ example: $(EXAMPLE_STAMP) | $(DATA)
 
 mnist: $(EXAMPLE_STAMP) | $(DATA)
 	$(PY) examples/mnist.py
+
+DIST_STAMP := $(VENV)/.installed-distributed
+
+$(DIST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[distributed]'
+	touch $@
+
+# the CNN on 1 rank, then on 2 (one thread each, a share of the data each): each rank's throughput, the combined one
+# and the speed-up (mpiexec comes with the mpich wheel)
+DDP_STEPS ?= 60
+ddp: $(EXAMPLE_STAMP) $(DIST_STAMP) | $(DATA)
+	$(VENV)/bin/mpiexec -n 1 $(PY) examples/ddp.py --steps $(DDP_STEPS)
+	$(VENV)/bin/mpiexec -n 2 $(PY) examples/ddp.py --steps $(DDP_STEPS)
 
 gpt: $(EXAMPLE_STAMP)
 	$(PY) examples/gpt.py

@@ -99,8 +99,8 @@ def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
 
 
 def __getattr__(name):
-  # nn, optim, data, linalg, special and signal load on first use, so `import lazygrad` stays quick
-  if name in ("nn", "optim", "data", "linalg", "special", "signal"):
+  # nn, optim, data, linalg, special, signal and distributed load on first use, so `import lazygrad` stays quick
+  if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed"):
     import importlib
     return importlib.import_module(f"lazygrad.{name}")
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

@@ -389,6 +389,7 @@ class Tensor:
     if self._ctx is None:  # a leaf: its gradient is the one given
       g = gradient.cast(self.dtype).detach() if not create_graph else gradient.cast(self.dtype)
       self.grad = g if self.grad is None else self.grad + g
+      self._run_post_accumulate_grad_hooks()
       return None
     grads: dict[int, list[Tensor]] = {id(self): [gradient]}  # each tensor's gradients, summed when it is reached
     leaves: dict[int, tuple[Tensor, list[Tensor]]] = {}
@@ -412,7 +413,21 @@ class Tensor:
       for p, pgs in leaves.values():
         pg = _sum_gradients(pgs) if create_graph else _sum_gradients(pgs).detach()
         p.grad = pg if p.grad is None else (p.grad + pg if create_graph else (p.grad.detach() + pg).detach())
+        p._run_post_accumulate_grad_hooks()
     return None
+
+  def register_post_accumulate_grad_hook(self, hook) -> _RemovableHandle:
+    """torch's: `hook(tensor)` runs each time backward has accumulated this leaf's `.grad` (still lazy: the hook may
+    realize it, or replace it). DistributedDataParallel starts its all-reduces from here. Returns a handle whose
+    `remove()` takes the hook off."""
+    if not self.is_leaf: raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have an accumulated .grad")
+    if not self.requires_grad:
+      raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad, so no gradient will reach it")
+    hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+    return _RemovableHandle(hooks, hook)
+
+  def _run_post_accumulate_grad_hooks(self) -> None:
+    for hook in list(self.__dict__.get("_post_accumulate_grad_hooks", {}).values()): hook(self)
 
   # ---- broadcasting and binary ops
 
@@ -2709,6 +2724,18 @@ def slice_along(input: Tensor, dim: int = 0, start=None, end=None, step: int = 1
 
 def scalar_tensor(s, dtype=None, device=None, requires_grad: bool = False, layout=None, pin_memory=None) -> Tensor:
   return Tensor.full((), s, dtype=dtype or default_float, device=device, requires_grad=requires_grad)
+
+
+class _RemovableHandle:
+  """What a register_*_hook returns: `remove()` takes the hook off again."""
+  _next_id = 0
+
+  def __init__(self, hooks: dict, hook):
+    self.hooks, self.id = hooks, _RemovableHandle._next_id
+    _RemovableHandle._next_id += 1
+    hooks[self.id] = hook
+
+  def remove(self) -> None: self.hooks.pop(self.id, None)
 
 
 def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) -> Tensor:

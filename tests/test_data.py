@@ -297,7 +297,8 @@ def test_fashion_mnist_download_failure_is_reported(tmp_path, no_system_data, mo
 
 
 def test_data_room_imports_only_tensor_and_dtype():
-    """(and helpers, the leaf of shared utilities, for downloads written whole: it knows nothing of computation)"""
+    """(and helpers, the leaf of shared utilities, for downloads written whole: it knows nothing of computation; and
+    distributed, where DistributedSampler asks the process group for its rank and world size)"""
     import ast
     import lazygrad.data
     for path in (lazygrad.data.__file__, datasets.__file__):
@@ -305,7 +306,8 @@ def test_data_room_imports_only_tensor_and_dtype():
         mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert {m for m in mods if m.startswith("lazygrad")} <= {"lazygrad.tensor", "lazygrad.dtype", "lazygrad.helpers",
-                                                                 "lazygrad.data", "lazygrad.data.datasets"}, path
+                                                                 "lazygrad.data", "lazygrad.data.datasets",
+                                                                 "lazygrad.distributed"}, path
 
 
 # ---- the real data, where Debian's package put it

@@ -1,7 +1,8 @@
 """Datasets and loaders, as torch.utils.data: a Dataset gives samples on the host (NumPy arrays, numbers); DataLoader
 batches them, stacking each field on the host so a batch costs one host-to-device copy per field.
 
-Only lazygrad.tensor and lazygrad.dtype are imported: this room makes Tensors, it does not compute with them.
+Only lazygrad.tensor and lazygrad.dtype are imported (and lazygrad.distributed, for DistributedSampler's default rank
+and world size): this room makes Tensors, it does not compute with them.
 """
 from __future__ import annotations
 import importlib
@@ -14,7 +15,7 @@ from lazygrad.dtype import DType, bfloat16
 # the module itself (its global generator), not the name `lazygrad.tensor`, which the package rebinds to Tensor
 _tensor_module = importlib.import_module("lazygrad.tensor")
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate", "FashionMNIST"]
+__all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate", "Sampler", "DistributedSampler", "FashionMNIST"]
 
 
 def _to_tensor(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
@@ -104,6 +105,49 @@ def default_collate(batch):
   raise TypeError(f"default_collate: samples must be Tensors, NumPy arrays, numbers, strings, dicts or lists; got {type(elem).__name__}")
 
 
+class Sampler:
+  """An iterable of dataset indices with a length, as torch.utils.data.Sampler; DataLoader(sampler=...) uses it."""
+
+  def __iter__(self): raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+  def __len__(self): raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+
+class DistributedSampler(Sampler):
+  """Each rank's share of a dataset, as torch's: rank r takes indices r, r + num_replicas, ... of one order that every
+  rank draws alike (from seed + epoch: call set_epoch(epoch) each epoch for a new order). Without drop_last the order
+  is padded with its own first indices to a multiple of num_replicas (every rank gets as many); with it, the tail is
+  dropped instead. The shuffled order comes from NumPy's generator, so it is not torch's permutation for that seed."""
+
+  def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
+               seed: int = 0, drop_last: bool = False):
+    if num_replicas is None or rank is None:
+      import lazygrad.distributed as distributed  # here, not above: the process group's rank and size, nothing more
+      group = distributed._world("DistributedSampler (without num_replicas and rank)")
+      num_replicas = group.size if num_replicas is None else num_replicas
+      rank = group.rank if rank is None else rank
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+      raise ValueError(f"DistributedSampler: num_replicas must be a positive int, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+      raise ValueError(f"DistributedSampler: invalid rank {rank!r}, rank should be in the interval [0, {num_replicas - 1}]")
+    self.dataset, self.num_replicas, self.rank = dataset, int(num_replicas), int(rank)
+    self.shuffle, self.seed, self.drop_last, self.epoch = bool(shuffle), int(seed), bool(drop_last), 0
+    n = len(dataset)
+    if drop_last and n % self.num_replicas: self.num_samples = math.ceil((n - self.num_replicas) / self.num_replicas)
+    else: self.num_samples = math.ceil(n / self.num_replicas)
+    self.total_size = self.num_samples * self.num_replicas
+
+  def __iter__(self):
+    n = len(self.dataset)
+    order = np.random.default_rng(self.seed + self.epoch).permutation(n) if self.shuffle else np.arange(n)
+    if self.drop_last: order = order[:self.total_size]
+    elif self.total_size > n: order = np.resize(order, self.total_size)  # repeats the order from its start
+    return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
+
+  def __len__(self) -> int: return self.num_samples
+
+  def set_epoch(self, epoch: int) -> None: self.epoch = int(epoch)
+
+
 def _default_convert(sample):
   """batch_size=None: one sample as it would be inside a batch, without stacking."""
   if isinstance(sample, (np.ndarray, np.generic)) and not isinstance(sample, (np.str_, np.bytes_)) and sample.dtype.kind in "biuf":
@@ -123,7 +167,7 @@ class DataLoader:
   """
 
   def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool = False, drop_last: bool = False,
-               collate_fn=None, seed: int | None = None, num_workers: int = 0):
+               collate_fn=None, seed: int | None = None, num_workers: int = 0, sampler=None):
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0):
       raise ValueError(f"DataLoader: batch_size must be a positive int or None, got {batch_size!r}")
     if num_workers != 0:
@@ -134,15 +178,18 @@ class DataLoader:
     try: len(dataset)
     except TypeError: raise TypeError(f"DataLoader: the dataset ({type(dataset).__name__}) must define __len__") from None
     self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, bool(shuffle), bool(drop_last)
-    self.collate_fn, self.seed = collate_fn, seed
+    if sampler is not None and shuffle:
+      raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle (the sampler decides the order)")
+    self.collate_fn, self.seed, self.sampler = collate_fn, seed, sampler
     self._rng = np.random.default_rng(seed) if seed is not None else None
 
   def __len__(self) -> int:
-    n = len(self.dataset)
+    n = len(self.dataset) if self.sampler is None else len(self.sampler)
     if self.batch_size is None: return n
     return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
   def _order(self) -> np.ndarray:
+    if self.sampler is not None: return np.fromiter(iter(self.sampler), np.int64)
     n = len(self.dataset)
     if not self.shuffle: return np.arange(n)
     rng = self._rng if self._rng is not None else _tensor_module._generator()  # read now: manual_seed replaces it

@@ -15,3 +15,4 @@ from lazygrad.nn.layers import (
   PairwiseDistance, ChannelShuffle, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
 )
 from lazygrad.nn.recurrent import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
+from lazygrad.nn import parallel  # noqa: E402  (DistributedDataParallel; mpi4py loads only with a process group)
