@@ -1,7 +1,8 @@
 """Kernels built when numbers change: each row runs a first call, then 10 more with other numbers (Python scalars,
 slice offsets and lengths, batch sizes), and counts the kernels built from source for those 10, with their wall time
-beside torch eager's for the same calls. Then greedy decoding with a KV cache, and a GPT's first training step.
-Every row starts from an empty kernel cache. `python bench/rebuilds.py [--tokens N]`."""
+beside torch eager's for the same calls. Then greedy decoding with a KV cache, a GPT's first training step, and the
+bench's LSTM train step at new sequence lengths. Every row starts from an empty kernel cache.
+`python bench/rebuilds.py [--tokens N] [--lengths 100,90,80,70]`."""
 from __future__ import annotations
 import argparse
 import os
@@ -115,9 +116,33 @@ def gpt_first_step():
         f"{lg.kernel_count() - launched} launches")
 
 
+def lstm_lengths(lengths: list[int]):
+  """The bench's jitted LSTM train step (2 layers of 256, batch 32, a linear head, MSE, Adam), three steps at each
+  sequence length: the kernels built and the seconds taken per length, promotions in the later steps included."""
+  lg.manual_seed(0)
+  hidden, batch = 256, 32
+  lstm, head = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True), nn.Linear(hidden, 1)
+  opt = lg.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+
+  @lg.jit
+  def step(xb, yb):
+    loss = ((head(lstm(xb)[0]) - yb) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+  rng = np.random.default_rng(0)
+  for steps in lengths:
+    x = lg.Tensor(rng.standard_normal((batch, steps, hidden), dtype=np.float32))
+    y = lg.Tensor(rng.standard_normal((batch, steps, 1), dtype=np.float32))
+    before, start = builds(), time.perf_counter()
+    ok = all(np.isfinite(step(x, y).item()) for _ in range(3))
+    print(f"{'LSTM train step x3, ' + str(steps) + ' time steps':<44}{builds() - before:>7}"
+          f"{time.perf_counter() - start:>9.2f} s  {'':11}  {'ok' if ok else 'WRONG'}")
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--tokens", type=int, default=43)
+  ap.add_argument("--lengths", default="100,90,80,70", help="the LSTM's sequence lengths, in order ('' skips it)")
   args = ap.parse_args()
   print(f"lazygrad on {lg.Tensor([0]).device}; kernels built for the 10 calls after a first one, their time, torch eager's")
   print(f"{'what':<44}{'built':>7}{'time':>9}    {'torch':>8}")
@@ -147,6 +172,7 @@ def main():
       lambda b, got: close(got, np.maximum(batch[b] @ w1.T + b1, 0) @ w2.T + b2))
   decode(args.tokens)
   gpt_first_step()
+  if args.lengths: lstm_lengths([int(t) for t in args.lengths.split(",")])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ structure comes back with other numbers in a later schedule, the slots that chan
 the kernel is built once more; every later AST of that structure whose unchanged slots still hold reuses that build,
 its numbers passed at launch. Slots that have always held equal values (a batch size in every node's shape) share one
 argument; an AST that breaks such an equality is built again with the split made; one that needs 64-bit index math
-is specialized, as is a big one whose sizes would be arguments (see DYNAMIC_WORK).
+is specialized. A big one (see DYNAMIC_WORK) never takes its sizes or strides as arguments: each new set of them is
+a structure of its own, whose offsets, bounds and scalars may still become arguments (a recurrence's time step at a
+new sequence length is built twice, not once per step).
 
 A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles):
 the backends give an AST that is launched a second time, with the same numbers, a specialized kernel of its own.
@@ -118,6 +120,20 @@ class Structure:
     self.ast: KernelOp | None = None
     self.refused = False  # its dynamic kernel could not be built: always specialized
     self.bindings: dict[tuple, tuple | None] = {}  # see Specializer.resolve's `numbers` with steps
+    # a big kernel's ASTs with other sizes or strides: a structure of their own per sizes and strides (see `sized`)
+    self.by_shape: OrderedDict[tuple, Structure] = OrderedDict()
+
+  def sized(self, values: tuple, epoch: int) -> Structure | None:
+    """The structure of the ASTs with these values' sizes and strides, None (and made) if it is new: within it only
+    offsets, bounds and scalars change, so its dynamic kernel keeps the vector code that a big kernel needs."""
+    shape = tuple(v for v, kind in zip(values, self.kinds) if kind in SHAPE_KINDS)
+    sub = self.by_shape.get(shape)
+    if sub is not None:
+      self.by_shape.move_to_end(shape)
+      return sub
+    self.by_shape[shape] = Structure(values, self.kinds, epoch, self.work_slots)
+    while len(self.by_shape) > SHAPES_KEPT: self.by_shape.popitem(last=False)
+    return None
 
   def shape_changes(self, values: tuple) -> bool:
     """Whether a size or a stride is an argument, or would become one for these values: the kernel would lose its
@@ -187,6 +203,7 @@ DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
 # per-parameter updates) share a dynamic kernel, kept for good. From here up, sizes that differ within a schedule, or
 # come back in a later one, get a kernel of their own (vector code, tiles).
 SMALL_WORK = 1 << 16
+SHAPES_KEPT = 64  # sizes and strides of one big kernel's structure with a structure of their own (see Structure.sized)
 
 
 def work(ast: KernelOp) -> tuple[int, int]:
@@ -252,10 +269,12 @@ class Specializer:
     with self.lock:
       s = self.structures.get(key)
       if numbers is not None and steps and s is not None and s.ast is not None:  # a jit's replay: once per launch
-        slots = s.bindings.get(steps[0], False)
-        if slots is False: slots = s.bindings[steps[0]] = s.binding(values, steps[0])
-        if slots is not None and not measure(work_of(values, s.work_slots), buf_sizes)[1]:
-          return s.ast, s.params, [values[k] for k in slots]
+        args = s.arguments(values)  # checked for every call: a binding made for one recording's numbers (see
+        if args is not None:        # `bound`) holds for another's only if its fixed numbers are covered too
+          big, wide = measure(work_of(values, s.work_slots), buf_sizes)
+          if not wide and not (big and s.shape_changes(values)):
+            if steps[0] not in s.bindings: s.bindings[steps[0]] = s.binding(values, steps[0])
+            return s.ast, s.params, args
       if s is None:
         if numbers is not None: return specialized()
         s = self.structures[key] = Structure(values, kinds, epoch, work_slots)
@@ -269,16 +288,21 @@ class Specializer:
         return s.ast, s.params, args
       self.structures.move_to_end(key)
       total_work = work_of(values, s.work_slots)
+      big, wide = measure(total_work, buf_sizes)
+      if wide or s.refused or not in_ranges(values, kinds): return specialized()
+      # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
+      # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
+      if big and s.shape_changes(values) and not self.every_number:
+        s = s.sized(values, epoch)
+        if s is None: return specialized()
       # the first numbers keep their specialized kernel (a constant trip count vectorizes); within one schedule, a
       # big kernel's other sizes (a training step's parameters) are each specialized, its other offsets (the time
       # steps of a recurrence) share one kernel
       shape = s.shape_changes(values)
-      if (values == s.history[0] and not self.every_number) or s.refused or not in_ranges(values, kinds) or \
+      if (values == s.history[0] and not self.every_number) or s.refused or \
          (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape):
         return specialized()
-      big, wide = measure(total_work, buf_sizes)
-      # a big kernel keeps its vector code: it becomes dynamic only where its sizes and strides stay
-      if wide or (big and shape): return specialized()
+      if big and shape: return specialized()  # every_number's big kernels
       args = s.arguments(values)
       if args is None:
         if numbers is not None: ast = self._made(ast, values)
@@ -304,7 +328,10 @@ class Specializer:
     """The dynamic kernel of ast's structure cannot be built (its index math is too large, see lower.IndexTooLarge):
     from now on every AST of the structure is specialized. Returns the resolution of ast (with `numbers`, see
     resolve): itself."""
+    key, values = template(ast)[:2] if numbers is None else numbers[:2]
     with self.lock:
-      s = self.structures.get(template(ast)[0] if numbers is None else numbers[0])
+      s = self.structures.get(key)
+      if s is not None and s.by_shape:  # the structure of its sizes and strides, if it has one
+        s = s.by_shape.get(tuple(v for v, kind in zip(values, s.kinds) if kind in SHAPE_KINDS), s)
       if s is not None: s.refused, s.ast = True, None
     return (ast if numbers is None else self._made(ast, numbers[1])), [], []
