@@ -309,12 +309,35 @@ DOT_MISSING = ("lazygrad.profiler.schedule_graph: rendering {path} needs Graphvi
                "with no program needed")
 
 
-def schedule_graph(tensors, path) -> str:
-  """Draw what fused into which kernel when `tensors` (a Tensor or a list of them) are next realized, and in-place
-  updates waiting to be written with them (an optimizer's step): each kernel is a box holding the ops computed in it
-  (an op recomputed in several kernels appears in each), arrows are the values read, and ellipses are buffers
-  computed before. `path` ending in .dot gets Graphviz's DOT text; .svg or .png are rendered with Graphviz's `dot`
-  program. Returns the DOT text. Nothing is computed."""
+def schedule_graph(what, path) -> str:
+  """Draw what fused into which kernel: each kernel is a box holding the lazy graph's ops computed in it (an op
+  recomputed in several kernels appears in each), arrows are values read (dashed: through a view), and grey ellipses
+  are buffers computed before. `what` is
+  - a Tensor or a list of them: the kernels their next realize runs, with the in-place updates waiting to be written
+    with them; nothing is computed;
+  - a function of no arguments (a training step): it is called once, and every kernel the realizes in it run is
+    drawn, in order (an optimizer's step realizes the forward, backward and update as one schedule). A jitted
+    function's replays schedule nothing: give the plain one.
+  `path` ending in .dot gets Graphviz's DOT text, needing nothing else; .svg, .png or .pdf are rendered by Graphviz's
+  `dot` program. Returns the DOT text."""
+  path = str(path)
+  fmt = os.path.splitext(path)[1].lower().lstrip(".")
+  if fmt not in ("dot", "gv", "svg", "png", "pdf"):
+    raise ValueError(f"schedule_graph: {path!r} should end in .dot, .svg, .png or .pdf")
+  dot = shutil.which("dot")
+  if fmt not in ("dot", "gv") and dot is None: raise RuntimeError(DOT_MISSING.format(path=path))
+  graph = _Dot()
+  if callable(what): _drawing_schedules(what, graph)
+  else: graph.add(schedule(_pending(what)))
+  text = graph.text()
+  if fmt in ("dot", "gv"):
+    with open(path, "w") as f: f.write(text)
+  else: subprocess.run([dot, f"-T{fmt}", "-o", path], input=text.encode(), check=True)
+  return text
+
+
+def _pending(tensors) -> list:
+  """The bases a realize of `tensors` computes, with the in-place writes it stores (see lazy.realize)."""
   from lazygrad import lazy
   tensors = [tensors] if not isinstance(tensors, (list, tuple)) else list(tensors)
   todo = [t.lazydata.base for t in tensors if t.lazydata.base.realized is None]
@@ -322,62 +345,84 @@ def schedule_graph(tensors, path) -> str:
   for t in list(lazy.this_thread.written.values()):  # as realize does, without taking them off the list
     b = t.lazydata.base
     if b.realized is None and b.device == device and all(b is not x for x in todo): todo.append(b)
-  path = str(path)
-  fmt = os.path.splitext(path)[1].lower().lstrip(".")
-  if fmt not in ("dot", "gv", "svg", "png", "pdf"):
-    raise ValueError(f"schedule_graph: {path!r} should end in .dot, .svg, .png or .pdf")
-  text = schedule_dot(schedule(todo) if todo else [])
-  dot = shutil.which("dot")
-  if fmt in ("dot", "gv"):
-    with open(path, "w") as f: f.write(text)
-  elif dot is None: raise RuntimeError(DOT_MISSING.format(path=path))
-  else: subprocess.run([dot, f"-T{fmt}", "-o", path], input=text.encode(), check=True)
-  return text
+  return todo
+
+
+def _drawing_schedules(fn, graph: _Dot):
+  """Call fn, adding each schedule a realize in it makes to `graph` before it runs (running it empties the graph
+  below its outputs). Wraps lazy.realize's `schedule` for the call's duration, so nothing costs anything otherwise."""
+  from lazygrad import lazy
+  plain = lazy.schedule
+
+  def drawn(outs):
+    items = plain(outs)
+    graph.add(items)
+    return items
+  lazy.schedule = drawn
+  try: fn()
+  finally: lazy.schedule = plain
 
 
 def _node_text(lb) -> str:
   op = lb.op
   name = OP_NAMES.get(op) or (op.name.lower() if op is not None else "buffer")
-  if op is not None and op.name == "CONST": name = f"const {lb.arg!r}"
+  if op is not None and op.name == "CONST": name = f"const {lb.arg:.4g}" if isinstance(lb.arg, float) else f"const {lb.arg!r}"
   if op is BinaryOps.MAX and any(s.base.op is not None and s.base.op.name == "CONST" and s.base.arg == 0 for s in lb.srcs):
     name = "relu"  # as kernel_label names it
   return f"{name} {tuple(lb.shape)}"
 
 
-def schedule_dot(items) -> str:
-  """DOT text for schedule items: a cluster per kernel, its nodes being the lazy graph's nodes it computes."""
-  kernel_of = {id(si.out): k for k, si in enumerate(items) if si.ast is not None}
-  lines = ["digraph schedule {", "  rankdir=TB; compound=true;",
-           '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", fontsize=10];',
-           '  edge [color="#555555"];']
-  inputs: dict[int, str] = {}
-  edges: list[str] = []
-  for k, si in enumerate(items):
-    if si.ast is None: continue
+class _Dot:
+  """DOT text for schedule items, added a schedule at a time: a cluster per kernel, whose nodes are the lazy graph's
+  nodes it computes; a buffer an earlier kernel here computed is drawn as that kernel's output node."""
+
+  def __init__(self):
+    self.kernels = 0
+    self.made: dict[int, tuple] = {}  # id(base) -> (the base, kept alive so the id stays its, its kernel's root node)
+    self.inputs: dict[int, tuple] = {}  # id(realized base) -> (the base, its DOT node)
+    self.lines: list[str] = []
+    self.edges: list[str] = []
+
+  def add(self, items):
+    kernels = [si for si in items if si.ast is not None]
+    for k, si in enumerate(kernels, start=self.kernels):  # a CAT's pieces share an output: the first piece's makes it
+      if id(si.out) not in self.made or self.made[id(si.out)][0] is not si.out: self.made[id(si.out)] = (si.out, f"k{k}_root")
+    for k, si in enumerate(kernels, start=self.kernels): self._kernel(k, si)
+    self.kernels += len(kernels)
+
+  def _source(self, base) -> str | None:
+    """The DOT node of a buffer computed outside the kernel being drawn, or None for a node inlined into it."""
+    made = self.made.get(id(base))
+    if made is not None and made[0] is base: return made[1]
+    if base.realized is None: return None
+    if id(base) not in self.inputs or self.inputs[id(base)][0] is not base:
+      self.inputs[id(base)] = (base, f"in{len(self.inputs)}")
+      self.lines.append(f'  {self.inputs[id(base)][1]} [label="{base.dtype.name} {tuple(base.shape)}", shape=ellipse, '
+                        'style=filled, fillcolor="#e8e8e8"];')
+    return self.inputs[id(base)][1]
+
+  def _kernel(self, k: int, si):
     own: dict[int, str] = {}  # id(lazy node) -> its DOT node in this kernel
     body: list[str] = []
-
-    def visit(lb) -> str:
+    root = self.made[id(si.out)][1]
+    stack = [(si.out, None)]  # (node, the DOT node reading it), depth first: graphs can be deep
+    while stack:
+      lb, reader = stack.pop()
       base = lb.base
-      if id(base) in own: return own[id(base)]
-      if base.realized is not None or (id(base) in kernel_of and base is not si.out):
-        if id(base) in kernel_of:  # another kernel's output: its root node
-          return f"k{kernel_of[id(base)]}_root"
-        if id(base) not in inputs:
-          inputs[id(base)] = f"in{len(inputs)}"
-          lines.append(f'  {inputs[id(base)]} [label="{base.dtype.name} {tuple(base.shape)}", shape=ellipse, '
-                       'style=filled, fillcolor="#e8e8e8"];')
-        return inputs[id(base)]
-      me = own[id(base)] = f"k{k}_root" if base is si.out else f"k{k}_n{len(own)}"
+      if base is si.out: me = root
+      else: me = own.get(id(base)) or self._source(base)
+      if reader is not None:
+        self.edges.append(f'  {me or f"k{k}_n{len(own)}"} -> {reader}{" [style=dashed]" if lb is not base else ""};')
+      if me is not None and (base is not si.out or id(base) in own): continue
+      if me is None: me = f"k{k}_n{len(own)}"
+      own[id(base)] = me
       fill = ', fillcolor="#ffe9b0"' if base is si.out else ""  # the kernel's output
       body.append(f'    {me} [label="{_node_text(base)}"{fill}];')
-      for s in base.srcs:
-        src = visit(s)
-        edges.append(f'  {src} -> {me}{" [style=dashed]" if s is not s.base else ""};')
-      return me
+      stack.extend((s, me) for s in reversed(base.srcs))
+    self.lines += [f"  subgraph cluster_{k} {{", f'    label="kernel {k}: {kernel_label(si.ast)}"; style="rounded,filled"; '
+                   'fillcolor="#f3f6fc"; color="#7a90c0"; fontname="Helvetica"; fontsize=11;', *body, "  }"]
 
-    visit(si.out)
-    label = f"kernel {k}: {kernel_label(si.ast)}"
-    lines += [f"  subgraph cluster_{k} {{", f'    label="{label}"; style="rounded,filled"; fillcolor="#f3f6fc"; '
-              'color="#7a90c0"; fontname="Helvetica"; fontsize=11;', *body, "  }"]
-  return "\n".join(lines + edges + ["}"]) + "\n"
+  def text(self) -> str:
+    return "\n".join(["digraph schedule {", "  rankdir=TB;",
+                      '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", fontsize=10];',
+                      '  edge [color="#555555"];', *self.lines, *self.edges, "}"]) + "\n"

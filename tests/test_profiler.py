@@ -143,6 +143,22 @@ def test_schedule_graph_groups_nodes_by_kernel(tmp_path):
   assert y.lazydata.base.realized is None  # nothing computed
 
 
+def test_schedule_graph_of_a_step_draws_every_kernel_it_runs(tmp_path):
+  w = tensor(8, 4, seed=1).requires_grad_()
+  x = tensor(16, 8)
+  opt = lg.optim.SGD([w], lr=0.1)
+
+  def step():
+    loss = (x @ w).relu().sum()
+    opt.zero_grad(); loss.backward(); opt.step()
+  step()  # built before
+  before = lg.kernel_count()
+  text = profiler.schedule_graph(step, tmp_path / "step.dot")
+  kernels = lg.kernel_count() - before
+  assert text.count("subgraph cluster_") == kernels >= 2
+  assert w.lazydata.base.realized is not None  # the step ran
+
+
 def test_schedule_graph_without_dot_says_how_to_get_it(tmp_path, monkeypatch):
   monkeypatch.setattr(profiler.shutil, "which", lambda name: None)
   path = tmp_path / "g.svg"
