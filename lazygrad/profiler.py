@@ -217,6 +217,21 @@ class Profile:
             f"{row['gflops']:>8.2f} {roof}  {row['bound'] or ''}", file=out)
     if top and len(rows) > top: print(f"... {len(rows) - top} more kernels", file=out)
 
+  def bound(self, wall_seconds: float | None = None) -> tuple[str, str]:
+    """What bounds the profiled work, and why, in words: `launch overhead` where the kernels kept the device busy
+    less than half of `wall_seconds` (the host's time for the same work: building graphs, scheduling, launching),
+    else the bound (see rows) of the kernels that took most of the kernel time."""
+    rows = self.rows()
+    busy = sum(row["seconds"] for row in rows)
+    if not rows: return "launch overhead", "no kernels ran"
+    share = f"kernels busy {100 * busy / wall_seconds:.0f}% of the {wall_seconds * 1e3:.3g} ms wall" if wall_seconds else ""
+    if wall_seconds and busy < 0.5 * wall_seconds: return "launch overhead", share
+    by_bound: dict[str, float] = {}
+    for row in rows: by_bound[row["bound"]] = by_bound.get(row["bound"], 0.0) + row["seconds"]
+    top = max(by_bound, key=by_bound.get)
+    name = {"launch": "launch overhead", "bandwidth": "bandwidth", "flops": "flops"}.get(top, str(top))
+    return name, "; ".join(filter(None, [share, f"{100 * by_bound[top] / busy:.0f}% of kernel time in {top}-bound kernels"]))
+
   def export_chrome_trace(self, path) -> None:
     """Write the launches as a Chrome trace (JSON, one complete event per launch, microseconds from the first launch
     on each device) that Perfetto (ui.perfetto.dev) and chrome://tracing open."""
