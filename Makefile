@@ -63,7 +63,7 @@ profile: $(STAMP)
 	$(PY) examples/profile_mlp.py --out runs/profile
 
 # the whole suite on the default device, then the backend-independent op tests on TRITON (Triton's interpreter here)
-TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py tests/test_dynamic.py tests/test_jit.py
+TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py tests/test_dynamic.py tests/test_jit.py tests/test_profiler.py
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(JOBS) tests --ignore=tests/test_op_db.py

@@ -166,10 +166,10 @@ class Profile:
 
   def rows(self, roofline_of: dict | None = None) -> list[dict]:
     """One row per (device, kernel name, label), the most time first: calls, seconds, bytes and flops (totals), GB/s,
-    GFLOP/s, the % of the roofline (the time the device's peaks allow, over the time taken) and what bounds it
-    (`bandwidth` or `flops`, whichever takes the longer at the peaks, or `launch` where a launch takes less time on the device
-    than the host takes to send one). `roofline_of`: device
-    name -> roofline(); measured (or read from the cache) when not given."""
+    GFLOP/s, the % of the roofline (the time the device's peaks allow, over the time taken) and what bounds it:
+    `bandwidth` or `flops`, whichever takes the longer at the peaks, or `launch` where a launch takes less time on
+    the device than the host takes to send one. `roofline_of`: device name -> roofline(), read or measured if not
+    given."""
     groups: dict[tuple, dict] = {}
     for launch in self.launches:
       row = groups.setdefault((launch.device, launch.name, launch.label), {
@@ -205,8 +205,8 @@ class Profile:
       print(f"{device} roofline ({peaks['name']}): {peaks['gbps']:.1f} GB/s, {peaks['gflops']:.1f} GFLOP/s, a launch "
             f"{peaks['launch_us']:.0f} us on the host (measured {peaks['measured'][:10]}, kept in {ROOFLINE_FILE})", file=out)
     print("bytes: sizes of the buffers a kernel reads and writes (an estimate); flops: counted from its AST; %roof: the "
-        "time the peaks allow over the time taken (over 100: its data sat in cache); bound launch: shorter on the device than a "
-        "launch on the host", file=out)
+          "time the peaks allow over the time taken (over 100: its data sat in cache); bound launch: shorter on the "
+          "device than a launch on the host", file=out)
     head = f"{'op':<32} {'kernel':<22} {'calls':>5} {'total ms':>9} {'%time':>6} {'avg us':>9} {'GB/s':>7} {'GFLOP/s':>8} {'%roof':>6}  bound"
     print(head, file=out)
     print("-" * len(head), file=out)
