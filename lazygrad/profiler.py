@@ -119,7 +119,8 @@ class Launch:
   def seconds(self) -> float: return (self.end_ns - self.start_ns) * 1e-9
 
 
-CLOCKS = {"event": "device time from OpenCL profiling events", "host": "host wall clock around each launch, run alone"}
+CLOCKS = {"event": "device time from OpenCL profiling events", "host": "host wall clock around each launch, run alone",
+          "none": "some launches untimed (the driver gave no profiling times)"}
 
 
 class Profile:
@@ -144,7 +145,8 @@ class Profile:
       dev.synchronize()
       if hasattr(dev, "profile_queue"): dev.profile_queue(False)
     for launch, event in self._pending:
-      launch.start_ns, launch.end_ns = event.profile.start, event.profile.end
+      try: launch.start_ns, launch.end_ns = event.profile.start, event.profile.end
+      except Exception: launch.clock = "none"  # a driver that gave no times for it: counted, at 0 s
     self._pending.clear()
     self.launches.sort(key=lambda launch: launch.start_ns)  # the clocks of several devices do not compare, but rarely mix
     return False
