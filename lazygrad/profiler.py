@@ -367,7 +367,8 @@ def _pending(tensors) -> list:
 
 def _drawing_schedules(fn, graph: _Dot):
   """Call fn, adding each schedule a realize in it makes to `graph` before it runs (running it empties the graph
-  below its outputs). Wraps lazy.realize's `schedule` for the call's duration, so nothing costs anything otherwise."""
+  below its outputs). Wraps lazy.realize's `schedule` for the call's duration, so nothing costs anything otherwise
+  (another thread's realizes meanwhile are drawn too)."""
   from lazygrad import lazy
   plain = lazy.schedule
 
