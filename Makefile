@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example mnist gpt lstm quickstart ddp test test-triton fuzz soak opdb bench clean
+.PHONY: example mnist gpt lstm quickstart ddp test test-triton fuzz soak opdb bench profile clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,8 +58,12 @@ lstm: $(EXAMPLE_STAMP)
 quickstart: $(STAMP)
 	$(PY) examples/quickstart.py
 
+# the bench MLP's training step under lazygrad.profiler: the kernel table, a Chrome trace and the schedule's picture
+profile: $(STAMP)
+	$(PY) examples/profile_mlp.py --out runs/profile
+
 # the whole suite on the default device, then the backend-independent op tests on TRITON (Triton's interpreter here)
-TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py tests/test_dynamic.py tests/test_jit.py
+TRITON_TESTS := tests/test_ops.py tests/test_schedule.py tests/test_indexing.py tests/test_parity.py tests/test_functional.py tests/test_optim.py tests/test_triton.py tests/test_dynamic.py tests/test_jit.py tests/test_profiler.py
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(JOBS) tests --ignore=tests/test_op_db.py

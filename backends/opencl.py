@@ -740,6 +740,7 @@ class ReplayLaunch(NamedTuple):
   args: list
   origin: str
   index: int  # its place in the recording: where its moving numbers are
+  ast: object  # its kernel AST as recorded, for a profile (see lazygrad.profiler)
 
 
 class Replayer:
@@ -769,11 +770,13 @@ class Replayer:
     if numbers is not None and any(numbers[i] is None for i in self.moving): return False  # the base's own numbers
     dev, cl = self.device, self.device.cl
     dev.flush()  # launches held back before these go first
+    profile = devices.profiling
+    if profile is not None: dev.profile_queue(True)
     enqueue, queue, n = cl.enqueue_nd_range_kernel, dev.queue, 0
     with dev.lock:
       try:
         for n, (launch, kernel) in enumerate(zip(self.launches, self.kernels)):
-          program, buffers, swaps, params, slots, sizes, _, _, index = launch
+          program, buffers, swaps, params, slots, sizes, _, _, index, ast = launch
           if params is not None:  # numbers that move: every argument is set again
             out_size, gsize, args = program.at(params, [numbers[index][1][k] for k in slots])
             if not out_size: continue
@@ -784,6 +787,8 @@ class Replayer:
           else:
             for k, i in swaps: kernel.set_arg(k, mapping.get(i, buffers[k]).handle)
           event = enqueue(queue, kernel, *sizes)
+          if profile is not None:
+            profile.launched(dev, ast, program.name, [mapping.get(id(b), b) for b in buffers], event)
           dev.unmarked += 1
           if dev.unmarked >= MARK_EVERY: dev._sent(event, 0)
       except cl.Error as e:
@@ -989,6 +994,7 @@ class Device:
     self.device = _pick_device(index)
     self.ctx = cl.Context([self.device])
     self.queue = cl.CommandQueue(self.ctx)
+    self.plain_queue = self.timed_queue = None  # while a profile is active: the queue put aside, the timing one
     self.allocator = CLAllocator(self)
     self.index, self.name = index, f"OPENCL:{index}"
     self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
@@ -1011,7 +1017,7 @@ class Device:
     # PoCL keeps the programs it builds in its own disk cache (POCL_CACHE_DIR, see _pick_device)
     self.pocl = "Portable Computing Language" in self.device.platform.name
     self.batch_lock = threading.RLock()
-    self.waiting: list = []  # (entry or Unbuilt, buffers, origin) of launches held back until flush()
+    self.waiting: list = []  # (entry or Unbuilt, buffers, origin, AST) of launches held back until flush()
     self.unbuilt: dict[int, Program] = {}  # id -> a program that waiting launches need built (two may share a source)
     self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
     self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
@@ -1050,16 +1056,18 @@ class Device:
         # a dynamic kernel's AST again in a later schedule
         entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
     if type(entry) is not Unbuilt and not self.waiting:  # as almost always: no lock (another thread's waiting
-      self._launch(entry, buffers, origin)                # launches need not come before this thread's)
+      self._launch(entry, buffers, origin, ast)           # launches need not come before this thread's)
       return
     with self.batch_lock:
-      self.waiting.append((entry, buffers, origin))
+      self.waiting.append((entry, buffers, origin, ast))
       if len(self.unbuilt) < BATCH_KERNELS: return
     self.flush()
 
-  def _launch(self, entry, buffers, origin: str):
+  def _launch(self, entry, buffers, origin: str, ast=None):
     name, kernel, src, sizes, args, *_ = entry
     if sizes is None: return  # no outputs
+    profile = devices.profiling
+    if profile is not None: self.profile_queue(True)
     with self.lock:
       try:
         event = kernel(self.queue, *sizes, *[b.handle for b in buffers], *args)
@@ -1068,6 +1076,21 @@ class Device:
                           f" {e}\n--- source ---\n{src}") from None
       self.unmarked += 1
       if self.unmarked >= MARK_EVERY: self._sent(event, 0)
+    if profile is not None: profile.launched(self, ast, name, buffers, event)
+
+  def profile_queue(self, on: bool):
+    """Send work to a queue that times each command (while a lazygrad.profiler.profile is active), or back to the
+    plain one. The queue in use finishes first: two in-order queues do not order their commands among themselves."""
+    with self.lock:
+      if on and self.plain_queue is None:
+        self.plain_queue = self.queue
+        self.queue.finish()
+        if self.timed_queue is None:
+          self.timed_queue = self.cl.CommandQueue(self.ctx, properties=self.cl.command_queue_properties.PROFILING_ENABLE)
+        self.queue = self.timed_queue
+      elif not on and self.plain_queue is not None:
+        self.queue.finish()
+        self.queue, self.plain_queue = self.plain_queue, None
 
   def _sent(self, event, nbytes: int):
     """Keep the event of the last launch or upload sent (`nbytes`: the private host copy it holds), and forget those
@@ -1099,8 +1122,8 @@ class Device:
       try:
         unbuilt, self.unbuilt = self.unbuilt, {}
         self._build(list(unbuilt.values()), self.waiting)
-        for entry, buffers, origin in self.waiting:
-          self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin)
+        for entry, buffers, origin, ast in self.waiting:
+          self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin, ast)
       finally: self.waiting = []  # sent, or failed to build: none is sent later
 
   def _build(self, programs: list, waiting: list):
@@ -1164,7 +1187,7 @@ class Device:
     at (a dynamic kernel's work-group size follows its arguments), with that launch's buffer sizes and scalars."""
     name_of = {id(p): name for p, name in zip(share, names)}
     runs = {}
-    for entry, buffers, _ in waiting:
+    for entry, buffers, *_ in waiting:
       if type(entry) is not Unbuilt or id(entry.program) not in name_of: continue
       program, params, values, _ = entry
       out_size, gsize, args = program.at(params, values)
@@ -1241,12 +1264,12 @@ class Device:
         hit = self.bound.get((ast, moving[3])) if len(moving) == 4 else None
         if hit is None or hit[0].kernel is None or max(b.size for b in buffers) >= INT_MAX: return None
         program, params, slots = hit
-        launches.append(ReplayLaunch(program, buffers, swaps, params, slots, None, [], origin, n))
+        launches.append(ReplayLaunch(program, buffers, swaps, params, slots, None, [], origin, n, ast))
         continue
       entry = self.kernels.get(ast)
       if entry is None or type(entry) is Unbuilt or entry[5] is not None: return None
       if entry[3] is not None:
-        launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n))
+        launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n, ast))
     return Replayer(self, launches)
 
   def _prepare(self, ast, buffers, origin: str, params) -> "Program":

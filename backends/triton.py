@@ -852,10 +852,17 @@ class Device:
           entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
       plan, prog, src, sizes, programs, args, _ = entry
       if programs is None: return  # no outputs
+      profile = devices.profiling
+      if profile is not None:  # timed by the host's clock around a launch that runs alone
+        self.synchronize()
+        start = time.perf_counter_ns()
       try: self.run(prog, buffers, programs, sizes, args)
       except Exception as e:
         raise KernelError(f"Triton failed to run kernel {plan.name}{' (from ' + origin + ')' if origin else ''}: "
                           f"{type(e).__name__}: {e}\n--- source ---\n{src}") from e
+      if profile is not None:
+        self.synchronize()
+        profile.launched(self, ast, plan.name, buffers, None, start, time.perf_counter_ns())
 
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(plan, program, source, tile sizes, grid or None, arguments, the epoch it was made in if it runs a dynamic

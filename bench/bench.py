@@ -34,6 +34,22 @@ def median_time(fn, runs: int, sync=None) -> float:
   return statistics.median(times)
 
 
+BOUNDS: list[str] = []  # what bounded each lazygrad measurement of the workload running (see lg_time)
+
+
+def lg_time(fn, runs: int) -> float:
+  """median_time of a lazygrad function, then one more call under lazygrad.profiler: what bounds it (bandwidth, flops
+  or launch overhead, from the profiler's roofline) goes in BOUNDS for main to print under the workload's row."""
+  from lazygrad import profiler
+  seconds = median_time(fn, runs, lg.synchronize)
+  with profiler.profile() as prof:
+    fn()
+    lg.synchronize()
+  bound, why = prof.bound(seconds)
+  BOUNDS.append(f"bound by {bound} ({why})")
+  return seconds
+
+
 def close(actual, reference, rtol=1e-3, atol=1e-3) -> bool:
   return bool(np.allclose(np.asarray(actual, np.float64), reference, rtol=rtol, atol=atol))
 
@@ -47,7 +63,7 @@ def ew_chain(runs, n=2**24):
   gb = 3 * n * 4 / 1e9
   lx, lb = lg.Tensor(x).realize(), lg.Tensor(b).realize()
   fn_lg = lambda: ((lx * 1.5 + lb).relu() * 0.5).exp().sub(lx).realize()
-  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize),
+  out = {"lazygrad": gb / lg_time(fn_lg, runs),
          "numpy": gb / median_time(lambda: np.exp(np.maximum(x * 1.5 + b, 0) * 0.5) - x, runs)}
   if torch is not None:
     tx, tb = torch.from_numpy(x), torch.from_numpy(b)
@@ -60,7 +76,7 @@ def reduce_sum(runs, n=2**24):
   gb = n * 4 / 1e9
   lx = lg.Tensor(x).realize()
   fn_lg = lambda: lx.sum().realize()
-  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize), "numpy": gb / median_time(lambda: x.sum(), runs)}
+  out = {"lazygrad": gb / lg_time(fn_lg, runs), "numpy": gb / median_time(lambda: x.sum(), runs)}
   if torch is not None:
     tx = torch.from_numpy(x)
     out["torch"] = gb / median_time(lambda: tx.sum(), runs)
@@ -76,7 +92,7 @@ def softmax(runs, shape=(4096, 1024)):
   def np_softmax():
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-  out = {"lazygrad": gb / median_time(fn_lg, runs, lg.synchronize), "numpy": gb / median_time(np_softmax, runs)}
+  out = {"lazygrad": gb / lg_time(fn_lg, runs), "numpy": gb / median_time(np_softmax, runs)}
   if torch is not None:
     tx = torch.from_numpy(x)
     out["torch"] = gb / median_time(lambda: torch.softmax(tx, -1), runs)
@@ -91,7 +107,7 @@ def matmul(runs, n=1024):
   gflop = 2 * n ** 3 / 1e9
   la, lb = lg.Tensor(a).realize(), lg.Tensor(b).realize()
   fn_lg = lambda: (la @ lb).realize()
-  out = {"lazygrad": gflop / median_time(fn_lg, runs, lg.synchronize), "numpy": gflop / median_time(lambda: a @ b, runs)}
+  out = {"lazygrad": gflop / lg_time(fn_lg, runs), "numpy": gflop / median_time(lambda: a @ b, runs)}
   if torch is not None:
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     out["torch"] = gflop / median_time(lambda: ta @ tb, runs)
@@ -111,7 +127,7 @@ def conv2d(runs):
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     cols = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # N C H W kh kw
     return np.einsum("nchwij,ocij->nohw", cols, w, optimize=True)
-  out = {"lazygrad": gflop / median_time(fn_lg, runs, lg.synchronize), "numpy": gflop / median_time(np_conv, runs)}
+  out = {"lazygrad": gflop / lg_time(fn_lg, runs), "numpy": gflop / median_time(np_conv, runs)}
   checked = True
   if torch is not None:
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
@@ -137,7 +153,7 @@ def mlp_train_step(runs, batch=256, jit=True):
     return loss
   if jit: step = lg.jit(step)
   for _ in range(3): step(lx, ly)
-  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), runs, lg.synchronize)}
+  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), runs)}
   if torch is not None:
     tm = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
                              torch.nn.Linear(512, 10))
@@ -168,7 +184,7 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
   for _ in range(3): step(lx, ly)
-  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), max(2, runs // 2), lg.synchronize)}
+  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), max(2, runs // 2))}
   if torch is not None:
     torch.manual_seed(0)
     dev = torch.device(torch_device)
@@ -211,7 +227,7 @@ def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_devic
     return loss
   first = step(lx, ly).item()
   for _ in range(2): step(lx, ly)
-  out = {"lazygrad": 1 / median_time(lambda: step(lx, ly).realize(), max(2, runs // 2), lg.synchronize)}
+  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), max(2, runs // 2))}
   ok = bool(np.isfinite(first))
   if torch is not None:
     dev = torch.device(torch_device)
@@ -243,7 +259,7 @@ def generate(runs, tokens=100, torch_device: str = "cpu"):
   model = GPT(256, 128, 4, 4, 128)
   prompt = np.random.default_rng(0).integers(0, 256, 16)
   for _ in range(2): got = model.generate(prompt, tokens, temperature=0)  # warm-up: compiles, records its jit
-  out = {"lazygrad": tokens / median_time(lambda: model.generate(prompt, tokens, temperature=0), runs)}
+  out = {"lazygrad": tokens / lg_time(lambda: model.generate(prompt, tokens, temperature=0), runs)}
   same = True
   if torch is not None:
     dev = torch.device(torch_device)
@@ -446,6 +462,7 @@ def main():
   fmt = lambda v: f"{v:10.3g}" if v is not None else f"{'':>10}"
   ratio = lambda a, b: f"{a / b:10.2f}" if a is not None and b else f"{'':>10}"
   for name in names:
+    BOUNDS.clear()
     try: results = WORKLOADS[name](args.runs)
     except Exception as e:  # one broken workload must not hide the others
       print(f"{name:<20}failed: {type(e).__name__}: {e}")
@@ -457,6 +474,7 @@ def main():
         tc = figs["torch.compile"]
         print(f"{'  (torch.compile)':<20}{unit:<9}{fmt(None)}{fmt(None)}{fmt(tc)}{fmt(None)}{ratio(lgv, tc)}")
       rows.append({"workload": workload, "unit": unit, **figs, "correct": ok})
+    for line in BOUNDS: print(f"  {line}")
   if args.json:
     with open(args.json, "w") as f: json.dump(rows, f, indent=1)
 

@@ -99,8 +99,8 @@ def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
 
 
 def __getattr__(name):
-  # nn, optim, data, linalg, special, signal and distributed load on first use, so `import lazygrad` stays quick
-  if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed"):
+  # nn, optim, data, linalg, special, signal, distributed and profiler load on first use, so `import lazygrad` stays quick
+  if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed", "profiler"):
     import importlib
     return importlib.import_module(f"lazygrad.{name}")
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

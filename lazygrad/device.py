@@ -3,7 +3,8 @@
 A backend is a module `lazygrad.backends.<name>` with a `Device(index)` class that provides `allocator`
 (an Allocator), `exec(kernel AST, buffers, origin)`, `flush()` (send launches it held back, to build their kernels
 together; run_schedule calls it last) and `synchronize()`. Backends are loaded by name, so nothing here knows any
-of them.
+of them. While a `lazygrad.profiler.profile()` is active, `profiling` is that profile, and a backend tells it of each
+launch (see Profile.launched); otherwise it is None, and a launch costs one check of it.
 """
 from __future__ import annotations
 import importlib
@@ -19,6 +20,7 @@ _devices: dict[str, object] = {}
 _kernel_count = 0
 _compile_count = 0
 MIRROR_BYTES = 64 << 10  # uploads up to this size keep a host copy
+profiling = None  # the active lazygrad.profiler.Profile, told of each kernel launch; None when none is active
 
 
 def default_device() -> str:
