@@ -69,6 +69,11 @@ def _same_device(op: str, a: Tensor, b: Tensor) -> None:
 def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) and not isinstance(x, np.ndarray)
 
 
+# tanh(x) = x + x^3 * P(x^2) for |x| <= 0.625: P's coefficients, lowest first (a weighted least-squares fit on
+# Chebyshev nodes to tanh's relative error, 2.5e-9 in exact arithmetic, 0.8 ulp evaluated in float32)
+_TANH_FIT = (-0.3333333134651184, 0.13333211839199066, -0.05394745245575905, 0.021703999489545822,
+             -0.008184658363461494, 0.002148980740457773)
+
 class Tensor:
   __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected op
 
@@ -953,8 +958,18 @@ class Tensor:
     e = (-x.abs()).exp()
     return (x >= 0).where(1 / (1 + e), e / (1 + e))
   def tanh(self):
-    """-t / (t + 2) with t = expm1(-2|x|), and x's sign: 2 * sigmoid(2x) - 1 cancelled near 0 (1.5e-4 off at x = 5e-4)."""
+    """float32: an odd polynomial below |x| = 0.625, fitted to tanh's relative error, and 1 - 2 / (exp(2|x|) + 1) with
+    x's sign above it: one exp and one division, within 2 ulp of float64 (1.3 measured on PoCL; 6.4 for the expm1
+    form below, whose exp, log and three divisions made tanh 6x slower than exp and the costliest op of an LSTM cell).
+    Other dtypes: -t / (t + 2) with t = expm1(-2|x|), and x's sign. 2 * sigmoid(2x) - 1 cancels near 0 (1.5e-4 off
+    at x = 5e-4)."""
     def value(x):
+      if x.dtype is float32:
+        a, z = x.abs(), x * x
+        fit = _TANH_FIT[-1]
+        for c in reversed(_TANH_FIT[:-1]): fit = fit * z + c
+        big = 1 - 2 / ((a * 2).exp() + 1)
+        return (a < 0.625).where(x * (1 + z * fit), (x < 0).where(-big, big))  # x times: tanh(-0.0) is -0.0
       t = (x.abs() * -2).expm1()
       return (x < 0).where(t / (t + 2), -t / (t + 2))
     return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (1 - x.tanh().square()))

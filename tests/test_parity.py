@@ -293,6 +293,22 @@ def test_tanh_and_the_elu_family_keep_their_precision_near_zero():
                                rtol=1e-6, err_msg=name)
 
 
+def test_float32_tanh_is_within_2_ulp_of_float64_everywhere():
+  """The polynomial below |x| = 0.625 and 1 - 2 / (exp(2|x|) + 1) above it, on both sides of the switch, near 0, in
+  the tail, and at the special values (NaN, infinities, -0.0, whose sign is kept)."""
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.uniform(-12, 12, 200000), rng.uniform(-0.7, 0.7, 100000), np.logspace(-30, 1.2, 2000),
+                      -np.logspace(-30, 1.2, 2000), np.nextafter(np.float32(0.625), [0, 1]), [0.625, -0.625]])
+  x = x.astype(np.float32)
+  got, want = lg.tensor(x).tanh().numpy(), np.tanh(x.astype(np.float64))
+  ulps = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
+  assert ulps.max() <= 2, (ulps.max(), x[ulps.argmax()])
+  special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 100.0, -100.0], np.float32)
+  out = lg.tensor(special).tanh().numpy()
+  np.testing.assert_array_equal(out[1:], [1, -1, -0.0, 0.0, 1, -1])
+  assert np.isnan(out[0]) and np.signbit(out[3]) and not np.signbit(out[4])
+
+
 def test_shifts_round_decimals_and_integer_prod_as_in_torch():
   x = [1, 3, -7, 2**20, -1]
   for n in (0, 1, 3, 11, [1, 2, 3, 4, 5]):
