@@ -953,10 +953,12 @@ class Tensor:
   def reciprocal(self): return F.Reciprocal.apply(self._float())
   def relu(self): return F.Relu.apply(self)
   def sigmoid(self):
-    # exp of a non-positive number only, so large inputs neither overflow nor lose precision
+    # exp of a non-positive number only, so large inputs neither overflow nor lose precision; one division (two made
+    # it 2x slower than torch's): 2.7 ulp of float64 at most on PoCL (2.3 with two), most of it exp's
     x = self._float()
-    e = (-x.abs()).exp()
-    return (x >= 0).where(1 / (1 + e), e / (1 + e))
+    e = (x < 0).where(x, -x).exp()
+    r = 1 / (1 + e)
+    return (x >= 0).where(r, e * r)
   def tanh(self):
     """float32: an odd polynomial below |x| = 0.625, fitted to tanh's relative error, and 1 - 2 / (exp(2|x|) + 1) with
     x's sign above it: one exp and one division, within 2 ulp of float64 (1.3 measured on PoCL; 6.4 for the expm1
