@@ -235,11 +235,18 @@ def test_a_big_kernel_takes_changing_scalars_as_arguments_but_is_built_for_new_s
 def test_an_unrolled_recurrence_builds_its_step_once_for_any_length(fresh):
   """h = tanh(x[:, t] @ W + h @ U) over t, realized once: each time step's kernels differ only in their offsets, in one
   schedule. Small kernels share one dynamic kernel, so a sequence of any length builds next to nothing."""
+  counts = recurrence_builds((10, 17, 23))
+  assert counts[0] <= 6 and counts[1] + counts[2] <= 2, counts  # 13, 17 and 23 before
+
+
+def recurrence_builds(lengths) -> list[int]:
+  """h = tanh(x[:, t] @ W + h @ U) over each length's time steps, realized once: the kernels built for each length,
+  its result checked against NumPy's."""
   rng = np.random.default_rng(0)
   wn, un = (rng.standard_normal((16, 16)).astype(np.float32) * 0.3 for _ in range(2))
   w, u = lg.tensor(wn), lg.tensor(un)
   counts = []
-  for steps in (10, 17, 23):
+  for steps in lengths:
     xn = rng.standard_normal((4, steps, 16)).astype(np.float32)
     x, h, hn = lg.tensor(xn), lg.zeros(4, 16), np.zeros((4, 16), np.float32)
     for t in range(steps):
@@ -248,7 +255,7 @@ def test_an_unrolled_recurrence_builds_its_step_once_for_any_length(fresh):
     before = lg.compile_count()
     np.testing.assert_allclose(h.numpy(), hn, rtol=1e-4, atol=1e-5)
     counts.append(lg.compile_count() - before)
-  assert counts[0] <= 6 and counts[1] + counts[2] <= 2, counts  # 13, 17 and 23 before
+  return counts
 
 
 def test_a_big_step_of_a_recurrence_is_built_twice_for_a_new_length_not_once_per_step(fresh, monkeypatch):
@@ -256,17 +263,5 @@ def test_a_big_step_of_a_recurrence_is_built_twice_for_a_new_length_not_once_per
   (batch, steps, features) tensor), so the step is built for them, once specialized and once with the time step's
   offsets as arguments (vector code kept), then shared by every step. It was built once per time step."""
   monkeypatch.setattr("lazygrad.codegen.dynamic.DYNAMIC_WORK", 1)
-  rng = np.random.default_rng(0)
-  wn, un = (rng.standard_normal((16, 16)).astype(np.float32) * 0.3 for _ in range(2))
-  w, u = lg.tensor(wn), lg.tensor(un)
-  counts = []
-  for steps in (10, 17, 23):
-    xn = rng.standard_normal((4, steps, 16)).astype(np.float32)
-    x, h, hn = lg.tensor(xn), lg.zeros(4, 16), np.zeros((4, 16), np.float32)
-    for t in range(steps):
-      h = (x[:, t] @ w + h @ u).tanh()
-      hn = np.tanh(xn[:, t] @ wn + hn @ un)
-    before = lg.compile_count()
-    np.testing.assert_allclose(h.numpy(), hn, rtol=1e-4, atol=1e-5)
-    counts.append(lg.compile_count() - before)
-  assert counts[1] <= 3 and counts[2] <= 3, counts
+  counts = recurrence_builds((10, 17, 23))
+  assert counts[1] <= 3 and counts[2] <= 3, counts  # 17 and 23 before
