@@ -1,0 +1,200 @@
+"""ONNX casts, quantization, control flow (If, Loop, Scan) and the remaining odds and ends, as lazygrad Tensor ops."""
+from __future__ import annotations
+import math
+import numpy as np
+from lazygrad.tensor import Tensor, stack
+from lazygrad import dtype as dt
+from lazygrad.onnx.registry import op
+
+
+def _dtype(n, to):
+  from lazygrad.onnx.model import dtype_of
+  return dtype_of(to, n.where)
+
+
+@op("Cast")
+def cast(n, x):
+  to = _dtype(n, n.attr("to"))
+  if to is dt.bool_: return x != 0
+  return x.cast(to)
+
+
+@op("CastLike")
+def cast_like(n, x, like):
+  return (x != 0) if like.dtype is dt.bool_ else x.cast(like.dtype)
+
+
+_QRANGE = {dt.uint8: (0, 255), dt.int8: (-128, 127), dt.int16: (-32768, 32767), dt.int32: (-2 ** 31, 2 ** 31 - 1)}
+
+
+def _per_axis(n, param: Tensor, x: Tensor) -> Tensor:
+  """A scale or zero point shaped to broadcast against x: a scalar, per `axis`, or per block of `block_size`."""
+  if param.ndim == 0 or param.numel() == 1 and x.ndim == 0: return param.reshape(())
+  axis = n.attr("axis", 1) % x.ndim
+  block = n.attr("block_size", 0)
+  if block:
+    param = param.repeat_interleave(block, axis)
+    bounds = tuple(slice(0, s) for s in x.shape)
+    return param[bounds]
+  return param.reshape(*(-1 if d == axis else 1 for d in range(x.ndim)))
+
+
+@op("QuantizeLinear")
+def quantize_linear(n, x, scale, zero_point=None):
+  out_dtype = zero_point.dtype if zero_point is not None else (
+    _dtype(n, n.attr("output_dtype")) if n.attr("output_dtype") else dt.uint8)
+  if out_dtype not in _QRANGE:
+    raise TypeError(f"{n.where}: quantizing to {out_dtype.name} is not supported (uint8, int8, int16, int32 are)")
+  lo, hi = _QRANGE[out_dtype]
+  y = (x.float() / _per_axis(n, scale, x).float()).round()
+  if zero_point is not None: y = y + _per_axis(n, zero_point, x).float()
+  return y.clamp(lo, hi).cast(out_dtype)
+
+
+@op("DequantizeLinear")
+def dequantize_linear(n, x, scale, zero_point=None):
+  s = _per_axis(n, scale, x)
+  v = x.cast(dt.int32) if x.dtype is not dt.int64 else x
+  if zero_point is not None: v = v - _per_axis(n, zero_point, x).cast(v.dtype)
+  out_dtype = _dtype(n, n.attr("output_dtype")) if n.attr("output_dtype") else s.dtype
+  return (v.cast(s.dtype) * s).cast(out_dtype)
+
+
+@op("DynamicQuantizeLinear")
+def dynamic_quantize_linear(n, x):
+  lo, hi = x.amin().minimum(Tensor(0.0, device=x.device)), x.amax().maximum(Tensor(0.0, device=x.device))
+  scale = (hi - lo) / 255
+  zp = (-lo / scale).round().clamp(0, 255)
+  y = ((x / scale).round() + zp).clamp(0, 255).cast(dt.uint8)
+  return y, scale, zp.cast(dt.uint8)
+
+
+@op("MatMulInteger")
+def matmul_integer(n, a, b, a_zero=None, b_zero=None):
+  av, bv = a.cast(dt.int32), b.cast(dt.int32)
+  if a_zero is not None: av = av - (a_zero.cast(dt.int32).reshape(-1, 1) if a_zero.numel() > 1 else a_zero.cast(dt.int32))
+  if b_zero is not None: bv = bv - b_zero.cast(dt.int32)
+  return (av @ bv).cast(dt.int32)
+
+
+@op("ConvInteger")
+def conv_integer(n, x, w, x_zero=None, w_zero=None):
+  from lazygrad.onnx.ops.nn import conv
+  xv, wv = x.cast(dt.int32), w.cast(dt.int32)
+  if x_zero is not None: xv = xv - x_zero.cast(dt.int32)
+  if w_zero is not None: wv = wv - w_zero.cast(dt.int32).reshape(-1, *(1,) * (w.ndim - 1)) if w_zero.numel() > 1 else wv - w_zero.cast(dt.int32)
+  return conv(n, xv.float(), wv.float()).round().cast(dt.int32)
+
+
+def _requantize(acc: Tensor, scale: Tensor, zero: Tensor) -> Tensor:
+  lo, hi = _QRANGE[zero.dtype]
+  return ((acc / scale).round() + zero.float()).clamp(lo, hi).cast(zero.dtype)
+
+
+@op("QLinearMatMul")
+def qlinear_matmul(n, a, a_scale, a_zero, b, b_scale, b_zero, y_scale, y_zero):
+  av = a.float() - a_zero.float()
+  bv = b.float() - (b_zero.float().reshape(1, -1) if b_zero.numel() > 1 else b_zero.float())
+  a_s = a_scale.float().reshape(-1, 1) if a_scale.numel() > 1 else a_scale.float()
+  b_s = b_scale.float().reshape(1, -1) if b_scale.numel() > 1 else b_scale.float()
+  return _requantize((av @ bv) * a_s * b_s, y_scale.float(), y_zero)
+
+
+@op("QLinearConv")
+def qlinear_conv(n, x, x_scale, x_zero, w, w_scale, w_zero, y_scale, y_zero, bias=None):
+  from lazygrad.onnx.ops.nn import conv
+  xv = x.float() - x_zero.float()
+  per = (-1,) + (1,) * (w.ndim - 1)
+  wv = w.float() - (w_zero.float().reshape(per) if w_zero.numel() > 1 else w_zero.float())
+  acc = conv(n, xv, wv)
+  if bias is not None: acc = acc + bias.float().reshape(-1, *(1,) * (x.ndim - 2))
+  ws = w_scale.float().reshape(-1, *(1,) * (x.ndim - 2)) if w_scale.numel() > 1 else w_scale.float()
+  return _requantize(acc * x_scale.float() * ws, y_scale.float(), y_zero)
+
+
+# ---------------------------------------------------------------- control flow
+
+@op("If")
+def if_(n, cond):
+  branch = n.attr("then_branch") if bool(n.host(cond).reshape(-1)[0]) else n.attr("else_branch")
+  outs = branch.run({}, n.scope)
+  return tuple(outs) if len(outs) != 1 else outs[0]
+
+
+@op("Loop")
+def loop(n, max_trip=None, cond=None, *carried):
+  body = n.attr("body")
+  trips = int(n.host(max_trip).reshape(-1)[0]) if max_trip is not None else None
+  keep_going = bool(n.host(cond).reshape(-1)[0]) if cond is not None else True
+  names = [vi.name for vi in body.inputs]
+  n_carried = len(carried)
+  scans: list[list[Tensor]] = []
+  values = list(carried)
+  i = 0
+  while keep_going and (trips is None or i < trips):
+    feeds = dict(zip(names, [Tensor(np.array(i, np.int64), device=n.device), Tensor(np.array(keep_going), device=n.device),
+                             *values]))
+    outs = body.run(feeds, n.scope)
+    keep_going = bool(body.host_value(outs[0]).reshape(-1)[0]) if cond is not None or True else True
+    values = outs[1:1 + n_carried]
+    for k, s in enumerate(outs[1 + n_carried:]):
+      if len(scans) <= k: scans.append([])
+      scans[k].append(s)
+    i += 1
+  n_scans = len(n.outputs) - n_carried
+  stacked = [stack(s, 0) if s else Tensor.zeros(0, device=n.device) for s in scans] + \
+    [Tensor.zeros(0, device=n.device)] * (n_scans - len(scans))
+  out = values + stacked
+  return tuple(out) if len(out) != 1 else out[0]
+
+
+@op("Scan", since=9)
+def scan(n, *args):
+  body = n.attr("body")
+  n_scan = n.attr("num_scan_inputs")
+  n_state = len(args) - n_scan
+  states, xs = list(args[:n_state]), args[n_state:]
+  in_axes = n.attr("scan_input_axes") or [0] * n_scan
+  in_dirs = n.attr("scan_input_directions") or [0] * n_scan
+  n_out = len(n.outputs) - n_state
+  out_axes = n.attr("scan_output_axes") or [0] * n_out
+  out_dirs = n.attr("scan_output_directions") or [0] * n_out
+  xs = [x.movedim(a % x.ndim, 0) for x, a in zip(xs, in_axes)]
+  T = xs[0].shape[0]
+  names = [vi.name for vi in body.inputs]
+  ys: list[list[Tensor]] = [[] for _ in range(n_out)]
+  for t in range(T):
+    step = [x[T - 1 - t] if d else x[t] for x, d in zip(xs, in_dirs)]
+    outs = body.run(dict(zip(names, states + step)), n.scope)
+    states = outs[:n_state]
+    for k, y in enumerate(outs[n_state:]): ys[k].append(y)
+  scanned = []
+  for k, seq in enumerate(ys):
+    if out_dirs[k]: seq = seq[::-1]
+    y = stack(seq, 0)
+    scanned.append(y.movedim(0, out_axes[k] % y.ndim))
+  out = states + scanned
+  return tuple(out) if len(out) != 1 else out[0]
+
+
+# ---------------------------------------------------------------- windows and odds and ends
+
+def _window(n, size, fn):
+  N = int(n.host(size).reshape(-1)[0])
+  periodic = n.attr("periodic", 1)
+  denom = N if periodic else N - 1
+  k = Tensor.arange(N, device=n.device, dtype=dt.float32) * (2 * math.pi / max(denom, 1))
+  out = fn(k)
+  return out.cast(_dtype(n, n.attr("output_datatype", 1)))
+
+
+@op("HannWindow")
+def hann(n, size): return _window(n, size, lambda k: 0.5 - 0.5 * k.cos())
+
+
+@op("HammingWindow")
+def hamming(n, size): return _window(n, size, lambda k: 25 / 46 - (21 / 46) * k.cos())
+
+
+@op("BlackmanWindow")
+def blackman(n, size): return _window(n, size, lambda k: 0.42 - 0.5 * k.cos() + 0.08 * (2 * k).cos())
