@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 from lazygrad import dtype as dt
 from lazygrad.tensor import Tensor, realize
-from lazygrad.onnx.registry import lookup, DOMAINS
+from lazygrad.onnx.registry import lookup, DOMAINS, Sequence
 from lazygrad.onnx import ops  # noqa: F401  (registers the ops)
 
 ONNX_DTYPES = {TensorProto.FLOAT: dt.float32, TensorProto.UINT8: dt.uint8, TensorProto.INT8: dt.int8,
@@ -160,7 +160,7 @@ class Graph:
                                                         IndexError) else RuntimeError(f"{n.where}: {type(e).__name__}: {e}")
       err._onnx_node = True
       raise err from e
-    outs = list(out) if isinstance(out, (tuple, list)) and not getattr(out, "_sequence", False) else [out]
+    outs = list(out) if isinstance(out, tuple) else [out]
     if len(outs) < len(n.outputs): outs += [None] * (len(n.outputs) - len(outs))
     return outs
 
@@ -213,8 +213,9 @@ class OnnxModel:
       if vi.name not in feeds:
         raise TypeError(f"missing input {vi.name!r}; the model's inputs are {', '.join(self.input_names)}")
       v = feeds[vi.name]
-      out[vi.name] = [to_tensor(x, f"input {vi.name!r}", self.graph.device) for x in v] if isinstance(v, list) \
-        else to_tensor(v, f"input {vi.name!r}", self.graph.device)
+      if v is None or isinstance(v, Tensor): out[vi.name] = v  # None: an empty optional
+      elif isinstance(v, list): out[vi.name] = Sequence(to_tensor(x, f"input {vi.name!r}", self.graph.device) for x in v)
+      else: out[vi.name] = to_tensor(v, f"input {vi.name!r}", self.graph.device)
     return out
 
   def __call__(self, *args, **kwargs) -> dict:

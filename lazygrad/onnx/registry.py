@@ -6,6 +6,10 @@ Tensor or a tuple of them, one per output.
 """
 from __future__ import annotations
 
+class Sequence(list):
+  """An ONNX sequence value: a list of Tensors that flows through the graph as one value."""
+
+
 OPS: dict[tuple[str, str], list[tuple[int, int | None, object]]] = {}
 DOMAINS = {"": "", "ai.onnx": ""}  # the default domain has two spellings
 

@@ -64,16 +64,20 @@ def pow_(n, a, b):
 
 @op("Mod")
 def mod(n, a, b):
-  if n.attr("fmod", 0): return a.fmod(b)
-  if a.dtype.is_float: raise ValueError("Mod: fmod=0 is not allowed for floating point inputs (the ONNX spec)")
-  return a.remainder(b)
+  return a.fmod(b) if n.attr("fmod", 0) else a.remainder(b)
 
 
 @op("BitShift")
 def bitshift(n, a, b):
   d = n.attr("direction")
   if d not in ("LEFT", "RIGHT"): raise ValueError(f"BitShift: direction must be 'LEFT' or 'RIGHT', got {d!r}")
-  return a << b if d == "LEFT" else a >> b
+  if a.dtype.kind == "u": return a << b if d == "LEFT" else a >> b
+  # shifting a signed integer by its width or more (or by a negative count) fills it with its sign bit (RIGHT) or 0
+  width = 8 * a.dtype.itemsize
+  wide = (b < 0) | (b >= width)
+  safe = wide.where(0, b)
+  if d == "LEFT": return wide.where(0, a << safe).cast(a.dtype)
+  return wide.where((a < 0).where(-1, 0), a >> safe).cast(a.dtype)
 
 
 def _variadic(name, fn):

@@ -198,3 +198,92 @@ def hamming(n, size): return _window(n, size, lambda k: 25 / 46 - (21 / 46) * k.
 
 @op("BlackmanWindow")
 def blackman(n, size): return _window(n, size, lambda k: 0.42 - 0.5 * k.cos() + 0.08 * (2 * k).cos())
+
+
+@op("GridSample", since=16)
+def grid_sample(n, x, grid):
+  import lazygrad.nn.functional as F
+  mode = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic",
+          "bicubic": "bicubic"}.get(n.attr("mode", "linear" if n.opset >= 20 else "bilinear"))
+  if mode is None: raise NotImplementedError(f"GridSample: mode {n.attr('mode')!r} is not supported")
+  return F.grid_sample(x, grid, mode, n.attr("padding_mode", "zeros"), bool(n.attr("align_corners", 0)))
+
+
+@op("AffineGrid", since=20)
+def affine_grid(n, theta, size):
+  dims = [int(v) for v in n.host(size).reshape(-1)]
+  N, spatial = dims[0], dims[2:]
+  align = n.attr("align_corners", 0)
+  axes = []
+  for s in spatial:  # normalized coordinates of each place along one axis
+    a = Tensor.arange(s, device=n.device, dtype=theta.dtype)
+    axes.append((a * 2 / max(s - 1, 1) - 1) if align else ((a * 2 + 1) / s - 1))
+  nd = len(spatial)
+  mesh = []
+  for j, a in enumerate(reversed(axes)):  # x (the last dim) first
+    axis = nd - 1 - j
+    mesh.append(a.reshape(*(spatial[axis] if d == axis else 1 for d in range(nd))).expand(*spatial))
+  base = stack(mesh + [Tensor.ones(*spatial, dtype=theta.dtype, device=n.device)], -1)  # (*spatial, nd + 1)
+  grid = base.reshape(1, -1, nd + 1) @ theta.transpose(1, 2)  # (N, prod, nd)
+  return grid.reshape(N, *spatial, nd)
+
+
+@op("CenterCropPad", since=18)
+def center_crop_pad(n, x, shape):
+  target = [int(v) for v in n.host(shape).reshape(-1)]
+  axes = [a % x.ndim for a in (n.attr("axes") or range(x.ndim))]
+  for a, t in zip(axes, target):
+    s = x.shape[a]
+    if t < s:  # crop: the extra place goes at the end
+      start = (s - t) // 2
+      x = x[(slice(None),) * a + (slice(start, start + t),)]
+    elif t > s:
+      before = (t - s) // 2
+      pads = [0, 0] * (x.ndim - 1 - a) + [before, t - s - before]
+      x = x.pad(pads)
+  return x
+
+
+@op("CumProd", since=26)
+def cumprod(n, x, axis):
+  a = int(n.host(axis).reshape(-1)[0]) % max(x.ndim, 1)
+  if n.attr("reverse", 0): x = x.flip(a)
+  if n.attr("exclusive", 0):  # shift by one place along the axis, a 1 first
+    k = x.shape[a]
+    x = x[(slice(None),) * a + (slice(0, k - 1),)].pad([0, 0] * (x.ndim - 1 - a) + [1, 0], 1)
+  out = x.cumprod(a).cast(x.dtype)
+  return out.flip(a) if n.attr("reverse", 0) else out
+
+
+@op("Unique", since=11)
+def unique(n, x):
+  if n.attr("axis") is not None: raise NotImplementedError("Unique: the axis attribute is not supported")
+  flat = x.reshape(-1)
+  values, inverse, counts = flat.unique(sorted=True, return_inverse=True, return_counts=True)
+  pos = Tensor.arange(flat.shape[0], device=n.device)
+  first = (flat.unsqueeze(0) == values.unsqueeze(1)).where(pos, flat.shape[0]).amin(1)  # first occurrence of each
+  if not n.attr("sorted", 1):  # in order of first occurrence: a small index table from the first positions
+    order = Tensor(np.argsort(first.numpy(), kind="stable"), device=n.device)
+    rank = Tensor(np.argsort(np.argsort(first.numpy(), kind="stable")), device=n.device)
+    values, first, counts, inverse = values[order], first[order], counts[order], rank[inverse]
+  return values, first, inverse, counts
+
+
+@op("SwiGLU", since=28)
+def swiglu(n, a, b):
+  return a * (a * n.attr("alpha", 1.0)).sigmoid() * b
+
+
+@op("TensorScatter", since=24)
+def tensor_scatter(n, past, update, write_indices=None):
+  axis = n.attr("axis", -2) % past.ndim
+  circular = n.attr("mode", "linear") == "circular"
+  L, S = past.shape[axis], update.shape[axis]
+  B = past.shape[0]
+  start = write_indices.cast("int64").reshape(B, *(1,) * (past.ndim - 1)) if write_indices is not None else 0
+  pos = Tensor.arange(L, device=n.device).reshape(*(L if d == axis else 1 for d in range(past.ndim)))
+  rel = pos - start
+  if circular: rel = rel.remainder(L)
+  hit = (rel >= 0) & (rel < S)
+  src = update.gather(axis, rel.clamp(0, S - 1).expand(*[L if d == axis else s for d, s in enumerate(update.shape)]))
+  return hit.where(src, past)

@@ -75,7 +75,7 @@ def conv_transpose(n, x, w, b=None):
   if output_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
     outs = list(output_shape)[-nd:] if output_shape is not None else [i * s for i, s in zip(x.shape[2:], strides)]
     total = [f + p - o for f, p, o in zip(full, out_pad, outs)]
-    begin = [t - t // 2 if auto == "SAME_LOWER" else t // 2 for t in total]
+    begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
     end = [t - b_ for t, b_ in zip(total, begin)]
   elif auto == "VALID": begin = end = [0] * nd
   else:
@@ -261,7 +261,9 @@ def _source_coords(ctm: str, out: int, inp: int, scale: float, roi: tuple[float,
     adj = out / (scale * inp)
     return inp / 2 * (1 - adj) + (o + 0.5) / scale - 0.5
   if ctm == "pytorch_half_pixel": return (o + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
-  if ctm == "align_corners": return o * (inp - 1) / (out - 1) if out > 1 else np.zeros(out)
+  if ctm == "align_corners":  # ONNX divides by the resized length in * scale, not the rounded output size
+    length = inp * scale
+    return o * (inp - 1) / (length - 1) if length > 1 else np.zeros(out)
   if ctm == "asymmetric": return o / scale
   if ctm == "tf_crop_and_resize":
     s, e = roi
@@ -289,6 +291,7 @@ def resize_matrix(n, mode: str, inp: int, out: int, scale: float, roi) -> tuple[
     m[rows, src] = 1
   else:
     antialias = n.attr("antialias", 0) and scale < 1
+    if antialias: raise NotImplementedError("Resize: antialias=1 when downsampling is not supported")
     width = 1 if mode == "linear" else 2
     support = width / scale if antialias else width
     first = np.floor(x - support).astype(np.int64) + 1

@@ -89,10 +89,10 @@ _arg("ArgMin", "argmin")
 def cumsum(n, x, axis):
   a = int(n.host(axis).reshape(-1)[0]) % max(x.ndim, 1)
   if n.attr("reverse", 0): x = x.flip(a)
-  out = x.cumsum(a)
-  if n.attr("exclusive", 0): out = out - x
-  if n.attr("reverse", 0): out = out.flip(a)
-  return out.cast(x.dtype)
+  if n.attr("exclusive", 0):  # shift by one place along the axis, a 0 first
+    x = x[(slice(None),) * a + (slice(0, x.shape[a] - 1),)].pad([0, 0] * (x.ndim - 1 - a) + [1, 0])
+  out = x.cumsum(a).cast(x.dtype)
+  return out.flip(a) if n.attr("reverse", 0) else out
 
 
 @op("TopK", until=9)
@@ -111,7 +111,7 @@ def topk(n, x, k):
 def lp_normalization(n, x):
   p, axis = n.attr("p", 2), n.attr("axis", -1)
   norm = x.abs().sum(axis, keepdim=True) if p == 1 else (x * x).sum(axis, keepdim=True).sqrt()
-  return x / norm
+  return (norm == 0).where(0.0, x / norm).cast(x.dtype)
 
 
 @op("MeanVarianceNormalization")
