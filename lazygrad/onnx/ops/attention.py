@@ -2,7 +2,7 @@
 softcap), RotaryEmbedding and RMSNormalization, as lazygrad Tensor ops."""
 from __future__ import annotations
 import math
-from lazygrad.tensor import Tensor, cat
+from lazygrad.tensor import Tensor, cat, stack
 from lazygrad import dtype as dt
 from lazygrad.onnx.registry import op
 
@@ -106,3 +106,45 @@ def rotary_embedding(n, x, cos_cache, sin_cache, position_ids=None):
     out = cat([a * cos - b * sin, b * cos + a * sin], -1)
   y = cat([out, rest], -1) if rest.shape[-1] else out
   return y.transpose(1, 2) if four_d else y.reshape(x.shape)
+
+
+@op("LinearAttention", since=27)
+def linear_attention(n, q, k, v, past_state=None, decay=None, beta=None):
+  """A recurrent state S (d_k x d_v per KV head), updated per time step: decayed (gated rules), corrected toward the
+  step's value (delta rules), plus k v^T; each query reads q S * scale."""
+  rule = n.attr("update_rule", "gated_delta")
+  hq, hkv = n.attr("q_num_heads"), n.attr("kv_num_heads")
+  gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+  b, t, _ = q.shape
+  q4, k4, v4 = (_heads(x, h).float() for x, h in ((q, hq), (k, hkv), (v, hkv)))
+  dk, dv = q4.shape[-1], v4.shape[-1]
+  if gating:
+    g = decay.reshape(b, t, hkv, 1) if decay.shape[-1] == hkv else decay.reshape(b, t, hkv, dk)
+    g = g.transpose(1, 2).float().exp()  # (B, H, T, 1 or d_k)
+  if delta: bt = beta.reshape(b, t, beta.shape[-1], 1).transpose(1, 2).float()
+  state = past_state.float() if past_state is not None else Tensor.zeros(b, hkv, dk, dv, device=q.device)
+  scale = n.attr("scale", 0.0) or 1 / math.sqrt(dk)
+  outs = []
+  for i in range(t):
+    kt, vt = k4[:, :, i], v4[:, :, i]
+    if gating: state = state * g[:, :, i].unsqueeze(-1)
+    if delta: vt = bt[:, :, i] * (vt - (state * kt.unsqueeze(-1)).sum(-2))
+    state = state + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+    read = state.repeat_interleave(hq // hkv, 1) if hq != hkv else state
+    outs.append((q4[:, :, i].unsqueeze(-1) * read).sum(-2) * scale)  # (B, Hq, d_v)
+  y = stack(outs, 2).transpose(1, 2).reshape(b, t, hq * dv).cast(q.dtype)
+  return y, state.cast(past_state.dtype if past_state is not None else q.dtype)
+
+
+@op("CausalConvWithState", since=27)
+def causal_conv_with_state(n, x, w, bias=None, past_state=None):
+  import lazygrad.nn.functional as F
+  act = n.attr("activation", "none")
+  if act not in ("none", "silu", "swish"): raise NotImplementedError(f"CausalConvWithState: activation {act!r}")
+  b, c, _ = x.shape
+  k = w.shape[2]
+  pad = past_state if past_state is not None else Tensor.zeros(b, c, k - 1, dtype=x.dtype, device=x.device)
+  padded = cat([pad, x], 2)
+  y = F.conv1d(padded, w, bias, groups=c)
+  if act != "none": y = (y.float() * y.float().sigmoid()).cast(x.dtype)
+  return y, padded[:, :, padded.shape[2] - (k - 1):]
