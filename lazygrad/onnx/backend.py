@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 from lazygrad.tensor import Tensor
-from lazygrad.onnx.model import OnnxModel
+from lazygrad.onnx.model import OnnxModel, NARROW_INTS
 
 
 def _to_numpy(x):
@@ -23,7 +23,14 @@ class LazygradRep(BackendRep):
     else:
       if not isinstance(inputs, (list, tuple)): inputs = [inputs]
       outs = self.model(*inputs)
-    return tuple(_to_numpy(outs[name]) for name in self.model.output_names)
+    return tuple(self._declared(name, _to_numpy(outs[name])) for name in self.model.output_names)
+
+  def _declared(self, name, value):
+    """A 4- or 2-bit integer output comes back from its holding byte as the declared NumPy type."""
+    t = self.model.graph.declared.get(name)
+    if t in NARROW_INTS and isinstance(value, np.ndarray):
+      return value.astype(onnx.helper.tensor_dtype_to_np_dtype(t))
+    return value
 
 
 class LazygradBackend(Backend):

@@ -19,13 +19,19 @@ ONNX_DTYPES = {TensorProto.FLOAT: dt.float32, TensorProto.UINT8: dt.uint8, Tenso
                TensorProto.BOOL: dt.bool_, TensorProto.FLOAT16: dt.float16, TensorProto.DOUBLE: dt.float64,
                TensorProto.BFLOAT16: dt.bfloat16}
 TO_ONNX = {v: k for k, v in ONNX_DTYPES.items()}
+# ONNX's 4- and 2-bit integers, held in a byte: (holding dtype, smallest, largest value)
+NARROW_INTS = {TensorProto.INT4: (dt.int8, -8, 7), TensorProto.UINT4: (dt.uint8, 0, 15),
+               TensorProto.INT2: (dt.int8, -2, 1), TensorProto.UINT2: (dt.uint8, 0, 3)}
+NARROW_NUMPY = {"int4": np.int8, "uint4": np.uint8, "int2": np.int8, "uint2": np.uint8}
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 HOST_KEEP = 4096  # constants of at most this many elements keep a host copy, for ops that read shapes and indices
 
 
 def dtype_of(elem_type: int, what: str) -> dt.DType:
-  """The lazygrad dtype of an ONNX element type, or a TypeError naming it and what carried it."""
+  """The lazygrad dtype of an ONNX element type (the holding byte for 4- and 2-bit integers), or a TypeError naming
+  it and what carried it."""
   if elem_type in ONNX_DTYPES: return ONNX_DTYPES[elem_type]
+  if elem_type in NARROW_INTS: return NARROW_INTS[elem_type][0]
   name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else str(elem_type)
   supported = ", ".join(TensorProto.DataType.Name(k) for k in ONNX_DTYPES)
   raise TypeError(f"{what}: ONNX element type {name} is not supported by lazygrad (supported: {supported})")
@@ -35,6 +41,7 @@ def to_tensor(value, what: str, device=None) -> Tensor:
   """A NumPy array (or number, or Tensor) as a Tensor; dtypes lazygrad lacks fail with a message naming `what`."""
   if isinstance(value, Tensor): return value
   arr = np.asarray(value)
+  if arr.dtype.name in NARROW_NUMPY: arr = arr.astype(NARROW_NUMPY[arr.dtype.name])  # exact: held in a byte
   if arr.dtype.kind not in "biuf" or arr.dtype in (np.uint16, np.uint32, np.uint64):
     raise TypeError(f"{what}: NumPy dtype {arr.dtype} is not supported by lazygrad (supported: bool, uint8, int8, int16, "
                     f"int32, int64, float16, float32, float64)")
@@ -96,6 +103,11 @@ class Graph:
       arr = numpy_helper.to_array(init)
       self.consts[init.name] = self._constant(arr, f"initializer {init.name!r}")
     self.inputs = [vi for vi in proto.input if vi.name not in self.consts]
+    # each named value's declared ONNX element type, where known: a 4-bit value is held in a byte, and CastLike,
+    # QuantizeLinear and the outputs need to know what it stands for
+    self.declared = {vi.name: vi.type.tensor_type.elem_type for vi in [*proto.input, *proto.output, *proto.value_info]
+                     if vi.type.HasField("tensor_type")}
+    self.declared.update({i.name: i.data_type for i in proto.initializer})
     self.outputs = [vi.name for vi in proto.output]
     self.nodes: list[Node] = []
     for p in proto.node: self.nodes.append(Node(p, self))

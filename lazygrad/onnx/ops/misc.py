@@ -4,6 +4,7 @@ import math
 import numpy as np
 from lazygrad.tensor import Tensor, stack
 from lazygrad import dtype as dt
+from onnx import TensorProto
 from lazygrad.onnx.registry import op
 
 
@@ -12,16 +13,28 @@ def _dtype(n, to):
   return dtype_of(to, n.where)
 
 
+def _cast(n, x: Tensor, to: int) -> Tensor:
+  from lazygrad.onnx.model import NARROW_INTS
+  if to in NARROW_INTS:  # as the reference converts: integers wrap; floats truncate, and out of range give 0
+    held, lo, hi = NARROW_INTS[to]
+    if x.dtype.is_float:
+      t = x.trunc()
+      return ((t >= lo) & (t <= hi)).where(t, 0).cast(held)
+    span = hi - lo + 1
+    return ((x.cast(dt.int64) - lo).remainder(span) + lo).cast(held)
+  target = _dtype(n, to)
+  return (x != 0) if target is dt.bool_ else x.cast(target)
+
+
 @op("Cast")
 def cast(n, x):
-  to = _dtype(n, n.attr("to"))
-  if to is dt.bool_: return x != 0
-  return x.cast(to)
+  return _cast(n, x, n.attr("to"))
 
 
 @op("CastLike")
 def cast_like(n, x, like):
-  return (x != 0) if like.dtype is dt.bool_ else x.cast(like.dtype)
+  from lazygrad.onnx.model import TO_ONNX
+  return _cast(n, x, n.graph.declared.get(n.inputs[1], TO_ONNX.get(like.dtype)))
 
 
 _QRANGE = {dt.uint8: (0, 255), dt.int8: (-128, 127), dt.int16: (-32768, 32767), dt.int32: (-2 ** 31, 2 ** 31 - 1)}
@@ -41,11 +54,16 @@ def _per_axis(n, param: Tensor, x: Tensor) -> Tensor:
 
 @op("QuantizeLinear")
 def quantize_linear(n, x, scale, zero_point=None):
-  out_dtype = zero_point.dtype if zero_point is not None else (
-    _dtype(n, n.attr("output_dtype")) if n.attr("output_dtype") else dt.uint8)
-  if out_dtype not in _QRANGE:
-    raise TypeError(f"{n.where}: quantizing to {out_dtype.name} is not supported (uint8, int8, int16, int32 are)")
-  lo, hi = _QRANGE[out_dtype]
+  from lazygrad.onnx.model import NARROW_INTS
+  target = n.graph.declared.get(n.inputs[2]) if zero_point is not None and len(n.inputs) > 2 else None
+  target = target or n.attr("output_dtype") or TensorProto.UINT8
+  if target in NARROW_INTS: out_dtype, lo, hi = NARROW_INTS[target]
+  else:
+    out_dtype = _dtype(n, target)
+    if out_dtype not in _QRANGE:
+      raise TypeError(f"{n.where}: quantizing to {out_dtype.name} is not supported (uint8, int8, int16, int32, int4, "
+                      f"uint4, int2, uint2 are)")
+    lo, hi = _QRANGE[out_dtype]
   y = (x.float() / _per_axis(n, scale, x).float()).round()
   if zero_point is not None: y = y + _per_axis(n, zero_point, x).float()
   return y.clamp(lo, hi).cast(out_dtype)
