@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 from lazygrad.tensor import Tensor
-from lazygrad.onnx.model import OnnxModel, NARROW_INTS
+from lazygrad.onnx.model import OnnxModel, NARROW_INTS, NARROW_FLOATS
 
 
 def _to_numpy(x):
@@ -26,9 +26,9 @@ class LazygradRep(BackendRep):
     return tuple(self._declared(name, _to_numpy(outs[name])) for name in self.model.output_names)
 
   def _declared(self, name, value):
-    """A 4- or 2-bit integer output comes back from its holding byte as the declared NumPy type."""
+    """A 4- or 2-bit integer or an 8- or 4-bit float comes back from its holding type as the declared NumPy type."""
     t = self.model.graph.declared.get(name)
-    if t in NARROW_INTS and isinstance(value, np.ndarray):
+    if (t in NARROW_INTS or t in NARROW_FLOATS) and isinstance(value, np.ndarray):
       return value.astype(onnx.helper.tensor_dtype_to_np_dtype(t))
     return value
 

@@ -22,7 +22,14 @@ TO_ONNX = {v: k for k, v in ONNX_DTYPES.items()}
 # ONNX's 4- and 2-bit integers, held in a byte: (holding dtype, smallest, largest value)
 NARROW_INTS = {TensorProto.INT4: (dt.int8, -8, 7), TensorProto.UINT4: (dt.uint8, 0, 15),
                TensorProto.INT2: (dt.int8, -2, 1), TensorProto.UINT2: (dt.uint8, 0, 3)}
-NARROW_NUMPY = {"int4": np.int8, "uint4": np.uint8, "int2": np.int8, "uint2": np.uint8}
+# ONNX's 8- and 4-bit floats, held in float32: (mantissa bits, smallest normal exponent, largest finite value,
+# whether it has infinities, whether it has no negative zero (the FNUZ types))
+NARROW_FLOATS = {TensorProto.FLOAT8E4M3FN: (3, -6, 448.0, False, False), TensorProto.FLOAT8E4M3FNUZ: (3, -7, 240.0, False, True),
+                 TensorProto.FLOAT8E5M2: (2, -14, 57344.0, True, False), TensorProto.FLOAT8E5M2FNUZ: (2, -15, 57344.0, False, True),
+                 TensorProto.FLOAT4E2M1: (1, 0, 6.0, False, False)}
+NARROW_NUMPY = {"int4": np.int8, "uint4": np.uint8, "int2": np.int8, "uint2": np.uint8, "float8_e4m3fn": np.float32,
+                "float8_e4m3fnuz": np.float32, "float8_e5m2": np.float32, "float8_e5m2fnuz": np.float32,
+                "float4_e2m1fn": np.float32}
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 HOST_KEEP = 4096  # constants of at most this many elements keep a host copy, for ops that read shapes and indices
 
@@ -32,6 +39,7 @@ def dtype_of(elem_type: int, what: str) -> dt.DType:
   it and what carried it."""
   if elem_type in ONNX_DTYPES: return ONNX_DTYPES[elem_type]
   if elem_type in NARROW_INTS: return NARROW_INTS[elem_type][0]
+  if elem_type in NARROW_FLOATS: return dt.float32
   name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else str(elem_type)
   supported = ", ".join(TensorProto.DataType.Name(k) for k in ONNX_DTYPES)
   raise TypeError(f"{what}: ONNX element type {name} is not supported by lazygrad (supported: {supported})")

@@ -13,8 +13,31 @@ def _dtype(n, to):
   return dtype_of(to, n.where)
 
 
+def round_narrow_float(x: Tensor, to: int, saturate: bool) -> Tensor:
+  """x rounded (to nearest, ties to even) to an 8- or 4-bit float's values, held in float32. Out of range: the largest
+  value with saturate, else infinity (E5M2) or NaN."""
+  from lazygrad.onnx.model import NARROW_FLOATS
+  mbits, emin, top, has_inf, no_neg_zero = NARROW_FLOATS[to]
+  x = x.float()
+  a = x.abs()
+  if saturate: a = a.minimum(top) if to != TensorProto.FLOAT8E5M2 or True else a
+  _, e = a.frexp()  # a = m * 2**e with m in [0.5, 1): the binade's exponent is e - 1
+  step = ((e - 1).maximum(emin) - mbits).float().exp2()  # the spacing of representable values there
+  r = (a / step).round() * step
+  over = r > top
+  big = math.inf if has_inf else math.nan
+  if to == TensorProto.FLOAT4E2M1: big = top  # no infinity or NaN to overflow to
+  r = over.where(top if saturate else big, r)
+  if has_inf and saturate: r = (a == math.inf).where(math.inf, r)
+  r = (a == math.inf).where(top if saturate else big, r) if not has_inf else r
+  out = (x < 0).where(-r, r)
+  if no_neg_zero: out = (out == 0).where(0.0, out)
+  return (x != x).where(0.0 if to == TensorProto.FLOAT4E2M1 else math.nan, out)
+
+
 def _cast(n, x: Tensor, to: int) -> Tensor:
-  from lazygrad.onnx.model import NARROW_INTS
+  from lazygrad.onnx.model import NARROW_INTS, NARROW_FLOATS
+  if to in NARROW_FLOATS: return round_narrow_float(x, to, bool(n.attr("saturate", 1)))
   if to in NARROW_INTS:  # as the reference converts: integers wrap; floats truncate, and out of range give 0
     held, lo, hi = NARROW_INTS[to]
     if x.dtype.is_float:
@@ -57,6 +80,11 @@ def quantize_linear(n, x, scale, zero_point=None):
   from lazygrad.onnx.model import NARROW_INTS
   target = n.graph.declared.get(n.inputs[2]) if zero_point is not None and len(n.inputs) > 2 else None
   target = target or n.attr("output_dtype") or TensorProto.UINT8
+  from lazygrad.onnx.model import NARROW_FLOATS
+  if target in NARROW_FLOATS:  # no integer rounding: the value rounds to the float type's nearest
+    y = x.float() / _per_axis(n, scale, x).float()
+    if zero_point is not None: y = y + _per_axis(n, zero_point, x).float()
+    return round_narrow_float(y, target, bool(n.attr("saturate", 1)))
   if target in NARROW_INTS: out_dtype, lo, hi = NARROW_INTS[target]
   else:
     out_dtype = _dtype(n, target)
@@ -72,7 +100,7 @@ def quantize_linear(n, x, scale, zero_point=None):
 @op("DequantizeLinear")
 def dequantize_linear(n, x, scale, zero_point=None):
   s = _per_axis(n, scale, x)
-  v = x.cast(dt.int32) if x.dtype is not dt.int64 else x
+  v = x if x.dtype.is_float else x.cast(dt.int32) if x.dtype is not dt.int64 else x  # float: an 8-bit float's value
   if zero_point is not None: v = v - _per_axis(n, zero_point, x).cast(v.dtype)
   out_dtype = _dtype(n, n.attr("output_dtype")) if n.attr("output_dtype") else s.dtype
   return (v.cast(s.dtype) * s).cast(out_dtype)
