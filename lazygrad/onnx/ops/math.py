@@ -180,6 +180,8 @@ def swish(n, x): return x * (x * n.attr("alpha", 1.0)).sigmoid()
 
 @op("PRelu")
 def prelu(n, x, slope):
+  if n.opset < 7 and slope.ndim == 1 and x.ndim > 2 and slope.shape[0] == x.shape[1]:  # a slope per channel (axis 1)
+    slope = slope.reshape(-1, *(1,) * (x.ndim - 2))
   return (x < 0).where(x * slope, x)
 
 

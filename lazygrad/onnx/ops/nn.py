@@ -163,10 +163,11 @@ def max_unpool(n, x, idx, output_shape=None):
   nd = len(kernel)
   strides = list(n.attr("strides") or [1] * nd)
   pads = list(n.attr("pads") or [0] * (2 * nd))
-  if output_shape is not None: shape = ints(n, output_shape)
-  else:
-    shape = list(x.shape[:2]) + [(i - 1) * s + k - pads[j] - pads[j + nd]
-                                 for j, (i, s, k) in enumerate(zip(x.shape[2:], strides, kernel))]
+  shape = list(x.shape[:2]) + [(i - 1) * s + k - pads[j] - pads[j + nd]
+                               for j, (i, s, k) in enumerate(zip(x.shape[2:], strides, kernel))]
+  if output_shape is not None and ints(n, output_shape) != shape:
+    raise NotImplementedError(f"MaxUnpool: an output_shape {ints(n, output_shape)} other than the inferred {shape} is "
+                              f"not supported")
   out = Tensor.zeros(math.prod(shape), dtype=x.dtype, device=x.device)
   return out.scatter(0, idx.reshape(-1), x.reshape(-1)).reshape(shape)
 
