@@ -2,7 +2,7 @@
 from __future__ import annotations
 import math
 import numpy as np
-from lazygrad.tensor import Tensor, stack
+from lazygrad.tensor import Tensor, stack, cat
 from lazygrad import dtype as dt
 from onnx import TensorProto
 from lazygrad.onnx.registry import op
@@ -333,3 +333,44 @@ def tensor_scatter(n, past, update, write_indices=None):
   hit = (rel >= 0) & (rel < S)
   src = update.gather(axis, rel.clamp(0, S - 1).expand(*[L if d == axis else s for d, s in enumerate(update.shape)]))
   return hit.where(src, past)
+
+
+def _dft(x: Tensor, length: int | None, axis: int, inverse: bool, onesided: bool) -> Tensor:
+  """A DFT along `axis` of a real (..., 1) or complex (..., 2) signal, as real matrix products with the cos and sin
+  tables of the transform's size, in float64 (its sums cancel to near zero, where float32 leaves visible noise). A
+  one-sided inverse rebuilds the other half of the spectrum by conjugate symmetry and returns the real signal."""
+  re = x[..., 0].double().movedim(axis, -1)
+  im = x[..., 1].double().movedim(axis, -1) if x.shape[-1] == 2 else None
+  fit = lambda t, n: t[..., :n] if n <= t.shape[-1] else t.pad((0, n - t.shape[-1]))  # cut or zero-pad to n
+  if inverse and onesided:  # the half spectrum of a length-L real signal is its first L // 2 + 1 values
+    L = length or 2 * (re.shape[-1] - 1)
+    half = L // 2 + 1
+    re, im = fit(re, half), fit(im if im is not None else re.zeros_like(), half)
+    mirror = lambda t: t[..., 1:L - half + 1].flip(-1)
+    re, im = cat([re, mirror(re)], -1), cat([im, -mirror(im)], -1)
+  L = length or re.shape[-1]
+  re, im = fit(re, L), (fit(im, L) if im is not None else None)
+  K = L // 2 + 1 if onesided and not inverse else L
+  theta = 2 * np.pi * np.outer(np.arange(K), np.arange(L)) / L
+  cos = Tensor(np.cos(theta).T.copy(), device=x.device)  # (L, K)
+  sin = Tensor(np.sin(theta).T.copy() * (1 if inverse else -1), device=x.device)
+  out_re, out_im = re @ cos, re @ sin
+  if im is not None: out_re, out_im = out_re - im @ sin, out_im + im @ cos
+  if inverse: out_re, out_im = out_re / L, out_im / L
+  if inverse and onesided: return out_re.movedim(-1, axis).unsqueeze(-1).cast(x.dtype)
+  return stack([out_re.movedim(-1, axis), out_im.movedim(-1, axis)], -1).cast(x.dtype)
+
+
+@op("DFT", since=17, until=19)
+def dft_17(n, x, length=None):
+  axis = n.attr("axis", 1) % (x.ndim - 1)
+  return _dft(x, None if length is None else int(n.host(length).reshape(-1)[0]), axis,
+              bool(n.attr("inverse", 0)), bool(n.attr("onesided", 0)))
+
+
+@op("DFT", since=20)
+def dft(n, x, length=None, axis=None):
+  a = -2 if axis is None else int(n.host(axis).reshape(-1)[0])
+  a = a % x.ndim
+  return _dft(x, None if length is None else int(n.host(length).reshape(-1)[0]), a,
+              bool(n.attr("inverse", 0)), bool(n.attr("onesided", 0)))
