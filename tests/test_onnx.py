@@ -134,6 +134,21 @@ def test_dft_inverse_onesided_is_numpys_irfft(length):
   np.testing.assert_allclose(model(z)["y"].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_col2im_is_torchs_fold():
+  torch = pytest.importorskip("torch")
+  image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]
+  grid = [(i + 2 * p - d * (k - 1) - 1) // s + 1 for i, k, s, d, p in zip(image, block, stride, dilation, pad)]
+  cols = np.random.default_rng(3).standard_normal((2, 3 * 6, grid[0] * grid[1])).astype(np.float32)
+  node = helper.make_node("Col2Im", ["cols", "image", "block"], ["y"], strides=stride, dilations=dilation, pads=pad + pad)
+  graph = helper.make_graph([node], "col2im", [helper.make_tensor_value_info("cols", TensorProto.FLOAT, cols.shape)],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                            [helper.make_tensor("image", TensorProto.INT64, [2], image),
+                             helper.make_tensor("block", TensorProto.INT64, [2], block)])
+  model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+  expected = torch.nn.functional.fold(torch.from_numpy(cols), image, block, dilation, pad, stride).numpy()
+  np.testing.assert_allclose(model(cols)["y"].numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
 def _tiny_model(op_type="Relu", opset=17, **attrs):
   node = helper.make_node(op_type, ["x"], ["y"], **attrs)
   graph = helper.make_graph([node], "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],

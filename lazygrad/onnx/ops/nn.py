@@ -87,6 +87,29 @@ def conv_transpose(n, x, w, b=None):
   return y if b is None else y + b.reshape(-1, *(1,) * nd)
 
 
+@op("Col2Im", since=18)
+def col2im(n, x, image_shape, block_shape):
+  """torch's fold in N-D: each column is added back at its block's place, as a transposed convolution grouped by
+  image channel whose weight is one-hot (input channel c * K + j puts its value at block position j)."""
+  image, block = [int(v) for v in n.host(image_shape)], [int(v) for v in n.host(block_shape)]
+  nd, K = len(image), math.prod(block)
+  if nd not in _CONV_T: raise NotImplementedError(f"Col2Im: {nd}-D images are not supported (image_shape {image})")
+  if len(block) != nd: raise ValueError(f"Col2Im: image_shape {image} and block_shape {block} differ in length")
+  strides, dilations = list(n.attr("strides") or [1] * nd), list(n.attr("dilations") or [1] * nd)
+  pads = list(n.attr("pads") or [0] * (2 * nd))
+  begin, end = pads[:nd], pads[nd:]
+  grid = [(i + b + e - d * (k - 1) - 1) // s + 1 for i, b, e, d, k, s in zip(image, begin, end, dilations, block, strides)]
+  N, CK, L = x.shape
+  if CK % K or math.prod(grid) != L:
+    raise ValueError(f"Col2Im: input shape {x.shape} does not fit image_shape {image}, block_shape {block}, pads {pads}, "
+                     f"strides {strides} and dilations {dilations}: expected (N, C * {K}, {math.prod(grid)})")
+  C = CK // K
+  onehot = np.tile(np.eye(K, dtype=np.float32).reshape(K, 1, *block), (C, 1, *[1] * nd))
+  y = _CONV_T[nd](x.reshape(N, CK, *grid), Tensor(onehot, device=x.device).cast(x.dtype), None, strides, 0, 0, C, dilations)
+  # y covers the padded image up to the last block's end: widen it to the padded image, then cut the pads off
+  return _pad_spatial(y, [-b for b in begin], [i + b - f for i, b, f in zip(image, begin, y.shape[2:])])
+
+
 def _pool_windows(n, x: Tensor, fill: float):
   """(windows (N, C, *out, *kernel) of x padded with `fill`, kernel, the explicit pads, output sizes)."""
   kernel = list(n.attr("kernel_shape"))
