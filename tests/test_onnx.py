@@ -134,6 +134,21 @@ def test_dft_inverse_onesided_is_numpys_irfft(length):
   np.testing.assert_allclose(model(z)["y"].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_stft_of_a_complex_signal_is_torchs():
+  torch = pytest.importorskip("torch")
+  z = np.random.default_rng(4).standard_normal((2, 40, 2)).astype(np.float32)
+  window = np.hanning(8).astype(np.float32)
+  node = helper.make_node("STFT", ["z", "step", "window"], ["y"], onesided=0)
+  graph = helper.make_graph([node], "stft", [helper.make_tensor_value_info("z", TensorProto.FLOAT, z.shape)],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                            [helper.make_tensor("step", TensorProto.INT64, [], [3]),
+                             helper.make_tensor("window", TensorProto.FLOAT, [8], window.tolist())])
+  y = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))(z)["y"].numpy()
+  expected = torch.stft(torch.from_numpy(z[..., 0] + 1j * z[..., 1]), 8, 3, window=torch.from_numpy(window), center=False,
+                        onesided=False, return_complex=True).numpy().transpose(0, 2, 1)
+  np.testing.assert_allclose(y[..., 0] + 1j * y[..., 1], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

@@ -374,3 +374,18 @@ def dft(n, x, length=None, axis=None):
   a = a % x.ndim
   return _dft(x, None if length is None else int(n.host(length).reshape(-1)[0]), a,
               bool(n.attr("inverse", 0)), bool(n.attr("onesided", 0)))
+
+
+@op("STFT", since=17)
+def stft(n, signal, frame_step, window=None, frame_length=None):
+  """Frames of `frame_length` every `frame_step` samples (a view), times the window, each through DFT along its length."""
+  step = int(n.host(frame_step).reshape(-1)[0])
+  length = int(n.host(frame_length).reshape(-1)[0]) if frame_length is not None else \
+    window.shape[0] if window is not None else signal.shape[1]
+  if window is not None and window.shape != (length,):
+    raise ValueError(f"STFT: window shape {window.shape} does not match frame_length {length}")
+  if not 0 < length <= signal.shape[1] or step < 1:
+    raise ValueError(f"STFT: frame_length {length} and frame_step {step} do not fit signal shape {signal.shape}")
+  frames = signal.unfold(1, length, step).movedim(-1, 2)  # (batch, frames, frame_length, 1 or 2)
+  if window is not None: frames = frames * window.cast(signal.dtype).reshape(length, 1)
+  return _dft(frames, None, 2, False, bool(n.attr("onesided", 1)))
