@@ -149,6 +149,24 @@ def test_stft_of_a_complex_signal_is_torchs():
   np.testing.assert_allclose(y[..., 0] + 1j * y[..., 1], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_non_max_suppression_matches_onnx_reference():
+  """30 boxes per batch given by any two corners, scores with ties, a score threshold and a limit of 7 per class."""
+  from onnx.reference import ReferenceEvaluator
+  rng = np.random.default_rng(0)
+  xy, wh = rng.random((2, 30, 2)) * 10, rng.random((2, 30, 2)) * 4 * rng.choice([-1, 1], (2, 30, 2))
+  boxes, scores = np.concatenate([xy, xy + wh], -1).astype(np.float32), rng.random((2, 3, 30)).round(1).astype(np.float32)
+  node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "limit", "iou", "score"], ["selected"])
+  graph = helper.make_graph([node], "nms", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, boxes.shape),
+                                            helper.make_tensor_value_info("scores", TensorProto.FLOAT, scores.shape)],
+                            [helper.make_tensor_value_info("selected", TensorProto.INT64, None)],
+                            [helper.make_tensor("limit", TensorProto.INT64, [1], [7]),
+                             helper.make_tensor("iou", TensorProto.FLOAT, [1], [0.2]),
+                             helper.make_tensor("score", TensorProto.FLOAT, [1], [0.15])])
+  proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+  expected = ReferenceEvaluator(proto).run(None, {"boxes": boxes, "scores": scores})[0]
+  np.testing.assert_array_equal(load(proto)(boxes, scores)["selected"].numpy(), expected)
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

@@ -389,3 +389,48 @@ def stft(n, signal, frame_step, window=None, frame_length=None):
   frames = signal.unfold(1, length, step).movedim(-1, 2)  # (batch, frames, frame_length, 1 or 2)
   if window is not None: frames = frames * window.cast(signal.dtype).reshape(length, 1)
   return _dft(frames, None, 2, False, bool(n.attr("onesided", 1)))
+
+
+@op("NonMaxSuppression", since=10)
+def non_max_suppression(n, boxes, scores, max_per_class=None, iou_threshold=None, score_threshold=None):
+  """Greedy NMS per batch and class, on the device: boxes in score order (ties: lower index first), each kept unless a
+  kept box before it overlaps it by IoU > iou_threshold. Box i's fate depends only on boxes before it, so iterating
+  keep = candidates & ~(kept earlier box overlapping) from keep = candidates is exact after at most N rounds; it stops
+  when a round changes nothing (read back as one bool), which is after the longest chain of suppressions."""
+  limit = int(n.host(max_per_class).reshape(-1)[0]) if max_per_class is not None and max_per_class.numel() else 0
+  if limit <= 0: return Tensor(np.zeros((0, 3), np.int64), device=boxes.device)
+  thr = float(n.host(iou_threshold).reshape(-1)[0]) if iou_threshold is not None and iou_threshold.numel() else 0.0
+  if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[::2] != boxes.shape[:2]:
+    raise ValueError(f"NonMaxSuppression: expected boxes (batches, N, 4) and scores (batches, classes, N), "
+                     f"got {boxes.shape} and {scores.shape}")
+  b = boxes.float()
+  if n.attr("center_point_box", 0):  # [x_center, y_center, width, height]
+    lo_x, hi_x = b[..., 0] - b[..., 2] / 2, b[..., 0] + b[..., 2] / 2
+    lo_y, hi_y = b[..., 1] - b[..., 3] / 2, b[..., 1] + b[..., 3] / 2
+  else:  # [y1, x1, y2, x2], any diagonal pair of corners
+    lo_y, hi_y = b[..., 0].minimum(b[..., 2]), b[..., 0].maximum(b[..., 2])
+    lo_x, hi_x = b[..., 1].minimum(b[..., 3]), b[..., 1].maximum(b[..., 3])
+  pair = lambda t: (t.unsqueeze(2), t.unsqueeze(1))  # (B, N, 1) box i and (B, 1, N) box j
+  (ly_i, ly_j), (hy_i, hy_j), (lx_i, lx_j), (hx_i, hx_j) = map(pair, (lo_y, hi_y, lo_x, hi_x))
+  inter = (hy_i.minimum(hy_j) - ly_i.maximum(ly_j)).relu() * (hx_i.minimum(hx_j) - lx_i.maximum(lx_j)).relu()
+  area_i, area_j = pair((hi_y - lo_y) * (hi_x - lo_x))
+  union = area_i + area_j - inter
+  ok = (inter > 0) & (area_i > 0) & (area_j > 0) & (union > 0)
+  overlaps = ok & (inter / ok.where(union, 1.0) > thr)  # (B, N, N)
+  B, C, N = scores.shape
+  order = scores.argsort(-1, descending=True, stable=True)  # (B, C, N)
+  rows = order.unsqueeze(-1).expand(B, C, N, N)
+  over = overlaps.unsqueeze(1).expand(B, C, N, N).gather(2, rows).gather(3, rows.transpose(2, 3))
+  over = over & (Tensor.arange(N, device=boxes.device).reshape(1, N) < Tensor.arange(N, device=boxes.device).reshape(N, 1))
+  candidates = scores.gather(-1, order) > float(n.host(score_threshold).reshape(-1)[0]) \
+    if score_threshold is not None and score_threshold.numel() else order >= 0
+  keep = candidates.realize()
+  for _ in range(N):
+    new = (candidates & ~(over & keep.unsqueeze(2)).any(-1)).realize()
+    if (new == keep).all().item(): break
+    keep = new
+  keep = keep & (keep.int().cumsum(-1) <= limit)  # the first `limit` kept boxes of each class, in score order
+  picked = keep.nonzero()  # (K, 3): batch, class, position in score order; the count is read back, as NonZero's
+  if picked.shape[0] == 0: return Tensor(np.zeros((0, 3), np.int64), device=boxes.device)
+  box = order[picked[:, 0], picked[:, 1], picked[:, 2]]
+  return stack([picked[:, 0], picked[:, 1], box.long()], 1)
