@@ -167,6 +167,19 @@ def test_non_max_suppression_matches_onnx_reference():
   np.testing.assert_array_equal(load(proto)(boxes, scores)["selected"].numpy(), expected)
 
 
+def test_tfidf_vectorizer_counts_skip_grams_and_weights_pool_entries():
+  """1-, 2- and 3-grams with skips up to 1; TFIDF weights follow the pool's order (indexes permuted): onnxruntime's
+  output for this case (onnx's reference reads the weights by output index instead)."""
+  x = np.array([[1, 2, 1, 2, 3, 1, 3, 2], [3, 3, 1, 2, 2, 1, 1, 2]], np.int64)
+  node = helper.make_node("TfIdfVectorizer", ["x"], ["y"], mode="TFIDF", min_gram_length=1, max_gram_length=3,
+                          max_skip_count=1, ngram_counts=[0, 2, 6], ngram_indexes=[4, 0, 1, 2, 3],
+                          pool_int64s=[1, 3, 1, 2, 3, 1, 1, 1, 2], weights=[0.5, 2, 3, 4, 5])
+  graph = helper.make_graph([node], "tfidf", [helper.make_tensor_value_info("x", TensorProto.INT64, x.shape)],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+  model = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)]))
+  np.testing.assert_array_equal(model(x)["y"].numpy(), [[4, 9, 4, 0, 1.5], [4, 12, 8, 5, 1.5]])
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

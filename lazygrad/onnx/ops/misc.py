@@ -434,3 +434,41 @@ def non_max_suppression(n, boxes, scores, max_per_class=None, iou_threshold=None
   if picked.shape[0] == 0: return Tensor(np.zeros((0, 3), np.int64), device=boxes.device)
   box = order[picked[:, 0], picked[:, 1], picked[:, 2]]
   return stack([picked[:, 0], picked[:, 1], box.long()], 1)
+
+
+@op("TfIdfVectorizer", since=9)
+def tfidf_vectorizer(n, x):
+  """Counts of the pool's integer n-grams in each row: for every length n and skip s, the row's n-grams (n views of it,
+  s + 1 apart) compared with each pool n-gram; the counts then land at their ngram_indexes, weighted by mode."""
+  if n.attr("pool_strings") is not None:
+    raise NotImplementedError("TfIdfVectorizer: string pools are not supported (lazygrad has no string tensors)")
+  pool, starts = np.asarray(n.attr("pool_int64s"), np.int64), list(n.attr("ngram_counts"))
+  where, mode = np.asarray(n.attr("ngram_indexes"), np.int64), n.attr("mode")
+  lo, hi, skips = n.attr("min_gram_length"), n.attr("max_gram_length"), n.attr("max_skip_count")
+  if mode not in ("TF", "IDF", "TFIDF"): raise ValueError(f"TfIdfVectorizer: mode {mode!r} is not one of TF, IDF, TFIDF")
+  if x.ndim not in (1, 2): raise ValueError(f"TfIdfVectorizer: expected a 1-D or 2-D input, got shape {x.shape}")
+  rows = x.reshape(1, -1) if x.ndim == 1 else x
+  bounds = [*starts, len(pool)]
+  counts = []  # per n-gram length: (rows, number of pool n-grams of that length)
+  for length in range(1, len(starts) + 1):
+    grams = pool[bounds[length - 1]:bounds[length]].reshape(-1, length)
+    if not lo <= length <= hi or not len(grams):
+      counts.append(Tensor.zeros(rows.shape[0], len(grams), device=x.device))
+      continue
+    g = Tensor(grams, device=x.device).cast(rows.dtype)  # (M, length)
+    total = None
+    for s in range(skips + 1 if length > 1 else 1):
+      span = rows.shape[1] - (length - 1) * (s + 1)
+      if span <= 0: break
+      windows = stack([rows[:, k * (s + 1):k * (s + 1) + span] for k in range(length)], -1)  # (rows, span, length)
+      found = (windows.unsqueeze(2) == g).all(-1).float().sum(1)  # (rows, M)
+      total = found if total is None else total + found
+    counts.append(total if total is not None else Tensor.zeros(rows.shape[0], len(grams), device=x.device))
+  tf = cat(counts, 1)  # (rows, pool n-grams)
+  if mode == "IDF": tf = (tf > 0).float()
+  if mode != "TF" and n.attr("weights") is not None:  # weights[i] scales pool n-gram i, as the spec and onnxruntime read it
+    tf = tf * Tensor(np.asarray(n.attr("weights"), np.float32), device=x.device)
+  place = np.zeros((len(where), int(where.max()) + 1), np.float32)
+  place[np.arange(len(where)), where] = 1  # pool n-gram i counts at output ngram_indexes[i]
+  y = tf @ Tensor(place, device=x.device)
+  return y.reshape(-1) if x.ndim == 1 else y
