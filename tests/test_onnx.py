@@ -180,6 +180,22 @@ def test_tfidf_vectorizer_counts_skip_grams_and_weights_pool_entries():
   np.testing.assert_array_equal(model(x)["y"].numpy(), [[4, 9, 4, 0, 1.5], [4, 12, 8, 5, 1.5]])
 
 
+def test_deform_conv_matches_onnx_reference():
+  """Strides, dilations, asymmetric pads, 2 groups, 2 offset groups, offsets reaching outside the input, mask, bias."""
+  from onnx.reference import ReferenceEvaluator
+  rng = np.random.default_rng(0)
+  feeds = {"x": rng.standard_normal((2, 4, 7, 6)), "w": rng.standard_normal((6, 2, 3, 2)),
+           "offset": rng.standard_normal((2, 2 * 6 * 2, 4, 5)) * 2, "b": rng.standard_normal(6), "mask": rng.random((2, 2 * 6, 4, 5))}
+  feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+  node = helper.make_node("DeformConv", list(feeds), ["y"], strides=[2, 1], dilations=[1, 2], pads=[1, 0, 2, 1], group=2,
+                          offset_group=2)
+  graph = helper.make_graph([node], "deform", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+  proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+  expected = ReferenceEvaluator(proto).run(None, feeds)[0]
+  np.testing.assert_allclose(load(proto)(**feeds)["y"].numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

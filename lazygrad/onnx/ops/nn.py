@@ -63,6 +63,45 @@ def conv(n, x, w, b=None):
   return _CONV[nd](x, w, b, strides, padding, dilations, n.attr("group", 1))
 
 
+@op("DeformConv", since=19)
+def deform_conv(n, x, w, offset, b=None, mask=None):
+  """2-D deformable convolution: each kernel tap reads the input at its place plus a learned offset, bilinearly (zero
+  outside the input), times the mask; the sampled columns (N, C, taps, outputs) then meet the weight as a grouped matmul."""
+  if x.ndim != 4: raise NotImplementedError(f"DeformConv: only 2-D inputs are supported, got shape {x.shape}")
+  N, C, H, W_ = x.shape
+  kh, kw = list(n.attr("kernel_shape") or w.shape[2:])
+  (sh, sw), (dh, dw) = list(n.attr("strides") or [1, 1]), list(n.attr("dilations") or [1, 1])
+  pads = list(n.attr("pads") or [0] * 4)
+  group, G, K = n.attr("group", 1), n.attr("offset_group", 1), kh * kw
+  oh, ow = (H + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1, (W_ + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+  if offset.shape != (N, G * K * 2, oh, ow) or C % G or C % group or w.shape[1] * group != C:
+    raise ValueError(f"DeformConv: input {x.shape}, weight {w.shape} and offset {offset.shape} do not fit offset_group {G}, "
+                     f"group {group}, kernel {[kh, kw]} and an output of {[oh, ow]}")
+  off = offset.float().reshape(N, G, K, 2, oh * ow)
+  # where each tap of each output reads before its offset: (K, outputs) tables from the geometry
+  tap_h, tap_w = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+  out_h, out_w = np.meshgrid(np.arange(oh) * sh - pads[0], np.arange(ow) * sw - pads[1], indexing="ij")
+  base_h = Tensor((tap_h.reshape(K, 1) + out_h.reshape(1, -1)).astype(np.float32), device=x.device)
+  base_w = Tensor((tap_w.reshape(K, 1) + out_w.reshape(1, -1)).astype(np.float32), device=x.device)
+  py, px = base_h + off[:, :, :, 0], base_w + off[:, :, :, 1]  # (N, G, K, outputs)
+  y0, x0 = py.floor(), px.floor()
+  fy, fx = py - y0, px - x0
+  src = x.reshape(N, G, C // G, H * W_)
+  cols = None
+  for dy, wy in ((0, 1 - fy), (1, fy)):
+    for dx, wx in ((0, 1 - fx), (1, fx)):
+      yy, xx = y0 + dy, x0 + dx
+      inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W_)
+      at = (yy.clamp(0, H - 1) * W_ + xx.clamp(0, W_ - 1)).long().reshape(N, G, 1, K * oh * ow)
+      corner = src.gather(3, at.expand(N, G, C // G, K * oh * ow)) * inside.where(wy * wx, 0.0).reshape(N, G, 1, -1).cast(x.dtype)
+      cols = corner if cols is None else cols + corner
+  if mask is not None: cols = cols * mask.reshape(N, G, 1, K * oh * ow).cast(x.dtype)
+  cols = cols.reshape(N, group, C // group * K, oh * ow)
+  y = w.reshape(group, w.shape[0] // group, C // group * K) @ cols  # (N, group, out channels per group, outputs)
+  y = y.reshape(N, w.shape[0], oh, ow)
+  return y if b is None else y + b.reshape(-1, 1, 1)
+
+
 @op("ConvTranspose")
 def conv_transpose(n, x, w, b=None):
   nd = x.ndim - 2
