@@ -196,6 +196,23 @@ def test_deform_conv_matches_onnx_reference():
   np.testing.assert_allclose(load(proto)(**feeds)["y"].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_roi_align_matches_onnx_reference(mode):
+  """ROIs partly outside the image, on two images, an adaptive sampling grid (sampling_ratio 0) and a spatial scale."""
+  from onnx.reference import ReferenceEvaluator
+  rng = np.random.default_rng(0)
+  xy = rng.random((5, 2)) * 20 - 3
+  feeds = {"x": rng.standard_normal((2, 3, 9, 11)).astype(np.float32),
+           "rois": np.concatenate([xy, xy + rng.random((5, 2)) * 14], 1).astype(np.float32),
+           "batch": np.array([0, 1, 1, 0, 1], np.int64)}
+  node = helper.make_node("RoiAlign", list(feeds), ["y"], mode=mode, output_height=3, output_width=4, spatial_scale=0.5)
+  graph = helper.make_graph([node], "roi", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                                            for k, v in feeds.items()], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+  proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+  expected = ReferenceEvaluator(proto).run(None, feeds)[0]
+  np.testing.assert_allclose(load(proto)(**feeds)["y"].numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

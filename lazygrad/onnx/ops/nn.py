@@ -102,6 +102,63 @@ def deform_conv(n, x, w, offset, b=None, mask=None):
   return y if b is None else y + b.reshape(-1, 1, 1)
 
 
+@op("RoiAlign", since=10)
+def roi_align(n, x, rois, batch_indices):
+  """Each ROI's bins averaged (or maxed) over a grid of bilinear samples, as onnxruntime and onnx's reference do it:
+  a sample more than a pixel outside the input is 0, one past the last row or column reads that row or column, and
+  mode 'max' takes the largest of the four weighted corner values. A sample's weights split into a row and a column
+  factor, so the samples are one-hot-weighted row and column matrices around the ROI's image: (rows) @ X @ (columns)."""
+  half = n.attr("coordinate_transformation_mode", "half_pixel" if n.opset >= 16 else "output_half_pixel") == "half_pixel"
+  mode, scale, ratio = n.attr("mode", "avg"), n.attr("spatial_scale", 1.0), n.attr("sampling_ratio", 0)
+  oh, ow = n.attr("output_height", 1), n.attr("output_width", 1)
+  if mode not in ("avg", "max"): raise ValueError(f"RoiAlign: mode {mode!r} is not one of avg, max")
+  if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4 or batch_indices.shape != (rois.shape[0],):
+    raise ValueError(f"RoiAlign: expected X (N, C, H, W), rois (R, 4) and batch_indices (R,), got {x.shape}, {rois.shape} "
+                     f"and {batch_indices.shape}")
+  R, (H, W) = rois.shape[0], x.shape[2:]
+  r = rois.float() * scale - (0.5 if half else 0.0)
+  start_w, start_h, size_w, size_h = r[:, 0], r[:, 1], r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
+  if not half: size_w, size_h = size_w.maximum(1.0), size_h.maximum(1.0)
+
+  def axis_weights(start, size, bins, length):
+    """(R, bins * grid, length) sample weights along one axis, the low and high neighbours' one-hot rows, the grid size."""
+    grid = Tensor.full((R,), float(ratio), device=x.device) if ratio > 0 else (size / bins).ceil()
+    G = ratio if ratio > 0 else max(int(n.host(grid).max()) if R else 1, 1)  # the largest ROI's grid sets the shape
+    step = size / bins
+    i = Tensor.arange(bins, device=x.device).float().reshape(1, bins, 1)
+    k = Tensor.arange(G, device=x.device).float().reshape(1, 1, G)
+    p = start.reshape(R, 1, 1) + i * step.reshape(R, 1, 1) + (k + 0.5) * (step / grid.maximum(1.0)).reshape(R, 1, 1)
+    used = (k < grid.reshape(R, 1, 1)) & (p >= -1.0) & (p <= length)
+    p = p.maximum(0.0)
+    low = p.floor().minimum(length - 1)
+    p = (low >= length - 1).where(low, p)
+    high = (low + 1).minimum(length - 1)
+    frac = p - low
+    cells = Tensor.arange(length, device=x.device).float()
+    lo_hot, hi_hot = (low.unsqueeze(-1) == cells), (high.unsqueeze(-1) == cells)
+    w_lo, w_hi = used.where(1 - frac, 0.0).unsqueeze(-1), used.where(frac, 0.0).unsqueeze(-1)
+    flat = lambda t: t.reshape(R, bins * G, length).float()
+    return flat(w_lo * lo_hot), flat(w_hi * hi_hot), flat(lo_hot), flat(hi_hot), grid, G, used
+
+  ylo, yhi, ylo_hot, yhi_hot, gh, GH, used_y = axis_weights(start_h, size_h, oh, H)
+  xlo, xhi, xlo_hot, xhi_hot, gw, GW, used_x = axis_weights(start_w, size_w, ow, W)
+  img = x[batch_indices.long()].float()  # (R, C, H, W)
+  pick = lambda rows, cols: rows.unsqueeze(1) @ img @ cols.unsqueeze(1).transpose(-1, -2)  # (R, C, oh*GH, ow*GW)
+  C = x.shape[1]
+  if mode == "avg":
+    s = pick(ylo + yhi, xlo + xhi).reshape(R, C, oh, GH, ow, GW).sum((3, 5))
+    y = s / (gh * gw).maximum(1.0).reshape(R, 1, 1, 1)
+  else:
+    # each corner's weighted value: the row weight (R, 1, oh*GH, 1) times the column weight times the picked value
+    terms = [ry.sum(-1).reshape(R, 1, -1, 1) * cx.sum(-1).reshape(R, 1, 1, -1) * pick(ry_hot, cx_hot)
+             for ry, ry_hot in ((ylo, ylo_hot), (yhi, yhi_hot)) for cx, cx_hot in ((xlo, xlo_hot), (xhi, xhi_hot))]
+    v = terms[0].maximum(terms[1]).maximum(terms[2]).maximum(terms[3])
+    grid_used = (Tensor.arange(GH, device=x.device).reshape(1, 1, GH, 1, 1) < gh.reshape(R, 1, 1, 1, 1)) & \
+                (Tensor.arange(GW, device=x.device).reshape(1, 1, 1, 1, GW) < gw.reshape(R, 1, 1, 1, 1))
+    y = grid_used.unsqueeze(1).where(v.reshape(R, C, oh, GH, ow, GW), -math.inf).amax((3, 5))
+  return y.cast(x.dtype)
+
+
 @op("ConvTranspose")
 def conv_transpose(n, x, w, b=None):
   nd = x.ndim - 2
