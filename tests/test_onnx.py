@@ -213,6 +213,22 @@ def test_roi_align_matches_onnx_reference(mode):
   np.testing.assert_allclose(load(proto)(**feeds)["y"].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("is_sorted", [0, 1])
+def test_unique_along_an_axis_is_numpys(is_sorted):
+  x = np.array([[1, 0, 1, 1, 2], [0, 3, 0, 0, 1], [1, 0, 1, 1, 2]], np.float32)  # columns 0, 2 and 3 are equal
+  node = helper.make_node("Unique", ["x"], ["y", "indices", "inverse", "counts"], axis=-1, sorted=is_sorted)
+  graph = helper.make_graph([node], "unique", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                            [helper.make_tensor_value_info(o, TensorProto.FLOAT if o == "y" else TensorProto.INT64, None)
+                             for o in ["y", "indices", "inverse", "counts"]])
+  got = load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))(x)
+  y, first, inverse, counts = np.unique(x, axis=1, return_index=True, return_inverse=True, return_counts=True)
+  if not is_sorted:  # in order of first occurrence
+    order = np.argsort(first)
+    y, first, inverse, counts = y[:, order], first[order], np.argsort(order)[inverse.reshape(-1)], counts[order]
+  for name, want in zip(["y", "indices", "inverse", "counts"], [y, first, inverse.reshape(-1), counts]):
+    np.testing.assert_array_equal(got[name].numpy(), want, err_msg=name)
+
+
 def test_col2im_is_torchs_fold():
   torch = pytest.importorskip("torch")
   image, block, stride, dilation, pad = [7, 9], [2, 3], [2, 1], [1, 2], [1, 2]

@@ -301,9 +301,31 @@ def cumprod(n, x, axis):
   return out.flip(a) if n.attr("reverse", 0) else out
 
 
+def _unique_slices(n, x: Tensor, axis: int):
+  """Unique along an axis: its slices compared pairwise on the device, lexicographically by their first differing
+  element; a slice is kept where no earlier one equals it. Only the number kept is read back (it sets the shape)."""
+  m = x.movedim(axis, 0)
+  k = m.shape[0]
+  rows = m.reshape(k, -1)
+  a, b = rows.unsqueeze(1).expand(k, k, rows.shape[1]), rows.unsqueeze(0).expand(k, k, rows.shape[1])  # row i, row j
+  diff = a != b
+  same = ~diff.any(-1)  # (k, k)
+  first = diff.int().argmax(-1, keepdim=True)  # where rows i and j first differ
+  below = (b.gather(-1, first) < a.gather(-1, first)).squeeze(-1) & ~same  # row j sorts before row i
+  pos = Tensor.arange(k, device=x.device)
+  is_first = ~(same & (pos.reshape(1, k) < pos.reshape(k, 1))).any(1)
+  earliest = same.where(pos.reshape(1, k), k).amin(1)  # each row's first equal row
+  if n.attr("sorted", 1): inverse = (below & is_first.reshape(1, k)).sum(1)  # distinct rows before it
+  else: inverse = (is_first.int().cumsum(0) - 1)[earliest]  # in order of first occurrence
+  count = int(is_first.int().sum().item())
+  hit = inverse.reshape(1, k) == Tensor.arange(count, device=x.device).reshape(count, 1)  # (unique, k)
+  indices = hit.where(pos.reshape(1, k), k).amin(1)
+  return m[indices].movedim(0, axis), indices, inverse.long(), hit.long().sum(1)
+
+
 @op("Unique", since=11)
 def unique(n, x):
-  if n.attr("axis") is not None: raise NotImplementedError("Unique: the axis attribute is not supported")
+  if n.attr("axis") is not None: return _unique_slices(n, x, n.attr("axis") % x.ndim)
   flat = x.reshape(-1)
   values, inverse, counts = flat.unique(sorted=True, return_inverse=True, return_counts=True)
   pos = Tensor.arange(flat.shape[0], device=n.device)
