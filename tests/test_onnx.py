@@ -28,7 +28,7 @@ NODE_SAMPLES = {
   "maxpool": ["test_maxpool_2d_ceil", "test_maxpool_with_argmax_2d_precomputed_strides"],
   "averagepool": ["test_averagepool_2d_pads_count_include_pad"], "batch_normalization": ["test_batchnorm_epsilon"],
   "layernormalization": ["test_layer_normalization_4d_axis1"], "lrn": ["test_lrn"],
-  "resize": ["test_resize_upsample_sizes_cubic", "test_resize_downsample_scales_linear"],
+  "resize": ["test_resize_upsample_sizes_cubic", "test_resize_downsample_scales_linear", "test_resize_downsample_sizes_cubic_antialias"],
   "lstm": ["test_lstm_with_peepholes"], "gru": ["test_gru_defaults"], "rnn": ["test_rnn_seq_length"],
   "cast": ["test_cast_FLOAT16_to_FLOAT"],
   "quantizelinear": ["test_quantizelinear_axis"], "dequantizelinear": ["test_dequantizelinear"],

@@ -410,8 +410,7 @@ def resize_matrix(n, mode: str, inp: int, out: int, scale: float, roi) -> tuple[
     src = np.clip(_nearest(x, n.attr("nearest_mode", "round_prefer_floor")), 0, inp - 1).astype(np.int64)
     m[rows, src] = 1
   else:
-    antialias = n.attr("antialias", 0) and scale < 1
-    if antialias: raise NotImplementedError("Resize: antialias=1 when downsampling is not supported")
+    antialias = n.attr("antialias", 0) and scale < 1  # the kernel stretched by 1 / scale
     width = 1 if mode == "linear" else 2
     support = width / scale if antialias else width
     first = np.floor(x - support).astype(np.int64) + 1
@@ -419,9 +418,8 @@ def resize_matrix(n, mode: str, inp: int, out: int, scale: float, roi) -> tuple[
     pos = first[:, None] + taps[None, :]  # (out, taps) neighbour positions
     t = (pos - x[:, None]) * (scale if antialias else 1)
     w = np.maximum(0.0, 1 - np.abs(t)) if mode == "linear" else _cubic(t, n.attr("cubic_coeff_a", -0.75))
-    inside = (pos >= 0) & (pos < inp)
-    if n.attr("exclude_outside", 0) or antialias:
-      w = np.where(inside, w, 0)
+    if n.attr("exclude_outside", 0): w = np.where((pos >= 0) & (pos < inp), w, 0)
+    if n.attr("exclude_outside", 0) or antialias:  # taps outside the input still count here: they read the edge
       w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
     np.add.at(m, (np.repeat(rows, pos.shape[1]), np.clip(pos, 0, inp - 1).reshape(-1)), w.reshape(-1))
   m[outside] = 0
