@@ -194,32 +194,56 @@ def loop(n, max_trip=None, cond=None, *carried):
   return tuple(out) if len(out) != 1 else out[0]
 
 
+def _scan_steps(n, states: list, xs: list, in_dirs: list) -> tuple[list, list[list[Tensor]]]:
+  """The body run over the scan inputs' first axis (backward where in_dirs says 1): final states, each step's outputs."""
+  body = n.attr("body")
+  names = [vi.name for vi in body.inputs]
+  T = xs[0].shape[0]
+  ys: list[list[Tensor]] = [[] for _ in range(len(body.outputs) - len(states))]
+  for t in range(T):
+    step = [x[T - 1 - t] if d else x[t] for x, d in zip(xs, in_dirs)]
+    outs = body.run(dict(zip(names, list(states) + step)), n.scope)
+    states = outs[:len(states)]
+    for k, y in enumerate(outs[len(states):]): ys[k].append(y)
+  return list(states), ys
+
+
 @op("Scan", since=9)
 def scan(n, *args):
-  body = n.attr("body")
   n_scan = n.attr("num_scan_inputs")
   n_state = len(args) - n_scan
-  states, xs = list(args[:n_state]), args[n_state:]
   in_axes = n.attr("scan_input_axes") or [0] * n_scan
-  in_dirs = n.attr("scan_input_directions") or [0] * n_scan
   n_out = len(n.outputs) - n_state
   out_axes = n.attr("scan_output_axes") or [0] * n_out
   out_dirs = n.attr("scan_output_directions") or [0] * n_out
-  xs = [x.movedim(a % x.ndim, 0) for x, a in zip(xs, in_axes)]
-  T = xs[0].shape[0]
-  names = [vi.name for vi in body.inputs]
-  ys: list[list[Tensor]] = [[] for _ in range(n_out)]
-  for t in range(T):
-    step = [x[T - 1 - t] if d else x[t] for x, d in zip(xs, in_dirs)]
-    outs = body.run(dict(zip(names, states + step)), n.scope)
-    states = outs[:n_state]
-    for k, y in enumerate(outs[n_state:]): ys[k].append(y)
+  xs = [x.movedim(a % x.ndim, 0) for x, a in zip(args[n_state:], in_axes)]
+  states, ys = _scan_steps(n, list(args[:n_state]), xs, n.attr("scan_input_directions") or [0] * n_scan)
   scanned = []
   for k, seq in enumerate(ys):
-    if out_dirs[k]: seq = seq[::-1]
-    y = stack(seq, 0)
+    y = stack(seq[::-1] if out_dirs[k] else seq, 0)
     scanned.append(y.movedim(0, out_axes[k] % y.ndim))
   out = states + scanned
+  return tuple(out) if len(out) != 1 else out[0]
+
+
+@op("Scan", since=8, until=8)
+def scan_8(n, seq_lens, *args):
+  """Scan-8: states and scan inputs lead with a batch axis (scan inputs scan their axis 1); each batch entry is
+  scanned on its own and the results stacked."""
+  n_scan = n.attr("num_scan_inputs")
+  n_state = len(args) - n_scan
+  T = args[n_state].shape[1]
+  if seq_lens is not None and (n.host(seq_lens) != T).any():
+    raise NotImplementedError(f"Scan-8: sequence_lens {n.host(seq_lens).tolist()} shorter than the inputs' {T} steps "
+                              f"are not supported")
+  finals, scanned = [], []
+  for b in range(args[n_state].shape[0]):
+    states, ys = _scan_steps(n, [s[b] for s in args[:n_state]], [x[b] for x in args[n_state:]],
+                             n.attr("directions") or [0] * n_scan)
+    finals.append(states)
+    scanned.append([stack(seq, 0) for seq in ys])
+  out = [stack([f[k] for f in finals], 0) for k in range(n_state)] + \
+        [stack([s[k] for s in scanned], 0) for k in range(len(scanned[0]))]
   return tuple(out) if len(out) != 1 else out[0]
 
 
