@@ -34,6 +34,7 @@ NODE_SAMPLES = {
   "cast": ["test_cast_FLOAT16_to_FLOAT"],
   "quantizelinear": ["test_quantizelinear_axis"], "dequantizelinear": ["test_dequantizelinear"],
   "softmax": ["test_softmax_axis_1"], "if_": ["test_if"],
+  "flexattention": ["test_flexattention_score_mod"],  # an op run as the function onnx defines it by
 }
 
 
@@ -228,6 +229,20 @@ def test_unique_along_an_axis_is_numpys(is_sorted):
     y, first, inverse, counts = y[:, order], first[order], np.argsort(order)[inverse.reshape(-1)], counts[order]
   for name, want in zip(["y", "indices", "inverse", "counts"], [y, first, inverse.reshape(-1), counts]):
     np.testing.assert_array_equal(got[name].numpy(), want, err_msg=name)
+
+
+def test_local_functions_are_inlined():
+  """A model calling its own function (with an attribute) runs the function's body."""
+  scale = helper.make_node("Constant", [], ["s"], value_float=0.0)
+  scale.attribute[0].ref_attr_name = "alpha"
+  body = [helper.make_node("Add", ["a", "b"], ["t"]), scale, helper.make_node("Mul", ["t", "s"], ["y"])]
+  fn = helper.make_function("custom", "AddScale", ["a", "b"], ["y"], body, [helper.make_opsetid("", 17)], ["alpha"])
+  graph = helper.make_graph([helper.make_node("AddScale", ["x", "x"], ["y"], domain="custom", alpha=3.0)], "calls",
+                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+  proto = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+  x = np.array([1, -2, 0.5], np.float32)
+  np.testing.assert_allclose(load(proto)(x)["y"].numpy(), (x + x) * 3)
 
 
 def test_col2im_is_torchs_fold():

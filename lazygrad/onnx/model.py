@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import numpy as np
 import onnx
+import onnx.inliner
+import onnx.shape_inference
 from onnx import TensorProto, numpy_helper
 from lazygrad import dtype as dt
 from lazygrad.tensor import Tensor, realize
@@ -205,11 +207,52 @@ class Graph:
       self._run_host = saved
 
 
+def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
+  """The model with each call of a function replaced by the function's body (onnx's inliner): its own local functions,
+  and top-level ops the registry lacks that onnx defines as a function of other ops (FlexAttention), whose body may
+  depend on the node's input types (then known from shape inference)."""
+  opsets = {DOMAINS.get(o.domain, o.domain): o.version for o in proto.opset_import}
+  local = {(f.domain, f.name) for f in proto.functions}
+
+  def schema_of(node):
+    domain = DOMAINS.get(node.domain, node.domain)
+    if (node.domain, node.op_type) in local or lookup(domain, node.op_type, opsets.get(domain, 1)): return None
+    try: schema = onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), node.domain)
+    except onnx.defs.SchemaError: return None
+    return schema if schema.has_function or schema.has_context_dependent_function else None
+
+  if not proto.functions and not any(schema_of(nd) for nd in proto.graph.node): return proto
+  proto = onnx.ModelProto.FromString(proto.SerializeToString())
+  try: typed = onnx.shape_inference.infer_shapes(proto)
+  except Exception: typed = proto  # the types of graph inputs and declared values still serve
+  types = {vi.name: vi.type for vi in (*typed.graph.input, *typed.graph.value_info, *typed.graph.output)}
+  for init in proto.graph.initializer:
+    types.setdefault(init.name, onnx.helper.make_tensor_type_proto(init.data_type, list(init.dims)))
+  for k, node in enumerate(proto.graph.node):
+    schema = schema_of(node)
+    if schema is None: continue
+    domain = DOMAINS.get(node.domain, node.domain)
+    if schema.has_function: body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(opsets.get(domain, 1)))
+    elif all(i in types for i in node.input if i):
+      body = onnx.FunctionProto.FromString(schema.get_context_dependent_function(
+        node.SerializeToString(), [types[i].SerializeToString() if i else b"" for i in node.input]))
+    else: continue  # its input types are unknown: the load error names the op
+    if not all(lookup(DOMAINS.get(b.domain, b.domain), b.op_type, opsets.get(DOMAINS.get(b.domain, b.domain), 1))
+               for b in body.node): continue  # a body op is missing too (Bernoulli's RandomUniformLike): name this op
+    body.domain, body.name = "lazygrad.inlined", f"{node.op_type}_{k}"  # context-dependent bodies differ per node
+    node.domain, node.op_type = body.domain, body.name
+    proto.functions.append(body)
+  if not any(o.domain == "lazygrad.inlined" for o in proto.opset_import):
+    proto.opset_import.append(onnx.helper.make_opsetid("lazygrad.inlined", 1))
+  return onnx.inliner.inline_local_functions(proto)
+
+
 class OnnxModel:
   """A loaded ONNX model. `model(x=array)` or `model(array)` returns {output name: Tensor}, lazily;
   `model.forward(*inputs)` returns the outputs as a tuple (a Tensor where there is one), for `@lg.jit`."""
 
   def __init__(self, proto: onnx.ModelProto, device=None):
+    proto = _inline_functions(proto)
     self.proto = proto
     opsets = {DOMAINS.get(o.domain, o.domain): o.version for o in proto.opset_import}
     self.graph = Graph(proto.graph, opsets, device)
