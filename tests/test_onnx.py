@@ -187,11 +187,13 @@ def test_deform_conv_matches_onnx_reference():
   from onnx.reference import ReferenceEvaluator
   rng = np.random.default_rng(0)
   feeds = {"x": rng.standard_normal((2, 4, 7, 6)), "w": rng.standard_normal((6, 2, 3, 2)),
-           "offset": rng.standard_normal((2, 2 * 6 * 2, 4, 5)) * 2, "b": rng.standard_normal(6), "mask": rng.random((2, 2 * 6, 4, 5))}
+           "offset": rng.standard_normal((2, 2 * 6 * 2, 4, 5)) * 2, "b": rng.standard_normal(6),
+           "mask": rng.random((2, 2 * 6, 4, 5))}
   feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
   node = helper.make_node("DeformConv", list(feeds), ["y"], strides=[2, 1], dilations=[1, 2], pads=[1, 0, 2, 1], group=2,
                           offset_group=2)
-  graph = helper.make_graph([node], "deform", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
+  graph = helper.make_graph([node], "deform",
+                            [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
   proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
   expected = ReferenceEvaluator(proto).run(None, feeds)[0]

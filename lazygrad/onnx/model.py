@@ -232,7 +232,8 @@ def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
     schema = schema_of(node)
     if schema is None: continue
     domain = DOMAINS.get(node.domain, node.domain)
-    if schema.has_function: body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(opsets.get(domain, 1)))
+    if schema.has_function:
+      body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(opsets.get(domain, 1)))
     elif all(i in types for i in node.input if i):
       body = onnx.FunctionProto.FromString(schema.get_context_dependent_function(
         node.SerializeToString(), [types[i].SerializeToString() if i else b"" for i in node.input]))

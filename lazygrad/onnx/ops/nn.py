@@ -93,7 +93,8 @@ def deform_conv(n, x, w, offset, b=None, mask=None):
       yy, xx = y0 + dy, x0 + dx
       inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W_)
       at = (yy.clamp(0, H - 1) * W_ + xx.clamp(0, W_ - 1)).long().reshape(N, G, 1, K * oh * ow)
-      corner = src.gather(3, at.expand(N, G, C // G, K * oh * ow)) * inside.where(wy * wx, 0.0).reshape(N, G, 1, -1).cast(x.dtype)
+      weight = inside.where(wy * wx, 0.0).reshape(N, G, 1, -1).cast(x.dtype)
+      corner = src.gather(3, at.expand(N, G, C // G, K * oh * ow)) * weight
       cols = corner if cols is None else cols + corner
   if mask is not None: cols = cols * mask.reshape(N, G, 1, K * oh * ow).cast(x.dtype)
   cols = cols.reshape(N, group, C // group * K, oh * ow)
