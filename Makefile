@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 JOBS ?= 2
 
-.PHONY: example mnist gpt lstm quickstart ddp test test-triton fuzz soak opdb bench profile clean
+.PHONY: example mnist gpt lstm quickstart ddp test test-triton fuzz soak opdb onnx-test bench profile clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,17 @@ test-triton: $(TEST_STAMP)
 # about 25 minutes on 2 cores from an empty kernel cache
 opdb: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(JOBS) tests/test_op_db.py
+
+# onnx's BackendTest suite (node tests, the nine light models, small converted models) with a pass/fail table per op:
+# about 30 minutes on 2 cores from an empty kernel cache. ARGS passes pytest options, e.g. ARGS='-k conv'
+ONNX_STAMP := $(VENV)/.installed-onnx
+
+$(ONNX_STAMP): $(TEST_STAMP)
+	$(PY) -m pip install -q -e '.[onnx]' onnxruntime==1.31.1
+	touch $@
+
+onnx-test: $(ONNX_STAMP)
+	$(PY) tests/onnx_report.py -n $(JOBS) $(ARGS)
 
 # long runs that never read their loss: each exits non-zero if resident memory grew (see bench/soak.py)
 soak: $(STAMP)

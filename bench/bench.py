@@ -136,6 +136,31 @@ def conv2d(runs):
   return [("conv2d", "GFLOP/s", out, checked)]
 
 
+def onnx_resnet50(runs):
+  """onnx's light ResNet-50 graph (shipped in the onnx package; its weights are constants) at batch 1 on the CPU, in
+  images/s: lazygrad.onnx (with `@lg.jit`) beside onnxruntime, each on the same input, outputs compared."""
+  try:
+    import onnx
+    from lazygrad.onnx import load
+  except ImportError:
+    return []  # pip install lazygrad[onnx]
+  path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
+  x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+  model = load(path)
+  step, lx = lg.jit(model.forward), lg.Tensor(x).realize()
+  out = {"lazygrad": 1 / median_time(lambda: step(lx).numpy(), runs)}
+  checked = True
+  try:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {model.input_names[0]: x}
+    out["onnxruntime"] = 1 / median_time(lambda: sess.run(None, feed), runs)
+    checked = close(step(lx).numpy(), sess.run(None, feed)[0].astype(np.float64), rtol=1e-3, atol=1e-6)
+  except ImportError:
+    pass
+  return [("onnx_resnet50", "img/s", out, checked)]
+
+
 def mlp_train_step(runs, batch=256, jit=True):
   """MLP 784-512-512-10, ReLU, cross-entropy, Adam 1e-3: forward + backward + step, in steps/s (with `@lg.jit`, or
   eagerly: graph building, scheduling and launching every step, as code without it runs)."""
@@ -445,7 +470,7 @@ def first_step_cold(runs):
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
              "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
              "gpt_train_step": gpt_train_step, "lstm_train_step": lstm_train_step, "generate": generate,
-             "first_call": first_call, "first_step_cold": first_step_cold}
+             "onnx_resnet50": onnx_resnet50, "first_call": first_call, "first_step_cold": first_step_cold}
 
 
 def main():
@@ -473,6 +498,9 @@ def main():
       if "torch.compile" in figs:  # a line of its own, its figure in the torch column
         tc = figs["torch.compile"]
         print(f"{'  (torch.compile)':<20}{unit:<9}{fmt(None)}{fmt(None)}{fmt(tc)}{fmt(None)}{ratio(lgv, tc)}")
+      if "onnxruntime" in figs:  # the same, its figure in the torch column
+        ort_v = figs["onnxruntime"]
+        print(f"{'  (onnxruntime)':<20}{unit:<9}{fmt(None)}{fmt(None)}{fmt(ort_v)}{fmt(None)}{ratio(lgv, ort_v)}")
       rows.append({"workload": workload, "unit": unit, **figs, "correct": ok})
     for line in BOUNDS: print(f"  {line}")
   if args.json:
