@@ -237,6 +237,9 @@ class _MPIGroup:
       previous(kind, value, tb)
       sys.stderr.write(f"lazygrad.distributed: rank {self.rank} raised {kind.__name__}; aborting all {self.size} ranks\n")
       sys.stderr.flush()
+      # mpiexec's proxies forward output through pipes and stop forwarding when the abort kills them: a moment first,
+      # or the error's last lines (what was raised) may never reach the terminal on a busy machine
+      time.sleep(0.5)
       self.MPI.COMM_WORLD.Abort(1)
     sys.excepthook = abort_job
 
