@@ -2622,29 +2622,56 @@ def where(condition: Tensor, x=None, y=None):
 
 
 def einsum(equation: str, *operands) -> Tensor:
-  """torch.einsum without repeated letters inside one operand: a broadcast product summed over the dropped letters
-  (for two operands, the same kernel as matmul)."""
+  """torch.einsum: a broadcast product summed over the dropped letters (for two operands, the same kernel as matmul).
+  `...` stands for the dims no letter names, broadcast across operands (right-aligned), kept first in an implicit
+  output and summed when an explicit output leaves it out; a letter repeated in one operand takes its diagonal."""
   operands = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
   eq = equation.replace(" ", "")
-  lhs, _, rhs = eq.partition("->")
+  lhs, arrow, rhs = eq.partition("->")
   terms = lhs.split(",")
   if len(terms) != len(operands):
     raise ValueError(f"einsum: {equation!r} names {len(terms)} operands but {len(operands)} were given")
-  if "." in eq: raise NotImplementedError("einsum: '...' is not supported yet; write the dims out")
+  for t in [*terms, rhs]:
+    rest = t.replace("...", "", 1)
+    if (rest and not rest.isalpha()) or "." in rest:
+      raise ValueError(f"einsum: {equation!r}: a term is letters with at most one '...', got {t!r}")
   for t, x in zip(terms, operands):
-    if len(t) != x.ndim: raise ShapeError(f"einsum: term {t!r} has {len(t)} letters but its operand has shape {x.shape}")
-    if len(set(t)) != len(t): raise NotImplementedError(f"einsum: repeated letters in one operand ({t!r}) are not supported")
-  if "->" not in eq:  # implicit output: the letters that appear once, in alphabetical order
-    rhs = "".join(sorted(c for c in set(lhs.replace(",", "")) if lhs.replace(",", "").count(c) == 1))
-  letters = list(dict.fromkeys(rhs + "".join(c for c in lhs.replace(",", "") if c not in rhs)))
+    named = len(t.replace("...", ""))
+    if (named != x.ndim) if "..." not in t else (named > x.ndim):
+      raise ShapeError(f"einsum: term {t!r} has {named} letters{' and ...' if '...' in t else ''} but its operand has "
+                       f"shape {x.shape}")
+  # `...` becomes letters no term uses, the last of them for an operand's last unnamed dims
+  free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in eq]
+  unnamed = [x.ndim - len(t.replace("...", "")) for t, x in zip(terms, operands)]
+  rank = max([k for t, k in zip(terms, unnamed) if "..." in t] or [0])
+  dots = "".join(free[:rank])
+  terms = [t.replace("...", dots[rank - k:]) for t, k in zip(terms, unnamed)]
+  if arrow: rhs = rhs.replace("...", dots)
+  else:  # implicit output: the `...` dims, then the letters that appear once, in alphabetical order
+    joined = "".join(terms)
+    rhs = dots + "".join(sorted(c for c in set(joined) if joined.count(c) == 1 and c not in dots))
+  if len(set(rhs)) != len(rhs): raise ValueError(f"einsum: {equation!r}: an output letter appears twice")
+  missing = [c for c in rhs if c not in "".join(terms)]
+  if missing: raise ValueError(f"einsum: {equation!r}: output letter {missing[0]!r} is in no operand")
+  ops = []
+  for t, x in zip(terms, operands):
+    while len(set(t)) != len(t):  # a repeated letter: the diagonal of its two dims, moved last
+      c = next(c for c in t if t.count(c) > 1)
+      i = t.index(c)
+      j = t.index(c, i + 1)
+      if x.shape[i] != x.shape[j]:
+        raise ShapeError(f"einsum: letter {c!r} repeated in {t!r} has sizes {x.shape[i]} and {x.shape[j]}")
+      x, t = x.diagonal(0, i, j), t[:i] + t[i + 1:j] + t[j + 1:] + c
+    ops.append((t, x))
+  letters = list(dict.fromkeys(rhs + "".join(c for t, _ in ops for c in t if c not in rhs)))
   sizes: dict[str, int] = {}
-  for t, x in zip(terms, operands):
+  for t, x in ops:
     for c, n in zip(t, x.shape):
       if sizes.get(c, n) != n and n != 1 and sizes[c] != 1:
         raise ShapeError(f"einsum: letter {c!r} has sizes {sizes[c]} and {n}")
       sizes[c] = max(sizes.get(c, 1), n)
   product = None
-  for t, x in zip(terms, operands):
+  for t, x in ops:
     order = sorted(range(len(t)), key=lambda k: letters.index(t[k]))
     aligned = x.permute(order).reshape(tuple(x.shape[t.index(c)] if c in t else 1 for c in letters))
     product = aligned if product is None else product * aligned

@@ -140,6 +140,32 @@ def test_einsum():
   check(lambda a: torch.einsum("ijk->kj", a) if isinstance(a, torch.Tensor) else lg.einsum("ijk->kj", a), (2, 3, 4))
 
 
+@pytest.mark.parametrize("equation,shapes", [
+  ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),  # batched matmul, the batch dims broadcast
+  ("...ij,...jk", [(3, 4), (2, 4, 5)]),            # implicit output: `...` first, and one operand has no batch dim
+  ("ij...,jk...->ik...", [(2, 3, 4), (3, 5, 4)]),
+  ("a...,a...->...", [(2, 3, 4), (2, 1, 4)]),
+  ("...ij->ij", [(2, 3, 4)]),                      # `...` left out of an explicit output: summed
+  ("ii->i", [(3, 3)]), ("ii", [(3, 3)]),           # diagonal, trace
+  ("iij->ji", [(3, 3, 2)]), ("iji->j", [(3, 2, 3)]), ("...ii->...i", [(2, 3, 3)]),
+])
+def test_einsum_with_ellipsis_and_repeated_letters(equation, shapes):
+  """Forward and every gradient against torch's einsum."""
+  check(lambda *xs: (torch.einsum if isinstance(xs[0], torch.Tensor) else lg.einsum)(equation, *xs), *shapes)
+
+
+def test_einsum_errors_name_what_was_passed():
+  x = lg.tensor(np.zeros((3, 4), np.float32))
+  with pytest.raises(ValueError, match=r"einsum: 'i\.\.j\.\.\.': a term is letters with at most one '\.\.\.'"):
+    lg.einsum("i..j...", x)
+  with pytest.raises(lg.ShapeError, match=r"einsum: letter 'i' repeated in 'ii' has sizes 3 and 4"):
+    lg.einsum("ii->i", x)
+  with pytest.raises(lg.ShapeError, match=r"einsum: term 'ijk\.\.\.' has 3 letters and \.\.\. but its operand has shape \(3, 4\)"):
+    lg.einsum("ijk...", x)
+  with pytest.raises(ValueError, match=r"einsum: 'ij->k': output letter 'k' is in no operand"):
+    lg.einsum("ij->k", x)
+
+
 @pytest.mark.parametrize("name,fn", [
   ("mul", lambda x, y: (x * y * x).sum()),
   ("exp log", lambda x, y: (x.exp() * y.abs().log()).sum()),
