@@ -728,3 +728,44 @@ def test_reductions_over_padded_inputs_both_sides_of_the_border():
     where they all hold): both versions run here, inside and on the padding."""
     check(lambda F, x, w: F.pad(x, (0, 0, 3, 5)) @ w, (24, 40), (40, 32), atol=1e-4)
     check(lambda F, x, w: F.conv2d(F.pad(x, (2, 1, 1, 2)), w, padding=1), (2, 8, 9, 11), (16, 8, 3, 3), atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["padded", "none", "sum with an empty target", "concatenated", "unbatched",
+                                  "blank last", "impossible", "zero_infinity"])
+def test_ctc_loss_matches_torch_forward_and_backward(case):
+  """Gradients through log_softmax to the logits, and with respect to the log-probabilities themselves (torch's
+  convention: the exact gradient plus exp(log_probs) at each sample's time steps)."""
+  T, N, C, S, in_lens, tgt_lens, kw = 12, 3, 5, 4, [12, 10, 7], [4, 2, 3], {}
+  if case == "none": kw = dict(reduction="none")
+  if case == "sum with an empty target": tgt_lens, kw = [4, 0, 3], dict(reduction="sum")
+  if case == "blank last": kw = dict(blank=4)
+  if case in ("impossible", "zero_infinity"):
+    T, in_lens, tgt_lens = 4, [4, 3, 2], [4, 4, 1]
+    kw = dict(reduction="none") if case == "impossible" else dict(zero_infinity=True)
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((T, N, C)).astype(np.float32)
+  targets = rng.integers(0, C - 1, (N, S)) + (1 if kw.get("blank", 0) == 0 else 0)  # never the blank
+  if case == "concatenated": targets = np.concatenate([targets[n, :tgt_lens[n]] for n in range(N)])
+  if case == "unbatched": x, targets, in_lens, tgt_lens = x[:, 0], targets[0], in_lens[0], tgt_lens[0]
+  for as_logits in (True, False):
+    tx, lx = torch.tensor(x, requires_grad=True), lg.tensor(x, requires_grad=True)
+    tin, lin = (tx.log_softmax(-1), lx.log_softmax(-1)) if as_logits else (tx, lx)
+    want = TF.ctc_loss(tin, torch.tensor(targets), torch.tensor(in_lens), torch.tensor(tgt_lens), **kw)
+    got = F.ctc_loss(lin, lg.tensor(targets), in_lens, tgt_lens, **kw)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-4)
+    if case == "impossible":
+      assert np.isinf(got.numpy()).tolist() == [False, True, False]  # 4 labels cannot fit in 3 steps
+      continue
+    want.sum().backward()
+    got.sum().backward()
+    np.testing.assert_allclose(lx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_ctc_loss_errors_name_what_was_passed():
+  lp = lg.tensor(np.zeros((5, 2, 4), np.float32))
+  with pytest.raises(ValueError, match=r"ctc_loss: input_lengths \[5, 6\] must lie in \[0, 5\]"):
+    F.ctc_loss(lp, lg.tensor(np.ones((2, 3), np.int64)), [5, 6], [3, 3])
+  with pytest.raises(lg.ShapeError, match=r"ctc_loss: target_lengths has 1 entries for a batch of 2"):
+    F.ctc_loss(lp, lg.tensor(np.ones((2, 3), np.int64)), [5, 5], [3])
+  with pytest.raises(ValueError, match=r"ctc_loss: blank 4 is not a class of 4"):
+    F.ctc_loss(lp, lg.tensor(np.ones((2, 3), np.int64)), [5, 5], [3, 3], blank=4)

@@ -11,7 +11,7 @@ from lazygrad.nn.layers import (
   ReLU, LeakyReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax,
   MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Unflatten,
   MultiheadAttention,
-  L1Loss, MSELoss, NLLLoss, CrossEntropyLoss, BCEWithLogitsLoss,
+  L1Loss, MSELoss, CTCLoss, NLLLoss, CrossEntropyLoss, BCEWithLogitsLoss,
   PairwiseDistance, ChannelShuffle, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
 )
 from lazygrad.nn.recurrent import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell

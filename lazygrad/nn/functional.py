@@ -10,7 +10,7 @@ import warnings
 from typing import Sequence
 import numpy as np
 from lazygrad.tensor import Tensor, ShapeError, cat, matmul_panel, _index_matches
-from lazygrad.function import CustomGrad
+from lazygrad.function import CustomGrad, Stored
 from lazygrad.dtype import bool_, int64
 
 # ---------------------------------------------------------------- helpers
@@ -1182,6 +1182,80 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
   if weight is not None: loss = loss * weight
   _check_reduction(reduction, op)
   return _reduce(loss, reduction, op)
+
+
+def _lengths(values, n: int, what: str) -> list[int]:
+  """ctc_loss's lengths as host ints (a tuple, list or tensor of n of them): they decide the loop, as in torch."""
+  out = [int(v) for v in (values.numpy().reshape(-1).tolist() if isinstance(values, Tensor) else np.asarray(values).reshape(-1).tolist())]
+  if len(out) != n: raise ShapeError(f"ctc_loss: {what} has {len(out)} entries for a batch of {n}")
+  return out
+
+
+def _log_add(*terms: Tensor) -> Tensor:
+  """log(sum(exp(terms))) of log-probabilities that may be -inf: finite, and with finite gradients, when all are."""
+  m = terms[0]
+  for t in terms[1:]: m = m.maximum(t)
+  dead = m == -math.inf
+  m = dead.where(0.0, m)
+  total = sum(((t - m).exp() for t in terms[1:]), (terms[0] - m).exp())
+  alive = total > 0
+  return alive.where(alive.where(total, 1.0).log() + m, -math.inf)  # log(1): no 0/0 in the gradient of a dead state
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+  """torch's connectionist temporal classification loss: -log p(target | input) summed over every alignment, by the
+  forward (alpha) recursion over time in log space. log_probs (T, N, C) (or (T, C)) are log-softmax outputs; targets
+  (N, S) padded, or 1-D with the targets one after another. Its gradient with respect to log_probs is torch's: the
+  exact one plus exp(log_probs) at each sample's time steps, which log_softmax's own backward cancels."""
+  op = "ctc_loss"
+  _check_reduction(reduction, op)
+  unbatched = log_probs.ndim == 2
+  if unbatched: log_probs, targets = log_probs.unsqueeze(1), targets.unsqueeze(0) if targets.ndim == 1 else targets
+  if log_probs.ndim != 3:
+    raise ShapeError(f"ctc_loss: log_probs must be (T, N, C) or (T, C), got shape {log_probs.shape}")
+  T, N, C = log_probs.shape
+  if not 0 <= blank < C: raise ValueError(f"ctc_loss: blank {blank} is not a class of {C}")
+  in_lens, tgt_lens = _lengths(input_lengths, N, "input_lengths"), _lengths(target_lengths, N, "target_lengths")
+  if any(not 0 <= t <= T for t in in_lens): raise ValueError(f"ctc_loss: input_lengths {in_lens} must lie in [0, {T}]")
+  if targets.ndim == 1 and not unbatched:  # concatenated targets: padded rows, each from its offset
+    starts = np.cumsum([0] + tgt_lens[:-1])
+    S = max(tgt_lens + [1])
+    index = np.array([[min(st + k, max(targets.shape[0] - 1, 0)) for k in range(S)] for st in starts], np.int64)
+    targets = targets[Tensor(index, device=targets.device)] if targets.shape[0] else Tensor(np.zeros((N, S), np.int64))
+  if targets.ndim != 2 or targets.shape[0] != N:
+    raise ShapeError(f"ctc_loss: targets of shape {targets.shape} for a batch of {N}")
+  S = targets.shape[1]
+  if any(not 0 <= t <= S for t in tgt_lens): raise ValueError(f"ctc_loss: target_lengths {tgt_lens} must lie in [0, {S}]")
+  L = 2 * S + 1  # the targets with a blank before, between and after them
+  s = Tensor(np.arange(L), device=log_probs.device)
+  labels = targets.cast(int64).gather(1, ((s - 1) // 2).clamp(0, max(S - 1, 0)).unsqueeze(0).expand(N, L)) if S else None
+  ext = (s % 2 == 1).where(labels, blank) if S else s.unsqueeze(0).expand(N, L) * 0 + blank
+  emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, N, L))  # (T, N, L): each state's log-probability per step
+  two_back = cat([ext[:, :1] * 0 + blank, ext[:, :1] * 0 + blank, ext[:, :-2]], 1) if L > 2 else ext * 0 + blank
+  skip = (s >= 2) & (ext != blank) & (ext != two_back)  # a state reachable from two back: a label unlike the last one
+  none = log_probs.full_like(-math.inf)[0, :, :1].expand(N, L)  # (N, L) of -inf
+  shift = lambda a, k: cat([none[:, :k], a[:, :-k]], 1)
+  alpha = (s < 2).where(emit[0], -math.inf) if T else none
+  length = Tensor(np.array(in_lens), device=log_probs.device).unsqueeze(1)
+  for t in range(1, T):
+    new = _log_add(alpha, shift(alpha, 1), skip.where(shift(alpha, 2), -math.inf)) + emit[t]
+    # a sample past its own length keeps its last step's states; each step's states are stored (a kernel per step):
+    # inlined, a step would recompute the one before three times over
+    alpha = Stored.apply((length > t).where(new, alpha))
+  ends = Tensor(np.array([[2 * n, max(2 * n - 1, 0)] for n in tgt_lens]), device=log_probs.device)
+  last = alpha.gather(1, ends)
+  last = Tensor(np.array([[0.0, 0.0 if n else -math.inf] for n in tgt_lens], np.float32), device=log_probs.device) + last
+  loss = -_log_add(last[:, 0], last[:, 1])
+  loss = (length.squeeze(1) == 0).where((Tensor(np.array(tgt_lens), device=log_probs.device) > 0).where(math.inf, 0.0), loss)
+  p = log_probs.exp()
+  steps = Tensor(np.arange(T), device=log_probs.device).reshape(T, 1, 1) < length.unsqueeze(0)
+  loss = loss + steps.where(p - p.detach(), 0.0).sum((0, 2))  # 0, with torch's gradient term
+  if zero_infinity: loss = (loss == math.inf).where(0.0, loss)
+  if unbatched: loss = loss.squeeze(0)
+  if reduction == "none": return loss
+  if reduction == "sum": return loss.sum()
+  return (loss / Tensor(np.maximum(np.array(tgt_lens), 1).astype(np.float32), device=log_probs.device).cast(loss.dtype)).mean()
 
 
 def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False) -> Tensor:

@@ -761,6 +761,16 @@ class MSELoss(_Loss):
   def forward(self, input, target): return F.mse_loss(input, target, reduction=self.reduction)
 
 
+class CTCLoss(_Loss):
+  def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
+    super().__init__(reduction=reduction)
+    self.blank, self.zero_infinity = blank, zero_infinity
+
+  def forward(self, log_probs, targets, input_lengths, target_lengths):
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=self.blank, reduction=self.reduction,
+                      zero_infinity=self.zero_infinity)
+
+
 class NLLLoss(_WeightedLoss):
   def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None, reduction: str = "mean"):
     super().__init__(weight, size_average, reduce, reduction)
