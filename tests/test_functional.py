@@ -735,12 +735,12 @@ def test_reductions_over_padded_inputs_both_sides_of_the_border():
 def test_ctc_loss_matches_torch_forward_and_backward(case):
   """Gradients through log_softmax to the logits, and with respect to the log-probabilities themselves (torch's
   convention: the exact gradient plus exp(log_probs) at each sample's time steps)."""
-  T, N, C, S, in_lens, tgt_lens, kw = 12, 3, 5, 4, [12, 10, 7], [4, 2, 3], {}
+  T, N, C, S, in_lens, tgt_lens, kw = 7, 3, 5, 3, [7, 6, 4], [3, 2, 2], {}
   if case == "none": kw = dict(reduction="none")
-  if case == "sum with an empty target": tgt_lens, kw = [4, 0, 3], dict(reduction="sum")
+  if case == "sum with an empty target": tgt_lens, kw = [3, 0, 2], dict(reduction="sum")
   if case == "blank last": kw = dict(blank=4)
   if case in ("impossible", "zero_infinity"):
-    T, in_lens, tgt_lens = 4, [4, 3, 2], [4, 4, 1]
+    T, in_lens, tgt_lens = 4, [4, 2, 2], [3, 3, 1]
     kw = dict(reduction="none") if case == "impossible" else dict(zero_infinity=True)
   rng = np.random.default_rng(0)
   x = rng.standard_normal((T, N, C)).astype(np.float32)
@@ -754,7 +754,7 @@ def test_ctc_loss_matches_torch_forward_and_backward(case):
     got = F.ctc_loss(lin, lg.tensor(targets), in_lens, tgt_lens, **kw)
     np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-4)
     if case == "impossible":
-      assert np.isinf(got.numpy()).tolist() == [False, True, False]  # 4 labels cannot fit in 3 steps
+      assert np.isinf(got.numpy()).tolist() == [False, True, False]  # 3 labels cannot fit in 2 steps
       continue
     want.sum().backward()
     got.sum().backward()
