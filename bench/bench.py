@@ -231,25 +231,32 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
   return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
-def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_device: str = "cpu"):
-  """nn.LSTM, 2 layers of 256, batch 32, 100 time steps of 256 features, a linear head, MSE, Adam: forward through
-  time, backward through time and the update, in steps/s (jitted), beside torch's nn.LSTM from the same weights."""
+def lstm_step(hidden: int = 256, layers: int = 2):
+  """The bench's LSTM (batch first), a linear head to one output, MSE and Adam 1e-3, seeded: (its parameters, the
+  jitted train step(x, y) -> loss)."""
   import lazygrad.nn as nn
-  rng = np.random.default_rng(0)
-  x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
-  y = rng.standard_normal((batch, steps, 1), dtype=np.float32)
   lg.manual_seed(0)
   lstm, head = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True), nn.Linear(hidden, 1)
   params = [*lstm.parameters(), *head.parameters()]
-  weights = [p.numpy() for p in params]
   opt = lg.optim.Adam(params, lr=1e-3)
-  lx, ly = lg.Tensor(x), lg.Tensor(y)
 
   @lg.jit
   def step(xb, yb):
     loss = ((head(lstm(xb)[0]) - yb) ** 2).mean()
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
+  return params, step
+
+
+def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_device: str = "cpu"):
+  """nn.LSTM, 2 layers of 256, batch 32, 100 time steps of 256 features, a linear head, MSE, Adam: forward through
+  time, backward through time and the update, in steps/s (jitted), beside torch's nn.LSTM from the same weights."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch, steps, hidden), dtype=np.float32)
+  y = rng.standard_normal((batch, steps, 1), dtype=np.float32)
+  params, step = lstm_step(hidden, layers)
+  weights = [p.numpy() for p in params]
+  lx, ly = lg.Tensor(x), lg.Tensor(y)
   first = step(lx, ly).item()
   for _ in range(2): step(lx, ly)
   out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), max(2, runs // 2))}

@@ -119,16 +119,9 @@ def gpt_first_step():
 def lstm_lengths(lengths: list[int]):
   """The bench's jitted LSTM train step (2 layers of 256, batch 32, a linear head, MSE, Adam), three steps at each
   sequence length: the kernels built and the seconds taken per length, promotions in the later steps included."""
-  lg.manual_seed(0)
+  from bench import lstm_step  # bench/bench.py, beside this script
   hidden, batch = 256, 32
-  lstm, head = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True), nn.Linear(hidden, 1)
-  opt = lg.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
-
-  @lg.jit
-  def step(xb, yb):
-    loss = ((head(lstm(xb)[0]) - yb) ** 2).mean()
-    opt.zero_grad(); loss.backward(); opt.step()
-    return loss
+  _, step = lstm_step(hidden, 2)
   rng = np.random.default_rng(0)
   for steps in lengths:
     x = lg.Tensor(rng.standard_normal((batch, steps, hidden), dtype=np.float32))

@@ -2635,14 +2635,13 @@ def einsum(equation: str, *operands) -> Tensor:
     rest = t.replace("...", "", 1)
     if (rest and not rest.isalpha()) or "." in rest:
       raise ValueError(f"einsum: {equation!r}: a term is letters with at most one '...', got {t!r}")
-  for t, x in zip(terms, operands):
-    named = len(t.replace("...", ""))
-    if (named != x.ndim) if "..." not in t else (named > x.ndim):
-      raise ShapeError(f"einsum: term {t!r} has {named} letters{' and ...' if '...' in t else ''} but its operand has "
-                       f"shape {x.shape}")
+  unnamed = [x.ndim - len(t.replace("...", "")) for t, x in zip(terms, operands)]  # the dims `...` stands for
+  for t, x, k in zip(terms, operands, unnamed):
+    if k < 0 or (k and "..." not in t):
+      raise ShapeError(f"einsum: term {t!r} has {x.ndim - k} letters{' and ...' if '...' in t else ''} but its operand "
+                       f"has shape {x.shape}")
   # `...` becomes letters no term uses, the last of them for an operand's last unnamed dims
   free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in eq]
-  unnamed = [x.ndim - len(t.replace("...", "")) for t, x in zip(terms, operands)]
   rank = max([k for t, k in zip(terms, unnamed) if "..." in t] or [0])
   dots = "".join(free[:rank])
   terms = [t.replace("...", dots[rank - k:]) for t, k in zip(terms, unnamed)]

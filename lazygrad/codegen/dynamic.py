@@ -126,7 +126,7 @@ class Structure:
   def sized(self, values: tuple, epoch: int) -> Structure | None:
     """The structure of the ASTs with these values' sizes and strides, None (and made) if it is new: within it only
     offsets, bounds and scalars change, so its dynamic kernel keeps the vector code that a big kernel needs."""
-    shape = tuple(v for v, kind in zip(values, self.kinds) if kind in SHAPE_KINDS)
+    shape = self.shape_of(values)
     sub = self.by_shape.get(shape)
     if sub is not None:
       self.by_shape.move_to_end(shape)
@@ -134,6 +134,10 @@ class Structure:
     self.by_shape[shape] = Structure(values, self.kinds, epoch, self.work_slots)
     while len(self.by_shape) > SHAPES_KEPT: self.by_shape.popitem(last=False)
     return None
+
+  def shape_of(self, values: tuple) -> tuple:
+    """The sizes and strides among these numbers (what keys `by_shape`)."""
+    return tuple(v for v, kind in zip(values, self.kinds) if kind in SHAPE_KINDS)
 
   def shape_changes(self, values: tuple) -> bool:
     """Whether a size or a stride is an argument, or would become one for these values: the kernel would lose its
@@ -332,6 +336,6 @@ class Specializer:
     with self.lock:
       s = self.structures.get(key)
       if s is not None and s.by_shape:  # the structure of its sizes and strides, if it has one
-        s = s.by_shape.get(tuple(v for v, kind in zip(values, s.kinds) if kind in SHAPE_KINDS), s)
+        s = s.by_shape.get(s.shape_of(values), s)
       if s is not None: s.refused, s.ast = True, None
     return (ast if numbers is None else self._made(ast, numbers[1])), [], []

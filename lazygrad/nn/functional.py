@@ -1228,34 +1228,37 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, 
   S = targets.shape[1]
   if any(not 0 <= t <= S for t in tgt_lens): raise ValueError(f"ctc_loss: target_lengths {tgt_lens} must lie in [0, {S}]")
   L = 2 * S + 1  # the targets with a blank before, between and after them
-  s = Tensor(np.arange(L), device=log_probs.device)
-  labels = targets.cast(int64).gather(1, ((s - 1) // 2).clamp(0, max(S - 1, 0)).unsqueeze(0).expand(N, L)) if S else None
-  ext = (s % 2 == 1).where(labels, blank) if S else s.unsqueeze(0).expand(N, L) * 0 + blank
+  dev = log_probs.device
+  s = Tensor(np.arange(L), device=dev)
+  blanks = s.unsqueeze(0).expand(N, L).full_like(blank)
+  ext = (s % 2 == 1).where(targets.cast(int64).gather(1, ((s - 1) // 2).clamp(0, S - 1).unsqueeze(0).expand(N, L)),
+                           blanks) if S else blanks
   emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, N, L))  # (T, N, L): each state's log-probability per step
-  two_back = cat([ext[:, :1] * 0 + blank, ext[:, :1] * 0 + blank, ext[:, :-2]], 1) if L > 2 else ext * 0 + blank
+  shift = lambda a, k, fill: cat([a[:, :k].full_like(fill), a[:, :-k]], 1)  # each state's k-th predecessor
+  two_back = shift(ext, 2, blank) if L > 2 else blanks
   skip = (s >= 2) & (ext != blank) & (ext != two_back)  # a state reachable from two back: a label unlike the last one
-  none = log_probs.full_like(-math.inf)[0, :, :1].expand(N, L)  # (N, L) of -inf
-  shift = lambda a, k: cat([none[:, :k], a[:, :-k]], 1)
-  alpha = (s < 2).where(emit[0], -math.inf) if T else none
-  length = Tensor(np.array(in_lens), device=log_probs.device).unsqueeze(1)
+  alpha = (s < 2).where(emit[0], -math.inf) if T else blanks.full_like(-math.inf, dtype=log_probs.dtype)
+  length = Tensor(np.array(in_lens), device=dev).unsqueeze(1)
   for t in range(1, T):
-    new = _log_add(alpha, shift(alpha, 1), skip.where(shift(alpha, 2), -math.inf)) + emit[t]
+    new = _log_add(alpha, shift(alpha, 1, -math.inf), skip.where(shift(alpha, 2, -math.inf), -math.inf)) + emit[t]
     # a sample past its own length keeps its last step's states; each step's states are stored (a kernel per step):
     # inlined, a step would recompute the one before three times over
     alpha = Stored.apply((length > t).where(new, alpha))
-  ends = Tensor(np.array([[2 * n, max(2 * n - 1, 0)] for n in tgt_lens]), device=log_probs.device)
+  # the last state and, for a non-empty target, the one before it (an empty one's is -inf)
+  ends = Tensor(np.array([[2 * n, max(2 * n - 1, 0)] for n in tgt_lens]), device=dev)
   last = alpha.gather(1, ends)
-  last = Tensor(np.array([[0.0, 0.0 if n else -math.inf] for n in tgt_lens], np.float32), device=log_probs.device) + last
+  last = Tensor(np.array([[0.0, 0.0 if n else -math.inf] for n in tgt_lens], np.float32), device=dev) + last
   loss = -_log_add(last[:, 0], last[:, 1])
-  loss = (length.squeeze(1) == 0).where((Tensor(np.array(tgt_lens), device=log_probs.device) > 0).where(math.inf, 0.0), loss)
+  tgt_len = Tensor(np.array(tgt_lens), device=dev)
+  loss = (length.squeeze(1) == 0).where((tgt_len > 0).where(math.inf, 0.0), loss)
   p = log_probs.exp()
-  steps = Tensor(np.arange(T), device=log_probs.device).reshape(T, 1, 1) < length.unsqueeze(0)
+  steps = Tensor(np.arange(T), device=dev).reshape(T, 1, 1) < length.unsqueeze(0)
   loss = loss + steps.where(p - p.detach(), 0.0).sum((0, 2))  # 0, with torch's gradient term
   if zero_infinity: loss = (loss == math.inf).where(0.0, loss)
   if unbatched: loss = loss.squeeze(0)
   if reduction == "none": return loss
   if reduction == "sum": return loss.sum()
-  return (loss / Tensor(np.maximum(np.array(tgt_lens), 1).astype(np.float32), device=log_probs.device).cast(loss.dtype)).mean()
+  return (loss / tgt_len.clamp(1, None).cast(loss.dtype)).mean()
 
 
 def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False) -> Tensor:
