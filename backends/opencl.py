@@ -223,8 +223,8 @@ LANES = 4
 VECTOR_DTYPES = {"float32": "float", "float16": "float", "int32": "int", "int64": "long", "bool": "int"}
 
 
-def _lane_exprs(node: Node, lane: str, size: int, n: int = LANES) -> list[Node]:
-  vec = Var(_vec_name(lane), 0, max(size // n - 1, 0))
+def _lane_exprs(node: Node, lane: str, size: int | Node, n: int = LANES) -> list[Node]:
+  vec = Var(_vec_name(lane), 0, max(top(size) // n - 1, 0))
   return [node.substitute({lane: vec * n + u}) for u in range(n)]
 
 
@@ -245,7 +245,9 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
-  if plan.sized_by_arguments: return None  # loops over arguments: one output per work-item, no tiles
+  # loops over arguments: one output per work-item, no tiles; but elementwise work whose size is known to fill
+  # whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE) keeps its vectors
+  if plan.sized_by_arguments and (plan.reduce is not None or not _fills(plan.out_size, LANES)): return None
   if plan.store is not None: return None  # a piece of a cat: a copy, written where its region lies
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
@@ -259,7 +261,7 @@ def _vector_choice(plan: Plan):
   # elementwise work takes 8 lanes of 32 bits where it can (one AVX register; a GELU ran 2x faster than with 4)
   widths = (LANES,) if wide or plan.reduce is not None else (8, LANES)
   for (lane, size), n in ((o, n) for o in options for n in widths):
-    if size < n or size % n: continue
+    if not _fills(size, n): continue
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
@@ -268,6 +270,12 @@ def _vector_choice(plan: Plan):
     if plan.reduce is None: score += len(loads)
     if score > best_score: best, best_score = (n, lane), score
   return best
+
+
+def _fills(size: int | Node, n: int) -> bool:
+  """Whether `size` elements (a number, or a Node over a kernel's arguments) are whole vectors of n lanes."""
+  if isinstance(size, int): return size >= n and size % n == 0
+  return size.min >= n and size % n == Num(0)
 
 
 def _reduction_vector_choice(plan: Plan, wide: bool):
@@ -376,7 +384,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     ni = Var("ni", 0, stride // (LANES * cols) - 1)
     at = lambda j, u: (mi * trows + j // cols) * stride + (ni * cols + j % cols) * LANES + u
   else:
-    gvec = Var("gvec", 0, plan.out_size // LANES - 1)
+    gvec = Var("gvec", 0, top(plan.out_size) // LANES - 1)
     at = lambda j, u: gvec * LANES + u
   heads, close, nest = reduce_loops(plan, itype) if plan.reduce is not None and lane == "gidx" else ([], "", {})
   outer = lambda j: {"gidx": slot(j)} if lane == "ridx" else {}
@@ -532,7 +540,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
       elif out is bool_: stores.append(vstore("uchar", f"convert_uchar{LANES}(-({v}))", where))
       else: stores.append(vstore(STORAGE[out.name], v, where))
     work = plan.out_size // (LANES * rows)
-    head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {work}) return;"]
+    head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {text(work)}) return;"]
     head += [f"  {itype} mi = w / {stride // (LANES * cols)};", f"  {itype} ni = w % {stride // (LANES * cols)};"] if rows > 1 else [f"  {itype} gvec = w;"]
   else:
     for j in range(rows):
@@ -1239,7 +1247,8 @@ class Device:
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
     plan = program.plan
     return self._bind(program, params, values,
-                      devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and promotable(ast) else None)
+                      devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and vector_choice(plan) is None
+                      and promotable(ast) else None)
 
   def _bind(self, program, params, values, epoch=None):
     """The entry (see _entry) that launches a program with these values of its parameters; Unbuilt until the program

@@ -167,7 +167,7 @@ def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) ->
     for piece in range(len(node.srcs)) if node.op is LoadOps.CAT else (None,):
       if piece is not None and node.srcs[piece].size == 0: continue
       inputs: list[LazyBuffer] = []
-      ast = _build_ast(node, stored, inputs, piece)
+      ast = merge_dims(_build_ast(node, stored, inputs, piece))
       items.append(ScheduleItem(ast, node, inputs, node.origin))
   return items
 
@@ -335,3 +335,44 @@ def _build_ast(root: LazyBuffer, stored: set, inputs: list[LazyBuffer], piece: i
       tuple((start, start + n) if d == axis else (0, n) for d, n in enumerate(src.shape)))
     return kernel_op(BufferOps.STORE, (view_of(src),), root.dtype, src.shape, region)
   finally: load = view_of = inline = None  # the closures refer to each other: break the cycle, free the buffers now
+
+
+def merge_dims(ast: KernelOp) -> KernelOp:
+  """An elementwise kernel's AST over fewer dims: adjacent dims that every view in it walks as one (the outer one's
+  stride is the inner one's times its size, and no mask cuts either) become one. Updates of a (512, 784) and a
+  (512, 512) parameter are then one structure over 401408 and 262144 elements, which can share a kernel whose size
+  is an argument (see codegen/dynamic.py), and each element's index is one number instead of a division and a
+  modulo. Nodes under a VIEW index a shape of their own and are left as they are."""
+  shape = ast.shape
+  if len(shape) < 2 or any(n.op in ReduceOps for n in ast.walk()): return ast  # a reduction's dims stay as they are
+  outer, stack, seen = [], [ast], set()
+  while stack:
+    node = stack.pop()
+    if id(node) in seen: continue
+    seen.add(id(node))
+    if node.shape != shape or node.op is IndexOps.GATHER: return ast
+    outer.append(node)
+    if node.op is not BufferOps.VIEW: stack.extend(node.src)
+  trackers = [n.arg[1] if n.op is BufferOps.LOAD else n.arg for n in outer
+              if n.op in (BufferOps.LOAD, BufferOps.VIEW, BufferOps.STORE)]
+  groups = [[shape[0]]]
+  for d in range(1, len(shape)):
+    joined = shape[:d - 1] + (shape[d - 1] * shape[d],) + shape[d + 1:]
+    if all(st.views[-1].reshape(joined) is not None for st in trackers): groups[-1].append(shape[d])
+    else: groups.append([shape[d]])
+  if len(groups) == len(shape): return ast
+  merged = tuple(prod(g) for g in groups)
+  views = {}
+  for st in trackers:
+    view = st.views[-1].reshape(merged)
+    if view is None: return ast  # mergeable pair by pair but not as a whole (a mask): left as it is
+    views[id(st)] = ShapeTracker(st.views[:-1] + (view,))
+  made: dict[int, KernelOp] = {}
+  for node in ast.walk():  # sources first
+    if id(node) not in seen: continue  # under a VIEW
+    arg = node.arg
+    if node.op is BufferOps.LOAD: arg = (arg[0], views[id(arg[1])])
+    elif node.op in (BufferOps.VIEW, BufferOps.STORE): arg = views[id(arg)]
+    src = node.src if node.op is BufferOps.VIEW else tuple(made[id(s)] for s in node.src)
+    made[id(node)] = kernel_op(node.op, src, node.dtype, merged, arg)
+  return made[id(ast)]

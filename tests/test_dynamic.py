@@ -1,5 +1,6 @@
 """Kernels built once per structure: numbers that change from call to call (scalars, offsets, lengths, batch sizes)
 become kernel arguments after one rebuild, counted with compile_count(), with results equal to NumPy's."""
+import re
 import sys
 import numpy as np
 import pytest
@@ -265,3 +266,29 @@ def test_a_big_step_of_a_recurrence_is_built_twice_for_a_new_length_not_once_per
   monkeypatch.setattr("lazygrad.codegen.dynamic.DYNAMIC_WORK", 1)
   counts = recurrence_builds((10, 17, 23))
   assert counts[1] <= 3 and counts[2] <= 3, counts  # 17 and 23 before
+
+
+def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys, monkeypatch):
+  """An update over each parameter (an elementwise kernel, one dim once its contiguous dims merge) is one structure:
+  sizes that fill whole vectors share one kernel from the second size on, in the same schedule, and it stays vector
+  code (OpenCL) with the size as an argument; a size that does not fill them (10) has a kernel of its own."""
+  from lazygrad.codegen import dynamic
+  monkeypatch.setattr(dynamic, "DEBUG", 1)
+  shapes = [(64, 48), (64,), (32, 64), (32,), (8, 8, 8), (10,)]
+  rng = np.random.default_rng(0)
+  ps, gs = ([rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(2))
+  outs = [(lg.tensor(p) * 0.9 - lg.tensor(g) * 0.01).exp() for p, g in zip(ps, gs)]
+  before = lg.compile_count()
+  lg.realize(*outs)
+  assert lg.compile_count() - before == 3  # the first size, the shared kernel, and the one for 10
+  for o, p, g in zip(outs, ps, gs):
+    np.testing.assert_allclose(o.numpy(), np.exp(p * np.float32(0.9) - g * np.float32(0.01)), rtol=2e-6)
+  assert re.fullmatch(r"lazygrad: kernel rebuilt as dynamic, with n0\*8 \(size: \d+ -> \d+\) as arguments\n",
+                      capsys.readouterr().out)
+  if devices.default_device().startswith("OPENCL"):
+    dev = devices.get(devices.default_device())
+    assert any(p.name == "e_dynamic" and "float8" in p.src for p in dev.programs.values())
+  # the next step (a later schedule) runs on the same kernels: none is promoted to a build of its own
+  before = lg.compile_count()
+  lg.realize(*[(lg.tensor(p) * 0.9 - lg.tensor(g) * 0.01).exp() for p, g in zip(ps, gs)])
+  assert lg.compile_count() == before

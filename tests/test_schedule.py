@@ -289,3 +289,23 @@ def test_the_gradient_of_many_slices_of_a_tensor_is_a_cat():
   grad = a.grad.lazydata.base
   assert grad.op is LoadOps.CAT and len(grad.srcs) == 32  # 30 slices, and zeros before and after them
   np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, merged", [
+  (lambda a, b: a * 2 + b, (384,)),                                  # contiguous: one dim
+  (lambda a, b: a + b[0, 0, 0], (384,)),                              # a broadcast scalar walks any dims as one
+  (lambda a, b: a + b[0, 0], (32, 12)),                                # a broadcast row: dims 0 and 1 merge
+  (lambda a, b: a + b[:1], (4, 96)),                                   # a broadcast down dim 0: the others merge
+  (lambda a, b: a.permute(0, 2, 1) + b.permute(0, 2, 1), (4, 12, 8)),  # transposed: nothing merges
+  (lambda a, b: a[:, 1:] + b[:, :-1], (4, 84)),                        # shrunk rows: only the last two dims merge
+  (lambda a, b: a.flip(2) * 2, (32, 12)),                             # a flipped dim: the others merge
+])
+def test_an_elementwise_kernel_walks_dims_its_views_walk_as_one(make, merged):
+  """schedule.merge_dims: adjacent dims that every view reads with one stride merge, so an update of a (512, 784)
+  and of a (512, 512) parameter are one structure; the results stay NumPy's."""
+  rng = np.random.default_rng(0)
+  an, bn = rng.standard_normal((4, 8, 12)).astype(np.float32), rng.standard_normal((4, 8, 12)).astype(np.float32)
+  out = make(lg.tensor(an), lg.tensor(bn))
+  (item,) = [i for i in schedule([out.lazydata]) if i.ast is not None]
+  assert item.ast.shape == merged
+  np.testing.assert_allclose(out.numpy(), make(torch.tensor(an), torch.tensor(bn)).numpy(), rtol=1e-6, atol=1e-6)

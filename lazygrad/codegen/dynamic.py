@@ -32,6 +32,10 @@ INT_MAX = 2**31 - 1
 RANGES = {"size": (1, INT_MAX), "bound": (0, INT_MAX), "stride": (-INT_MAX, INT_MAX), "offset": (-INT_MAX, INT_MAX)}
 SCALAR_DTYPES = (float32, float16, bfloat16, int32, int64)  # constants that may become arguments (as float or int)
 SHAPE_KINDS = ("size", "stride")  # as arguments, these make a kernel scalar code (see Plan.sized_by_arguments)
+# ...except a flat elementwise kernel's (one dim, no reduction: a parameter's update) when its sizes are multiples of
+# this: its argument then stands for the size over VECTOR_MULTIPLE, so the size is known to fill whole vectors, and
+# the kernel keeps its vector code (one build serves every parameter of a model)
+VECTOR_MULTIPLE = 8
 
 
 def scalar_slot(node: KernelOp) -> bool:
@@ -76,6 +80,8 @@ def _template(ast: KernelOp) -> tuple[str, tuple, tuple, tuple]:
     else: arg = repr(node.arg)
     parts.append(f"{node.op}|{node.dtype.name}|{shape}|{arg}|{[at[id(s)] for s in node.src]}")
   work_slots = (tuple(shapes[id(ast)]), tuple((tuple(shapes[id(r.src[0])]), tuple(shapes[id(r)])) for r in reduces))
+  if len(work_slots[0]) == 1 and not reduces and all(v % VECTOR_MULTIPLE == 0 for v, k in zip(values, kinds) if k == "size"):
+    parts.append("fills vectors")  # its own structure: a flat kernel of other sizes would make its kernel scalar code
   return "\n".join(parts), tuple(values), tuple(kinds), work_slots
 
 
@@ -114,6 +120,7 @@ class Structure:
     self.history, self.kinds, self.epoch = [values], kinds, epoch  # the schedule that first showed it
     self.work_slots = work_slots  # see _template
     self.groups: list[list[int]] = []  # slots sharing an argument, in argument order
+    self.scales: list[int] = []  # each argument stands for its slots' value over this (see VECTOR_MULTIPLE)
     self.params: list[tuple[str, DType]] = []
     self.ranges: list[tuple[int, int] | None] = []
     self.dynamic: set[int] = set()
@@ -139,6 +146,17 @@ class Structure:
     """The sizes and strides among these numbers (what keys `by_shape`)."""
     return tuple(v for v, kind in zip(values, self.kinds) if kind in SHAPE_KINDS)
 
+  @property
+  def flat(self) -> bool:
+    """Whether its ASTs are elementwise over one dim (see schedule.merge_dims)."""
+    return len(self.work_slots[0]) == 1 and not self.work_slots[1]
+
+  def vector_sized(self, values: tuple) -> bool:
+    """Whether its dynamic kernel, with these values among its ASTs', keeps its vector code with sizes as arguments:
+    a flat one whose sizes are all multiples of VECTOR_MULTIPLE."""
+    return self.flat and all(v % VECTOR_MULTIPLE == 0 for h in (*self.history, values)
+                             for v, kind in zip(h, self.kinds) if kind == "size")
+
   def shape_changes(self, values: tuple) -> bool:
     """Whether a size or a stride is an argument, or would become one for these values: the kernel would lose its
     tiles and vectors (an offset, a mask's bound or a scalar as an argument keeps them)."""
@@ -153,6 +171,7 @@ class Structure:
     step = dict(steps)
     if not step.keys() <= self.dynamic: return None
     if any(len({step.get(k, 0) for k in group}) > 1 for group in self.groups): return None
+    if any(scale != 1 for scale in self.scales): return None  # a replay reads its arguments from the slots as they are
     return tuple(group[0] for group in self.groups)
 
   def arguments(self, values: tuple) -> list | None:
@@ -161,9 +180,13 @@ class Structure:
     first, dynamic = self.history[0], self.dynamic
     if any(v != f for k, (v, f) in enumerate(zip(values, first)) if k not in dynamic): return None
     args = []
-    for group, rng in zip(self.groups, self.ranges):
+    for group, rng, scale in zip(self.groups, self.ranges, self.scales):
       v = values[group[0]]
-      if any(values[k] != v for k in group[1:]) or (rng is not None and not rng[0] <= v <= rng[1]): return None
+      if any(values[k] != v for k in group[1:]): return None
+      if scale != 1:
+        if v % scale: return None
+        v //= scale
+      if rng is not None and not rng[0] <= v <= rng[1]: return None
       args.append(v)
     return args
 
@@ -179,20 +202,24 @@ class Structure:
     for k in changed:  # slots equal in every AST so far (and of one family: index or a scalar dtype) share one
       family = "index" if self.kinds[k] in RANGES else self.kinds[k]
       by_values.setdefault((family, *(h[k] for h in self.history)), []).append(k)
-    self.groups, self.params, self.ranges, slots = [], [], [], {}
+    self.groups, self.params, self.ranges, self.scales, slots = [], [], [], [], {}
+    vector = self.vector_sized(values)
     for (family, *_), group in by_values.items():
+      scale = 1
       if family == "index":
         lo, hi = max(RANGES[self.kinds[k]][0] for k in group), min(RANGES[self.kinds[k]][1] for k in group)
+        if vector and any(self.kinds[k] == "size" for k in group): scale, hi = VECTOR_MULTIPLE, hi // VECTOR_MULTIPLE
         var, dtype, rng = Var(f"n{len(self.params)}", lo, hi), int32, (lo, hi)
       else:
         dtype = next(d for d in SCALAR_DTYPES if d.name == family)
         var, rng = Var(f"c{len(self.params)}", 0, 0), None  # a scalar's range is never used in index math
-      self.groups.append(group); self.params.append((var.name, dtype)); self.ranges.append(rng)
-      slots.update((k, var) for k in group)
+      self.groups.append(group); self.params.append((var.name, dtype)); self.ranges.append(rng); self.scales.append(scale)
+      slots.update((k, var * scale if scale != 1 else var) for k in group)
     self.ast = instantiate(ast, slots)
     if DEBUG >= 1:
-      what = ", ".join(f"{name} ({self.kinds[g[0]]}: {' -> '.join(str(h[g[0]]) for h in self.history)})"
-                       for (name, _), g in zip(self.params, self.groups))
+      what = ", ".join(f"{name}{f'*{scale}' if scale != 1 else ''} ({self.kinds[g[0]]}: "
+                       f"{' -> '.join(str(h[g[0]]) for h in self.history)})"
+                       for (name, _), g, scale in zip(self.params, self.groups, self.scales))
       print(f"lazygrad: kernel rebuilt as dynamic, with {what} as arguments")
     return self.arguments(values)
 
@@ -296,7 +323,7 @@ class Specializer:
       if wide or s.refused or not in_ranges(values, kinds): return specialized()
       # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
       # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
-      if big and s.shape_changes(values) and not self.every_number:
+      if big and s.shape_changes(values) and not self.every_number and not s.vector_sized(values):
         s = s.sized(values, epoch)
         if s is None: return specialized()
       # the first numbers keep their specialized kernel (a constant trip count vectorizes); within one schedule, a
@@ -304,9 +331,9 @@ class Specializer:
       # steps of a recurrence) share one kernel
       shape = s.shape_changes(values)
       if (values == s.history[0] and not self.every_number) or s.refused or \
-         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape):
+         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape and not s.vector_sized(values)):
         return specialized()
-      if big and shape: return specialized()  # every_number's big kernels
+      if big and shape and not s.vector_sized(values): return specialized()  # every_number's big kernels
       args = s.arguments(values)
       if args is None:
         if numbers is not None: ast = self._made(ast, values)

@@ -60,7 +60,7 @@ class Plan:
   def row_size(self) -> int:
     """The output's last dim longer than 1 (1 if none): a row of outputs, which backends tile rows of (OpenCL's
     register tiles, Triton's matrix products)."""
-    return next((d for d in reversed(self.ast.shape) if d > 1), 1)
+    return next((d for d in reversed(self.ast.shape) if top(d) > 1), 1)
 
   @property
   def work(self) -> int:
