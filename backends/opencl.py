@@ -1232,9 +1232,10 @@ class Device:
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(name, kernel, source, launch sizes or None, arguments, the epoch it was made in if it runs a dynamic kernel,
     else None) for an AST, or Unbuilt until its kernel is built: the kernel built for it, or its structure's dynamic
-    kernel (see codegen/dynamic.py) with this AST's numbers as arguments; an AST launched `again` gets its own."""
+    kernel (see codegen/dynamic.py) with this AST's numbers as arguments; an AST launched `again` gets one for its sizes
+    (see Specializer.resolve's `promoted`)."""
     buf_sizes = [b.size for b in buffers]
-    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers)
+    built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
     program = self.programs.get(built)
     if program is None:
       try: program = self._prepare(built, buffers, origin, params)

@@ -867,12 +867,13 @@ class Device:
   def _entry(self, ast, buffers, origin: str, again: bool = False, numbers=None):
     """(plan, program, source, tile sizes, grid or None, arguments, the epoch it was made in if it runs a dynamic
     kernel, else None) for an AST: the kernel built for it, or its structure's dynamic kernel (see codegen/dynamic.py)
-    with this AST's numbers as arguments; an AST launched `again` gets its own."""
+    with this AST's numbers as arguments; an AST launched `again` gets one for its sizes
+    (see Specializer.resolve's `promoted`)."""
     if self.interpret and any(n.dtype is bfloat16 for n in [*buffers, *ast.walk()]):
       raise TypeError("Triton backend: bfloat16 needs a GPU; Triton's interpreter rounds float32 -> bfloat16 "
                       "toward zero. Use float16 or float32 here")
     buf_sizes = [b.size for b in buffers]
-    built, params, values = (ast, [], []) if again else self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers)
+    built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
     env = {n: v for (n, _), v in zip(params, values)}
     program = self.programs.get(built)
     if program is None:

@@ -286,14 +286,17 @@ class Specializer:
     self.limit, self.every_number = limit, every_number
     self.lock = threading.Lock()
 
-  def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0, numbers: tuple | None = None
-              ) -> tuple[KernelOp, list, list]:
+  def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0, numbers: tuple | None = None,
+              promoted: bool = False) -> tuple[KernelOp, list, list]:
     """`epoch` counts schedules (see device.epoch): ASTs of one structure with other numbers in the schedule that
     first showed it (a training step's per-parameter updates) are each specialized, as their numbers stay from step
     to step; it is numbers that change from one schedule to the next that become arguments. `numbers`, a template
     (key, values, kinds) of ast's structure with other values (a jit's replay, see jit.py), stands for the AST with
     those numbers without making it: a specialized resolution then makes it. A fourth item, the (slot, step) pairs
-    of the numbers that move from call to call, lets the checks be made once for all their values."""
+    of the numbers that move from call to call, lets the checks be made once for all their values. `promoted`: an AST
+    that ran on its structure's kernel sized by arguments (scalar code), back in a later schedule: its sizes and
+    strides get a kernel of their own, as a big kernel's do, whose offsets may still be arguments (the time steps of
+    a recurrence share it; each was built on its own before)."""
     if numbers is None: key, values, kinds, work_slots = _template(ast)
     else: (key, values, kinds, *steps), work_slots = numbers, None
     specialized = lambda: (ast if numbers is None else self._made(ast, values), [], [])  # ast with its own numbers
@@ -323,7 +326,8 @@ class Specializer:
       if wide or s.refused or not in_ranges(values, kinds): return specialized()
       # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
       # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
-      if big and s.shape_changes(values) and not self.every_number and not s.vector_sized(values):
+      if promoted and s.vector_sized(values): return specialized()  # a backend that renders it as scalar code
+      if (big or promoted) and s.shape_changes(values) and not self.every_number and not s.vector_sized(values):
         s = s.sized(values, epoch)
         if s is None: return specialized()
       # the first numbers keep their specialized kernel (a constant trip count vectorizes); within one schedule, a
