@@ -245,9 +245,10 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
-  # loops over arguments: one output per work-item, no tiles; but elementwise work whose size is known to fill
-  # whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE) keeps its vectors
-  if plan.sized_by_arguments and (plan.reduce is not None or not _fills(plan.out_size, LANES)): return None
+  # loops over arguments: one output per work-item, no tiles; but flat elementwise work whose size is known to fill
+  # whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE) keeps its vectors, each lane's index one number
+  if plan.sized_by_arguments and (plan.reduce is not None or len(plan.ast.shape) != 1 or not _fills(plan.out_size, LANES)):
+    return None
   if plan.store is not None: return None  # a piece of a cat: a copy, written where its region lies
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
@@ -264,6 +265,7 @@ def _vector_choice(plan: Plan):
     if not _fills(size, n): continue
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
+    if plan.sized_by_arguments and "gather" in kinds: continue  # divisions by arguments in every lane: scalar code
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
     # elementwise work is vector code even when every load gathers (a transposing copy): the store is one vector
     # and the lanes' index math shares its divisions (2.5x faster on PoCL for a weight's copy to panels)
