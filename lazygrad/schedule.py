@@ -366,7 +366,7 @@ def merge_dims(ast: KernelOp) -> KernelOp:
   for st in trackers:
     view = st.views[-1].reshape(merged)
     if view is None: return ast  # mergeable pair by pair but not as a whole (a mask): left as it is
-    views[id(st)] = ShapeTracker(st.views[:-1] + (view,))
+    views[id(st)] = st._replace(view)
   made: dict[int, KernelOp] = {}
   for node in ast.walk():  # sources first
     if id(node) not in seen: continue  # under a VIEW
