@@ -895,6 +895,11 @@ def _pick_device(index: int):
   return ordered[index]
 
 
+def device_ident(device) -> str:
+  """What the on-disk tables key a built program by besides its text: the driver, its version and the device."""
+  return f"{device.platform.name}|{device.name}|{device.driver_version}"
+
+
 # the modules whose code decides a kernel's source: a change to any of them renders every kernel again
 CODEGEN_MODULES = ("lazygrad.ops", "lazygrad.dtype", "lazygrad.symbolic", "lazygrad.shape", "lazygrad.codegen.lower",
                    "lazygrad.backends.opencl")
@@ -987,6 +992,49 @@ def _serve_builds(index: int):
       print(f"error {type(e).__name__}: {e}".replace("\n", " "), flush=True)
 
 
+class BinaryMaker:
+  """A process that files PoCL binaries of batches a process built from source a second time (`python -m
+  lazygrad.backends.opencl --make-binaries N`, at the lowest priority): PoCL builds a source it has built before from
+  its own cache, but preprocesses the source with its 17,000 lines of OpenCL headers first, 60 ms a program; a binary
+  loads in 2 to 4 ms. Asking PoCL for a binary compiles every kernel in it for any work-group size (about 0.1 s a
+  kernel), so it is done away from the user's process, once per batch, for batches that a second process has
+  built. It is sent batch keys (see Device._build_batch) and ends when the asking process closes its pipe."""
+
+  def __init__(self, index: int):
+    import subprocess
+    self.proc = subprocess.Popen([sys.executable, "-m", "lazygrad.backends.opencl", "--make-binaries", str(index)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)  # Ctrl-C in the terminal is not for it: it ends at EOF
+    os.set_blocking(self.proc.stdin.fileno(), False)  # a maker that falls behind never holds up a realize
+
+  def send(self, key: str) -> bool:
+    try: return os.write(self.proc.stdin.fileno(), (key + "\n").encode()) > 0
+    except OSError: return False  # its pipe is full, or it died: the batch is built from source again next time
+
+
+def make_binaries(ctx, device, keys):
+  """File a PoCL binary (in the on-disk table "opencl", as Device.compile reads it) for each batch key in `keys`."""
+  import pyopencl as cl
+  ident = device_ident(device)
+  for key in keys:
+    sources = disk_cache_get("opencl-batch-sources", key.strip())
+    if sources is None: continue
+    text = batch_source(json.loads(sources))[0]
+    if disk_cache_get("opencl", ident + "\n" + text) is not None: continue  # another process's maker made it
+    try: binary = cl.Program(ctx, text).build(options=["-w"]).binaries[0]
+    except cl.Error: continue
+    disk_cache_put("opencl", ident + "\n" + text, binary)
+
+
+def _serve_binaries(index: int):
+  import pyopencl as cl
+  import signal
+  os.nice(19)  # it only takes a core that nothing else wants
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  device = _pick_device(index)
+  make_binaries(cl.Context([device]), device, sys.stdin)
+
+
 class Device:
   def __init__(self, index: int):
     import pyopencl as cl
@@ -997,7 +1045,7 @@ class Device:
     self.plain_queue = self.timed_queue = None  # while a profile is active: the queue put aside, the timing one
     self.allocator = CLAllocator(self)
     self.index, self.name = index, f"OPENCL:{index}"
-    self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
+    self.ident = device_ident(self.device)
     self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
     self.specializer = Specializer()
@@ -1023,14 +1071,20 @@ class Device:
     self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
+    # PoCL's binaries are made by a helper process (see BinaryMaker), started when first needed; no helper processes
+    # at all where LAZYGRAD_BUILD_WORKERS=0 (the test suite's setting)
+    self.binary_maker: BinaryMaker | None = None
+    self.make_binaries = self.pocl and getenv("LAZYGRAD_BUILD_WORKERS", 1) != 0
 
-  def compile(self, src: str, name: str, kernels: int = 1):
-    """Source -> built program, counted as `kernels` kernels built. PoCL keeps what it builds in its own disk cache
-    (see _pick_device), and reading a binary back from it makes PoCL compile every kernel for any work-group size
-    first (0.15 s a kernel); other drivers' binaries go through ours."""
+  def compile(self, src: str, name: str, kernels: int = 1, again: bool = False):
+    """Source -> built program, counted as `kernels` kernels built; from its binary in our disk cache where there is
+    one. Other drivers' binaries are filed as they are built. PoCL keeps what it builds in its own disk cache (see
+    _pick_device), but building a source again still costs 60 ms, and making its binary compiles every kernel for
+    any work-group size (0.1 s a kernel): a batch built `again` (a second process builds its text) has its binary
+    made by a helper process (see BinaryMaker)."""
     cl = self.cl
     key = self.ident + "\n" + src
-    binary = None if self.pocl else disk_cache_get("opencl", key)
+    binary = disk_cache_get("opencl", key)
     if binary is not None:
       try: return cl.Program(self.ctx, [self.device], [binary]).build()
       except cl.Error: pass  # a stale or foreign binary: build from source
@@ -1041,7 +1095,17 @@ class Device:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
     compile_progress.compiled(time.perf_counter() - start, kernels)
     if not self.pocl: disk_cache_put("opencl", key, prg.binaries[0])
+    elif again and self.make_binaries: self._make_binary(hashlib.sha256(key.encode()).hexdigest())
     return prg
+
+  def _make_binary(self, batch_key: str):
+    """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch)."""
+    if self.binary_maker is None or self.binary_maker.proc.poll() is not None:
+      try: self.binary_maker = BinaryMaker(self.index)
+      except OSError:  # no process can be started here: the batch builds from source next time too
+        self.make_binaries = False
+        return
+    self.binary_maker.send(batch_key)
 
   def exec(self, ast, buffers, origin: str = "", numbers=None):
     """Run one kernel AST over device buffers (buffers[0] is the output); `numbers`: a template of ast's structure
@@ -1201,7 +1265,7 @@ class Device:
     built before is in the driver's cache, or ours: it is loaded, not counted as kernels built, nor one `counted`)."""
     text, names = batch_source(sources)
     try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}",
-                            len(names) if remember and not counted else 0)
+                            len(names) if remember and not counted else 0, again=not remember)
     except KernelError:
       if len(sources) == 1: raise
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source
@@ -1337,3 +1401,5 @@ class Device:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--build-worker"]:
   _serve_builds(int(sys.argv[2]))
+if __name__ == "__main__" and sys.argv[1:2] == ["--make-binaries"]:
+  _serve_binaries(int(sys.argv[2]))
