@@ -5,6 +5,7 @@ float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 e
 """
 from __future__ import annotations
 import collections
+import contextlib
 import functools
 import hashlib
 import json
@@ -1012,18 +1013,39 @@ class BinaryMaker:
     except OSError: return False  # its pipe is full, or it died: the batch is built from source again next time
 
 
+CLAIM_SECONDS = 600  # how long a batch's binary is left to the helper asked first (see claim_binary)
+
+
+def claim_binary(key: str) -> bool:
+  """True for the first process to ask for a batch's binary: a second process that builds the batch from source
+  before the binary is filed leaves it to the first's helper, unless that claim is CLAIM_SECONDS old (its helper
+  died, or PoCL could not make this binary)."""
+  path = cache_dir() / "opencl-binary-claims" / key
+  try:
+    path.parent.mkdir(exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return True
+  except FileExistsError:
+    try:
+      if time.time() - path.stat().st_mtime < CLAIM_SECONDS: return False
+      os.utime(path)
+      return True
+    except OSError: return False
+  except OSError: return False  # a cache that cannot be written only costs a source build
+
+
 def make_binaries(ctx, device, keys):
   """File a PoCL binary (in the on-disk table "opencl", as Device.compile reads it) for each batch key in `keys`."""
   import pyopencl as cl
   ident = device_ident(device)
-  for key in keys:
-    sources = disk_cache_get("opencl-batch-sources", key.strip())
+  for key in map(str.strip, keys):
+    sources = disk_cache_get("opencl-batch-sources", key)
     if sources is None: continue
     text = batch_source(json.loads(sources))[0]
-    if disk_cache_get("opencl", ident + "\n" + text) is not None: continue  # another process's maker made it
     try: binary = cl.Program(ctx, text).build(options=["-w"]).binaries[0]
-    except cl.Error: continue
+    except cl.Error: continue  # its claim stays: no process asks again for CLAIM_SECONDS
     disk_cache_put("opencl", ident + "\n" + text, binary)
+    with contextlib.suppress(OSError): os.remove(cache_dir() / "opencl-binary-claims" / key)
 
 
 def _serve_binaries(index: int):
@@ -1099,7 +1121,9 @@ class Device:
     return prg
 
   def _make_binary(self, batch_key: str):
-    """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch)."""
+    """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch), unless
+    another process's helper has been asked."""
+    if not claim_binary(batch_key): return
     if self.binary_maker is None or self.binary_maker.proc.poll() is not None:
       try: self.binary_maker = BinaryMaker(self.index)
       except OSError:  # no process can be started here: the batch builds from source next time too
