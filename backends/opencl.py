@@ -5,7 +5,6 @@ float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 e
 """
 from __future__ import annotations
 import collections
-import contextlib
 import functools
 import hashlib
 import json
@@ -22,7 +21,8 @@ from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, cache_dir, code_version, disk_cache_get, disk_cache_put, getenv, tuned
+from lazygrad.helpers import (DEBUG, cache_dir, code_version, disk_cache_claim, disk_cache_drop, disk_cache_get,
+                              disk_cache_put, getenv, tuned)
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum, text, value
 
@@ -1013,25 +1013,7 @@ class BinaryMaker:
     except OSError: return False  # its pipe is full, or it died: the batch is built from source again next time
 
 
-CLAIM_SECONDS = 600  # how long a batch's binary is left to the helper asked first (see claim_binary)
-
-
-def claim_binary(key: str) -> bool:
-  """True for the first process to ask for a batch's binary: a second process that builds the batch from source
-  before the binary is filed leaves it to the first's helper, unless that claim is CLAIM_SECONDS old (its helper
-  died, or PoCL could not make this binary)."""
-  path = cache_dir() / "opencl-binary-claims" / key
-  try:
-    path.parent.mkdir(exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    return True
-  except FileExistsError:
-    try:
-      if time.time() - path.stat().st_mtime < CLAIM_SECONDS: return False
-      os.utime(path)
-      return True
-    except OSError: return False
-  except OSError: return False  # a cache that cannot be written only costs a source build
+CLAIM_SECONDS = 600  # how long a batch's binary is left to the helper asked for it first (see Device._make_binary)
 
 
 def make_binaries(ctx, device, keys):
@@ -1043,9 +1025,9 @@ def make_binaries(ctx, device, keys):
     if sources is None: continue
     text = batch_source(json.loads(sources))[0]
     try: binary = cl.Program(ctx, text).build(options=["-w"]).binaries[0]
-    except cl.Error: continue  # its claim stays: no process asks again for CLAIM_SECONDS
+    except cl.Error: continue  # its claim stays: no process asks for it again for CLAIM_SECONDS
     disk_cache_put("opencl", ident + "\n" + text, binary)
-    with contextlib.suppress(OSError): os.remove(cache_dir() / "opencl-binary-claims" / key)
+    disk_cache_drop("opencl-binary-claims", key)
 
 
 def _serve_binaries(index: int):
@@ -1122,8 +1104,9 @@ class Device:
 
   def _make_binary(self, batch_key: str):
     """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch), unless
-    another process's helper has been asked."""
-    if not claim_binary(batch_key): return
+    another process's helper was asked first: processes that build the batch from source again before its binary is
+    filed (a batch of 40 kernels takes a helper seconds) leave it to that one."""
+    if not disk_cache_claim("opencl-binary-claims", batch_key, CLAIM_SECONDS): return
     if self.binary_maker is None or self.binary_maker.proc.poll() is not None:
       try: self.binary_maker = BinaryMaker(self.index)
       except OSError:  # no process can be started here: the batch builds from source next time too

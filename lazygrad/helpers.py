@@ -11,6 +11,7 @@ import pathlib
 import secrets
 import stat
 import tempfile
+import time
 from math import prod  # re-exported: one definition for every room
 
 DEBUG = int(os.environ.get("LAZYGRAD_DEBUG", "0") or 0)
@@ -93,6 +94,27 @@ def disk_cache_put(table: str, key: str, data: bytes):
     pass  # a cache that cannot be written only costs a recompile
 
 
+def disk_cache_claim(table: str, key: str, seconds: float) -> bool:
+  """True for the first process to claim `key` in `table` (work that one process does for all of them), and again
+  once that claim is `seconds` old (the process that made it died, or could not do the work); see disk_cache_drop."""
+  path = cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return True
+  except FileExistsError:
+    try:
+      if time.time() - path.stat().st_mtime < seconds: return False
+      os.utime(path)
+      return True
+    except OSError: return False
+  except OSError: return False  # a cache that cannot be written: nobody does the work
+
+
+def disk_cache_drop(table: str, key: str):
+  with contextlib.suppress(OSError): (cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()).unlink()
+
+
 def tuned(table: str, key: str, candidates: list, measure, label: str = "", rounds: int = 3):
   """The fastest of `candidates` (JSON values, the default first) by `measure(candidate) -> seconds`, taken in
   `rounds` rounds of every candidate in turn, each counted by its best round: the load that other processes put on a
@@ -143,4 +165,5 @@ def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
   return dim % max(ndim, 1)
 
 
-__all__ = ["DEBUG", "getenv", "cache_dir", "atomic_write", "disk_cache_get", "disk_cache_put", "tuned", "code_version", "argsort", "normalize_dim", "prod"]
+__all__ = ["DEBUG", "getenv", "cache_dir", "atomic_write", "disk_cache_get", "disk_cache_put", "disk_cache_claim",
+           "disk_cache_drop", "tuned", "code_version", "argsort", "normalize_dim", "prod"]

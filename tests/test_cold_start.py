@@ -83,14 +83,14 @@ def test_a_batch_a_second_process_builds_loads_from_a_binary_in_the_next(builds,
   assert dev.binary_maker is maker  # nothing more asked of a helper
 
 
-def test_a_batchs_binary_is_asked_of_one_helper_until_its_claim_lapses(builds, tmp_path):
-  """Processes that build a batch from source before its binary is filed leave it to the first one's helper (a
-  batch of 40 kernels takes it seconds); a claim left by a helper that died lapses."""
-  import os
-  assert opencl.claim_binary("ab12") and not opencl.claim_binary("ab12") and opencl.claim_binary("cd34")
-  claim = tmp_path / "opencl-binary-claims" / "ab12"
-  os.utime(claim, (claim.stat().st_atime, claim.stat().st_mtime - opencl.CLAIM_SECONDS - 1))
-  assert opencl.claim_binary("ab12") and not opencl.claim_binary("ab12")
+def test_work_for_every_process_is_claimed_by_one_until_its_claim_lapses(builds):
+  """Processes that build a batch from source before its binary is filed leave it to the first one's helper; a claim
+  left by a helper that died lapses."""
+  claim = lambda key, seconds=60: helpers.disk_cache_claim("claims", key, seconds)
+  assert claim("ab12") and not claim("ab12") and claim("cd34")
+  assert not claim("ab12", seconds=1e6) and claim("ab12", seconds=0) and not claim("ab12")  # lapsed, claimed again
+  helpers.disk_cache_drop("claims", "ab12")
+  assert claim("ab12")
 
 
 IMPORT_ONLY = """
