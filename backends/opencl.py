@@ -996,7 +996,7 @@ def _serve_builds(index: int):
 class BinaryMaker:
   """A process that files PoCL binaries of batches a process built from source a second time (`python -m
   lazygrad.backends.opencl --make-binaries N`, at the lowest priority): PoCL builds a source it has built before from
-  its own cache, but preprocesses the source with its 17,000 lines of OpenCL headers first, 60 ms a program; a binary
+  its own cache, but preprocesses the source with its 19,000 lines of OpenCL headers first, 60 ms a program; a binary
   loads in 2 to 4 ms. Asking PoCL for a binary compiles every kernel in it for any work-group size (about 0.1 s a
   kernel), so it is done away from the user's process, once per batch, for batches that a second process has
   built. It is sent batch keys (see Device._build_batch) and ends when the asking process closes its pipe."""
@@ -1272,7 +1272,7 @@ class Device:
     built before is in the driver's cache, or ours: it is loaded, not counted as kernels built, nor one `counted`)."""
     text, names = batch_source(sources)
     try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}",
-                            len(names) if remember and not counted else 0, again=not remember)
+                            len(names) if remember and not counted else 0, not remember)
     except KernelError:
       if len(sources) == 1: raise
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source

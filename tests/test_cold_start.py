@@ -22,7 +22,7 @@ def builds(monkeypatch, tmp_path):
   monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
   dev = forget_kernels(monkeypatch, devices.get("OPENCL"))
   built, compile = [], dev.compile
-  monkeypatch.setattr(dev, "compile", lambda src, name, kernels=1, **kw: built.append((src, kernels)) or compile(src, name, kernels, **kw))
+  monkeypatch.setattr(dev, "compile", lambda src, name, kernels=1, *again: built.append((src, kernels)) or compile(src, name, kernels, *again))
   return built
 
 
