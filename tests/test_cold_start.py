@@ -108,7 +108,7 @@ def test_import_lazygrad_loads_no_backend_or_optional_package_until_a_tensor_nee
   import subprocess
   import sys
   optional = ["pyopencl", "triton", "torch", "onnx", "mpi4py", "lazygrad.backends.opencl", "lazygrad.backends.triton",
-              "lazygrad.nn", "lazygrad.onnx", "lazygrad.distributed", "lazygrad.profiler", "lazygrad.linalg"]
+              "lazygrad.nn", "lazygrad.onnx", "lazygrad.distributed", "lazygrad.profiler", "lazygrad.linalg", "lazygrad.state"]
   script = f"OPTIONAL = {optional!r}" + IMPORT_ONLY
   run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
   assert run.returncode == 0, run.stderr
