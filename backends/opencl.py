@@ -994,8 +994,8 @@ def _serve_builds(index: int):
 
 
 class BinaryMaker:
-  """A process that files PoCL binaries of batches a process built from source a second time (`python -m
-  lazygrad.backends.opencl --make-binaries N`, at the lowest priority): PoCL builds a source it has built before from
+  """A process that files PoCL binaries of batches a process built from source a second time (_serve_binaries, at
+  the lowest priority from its start, imports included): PoCL builds a source it has built before from
   its own cache, but preprocesses the source with its 19,000 lines of OpenCL headers first, 60 ms a program; a binary
   loads in 2 to 4 ms. Asking PoCL for a binary compiles every kernel in it for any work-group size (about 0.1 s a
   kernel), so it is done away from the user's process, once per batch, for batches that a second process has
@@ -1003,9 +1003,12 @@ class BinaryMaker:
 
   def __init__(self, index: int):
     import subprocess
-    self.proc = subprocess.Popen([sys.executable, "-m", "lazygrad.backends.opencl", "--make-binaries", str(index)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)  # Ctrl-C in the terminal is not for it: it ends at EOF
+    # in this session, not a new one: Linux shares the CPU fairly between sessions ("autogroups") whatever their
+    # processes' priorities, and a helper in its own would take a core from the user's process
+    serve = ("import os, sys; os.nice(19)\n"
+             "from lazygrad.backends.opencl import _serve_binaries; _serve_binaries(int(sys.argv[1]))")
+    self.proc = subprocess.Popen([sys.executable, "-c", serve, str(index)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.set_blocking(self.proc.stdin.fileno(), False)  # a maker that falls behind never holds up a realize
 
   def send(self, key: str) -> bool:
@@ -1021,11 +1024,13 @@ def make_binaries(ctx, device, keys):
   import pyopencl as cl
   ident = device_ident(device)
   for key in map(str.strip, keys):
+    if not cache_dir().is_dir(): return  # a temporary cache, removed: nothing is left to file binaries for
     sources = disk_cache_get("opencl-batch-sources", key)
     if sources is None: continue
     text = batch_source(json.loads(sources))[0]
     try: binary = cl.Program(ctx, text).build(options=["-w"]).binaries[0]
     except cl.Error: continue  # its claim stays: no process asks for it again for CLAIM_SECONDS
+    if not cache_dir().is_dir(): return
     disk_cache_put("opencl", ident + "\n" + text, binary)
     disk_cache_drop("opencl-binary-claims", key)
 
@@ -1033,8 +1038,7 @@ def make_binaries(ctx, device, keys):
 def _serve_binaries(index: int):
   import pyopencl as cl
   import signal
-  os.nice(19)  # it only takes a core that nothing else wants
-  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the user's process: this one ends at EOF
   device = _pick_device(index)
   make_binaries(cl.Context([device]), device, sys.stdin)
 
@@ -1408,5 +1412,3 @@ class Device:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--build-worker"]:
   _serve_builds(int(sys.argv[2]))
-if __name__ == "__main__" and sys.argv[1:2] == ["--make-binaries"]:
-  _serve_binaries(int(sys.argv[2]))
