@@ -1103,8 +1103,12 @@ class Device:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
     compile_progress.compiled(time.perf_counter() - start, kernels)
     if not self.pocl: disk_cache_put("opencl", key, prg.binaries[0])
-    elif again and self.make_binaries: self._make_binary(hashlib.sha256(key.encode()).hexdigest())
+    elif again and self.make_binaries: self._make_binary(self.batch_key(src))
     return prg
+
+  def batch_key(self, text: str) -> str:
+    """The name a batch's text is filed under (its sources, a claim on its binary): a digest of the text."""
+    return hashlib.sha256((self.ident + "\n" + text).encode()).hexdigest()
 
   def _make_binary(self, batch_key: str):
     """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch), unless
@@ -1283,7 +1287,7 @@ class Device:
       raise
     for (src, _), name in zip(sources, names): self.batches[src] = (prg, name)
     if remember:
-      key = hashlib.sha256((self.ident + "\n" + text).encode()).hexdigest()
+      key = self.batch_key(text)
       disk_cache_put("opencl-batch-sources", key, json.dumps(sources).encode())
       for src, _ in sources: disk_cache_put("opencl-batch", self.ident + "\n" + src, key.encode())
 
