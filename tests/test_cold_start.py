@@ -83,6 +83,19 @@ def test_a_batch_a_second_process_builds_loads_from_a_binary_in_the_next(builds,
   assert dev.binary_maker is maker  # nothing more asked of a helper
 
 
+def test_a_helper_whose_cache_folder_was_removed_files_nothing(monkeypatch, tmp_path):
+  """A bench's or a test's temporary cache can go while its helper still has batches to make binaries for."""
+  import json
+  dev = devices.get("OPENCL")  # opened first: PoCL makes its own cache folder as it starts
+  gone = tmp_path / "removed"
+  monkeypatch.setattr(helpers, "cache_dir", lambda: gone)
+  monkeypatch.setattr(opencl, "cache_dir", lambda: gone)
+  source = "__kernel void k(__global float* a) { a[get_global_id(0)] = 1.0f; }"  # as read before the folder went
+  monkeypatch.setattr(opencl, "disk_cache_get", lambda table, key: json.dumps([[source, "k"]]).encode())
+  opencl.make_binaries(dev.ctx, dev.device, ["ab12\n"])
+  assert not gone.exists()
+
+
 def test_work_for_every_process_is_claimed_by_one_until_its_claim_lapses(builds):
   """Processes that build a batch from source before its binary is filed leave it to the first one's helper; a claim
   left by a helper that died lapses."""
