@@ -1117,7 +1117,8 @@ class Device:
     if not disk_cache_claim("opencl-binary-claims", batch_key, CLAIM_SECONDS): return
     if self.binary_maker is None or self.binary_maker.proc.poll() is not None:
       try: self.binary_maker = BinaryMaker(self.index)
-      except OSError:  # no process can be started here: the batch builds from source next time too
+      except Exception:  # no process can be started here (no sys.executable in an embedded Python, no fork): the
+        # batch builds from source next time too, and never a realize fails for it
         self.make_binaries = False
         return
     self.binary_maker.send(batch_key)
