@@ -21,7 +21,8 @@ from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
-from lazygrad.helpers import DEBUG, cache_dir, code_version, disk_cache_get, disk_cache_put, getenv, tuned
+from lazygrad.helpers import (DEBUG, cache_dir, code_version, disk_cache_claim, disk_cache_drop, disk_cache_get,
+                              disk_cache_put, getenv, tuned)
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, kernel_text, reduce_identity
 from lazygrad.symbolic import Node, Num, Var, make_sum, text, value
 
@@ -905,6 +906,11 @@ def _pick_device(index: int):
   return ordered[index]
 
 
+def device_ident(device) -> str:
+  """What the on-disk tables key a built program by besides its text: the driver, its version and the device."""
+  return f"{device.platform.name}|{device.name}|{device.driver_version}"
+
+
 # the modules whose code decides a kernel's source: a change to any of them renders every kernel again
 CODEGEN_MODULES = ("lazygrad.ops", "lazygrad.dtype", "lazygrad.symbolic", "lazygrad.shape", "lazygrad.codegen.lower",
                    "lazygrad.backends.opencl")
@@ -997,6 +1003,56 @@ def _serve_builds(index: int):
       print(f"error {type(e).__name__}: {e}".replace("\n", " "), flush=True)
 
 
+class BinaryMaker:
+  """A process that files PoCL binaries of batches a process built from source a second time (_serve_binaries, at
+  the lowest priority from its start, imports included): PoCL builds a source it has built before from
+  its own cache, but preprocesses the source with its 19,000 lines of OpenCL headers first, 60 ms a program; a binary
+  loads in 2 to 4 ms. Asking PoCL for a binary compiles every kernel in it for any work-group size (about 0.1 s a
+  kernel), so it is done away from the user's process, once per batch, for batches that a second process has
+  built. It is sent batch keys (see Device._build_batch) and ends when the asking process closes its pipe."""
+
+  def __init__(self, index: int):
+    import subprocess
+    # in this session, not a new one: Linux shares the CPU fairly between sessions ("autogroups") whatever their
+    # processes' priorities, and a helper in its own would take a core from the user's process
+    serve = ("import os, sys; os.nice(19)\n"
+             "from lazygrad.backends.opencl import _serve_binaries; _serve_binaries(int(sys.argv[1]))")
+    self.proc = subprocess.Popen([sys.executable, "-c", serve, str(index)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.set_blocking(self.proc.stdin.fileno(), False)  # a maker that falls behind never holds up a realize
+
+  def send(self, key: str) -> bool:
+    try: return os.write(self.proc.stdin.fileno(), (key + "\n").encode()) > 0
+    except OSError: return False  # its pipe is full, or it died: the batch is built from source again next time
+
+
+CLAIM_SECONDS = 600  # how long a batch's binary is left to the helper asked for it first (see Device._make_binary)
+
+
+def make_binaries(ctx, device, keys):
+  """File a PoCL binary (in the on-disk table "opencl", as Device.compile reads it) for each batch key in `keys`."""
+  import pyopencl as cl
+  ident = device_ident(device)
+  for key in map(str.strip, keys):
+    if not cache_dir().is_dir(): return  # a temporary cache, removed: nothing is left to file binaries for
+    sources = disk_cache_get("opencl-batch-sources", key)
+    if sources is None: continue
+    text = batch_source(json.loads(sources))[0]
+    try: binary = cl.Program(ctx, text).build(options=["-w"]).binaries[0]
+    except cl.Error: continue  # its claim stays: no process asks for it again for CLAIM_SECONDS
+    if not cache_dir().is_dir(): return
+    disk_cache_put("opencl", ident + "\n" + text, binary)
+    disk_cache_drop("opencl-binary-claims", key)
+
+
+def _serve_binaries(index: int):
+  import pyopencl as cl
+  import signal
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the user's process: this one ends at EOF
+  device = _pick_device(index)
+  make_binaries(cl.Context([device]), device, sys.stdin)
+
+
 class Device:
   def __init__(self, index: int):
     import pyopencl as cl
@@ -1007,7 +1063,7 @@ class Device:
     self.plain_queue = self.timed_queue = None  # while a profile is active: the queue put aside, the timing one
     self.allocator = CLAllocator(self)
     self.index, self.name = index, f"OPENCL:{index}"
-    self.ident = f"{self.device.platform.name}|{self.device.name}|{self.device.driver_version}"
+    self.ident = device_ident(self.device)
     self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
     self.specializer = Specializer()
@@ -1033,14 +1089,20 @@ class Device:
     self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
+    # PoCL's binaries are made by a helper process (see BinaryMaker), started when first needed; no helper processes
+    # at all where LAZYGRAD_BUILD_WORKERS=0 (the test suite's setting)
+    self.binary_maker: BinaryMaker | None = None
+    self.make_binaries = self.pocl and getenv("LAZYGRAD_BUILD_WORKERS", 1) != 0
 
-  def compile(self, src: str, name: str, kernels: int = 1):
-    """Source -> built program, counted as `kernels` kernels built. PoCL keeps what it builds in its own disk cache
-    (see _pick_device), and reading a binary back from it makes PoCL compile every kernel for any work-group size
-    first (0.15 s a kernel); other drivers' binaries go through ours."""
+  def compile(self, src: str, name: str, kernels: int = 1, again: bool = False):
+    """Source -> built program, counted as `kernels` kernels built; from its binary in our disk cache where there is
+    one. Other drivers' binaries are filed as they are built. PoCL keeps what it builds in its own disk cache (see
+    _pick_device), but building a source again still costs 60 ms, and making its binary compiles every kernel for
+    any work-group size (0.1 s a kernel): a batch built `again` (a second process builds its text) has its binary
+    made by a helper process (see BinaryMaker)."""
     cl = self.cl
     key = self.ident + "\n" + src
-    binary = None if self.pocl else disk_cache_get("opencl", key)
+    binary = disk_cache_get("opencl", key)
     if binary is not None:
       try: return cl.Program(self.ctx, [self.device], [binary]).build()
       except cl.Error: pass  # a stale or foreign binary: build from source
@@ -1051,7 +1113,25 @@ class Device:
       raise KernelError(f"OpenCL failed to compile kernel {name}:\n{e}\n--- source ---\n{src}") from None
     compile_progress.compiled(time.perf_counter() - start, kernels)
     if not self.pocl: disk_cache_put("opencl", key, prg.binaries[0])
+    elif again and self.make_binaries: self._make_binary(self.batch_key(src))
     return prg
+
+  def batch_key(self, text: str) -> str:
+    """The name a batch's text is filed under (its sources, a claim on its binary): a digest of the text."""
+    return hashlib.sha256((self.ident + "\n" + text).encode()).hexdigest()
+
+  def _make_binary(self, batch_key: str):
+    """Ask the helper process to file the binary of the batch filed under `batch_key` (see _build_batch), unless
+    another process's helper was asked first: processes that build the batch from source again before its binary is
+    filed (a batch of 40 kernels takes a helper seconds) leave it to that one."""
+    if not disk_cache_claim("opencl-binary-claims", batch_key, CLAIM_SECONDS): return
+    if self.binary_maker is None or self.binary_maker.proc.poll() is not None:
+      try: self.binary_maker = BinaryMaker(self.index)
+      except Exception:  # no process can be started here (no sys.executable in an embedded Python, no fork): the
+        # batch builds from source next time too, and never a realize fails for it
+        self.make_binaries = False
+        return
+    self.binary_maker.send(batch_key)
 
   def exec(self, ast, buffers, origin: str = "", numbers=None):
     """Run one kernel AST over device buffers (buffers[0] is the output); `numbers`: a template of ast's structure
@@ -1211,14 +1291,14 @@ class Device:
     built before is in the driver's cache, or ours: it is loaded, not counted as kernels built, nor one `counted`)."""
     text, names = batch_source(sources)
     try: prg = self.compile(text, names[0] if len(names) == 1 else f"batch of {len(names)}",
-                            len(names) if remember and not counted else 0)
+                            len(names) if remember and not counted else 0, not remember)
     except KernelError:
       if len(sources) == 1: raise
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source
       raise
     for (src, _), name in zip(sources, names): self.batches[src] = (prg, name)
     if remember:
-      key = hashlib.sha256((self.ident + "\n" + text).encode()).hexdigest()
+      key = self.batch_key(text)
       disk_cache_put("opencl-batch-sources", key, json.dumps(sources).encode())
       for src, _ in sources: disk_cache_put("opencl-batch", self.ident + "\n" + src, key.encode())
 

@@ -92,15 +92,14 @@ from lazygrad.tensor import (tensordot, cdist, rsub, trapz, trapezoid, cumulativ
 
 __version__ = "0.1.0"
 
-from lazygrad.state import save, load  # noqa: E402
-
-
 def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
 
 
 def __getattr__(name):
-  # nn, optim, data, linalg, special, signal, distributed and profiler load on first use, so `import lazygrad` stays quick
+  # nn, optim, data, linalg, special, signal, distributed and profiler load on first use, so `import lazygrad` stays
+  # quick; so do save and load (lazygrad.state, with zipfile and pickle)
+  import importlib
   if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed", "profiler"):
-    import importlib
     return importlib.import_module(f"lazygrad.{name}")
+  if name in ("save", "load"): return getattr(importlib.import_module("lazygrad.state"), name)
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

@@ -3,15 +3,13 @@ measured choices), list utilities."""
 from __future__ import annotations
 import contextlib
 import functools
-import hashlib
-import json
 import math
 import os
 import pathlib
-import secrets
 import stat
-import tempfile
+import time
 from math import prod  # re-exported: one definition for every room
+# hashlib, json, secrets and tempfile are imported where used: `import lazygrad` stays quick (about 15 ms of them)
 
 DEBUG = int(os.environ.get("LAZYGRAD_DEBUG", "0") or 0)
 
@@ -29,6 +27,7 @@ def cache_dir() -> pathlib.Path:
   try:
     path.mkdir(parents=True, exist_ok=True)
   except OSError:
+    import tempfile
     path = pathlib.Path(tempfile.gettempdir()) / "lazygrad-cache"
     path.mkdir(parents=True, exist_ok=True)
   return path
@@ -45,6 +44,7 @@ def atomic_write(path, durable: bool = True):
   mode, not chmodded: the umask cannot be read without setting it, for every thread). A symlink at `path` stays and
   its target is replaced, as open() would write through it. `durable`: the data reaches the disk before the rename
   (a checkpoint: else a power cut can leave an empty file where the old one was); a cache entry can do without."""
+  import secrets
   given = os.fspath(path)
   path = os.path.realpath(given)
   folder, name = os.path.split(path)
@@ -77,20 +77,46 @@ def atomic_write(path, durable: bool = True):
       finally: os.close(dir_fd)
 
 
+def disk_cache_path(table: str, key: str) -> pathlib.Path:
+  """Where the on-disk cache keeps `key`'s entry in `table`: a file named by the key's digest."""
+  import hashlib
+  return cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()
+
+
 def disk_cache_get(table: str, key: str) -> bytes | None:
-  path = cache_dir() / table / hashlib.sha256(key.encode()).hexdigest()
-  try: return path.read_bytes()
+  try: return disk_cache_path(table, key).read_bytes()
   except OSError: return None
 
 
 def disk_cache_put(table: str, key: str, data: bytes):
   """Write atomically, so a process reading at the same time never sees half a file."""
-  folder = cache_dir() / table
+  path = disk_cache_path(table, key)
   try:
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_write(folder / hashlib.sha256(key.encode()).hexdigest(), durable=False) as f: f.write(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, durable=False) as f: f.write(data)
   except OSError:
     pass  # a cache that cannot be written only costs a recompile
+
+
+def disk_cache_claim(table: str, key: str, seconds: float) -> bool:
+  """True for the first process to claim `key` in `table` (work that one process does for all of them), and again
+  once that claim is `seconds` old (the process that made it died, or could not do the work); see disk_cache_drop."""
+  path = disk_cache_path(table, key)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return True
+  except FileExistsError:
+    try:
+      if time.time() - path.stat().st_mtime < seconds: return False
+      os.utime(path)
+      return True
+    except OSError: return False
+  except OSError: return False  # a cache that cannot be written: nobody does the work
+
+
+def disk_cache_drop(table: str, key: str):
+  with contextlib.suppress(OSError): disk_cache_path(table, key).unlink()
 
 
 def tuned(table: str, key: str, candidates: list, measure, label: str = "", rounds: int = 3):
@@ -99,6 +125,7 @@ def tuned(table: str, key: str, candidates: list, measure, label: str = "", roun
   shared machine comes and goes, and should not favour whichever candidate ran in a quiet moment. It is measured once
   per key; the choice is kept in the on-disk cache, so a second run pays nothing. A candidate whose measure raises
   (a tile too big for the device's shared memory) is dropped; if every one is, the default's error is raised."""
+  import json
   cached = disk_cache_get(table, key)
   if cached is not None and (choice := json.loads(cached)) in candidates: return choice
   best: dict[int, float] = {}
@@ -123,6 +150,7 @@ def tuned(table: str, key: str, candidates: list, measure, label: str = "", roun
 def code_version(*modules: str) -> str:
   """A digest of the named modules' source files: part of a cache key for what that code generates, so a change to
   the code never reuses what older code made."""
+  import hashlib
   import importlib.util
   digest = hashlib.sha256()
   for name in modules: digest.update(pathlib.Path(importlib.util.find_spec(name).origin).read_bytes())
@@ -143,4 +171,5 @@ def normalize_dim(dim: int, ndim: int, op: str = "dim") -> int:
   return dim % max(ndim, 1)
 
 
-__all__ = ["DEBUG", "getenv", "cache_dir", "atomic_write", "disk_cache_get", "disk_cache_put", "tuned", "code_version", "argsort", "normalize_dim", "prod"]
+__all__ = ["DEBUG", "getenv", "cache_dir", "atomic_write", "disk_cache_path", "disk_cache_get", "disk_cache_put", "disk_cache_claim",
+           "disk_cache_drop", "tuned", "code_version", "argsort", "normalize_dim", "prod"]

@@ -1,5 +1,6 @@
 """A new model's first step: the kernels a realize needs are built together, a build that fails names its kernel and
-leaves nothing half computed, and a new process builds the same batches again (which the driver's cache holds)."""
+leaves nothing half computed, and a new process builds the same batches again (which the driver's cache holds). A
+warm start: `import lazygrad` loads no backend, and a batch built a second time loads from a binary the third."""
 import importlib
 import re
 
@@ -21,7 +22,7 @@ def builds(monkeypatch, tmp_path):
   monkeypatch.setattr(helpers, "cache_dir", lambda: tmp_path)
   dev = forget_kernels(monkeypatch, devices.get("OPENCL"))
   built, compile = [], dev.compile
-  monkeypatch.setattr(dev, "compile", lambda src, name, kernels=1: built.append((src, kernels)) or compile(src, name, kernels))
+  monkeypatch.setattr(dev, "compile", lambda src, name, kernels=1, *again: built.append((src, kernels)) or compile(src, name, kernels, *again))
   return built
 
 
@@ -55,6 +56,76 @@ def test_a_new_process_builds_a_kernel_in_the_batch_it_was_first_built_in(builds
   a, _, _, xn = two_reductions(0.0456)
   np.testing.assert_allclose(a.numpy(), np.exp(xn * 0.0456).sum(1), rtol=1e-5)  # one of the batch's two kernels
   assert [src for src, _ in builds] == [first, first]
+
+
+def test_a_batch_a_second_process_builds_loads_from_a_binary_in_the_next(builds, monkeypatch, tmp_path):
+  """A batch's text built again from source (PoCL preprocesses it for 60 ms even when its cache holds the program)
+  is sent to the helper process that makes its binary (0.1 s a kernel to make); a later process loads that binary."""
+  dev = devices.get("OPENCL")
+  monkeypatch.setattr(dev, "make_binaries", True)
+  monkeypatch.setattr(dev, "binary_maker", None)
+  monkeypatch.setenv("LAZYGRAD_CACHE_DIR", str(tmp_path))  # the helper's disk cache is this test's
+  realize(*two_reductions(0.0654)[:2])  # a first process: built and filed as a batch
+  assert dev.binary_maker is None
+  forget_kernels(monkeypatch, dev)
+  realize(*two_reductions(0.0654)[:2])  # a second: the same batch built from source again, and its binary asked for
+  maker = dev.binary_maker
+  maker.proc.stdin.close()  # as when this process ends: the helper files what it was sent, then stops
+  assert maker.proc.wait(timeout=120) == 0
+  forget_kernels(monkeypatch, devices.get("OPENCL"))
+  Program, made = dev.cl.Program, []
+  monkeypatch.setattr(dev.cl, "Program", lambda *args: made.append("binary" if len(args) == 3 else "source") or Program(*args))
+  a, b, _, xn = two_reductions(0.0654)
+  realize(a, b)
+  assert made == ["binary"] and len({src for src, _ in builds}) == 1  # the third: the batch's binary, no source build
+  np.testing.assert_allclose(a.numpy(), np.exp(xn * 0.0654).sum(1), rtol=1e-5)
+  np.testing.assert_allclose(b.numpy(), (xn - 0.0654).max(0), rtol=1e-5)
+  assert dev.binary_maker is maker  # nothing more asked of a helper
+
+
+def test_a_helper_whose_cache_folder_was_removed_files_nothing(monkeypatch, tmp_path):
+  """A bench's or a test's temporary cache can go while its helper still has batches to make binaries for."""
+  import json
+  dev = devices.get("OPENCL")  # opened first: PoCL makes its own cache folder as it starts
+  gone = tmp_path / "removed"
+  monkeypatch.setattr(helpers, "cache_dir", lambda: gone)
+  monkeypatch.setattr(opencl, "cache_dir", lambda: gone)
+  source = "__kernel void k(__global float* a) { a[get_global_id(0)] = 1.0f; }"  # as read before the folder went
+  monkeypatch.setattr(opencl, "disk_cache_get", lambda table, key: json.dumps([[source, "k"]]).encode())
+  opencl.make_binaries(dev.ctx, dev.device, ["ab12\n"])
+  assert not gone.exists()
+
+
+def test_work_for_every_process_is_claimed_by_one_until_its_claim_lapses(builds):
+  """Processes that build a batch from source before its binary is filed leave it to the first one's helper; a claim
+  left by a helper that died lapses."""
+  claim = lambda key, seconds=60: helpers.disk_cache_claim("claims", key, seconds)
+  assert claim("ab12") and not claim("ab12") and claim("cd34")
+  assert not claim("ab12", seconds=1e6) and claim("ab12", seconds=0) and not claim("ab12")  # lapsed, claimed again
+  helpers.disk_cache_drop("claims", "ab12")
+  assert claim("ab12")
+
+
+IMPORT_ONLY = """
+import sys
+import lazygrad as lg
+print(*sorted(m for m in OPTIONAL if m in sys.modules))
+lg.Tensor([1.0, 2.0]).exp().numpy()
+print(*sorted(m for m in OPTIONAL if m in sys.modules))
+"""
+
+
+def test_import_lazygrad_loads_no_backend_or_optional_package_until_a_tensor_needs_it():
+  """`import lazygrad` costs what a CPU tensor needs, no more: pyopencl (0.1 s to import) and the device wait for
+  the first tensor, and the other backends, the optional extras and lazygrad's own optional rooms for their use."""
+  import subprocess
+  import sys
+  optional = ["pyopencl", "triton", "torch", "onnx", "mpi4py", "lazygrad.backends.opencl", "lazygrad.backends.triton",
+              "lazygrad.nn", "lazygrad.onnx", "lazygrad.distributed", "lazygrad.profiler", "lazygrad.linalg", "lazygrad.state"]
+  script = f"OPTIONAL = {optional!r}" + IMPORT_ONLY
+  run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stderr
+  assert run.stdout.splitlines() == ["", "lazygrad.backends.opencl pyopencl"]
 
 
 @pytest.fixture
