@@ -152,6 +152,14 @@ class ComplexTensor(Tensor):
     return self if ri is self._ri else ComplexTensor._wrap(ri)
 
   def type(self, dtype=None): return "complex64" if dtype is None else self.cast(dtype)
+  def float(self): return self.cast("float32")
+  def half(self): return self.cast("float16")
+  def double(self): return self.cast("float64")
+  def int(self): return self.cast("int32")
+  def long(self): return self.cast("int64")
+  def bool(self): return self.cast("bool")
+  def cfloat(self): return self
+  def type_as(self, other): return self.cast(other.dtype)
 
   def zeros_like(self, dtype=None) -> Tensor: return self.full_like(0, dtype)
   def ones_like(self, dtype=None) -> Tensor: return self.full_like(1, dtype)
