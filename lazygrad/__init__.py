@@ -2,7 +2,7 @@
 from lazygrad.tensor import Tensor, ShapeError, no_grad, enable_grad, manual_seed, cat, stack, where, einsum, grad_enabled, realize
 from lazygrad.dtype import (DType, bool_ as bool, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
                             complex64, complex64 as cfloat, promote_types)
-from lazygrad.complex import view_as_real, view_as_complex, complex, polar, real, imag, conj, angle, is_complex
+from lazygrad.complex import view_as_real, view_as_complex, complex, polar, real, imag, conj, angle, is_complex, isreal
 from lazygrad.device import kernel_count, compile_count, memory_stats, empty_cache, synchronize
 from lazygrad.jit import jit
 from lazygrad.dtype import float16 as half, float32 as float, float64 as double, int32 as int, int64 as long

@@ -109,6 +109,7 @@ class ComplexTensor(Tensor):
   @property
   def _ctx(self): return self._ri._ctx
   def is_complex(self) -> bool: return True
+  def isreal(self) -> Tensor: return self.imag == 0
   def is_floating_point(self) -> bool: return False
 
   def __repr__(self):
@@ -397,6 +398,7 @@ def imag(input: Tensor) -> Tensor: return input.imag
 def conj(input: Tensor) -> Tensor: return input.conj()
 def angle(input: Tensor) -> Tensor: return input.angle()
 def is_complex(input: Tensor) -> bool: return input.is_complex()
+def isreal(input: Tensor) -> Tensor: return input.isreal()
 
 
 def cat_complex(tensors, dim: int) -> ComplexTensor:

@@ -283,6 +283,8 @@ class Tensor:
     return self.dtype.name if dtype is None else self.cast(dtype)
   def is_floating_point(self) -> bool: return self.dtype.is_float
   def is_complex(self) -> bool: return False
+  def isreal(self) -> Tensor: return self.ones_like(bool_)
+  def cfloat(self) -> Tensor: return self.cast(complex64)
   # a real tensor's complex parts, as torch's: itself, and no imaginary part
   @property
   def real(self) -> Tensor: return self
@@ -294,8 +296,7 @@ class Tensor:
   def resolve_neg(self) -> Tensor: return self
   def angle(self) -> Tensor:
     """torch.angle of a real tensor: pi where it is negative, 0 elsewhere, nan where nan (gradient 0)."""
-    x = self._float().detach()
-    return (x < 0).where(math.pi, 0.0).where(x == x, math.nan)
+    return self._custom_grad(lambda x: (x == x).where((x < 0).where(math.pi, 0.0), math.nan), lambda x, g: g.zeros_like())
 
   # ---- creation
 
