@@ -83,6 +83,7 @@ def _is_complex_data(data) -> bool:
   """Whether Tensor(data) is complex64 (a complex number or array, or a list of them)."""
   if isinstance(data, (complex, np.complexfloating)): return True
   if isinstance(data, np.ndarray): return data.dtype.kind == "c"
+  if isinstance(data, Tensor): return data.is_complex()
   if isinstance(data, (list, tuple)) and data:
     try: return np.asarray(data).dtype.kind == "c"
     except (TypeError, ValueError): return False

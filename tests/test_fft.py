@@ -131,6 +131,16 @@ def test_fft_sizes(n):
   check(lg.fft.irfft(lg.Tensor(x), n=n), torch.fft.irfft(torch.tensor(x), n=n), f"irfft n={n}")
 
 
+def test_gradient_convention_of_a_nonlinear_loss():
+  """torch's convention for complex inputs (d/dRe + i d/dIm of a real loss), and real gradients for real inputs."""
+  x, r = randc(2, 6), randr(2, 6)
+  a, b = lg.Tensor(x, requires_grad=True), lg.Tensor(r, requires_grad=True)
+  ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(r, requires_grad=True)
+  (lg.view_as_real(lg.fft.fft(a)).pow(2).sum() + (lg.fft.rfft(b) * a[:, :4]).abs().sum()).backward()
+  (torch.view_as_real(torch.fft.fft(ta)).pow(2).sum() + (torch.fft.rfft(tb) * ta[:, :4]).abs().sum()).backward()
+  check(a.grad, ta.grad, "complex input")
+  check(b.grad, tb.grad, "real input")
+
 def test_fft_4096_is_not_a_dense_product():
   z = lg.Tensor(randc(4096))
   lg.fft.fft(z).realize()  # the tables uploaded
