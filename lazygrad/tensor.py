@@ -71,7 +71,9 @@ def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) a
 
 def _complex_operand(x) -> bool:
   """Whether a real tensor's binary op meets a complex operand (the op is then the complex tensor's)."""
-  return isinstance(x, (ComplexTensor, complex, np.complexfloating)) or (isinstance(x, np.ndarray) and x.dtype.kind == "c")
+  if isinstance(x, Tensor): return x.__class__ is ComplexTensor
+  if isinstance(x, (int, float)): return False  # the common cases first: this is on every binary op's path
+  return isinstance(x, (complex, np.complexfloating)) or (isinstance(x, np.ndarray) and x.dtype.kind == "c")
 
 
 # tanh(x) = x + x^3 * P(x^2) for |x| <= 0.625: P's coefficients, lowest first (a weighted least-squares fit on
