@@ -116,6 +116,7 @@ def test_fft_1d(name):
 def test_fft_nd(name):
   real_in = name.startswith(("rfft", "ihfft"))
   cases = [({}, None), ({"s": (3, 8)}, "ortho"), ({"dim": (0, 2)}, "forward"), ({"s": (5, 4), "dim": (2, 0)}, None)]
+  if name.endswith("2"): cases = cases[:2]  # fftn's own code with other default dims: two cases are enough (a cold run's time)
   for k, (kw, norm) in enumerate(cases):
     x = randr(4, 6, 5) if real_in or k % 2 else randc(4, 6, 5)
     check_with_grad(lambda t: getattr(lg.fft, name)(t, norm=norm, **kw), lambda t: getattr(torch.fft, name)(t, norm=norm, **kw),
@@ -126,7 +127,6 @@ def test_fft_nd(name):
 def test_fft_sizes(n):
   x = randc(2, n)
   check_with_grad(lg.fft.fft, torch.fft.fft, x, f"fft n={n}")
-  check(lg.fft.ifft(lg.Tensor(x)), torch.fft.ifft(torch.tensor(x)), f"ifft n={n}")
   check(lg.fft.rfft(lg.Tensor(x.real.copy())), torch.fft.rfft(torch.tensor(x.real.copy())), f"rfft n={n}")
   check(lg.fft.irfft(lg.Tensor(x), n=n), torch.fft.irfft(torch.tensor(x), n=n), f"irfft n={n}")
 
