@@ -93,12 +93,6 @@ def _bluestein(n: int, inverse: bool, device: str):
 
 # ---- one transform along the last-but-one dim of an interleaved (..., n, 2) real view
 
-def _smallest_factor(n: int) -> int:
-  for p in range(2, math.isqrt(n) + 1):
-    if n % p == 0: return p
-  return n
-
-
 def _split(n: int) -> int:
   """A factor of n near its square root (n1 <= sqrt(n)), or 1 for a prime."""
   best = 1
@@ -107,14 +101,18 @@ def _split(n: int) -> int:
   return best
 
 
+def _one_table(n: int) -> bool:
+  """Whether a length-n transform is one product with a table: a short one, or a prime one a table still fits."""
+  return n <= DIRECT_MAX or (n <= TABLE_MAX and _split(n) == 1)
+
+
 def _cdft(x: Tensor, inverse: bool) -> Tensor:
   """The complex DFT (unnormalized) along dim -2 of interleaved x (..., n, 2)."""
   n, batch = x.shape[-2], x.shape[:-2]
   if n == 1: return x
-  n1 = _split(n) if n > DIRECT_MAX else 1
-  if n1 == 1 and n > TABLE_MAX: return _bluestein_dft(x, inverse)
-  if n1 == 1:
-    return (x.reshape(*batch, 2 * n) @ _dft_table(n, n, inverse, False, x.device)).reshape(*batch, n, 2)
+  if _one_table(n): return (x.reshape(*batch, 2 * n) @ _dft_table(n, n, inverse, False, x.device)).reshape(*batch, n, 2)
+  n1 = _split(n)
+  if n1 == 1: return _bluestein_dft(x, inverse)
   n2 = n // n1
   # x[i1 * n2 + i2]: the length-n1 transforms over i1 for each i2, the twiddles, then length-n2 ones over i2
   y = _cdft(x.reshape(*batch, n1, n2, 2).transpose(-3, -2), inverse)           # (..., i2, k1, 2)
@@ -124,6 +122,7 @@ def _cdft(x: Tensor, inverse: bool) -> Tensor:
 
 
 def _bluestein_dft(x: Tensor, inverse: bool) -> Tensor:
+  """A prime length's DFT as a convolution with a chirp: x_k w_k convolved with conj(w), times w (w_k = e^(-i pi k^2/n))."""
   n = x.shape[-2]
   size, chirp, kernel_ft = _bluestein(n, inverse, x.device)
   a = _times_constant(x, chirp)
@@ -136,7 +135,7 @@ def _rdft(x: Tensor, onesided: bool) -> Tensor:
   """The DFT along the last dim of real x (..., n): interleaved (..., n//2+1 or n, 2)."""
   n, batch = x.shape[-1], x.shape[:-1]
   out_len = n // 2 + 1 if onesided else n
-  if n <= TABLE_MAX and (n <= DIRECT_MAX or _split(n) == 1):
+  if _one_table(n):
     return (x @ _dft_table(n, out_len, False, True, x.device)).reshape(*batch, out_len, 2)
   y = _cdft(view_as_real(x.cast(complex64)), False)
   return y.narrow(-2, 0, out_len)
@@ -146,12 +145,11 @@ def _c2r(x: Tensor, n: int) -> Tensor:
   """The unnormalized inverse DFT, real (..., n), of the Hermitian signal whose first n//2+1 terms are interleaved
   x (..., n//2+1, 2)."""
   m, batch = x.shape[-2], x.shape[:-2]
-  if n <= TABLE_MAX and (n <= DIRECT_MAX or _split(n) == 1):
+  if _one_table(n):
     return x.reshape(*batch, 2 * m) @ _c2r_table(m, n, x.device)
   # the whole spectrum (the mirrored terms conjugated), its complex inverse, the real part
   mirror = x.narrow(-2, 1, n - m).flip(-2) * Tensor([1.0, -1.0], device=x.device)
   return _cdft(cat([x, mirror], -2), True)[..., 0]
-
 
 
 # ---- torch's arguments: dims, lengths, norms, inputs
