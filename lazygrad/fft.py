@@ -131,10 +131,10 @@ def _bluestein_dft(x: Tensor, inverse: bool) -> Tensor:
   return _times_constant(conv.narrow(-2, 0, n), chirp)
 
 
-def _rdft(x: Tensor, onesided: bool) -> Tensor:
-  """The DFT along the last dim of real x (..., n): interleaved (..., n//2+1 or n, 2)."""
+def _rdft(x: Tensor) -> Tensor:
+  """The DFT along the last dim of real x (..., n), its non-negative frequencies: interleaved (..., n//2+1, 2)."""
   n, batch = x.shape[-1], x.shape[:-1]
-  out_len = n // 2 + 1 if onesided else n
+  out_len = n // 2 + 1
   if _one_table(n):
     return (x @ _dft_table(n, out_len, False, True, x.device)).reshape(*batch, out_len, 2)
   y = _cdft(view_as_real(x.cast(complex64)), False)
@@ -177,13 +177,10 @@ def _check_input(x, op: str) -> Tensor:
   return x
 
 
-def _plan(x: Tensor, s, dim, op: str, default_dim=None) -> tuple[list[int], list[int | None]]:
-  """torch's (s, dim) of an n-d transform as (dims, lengths): dims default to the last len(s) (or all, or default_dim);
-  a length of -1 or None keeps the dim's size."""
-  if dim is None:
-    if default_dim is not None and s is None: dim = default_dim
-    elif s is not None: dim = tuple(range(-len(s), 0))
-    else: dim = tuple(range(x.ndim))
+def _plan(x: Tensor, s, dim, op: str) -> tuple[list[int], list[int | None]]:
+  """torch's (s, dim) of an n-d transform as (dims, lengths): dims default to the last len(s), or all; a length of
+  -1 or None keeps the dim's size."""
+  if dim is None: dim = tuple(range(-len(s), 0)) if s is not None else tuple(range(x.ndim))
   dims = [normalize_dim(d, x.ndim, op) for d in ((dim,) if isinstance(dim, int) else dim)]
   if len(set(dims)) != len(dims): raise ValueError(f"{op}: dims {tuple(dim)} repeat a dim")
   if s is None: lengths = [None] * len(dims)
@@ -221,17 +218,17 @@ def _c2c(x: Tensor, dims: list[int], lengths: list, inverse: bool, norm, op: str
   return ComplexTensor._wrap(v if scale == 1 else v * scale)
 
 
-def _r2c(x: Tensor, dims: list[int], lengths: list, norm, op: str, onesided: bool = True) -> ComplexTensor:
+def _r2c(x: Tensor, dims: list[int], lengths: list, norm, op: str) -> ComplexTensor:
   """The transform of real x over dims, the last of them one-sided: n//2+1 terms."""
   x = _check_input(x, op)
   if x.is_complex(): raise TypeError(f"{op} expects a real input tensor, but got complex64")
   x = x.float()
   d, n = dims[-1], lengths[-1] if lengths[-1] is not None else x.shape[dims[-1]]
-  v = _along(_resized(x, d, n), d, -1, lambda t: _rdft(t, onesided))  # (..., m, ..., 2): d is a complex dim now
+  v = _along(_resized(x, d, n), d, -1, _rdft)  # (..., m, ..., 2): d is a complex dim now
   out = _c2c(ComplexTensor._wrap(v), dims[:-1], lengths[:-1], False, "backward", op) if len(dims) > 1 else ComplexTensor._wrap(v)
   total = n * prod(out.shape[a] for a in dims[:-1])
   scale = _scale(norm, total, False, op)
-  return out if scale == 1 else out * scale
+  return out if scale == 1 else ComplexTensor._wrap(view_as_real(out) * scale)
 
 
 def _c2r_n(x: Tensor, dims: list[int], lengths: list, norm, op: str) -> Tensor:
