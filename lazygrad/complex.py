@@ -340,7 +340,8 @@ def _times_mm(a, b): return None if a is None or b is None else a @ b
 # what a complex64 tensor keeps of Tensor as it is (it reads only shape and dtype); every other method of Tensor that
 # ComplexTensor does not define raises, naming itself, instead of running on the real view as if it were the tensor
 _INHERITED = {"__init__", "__new__", "__hash__", "__len__", "__init_subclass__", "dim", "numel", "size", "element_size",
-              "ndim", "is_leaf", "_wrap_tensor", "_from_lazy", "__dict__", "__weakref__", "__doc__", "__module__"}
+              "ndim", "is_leaf", "_wrap_tensor", "_from_lazy", "__dict__", "__weakref__", "__doc__", "__module__",
+              "new_full", "new_zeros", "new_ones", "new_empty", "new_tensor", "empty_like", "rand_like", "randn_like"}
 
 
 def _unsupported(name: str):

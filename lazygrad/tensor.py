@@ -317,6 +317,8 @@ class Tensor:
     if dtype is complex64:
       parts = [Tensor.full(shape, float(v), dtype=float32, device=device) for v in (complex(fill_value).real, complex(fill_value).imag)]
       return ComplexTensor._wrap(stack(parts, -1)).requires_grad_(requires_grad)
+    if isinstance(fill_value, (complex, np.complexfloating)):
+      raise TypeError(f"full: a {dtype.name} tensor cannot hold the complex fill_value {fill_value!r}; pass dtype=lazygrad.complex64")
     t = Tensor._const(fill_value, dtype, devices.existing(device), _shape_arg((shape,) if isinstance(shape, int) else tuple(shape)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -330,6 +332,7 @@ class Tensor:
 
   @staticmethod
   def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is not None and to_dtype(dtype) is complex64: return Tensor.zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
     t = Tensor._from_lazy(LazyBuffer.empty(_shape_arg(shape), to_dtype(dtype or default_float), devices.existing(device)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -361,6 +364,7 @@ class Tensor:
   def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
     m = n if m is None else m
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64: return Tensor.eye(n, m, device=device).cast(complex64).requires_grad_(requires_grad)
     # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
     # (the square of the larger size, cut to n x m: rows of a wide one wrap onto the next row past n > m + 1)
     s = max(n, m)
@@ -371,11 +375,17 @@ class Tensor:
   @staticmethod
   def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64:  # torch's: the real and imaginary parts each uniform on [0, 1)
+      return Tensor(_generator().random(_shape_arg(shape) + (2,), dtype=np.float32).view(np.complex64)[..., 0], device=device,
+                    requires_grad=requires_grad)
     return Tensor(_generator().random(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
   def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64:  # torch's: variance 1 in all, half of it in each part
+      parts = _generator().standard_normal(_shape_arg(shape) + (2,), dtype=np.float32) * np.float32(math.sqrt(0.5))
+      return Tensor(parts.view(np.complex64)[..., 0], device=device, requires_grad=requires_grad)
     return Tensor(_generator().standard_normal(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod

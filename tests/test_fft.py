@@ -55,6 +55,12 @@ def test_complex_tensor_basics():
   np.testing.assert_array_equal(lg.zeros(2, dtype=lg.complex64).numpy(), np.zeros(2, np.complex64))
   np.testing.assert_array_equal(lg.full((2,), 1 - 1j).numpy(), np.full(2, 1 - 1j, np.complex64))
   np.testing.assert_array_equal(lg.tensor([1.0, 2.0]).cast(lg.complex64).numpy(), np.array([1, 2], np.complex64))
+  np.testing.assert_array_equal(lg.eye(2, 3, dtype=lg.complex64).numpy(), np.eye(2, 3, dtype=np.complex64))
+  np.testing.assert_array_equal(lg.empty(2, dtype=lg.complex64).numpy(), np.zeros(2, np.complex64))
+  np.testing.assert_array_equal(z.new_zeros(2).numpy(), np.zeros(2, np.complex64))
+  lg.manual_seed(0)
+  r = lg.randn(20000, dtype=lg.complex64).numpy()  # torch's: variance 1/2 in each part
+  assert abs(r.real.var() - 0.5) < 0.03 and abs(r.imag.var() - 0.5) < 0.03, (r.real.var(), r.imag.var())
 
 
 @pytest.mark.parametrize("name, fn", [
@@ -93,6 +99,7 @@ def test_complex_errors():
   with pytest.raises(RuntimeError, match="real scalar outputs"): lg.Tensor(randc(1), requires_grad=True).sum().backward()
   with pytest.raises(TypeError, match="imag is not implemented for tensors with non-complex dtypes"): lg.ones(2).imag
   with pytest.raises(TypeError, match="relu is not supported for complex64"): lg.nn.functional.relu(z)
+  with pytest.raises(TypeError, match="full: a float32 tensor cannot hold the complex fill_value 1j"): lg.full_like(lg.ones(2), 1j)
 
 
 # ---- fft
