@@ -216,6 +216,30 @@ class ComplexTensor(Tensor):
     r = self.real.exp()
     return from_parts(r * self.imag.cos(), r * self.imag.sin())
 
+  def log(self) -> ComplexTensor: return from_parts(self.abs().log(), self.angle())
+  def sqrt(self) -> ComplexTensor:
+    """The principal root: |z|^(1/2) at half z's angle."""
+    r, half = self.abs().sqrt(), self.angle() * 0.5
+    return from_parts(r * half.cos(), r * half.sin())
+  def pow(self, exponent, reverse=False) -> ComplexTensor:
+    if reverse: return (self * Tensor._wrap_tensor(exponent, self).cast(complex64).log()).exp()  # exponent ** self
+    if isinstance(exponent, int) and not isinstance(exponent, bool) and abs(exponent) <= 8:
+      # an integer power by repeated products: exact where exp(p log z) would round (and z = 0 has no log)
+      out = self.ones_like()
+      for _ in range(abs(exponent)): out = out * self
+      return out if exponent >= 0 else out.reciprocal()
+    return (self.log() * exponent).exp()
+  def __pow__(self, exponent): return self.pow(exponent)
+  def __rpow__(self, base): return self.pow(base, reverse=True)
+  def masked_fill(self, mask: Tensor, value) -> ComplexTensor: return mask.where(value, self)
+  def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    """|self - other| <= atol + rtol |other|, as torch's for complex tensors (equal_nan is not supported)."""
+    if equal_nan: raise TypeError("isclose: equal_nan=True is not supported for complex64 tensors")
+    other = Tensor._wrap_tensor(other, self).cast(complex64)
+    return (self - other).abs() <= atol + rtol * other.abs()
+  def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
+
   def __add__(self, other): return self.add(other)
   def __radd__(self, other): return self.add(other)
   def __sub__(self, other): return self.sub(other)
@@ -346,8 +370,9 @@ _INHERITED = {"__init__", "__new__", "__hash__", "__len__", "__init_subclass__",
 
 def _unsupported(name: str):
   def method(self, *args, **kwargs):
-    raise TypeError(f"{name} is not supported for complex64 tensors (lazygrad's complex64 has arithmetic, sum, mean, "
-                    f"matmul, movement, indexing and lazygrad.fft; view_as_real(z) gives its float32 view)")
+    raise TypeError(f"{name} is not supported for complex64 tensors (lazygrad's complex64 has arithmetic, pow, exp, log, "
+                    f"sqrt, sum, mean, matmul, where, movement, indexing and lazygrad.fft; view_as_real(z) gives its "
+                    f"float32 view)")
   method.__name__ = name
   return method
 

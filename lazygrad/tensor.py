@@ -1085,6 +1085,9 @@ class Tensor:
     yt = y if isinstance(y, Tensor) else None
     dtype = result_type(*(v for v in (x, y)))
     dev = cond.device
+    if dtype is complex64:  # the float32 pairs chosen whole
+      xr, yr = (Tensor._wrap_tensor(v, cond).cast(complex64)._ri for v in (x, y))
+      return ComplexTensor._wrap(cond.unsqueeze(-1).where(xr, yr))
     for t in (xt, yt):
       if t is not None: _same_device("where", cond, t)
     xv = xt.cast(dtype) if xt is not None else Tensor._const(x, dtype, dev)

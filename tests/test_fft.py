@@ -69,6 +69,8 @@ def test_complex_tensor_basics():
   ("matmul", lambda z, w, r, lib: z @ w.mT + (r + 0j) @ w.mT), ("sum/mean", lambda z, w, r, lib: z.sum(1) + w.mean(0, keepdim=True).sum(-1)),
   ("parts", lambda z, w, r, lib: z.real * w.imag + z.abs() + z.angle() + lib.real(w) + lib.imag(z)),
   ("conj/exp/sgn", lambda z, w, r, lib: z.conj() * w.exp() + z.sgn()),
+  ("pow/log/sqrt/where", lambda z, w, r, lib: z ** 2 + w ** -1 + z.log() + w.sqrt() + z ** 1.5 + 2 ** z
+   + lib.where(r > 0, z, w).masked_fill(r > 1, 2j)),
   ("complex/polar", lambda z, w, r, lib: lib.complex(r, r * 2) * lib.polar(r.abs(), r)),
   ("movement", lambda z, w, r, lib: z.permute(1, 0)[::2, 1:].reshape(-1).flip(0)[None] + w.mT.transpose(0, 1)[1, :]),
   ("indexing", lambda z, w, r, lib: z[lib.tensor([2, 0])] + z[..., 1:2][:2] * w[r > 0].sum()),
@@ -90,6 +92,7 @@ def test_complex_ops_like_torch(name, fn):
 def test_complex_errors():
   z = lg.Tensor(randc(2, 3))
   with pytest.raises(TypeError, match="sin is not supported for complex64 tensors"): z.sin()
+  with pytest.raises(TypeError, match="__lt__ is not supported for complex64 tensors"): z < z
   with pytest.raises(TypeError, match="relu is not supported for complex64 tensors"): z.relu()
   with pytest.raises(TypeError, match="would drop the imaginary part"): z.float()
   with pytest.raises(TypeError, match="view_as_real is only supported for complex tensors, got float32"): lg.view_as_real(lg.ones(2))
