@@ -103,6 +103,8 @@ def test_complex_errors():
   with pytest.raises(TypeError, match="imag is not implemented for tensors with non-complex dtypes"): lg.ones(2).imag
   with pytest.raises(TypeError, match="relu is not supported for complex64"): lg.nn.functional.relu(z)
   with pytest.raises(TypeError, match="full: a float32 tensor cannot hold the complex fill_value 1j"): lg.full_like(lg.ones(2), 1j)
+  with pytest.raises(TypeError, match="lazygrad.jit: complex64 tensors cannot be a jitted function's arguments or results"):
+    lg.jit(lambda x: lg.fft.rfft(x))(lg.ones(4))
 
 
 # ---- fft
