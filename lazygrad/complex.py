@@ -71,6 +71,9 @@ class ComplexTensor(Tensor):
       ri = data.cast(complex64)._ri.detach()
       ri = ri if device is None else ri.to(device)
     else:
+      if isinstance(data, np.ndarray) and data.dtype == np.complex128 and dtype is None:  # torch would keep complex128
+        raise TypeError("cannot make a tensor from a NumPy array of dtype complex128; lazygrad has complex64 only: pass "
+                        "dtype=lazygrad.complex64 or convert it with .astype(np.complex64)")
       arr = np.asarray(data)
       if arr.dtype == object or arr.dtype.kind not in "biufc":
         raise TypeError(f"cannot make a complex64 tensor of {type(data).__name__} {data!r}")
