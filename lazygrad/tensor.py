@@ -76,11 +76,6 @@ def _complex_operand(x) -> bool:
   return isinstance(x, (complex, np.complexfloating)) or (isinstance(x, np.ndarray) and x.dtype.kind == "c")
 
 
-# tanh(x) = x + x^3 * P(x^2) for |x| <= 0.625: P's coefficients, lowest first (a weighted least-squares fit on
-# Chebyshev nodes to tanh's relative error, 2.5e-9 in exact arithmetic, 0.8 ulp evaluated in float32)
-_TANH_FIT = (-0.3333333134651184, 0.13333211839199066, -0.05394745245575905, 0.021703999489545822,
-             -0.008184658363461494, 0.002148980740457773)
-
 def _is_complex_data(data) -> bool:
   """Whether Tensor(data) is complex64 (a complex number or array, or a list of them)."""
   if isinstance(data, (complex, np.complexfloating)): return True
@@ -91,6 +86,11 @@ def _is_complex_data(data) -> bool:
     except (TypeError, ValueError): return False
   return False
 
+
+# tanh(x) = x + x^3 * P(x^2) for |x| <= 0.625: P's coefficients, lowest first (a weighted least-squares fit on
+# Chebyshev nodes to tanh's relative error, 2.5e-9 in exact arithmetic, 0.8 ulp evaluated in float32)
+_TANH_FIT = (-0.3333333134651184, 0.13333211839199066, -0.05394745245575905, 0.021703999489545822,
+             -0.008184658363461494, 0.002148980740457773)
 
 class Tensor:
   __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected op
