@@ -1,7 +1,8 @@
 """lazygrad: PyTorch's user experience on a lazy, fusing compiler. `import lazygrad as lg`."""
 from lazygrad.tensor import Tensor, ShapeError, no_grad, enable_grad, manual_seed, cat, stack, where, einsum, grad_enabled, realize
 from lazygrad.dtype import (DType, bool_ as bool, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
-                            promote_types)
+                            complex64, complex64 as cfloat, promote_types)
+from lazygrad.complex import view_as_real, view_as_complex, complex, polar, real, imag, conj, angle, is_complex, isreal
 from lazygrad.device import kernel_count, compile_count, memory_stats, empty_cache, synchronize
 from lazygrad.jit import jit
 from lazygrad.dtype import float16 as half, float32 as float, float64 as double, int32 as int, int64 as long
@@ -96,10 +97,10 @@ def polygamma(n: int, input: Tensor) -> Tensor: return input.polygamma(n)
 
 
 def __getattr__(name):
-  # nn, optim, data, linalg, special, signal, distributed and profiler load on first use, so `import lazygrad` stays
-  # quick; so do save and load (lazygrad.state, with zipfile and pickle)
+  # nn, optim, data, linalg, special, signal, fft, distributed and profiler load on first use, so `import lazygrad`
+  # stays quick; so do save and load (lazygrad.state, with zipfile and pickle)
   import importlib
-  if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed", "profiler"):
+  if name in ("nn", "optim", "data", "linalg", "special", "signal", "distributed", "profiler", "fft"):
     return importlib.import_module(f"lazygrad.{name}")
   if name in ("save", "load"): return getattr(importlib.import_module("lazygrad.state"), name)
   raise AttributeError(f"module 'lazygrad' has no attribute {name!r}")

@@ -8,7 +8,7 @@ import numpy as np
 class DType:
   name: str        # PyTorch's name: "float32"
   itemsize: int
-  kind: str        # "b" bool, "i" signed int, "u" unsigned int, "f" float
+  kind: str        # "b" bool, "i" signed int, "u" unsigned int, "f" float, "c" complex
   rank: int        # order inside a kind: a higher rank holds every value of a lower one
   np: type         # the NumPy scalar type that stores it on the host
 
@@ -17,6 +17,8 @@ class DType:
   def is_float(self): return self.kind == "f"
   @property
   def is_int(self): return self.kind in "iu"
+  @property
+  def is_complex(self): return self.kind == "c"
 
 
 bool_ = DType("bool", 1, "b", 0, np.bool_)
@@ -30,9 +32,13 @@ bfloat16 = DType("bfloat16", 2, "f", 1, np.float32)  # no NumPy type: the host s
 float32 = DType("float32", 4, "f", 2, np.float32)
 float64 = DType("float64", 8, "f", 3, np.float64)
 
+# complex64 is a float32 pair in one buffer (lazygrad/complex.py): no kernel ever sees it, so it is not in ALL, the
+# dtypes the backends store
+complex64 = DType("complex64", 8, "c", 0, np.complex64)
+
 ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
-BY_NAME = {d.name: d for d in ALL}
-BY_NAME.update({"bool_": bool_, "half": float16, "float": float32, "double": float64, "int": int32, "long": int64})
+BY_NAME = {d.name: d for d in ALL + (complex64,)}
+BY_NAME.update({"cfloat": complex64, "bool_": bool_, "half": float16, "float": float32, "double": float64, "int": int32, "long": int64})
 default_float = float32
 default_int = int64
 
@@ -47,9 +53,10 @@ def to_dtype(x) -> DType:
   try: npd = np.dtype(x)
   except TypeError: npd = None
   if npd is not None:
+    if npd == np.complex64: return complex64
     for d in ALL:
       if d is not bfloat16 and np.dtype(d.np) == npd: return d
-  raise TypeError(f"unknown dtype {x!r}; expected one of {', '.join(d.name for d in ALL)}")
+  raise TypeError(f"unknown dtype {x!r}; expected one of {', '.join(d.name for d in ALL + (complex64,))}")
 
 
 def from_numpy_dtype(npd) -> DType:
@@ -59,6 +66,9 @@ def from_numpy_dtype(npd) -> DType:
 def promote_types(a: DType, b: DType) -> DType:
   """torch.promote_types for two dtypes."""
   if a is b: return a
+  if a.is_complex or b.is_complex:
+    if float64 in (a, b): raise TypeError(f"promote_types: {a.name} with {b.name} gives complex128, which lazygrad does not have")
+    return complex64
   if a.kind == b.kind:
     if {a, b} == {float16, bfloat16}: return float32
     return a if a.rank >= b.rank else b
@@ -76,16 +86,19 @@ def scalar_dtype(x) -> DType:
   if isinstance(x, bool): return bool_
   if isinstance(x, int): return default_int
   if isinstance(x, float): return default_float
+  if isinstance(x, complex): return complex64
   raise TypeError(f"expected a Python number, got {type(x).__name__}")
 
 
-def _category(d: DType) -> int: return {"b": 0, "u": 1, "i": 1, "f": 2}[d.kind]
+def _category(d: DType) -> int: return {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}[d.kind]
 
 
 def _combine(higher: DType | None, lower: DType | None) -> DType | None:
   # the tier with priority wins unless the other tier is of a higher category (torch's combine_categories)
   if higher is None: return lower
   if lower is None: return higher
+  if higher.is_complex: return higher
+  if lower.is_complex: return complex64 if higher is not float64 else promote_types(higher, lower)
   if higher.is_float: return higher
   if higher is bool_ or _category(lower) > _category(higher): return promote_types(higher, lower)
   return higher
@@ -95,7 +108,7 @@ def result_type(*operands) -> DType:
   """torch.result_type: dimensioned tensors outrank 0-dim tensors, which outrank Python scalars, within a category."""
   tiers: list[DType | None] = [None, None, None]
   for x in operands:
-    if isinstance(x, (bool, int, float)): tier, d = 2, scalar_dtype(x)
+    if isinstance(x, (bool, int, float, complex)): tier, d = 2, scalar_dtype(x)
     else: tier, d = (0 if len(x.shape) else 1), x.dtype
     tiers[tier] = d if tiers[tier] is None else promote_types(tiers[tier], d)
   return _combine(tiers[0], _combine(tiers[1], tiers[2]))

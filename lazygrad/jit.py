@@ -218,11 +218,16 @@ def _step(x, y, d: int, kind: str):
   return None if delta % d else delta // d
 
 
+_COMPLEX = ("lazygrad.jit: complex64 tensors cannot be a jitted function's arguments or results; pass and return "
+            "their float32 views (lazygrad.view_as_real, lazygrad.view_as_complex)")
+
+
 def _signature(args) -> tuple[tuple, tuple]:
   """(what a recording is replayed for: tensors' shapes, dtypes and devices and other arguments' values, with each
   int's place; the ints' values, which an affine model may follow)."""
   signature, ints = [], []
   for a in args:
+    if isinstance(a, Tensor) and a.is_complex(): raise TypeError(_COMPLEX)
     if isinstance(a, Tensor): signature.append((a.shape, a.dtype.name, a.device))
     elif type(a) is int:
       signature.append("int")
@@ -318,6 +323,7 @@ class jit:
       outs = [] if out is None else [out] if isinstance(out, Tensor) else list(out)
       if not all(isinstance(o, Tensor) for o in outs):
         raise TypeError("lazygrad.jit: the function must return a Tensor, a tuple or list of Tensors, or None")
+      if any(o.is_complex() for o in outs): raise TypeError(_COMPLEX)
       realize(*outs, *(t for t, _ in assigned.values()))
     finally:
       state.capture, state.uploads, state.assign_hook = None, None, None

@@ -11,7 +11,7 @@ from lazygrad import function as F
 from lazygrad.function import grad_enabled, no_grad, enable_grad, columns_are_strided
 from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
-                            int32, int64, uint8, promote_types)
+                            int32, int64, uint8, promote_types, complex64)
 from lazygrad.helpers import argsort, normalize_dim, prod
 from lazygrad.lazy import LazyBuffer, realize as realize_lazy, this_thread
 
@@ -69,6 +69,24 @@ def _same_device(op: str, a: Tensor, b: Tensor) -> None:
 def _is_number(x) -> bool: return isinstance(x, (bool, int, float, np.number)) and not isinstance(x, np.ndarray)
 
 
+def _complex_operand(x) -> bool:
+  """Whether a real tensor's binary op meets a complex operand (the op is then the complex tensor's)."""
+  if isinstance(x, Tensor): return x.__class__ is ComplexTensor
+  if isinstance(x, (int, float)): return False  # the common cases first: this is on every binary op's path
+  return isinstance(x, (complex, np.complexfloating)) or (isinstance(x, np.ndarray) and x.dtype.kind == "c")
+
+
+def _is_complex_data(data) -> bool:
+  """Whether Tensor(data) is complex64 (a complex number or array, or a list of them)."""
+  if isinstance(data, (complex, np.complexfloating)): return True
+  if isinstance(data, np.ndarray): return data.dtype.kind == "c"
+  if isinstance(data, Tensor): return data.is_complex()
+  if isinstance(data, (list, tuple)) and data:
+    try: return np.asarray(data).dtype.kind == "c"
+    except (TypeError, ValueError): return False
+  return False
+
+
 # tanh(x) = x + x^3 * P(x^2) for |x| <= 0.625: P's coefficients, lowest first (a weighted least-squares fit on
 # Chebyshev nodes to tanh's relative error, 2.5e-9 in exact arithmetic, 0.8 ulp evaluated in float32)
 _TANH_FIT = (-0.3333333134651184, 0.13333211839199066, -0.05394745245575905, 0.021703999489545822,
@@ -76,6 +94,12 @@ _TANH_FIT = (-0.3333333134651184, 0.13333211839199066, -0.05394745245575905, 0.0
 
 class Tensor:
   __array_priority__ = 1000  # numpy array (op) Tensor defers to Tensor's reflected op
+
+  def __new__(cls, data=None, dtype=None, device=None, requires_grad: bool = False):
+    # complex data or dtype: a ComplexTensor (lazygrad/complex.py), a float32 pair under the complex API
+    if cls is Tensor and ((dtype is not None and to_dtype(dtype) is complex64) or _is_complex_data(data)):
+      return object.__new__(ComplexTensor)
+    return object.__new__(cls)
 
   def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
     dtype = None if dtype is None else to_dtype(dtype)
@@ -237,7 +261,9 @@ class Tensor:
 
   def cast(self, dtype) -> Tensor:
     dtype = to_dtype(dtype)
-    return self if dtype is self.dtype else F.Cast.apply(self, dtype=dtype)
+    if dtype is self.dtype: return self
+    if dtype is complex64: return ComplexTensor._wrap(stack([self.float(), self.float().zeros_like()], -1))
+    return F.Cast.apply(self, dtype=dtype)
 
   def to(self, *args, dtype=None, device=None) -> Tensor:
     for a in args:
@@ -259,6 +285,21 @@ class Tensor:
     """With a dtype, a cast to it; without, the dtype's name (torch names a tensor class instead)."""
     return self.dtype.name if dtype is None else self.cast(dtype)
   def is_floating_point(self) -> bool: return self.dtype.is_float
+  def is_complex(self) -> bool: return False
+  def isreal(self) -> Tensor: return self.ones_like(bool_)
+  def cfloat(self) -> Tensor: return self.cast(complex64)
+  # a real tensor's complex parts, as torch's: itself, and no imaginary part
+  @property
+  def real(self) -> Tensor: return self
+  @property
+  def imag(self) -> Tensor: raise TypeError(f"imag is not implemented for tensors with non-complex dtypes ({self.dtype.name})")
+  def conj(self) -> Tensor: return self
+  def conj_physical(self) -> Tensor: return self
+  def resolve_conj(self) -> Tensor: return self
+  def resolve_neg(self) -> Tensor: return self
+  def angle(self) -> Tensor:
+    """torch.angle of a real tensor: pi where it is negative, 0 elsewhere, nan where nan (gradient 0)."""
+    return self._custom_grad(lambda x: (x == x).where((x < 0).where(math.pi, 0.0), math.nan), lambda x, g: g.zeros_like())
 
   # ---- creation
 
@@ -268,9 +309,16 @@ class Tensor:
 
   @staticmethod
   def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    if not _is_number(fill_value): raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
+    if not _is_number(fill_value) and not isinstance(fill_value, complex):
+      raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     dtype = to_dtype(dtype) if dtype is not None else (
-      bool_ if isinstance(fill_value, (bool, np.bool_)) else default_int if isinstance(fill_value, (int, np.integer)) else default_float)
+      bool_ if isinstance(fill_value, (bool, np.bool_)) else default_int if isinstance(fill_value, (int, np.integer)) else
+      complex64 if isinstance(fill_value, (complex, np.complexfloating)) else default_float)
+    if dtype is complex64:
+      parts = [Tensor.full(shape, float(v), dtype=float32, device=device) for v in (complex(fill_value).real, complex(fill_value).imag)]
+      return ComplexTensor._wrap(stack(parts, -1)).requires_grad_(requires_grad)
+    if isinstance(fill_value, (complex, np.complexfloating)):
+      raise TypeError(f"full: a {dtype.name} tensor cannot hold the complex fill_value {fill_value!r}; pass dtype=lazygrad.complex64")
     t = Tensor._const(fill_value, dtype, devices.existing(device), _shape_arg((shape,) if isinstance(shape, int) else tuple(shape)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -284,6 +332,7 @@ class Tensor:
 
   @staticmethod
   def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is not None and to_dtype(dtype) is complex64: return Tensor.zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
     t = Tensor._from_lazy(LazyBuffer.empty(_shape_arg(shape), to_dtype(dtype or default_float), devices.existing(device)))
     return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -315,6 +364,7 @@ class Tensor:
   def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
     m = n if m is None else m
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64: return Tensor.eye(n, m, device=device).cast(complex64).requires_grad_(requires_grad)
     # ones on a diagonal as a view: a (n, 1) column of [1, 0 .. 0] rows, reshaped so each row starts one place later
     # (the square of the larger size, cut to n x m: rows of a wide one wrap onto the next row past n > m + 1)
     s = max(n, m)
@@ -325,11 +375,17 @@ class Tensor:
   @staticmethod
   def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64:  # torch's: the real and imaginary parts each uniform on [0, 1)
+      return Tensor(_generator().random(_shape_arg(shape) + (2,), dtype=np.float32).view(np.complex64)[..., 0], device=device,
+                    requires_grad=requires_grad)
     return Tensor(_generator().random(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
   def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
     dtype = to_dtype(dtype or default_float)
+    if dtype is complex64:  # torch's: variance 1 in all, half of it in each part
+      parts = _generator().standard_normal(_shape_arg(shape) + (2,), dtype=np.float32) * np.float32(math.sqrt(0.5))
+      return Tensor(parts.view(np.complex64)[..., 0], device=device, requires_grad=requires_grad)
     return Tensor(_generator().standard_normal(_shape_arg(shape), dtype=np.float32).astype(dtype.np), device=device, requires_grad=requires_grad)
 
   @staticmethod
@@ -460,19 +516,24 @@ class Tensor:
 
   def add(self, other, alpha=1, reverse=False):
     if alpha != 1: other = other * alpha
+    if _complex_operand(other): return Tensor._wrap_tensor(other, self).add(self)
     return F.Add.apply(*self._broadcasted(other, "add", reverse))
   def sub(self, other, alpha=1, reverse=False):
     if alpha != 1: other = other * alpha
+    if _complex_operand(other): return Tensor._wrap_tensor(other, self).sub(self, reverse=not reverse)
     x, y = self._broadcasted(other, "sub", reverse)
     if x.dtype is bool_: raise TypeError("sub: subtraction of bool tensors is not supported; use logical_xor or ~")
     return F.Sub.apply(x, y)
-  def mul(self, other, reverse=False): return F.Mul.apply(*self._broadcasted(other, "mul", reverse))
+  def mul(self, other, reverse=False):
+    if _complex_operand(other): return Tensor._wrap_tensor(other, self).mul(self)
+    return F.Mul.apply(*self._broadcasted(other, "mul", reverse))
   def div(self, other, reverse=False, rounding_mode=None):
     if rounding_mode == "floor": return self.floor_divide(other) if not reverse else Tensor._wrap(other, self).floor_divide(self)
     if rounding_mode == "trunc":
       x, y = self._broadcasted(other, "div", reverse)
       return F.IDiv.apply(x, y) if not x.dtype.is_float else F.Div.apply(x, y).trunc()
     if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+    if _complex_operand(other): return Tensor._wrap_tensor(other, self).div(self, reverse=not reverse)
     return F.Div.apply(*self._float_broadcasted(other, "div", reverse))
 
   def _float_broadcasted(self, other, op: str, reverse: bool = False) -> tuple[Tensor, Tensor]:
@@ -1024,6 +1085,9 @@ class Tensor:
     yt = y if isinstance(y, Tensor) else None
     dtype = result_type(*(v for v in (x, y)))
     dev = cond.device
+    if dtype is complex64:  # the float32 pairs chosen whole
+      xr, yr = (Tensor._wrap_tensor(v, cond).cast(complex64)._ri for v in (x, y))
+      return ComplexTensor._wrap(cond.unsqueeze(-1).where(xr, yr))
     for t in (xt, yt):
       if t is not None: _same_device("where", cond, t)
     xv = xt.cast(dtype) if xt is not None else Tensor._const(x, dtype, dev)
@@ -2377,6 +2441,7 @@ class Tensor:
 
   def matmul(self, other) -> Tensor:
     other = Tensor._wrap_tensor(other, self)
+    if other.is_complex(): return self.cast(complex64).matmul(other)
     if self.ndim == 0 or other.ndim == 0:
       raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {self.shape} and {other.shape}")
     x = self.unsqueeze(0) if self.ndim == 1 else self
@@ -2592,6 +2657,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
       raise ShapeError(f"cat: shapes {', '.join(str(x.shape) for x in tensors)} do not match outside dim {dim}")
     _same_device("cat", t, ref)
   dtype = result_type(*tensors)
+  if dtype is complex64: return cat_complex(tensors, axis)
   if len(tensors) > CAT_SUMS:  # each piece writes its own region: work in proportion to the output
     return F.Cat.apply(*[t.cast(dtype) for t in tensors], axis=axis)
   # a few pieces: a sum of the pieces padded to the output's shape, elementwise work that fuses into its readers
@@ -2787,7 +2853,7 @@ def _unpickle_tensor(cls, values: np.ndarray, device: str, requires_grad: bool) 
 
 def realize(*tensors: Tensor) -> None:
   """Compute several tensors in one schedule, so the work they share is scheduled once."""
-  realize_lazy(*[t.lazydata for t in tensors])
+  realize_lazy(*[t._ri.lazydata if t.is_complex() else t.lazydata for t in tensors])
 
 
 # ---- more math with torch's names (from torch's op database): functions torch has no Tensor method for, and helpers
@@ -3008,3 +3074,6 @@ def gradient(input: Tensor, *, spacing=1, dim=None, edge_order=1) -> tuple[Tenso
         last = (0.5 * s(-3, -2) - 2 * s(-2, -1) + 1.5 * s(-1)) / h
     out.append(cat([first, center, last], d))
   return tuple(out)
+
+
+from lazygrad.complex import ComplexTensor, cat_complex  # noqa: E402  (it builds on Tensor, defined above)

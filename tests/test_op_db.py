@@ -27,9 +27,8 @@ RANDOM = {"bernoulli", "cauchy", "exponential", "geometric", "log_normal", "mult
           "empty_strided", "new_empty_strided", "empty_permuted"}
 NOT_PUBLIC_ROOTS = ("sparse.", "masked.", "_", "torch.ops.", "jiterator_", "native_")
 NOT_PUBLIC = {"item", "tolist", "to_sparse", "resize_", "resize_as_", "storage_offset", "stft", "istft", "jiterator",
-              "byte", "char", "short", "int", "long", "bool", "half", "double", "float", "bfloat16", "cfloat", "cdouble",
-              "chalf", "view_as_complex", "view_as_real", "complex", "polar", "real", "imag", "conj", "conj_physical",
-              "resolve_conj", "resolve_neg", "angle", "isreal", "pin_memory", "contiguous", "clone", "zero_", "fill",
+              "byte", "char", "short", "int", "long", "bool", "half", "double", "float", "bfloat16", "cdouble",
+              "chalf", "pin_memory", "contiguous", "clone", "zero_", "fill",
               "H", "mT", "mH", "T", "new_full", "new_ones", "new_zeros", "type_as", "to", "hash_tensor",
               "nonzero_static", "max_pool2d_with_indices_backward", "native_dropout_backward", "grid_sampler_2d",
               "grid_sampler_3d", "constant_pad_nd"}
@@ -97,13 +96,13 @@ def lazygrad_callable(op):
 
 
 class Unsupported(Exception):
-  """A sample lazygrad cannot be given (a complex tensor, a torch.device): skipped."""
+  """A sample lazygrad cannot be given (a complex128 or bfloat16 tensor, a torch.device): skipped."""
 
 
 def to_lazygrad(x, leaves: list):
   if isinstance(x, torch.Tensor):
-    if x.is_complex() or x.dtype is torch.bfloat16 or x.layout is not torch.strided: raise Unsupported(str(x.dtype))
-    t = lg.Tensor(x.detach().numpy().copy(), requires_grad=x.requires_grad and x.is_leaf)
+    if x.dtype in (torch.complex128, torch.complex32, torch.bfloat16) or x.layout is not torch.strided: raise Unsupported(str(x.dtype))
+    t = lg.Tensor(x.detach().numpy(force=True).copy(), requires_grad=x.requires_grad and x.is_leaf)
     if x.requires_grad and x.is_leaf: leaves.append((x, t))
     return t
   if isinstance(x, torch.Size): return tuple(x)
@@ -136,8 +135,9 @@ def compare(got, want, where: str, rtol: float, atol: float):
 
 
 def _float_outputs(out) -> list:
-  if isinstance(out, torch.Tensor): return [out] if out.dtype.is_floating_point else []
-  if isinstance(out, lg.Tensor): return [out] if out.dtype.is_float else []
+  """The float and complex tensors of an output (the ones a gradient flows from)."""
+  if isinstance(out, torch.Tensor): return [out] if out.dtype.is_floating_point or out.is_complex() else []
+  if isinstance(out, lg.Tensor): return [out] if out.dtype.is_float or out.is_complex() else []
   if isinstance(out, (tuple, list)): return [t for o in out for t in _float_outputs(o)]
   return []
 
@@ -173,6 +173,9 @@ def test_op_like_torch(op):
     # the outputs torch differentiates, paired by position (lstsq's empty singular values, say, are not)
     got_outs, want_outs = zip(*[(g, w) for g, w in zip(got_outs, want_floats) if w.requires_grad])
     rng = np.random.default_rng(n)
+    # a complex output is weighed through its real view (torch's convention for the gradient of a real loss)
+    want_outs = [torch.view_as_real(t.resolve_conj()) if t.is_complex() else t for t in want_outs]
+    got_outs = [lg.view_as_real(t) if t.is_complex() else t for t in got_outs]
     weights = [rng.standard_normal(tuple(t.shape)).astype(np.float32) for t in want_outs]
     for t_leaf, _ in leaves: t_leaf.grad = None  # samples may share a tensor (group_norm's weight): no accumulation
     sum((t * torch.from_numpy(w)).sum() for t, w in zip(want_outs, weights)).backward()
