@@ -718,7 +718,7 @@ def _count_loads(plan: Plan, lanes: int, tiles) -> list[tuple[int, int]]:
 
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
 SCRATCH_BYTES = 256 << 20  # the most memory compile_for_launches takes to run a kernel on
-MIN_SHARE = 8  # the fewest kernels worth a build worker's share
+MIN_SHARE = 4  # the fewest compiles worth a build worker's share
 KERNEL_SECONDS, WORKER_START = 0.1, 1.0  # PoCL's machine code for a kernel, and a build worker's start (see _compile_shares)
 
 
@@ -1246,13 +1246,25 @@ class Device:
   def _compile_shares(self, fresh: list, waiting: list) -> list[list]:
     """Split new programs into shares, one for this process and one for each build worker, and compile each share
     for the launches waiting on it (see compile_for_launches); returns the shares, [] if too few to pay for it. A
-    worker costs WORKER_START seconds to start, paid once per process, so a first share here is larger."""
+    worker costs WORKER_START seconds to start, paid once per process, so a first share here is larger. Shares are
+    balanced by compiles, not programs: PoCL compiles a kernel once per work-group size it runs at, and a dynamic
+    kernel that several sizes share (a model's parameter updates) runs at several."""
     starting = sum(1 for w in self.workers if not w.alive()) + self.build_workers - len(self.workers)
     n, workers = len(fresh), self.build_workers
-    mine = math.ceil((n + starting * WORKER_START / KERNEL_SECONDS) / (workers + 1))
-    if n - mine < MIN_SHARE: return []  # each share's build costs 0.2 s before its first kernel
-    rest = fresh[mine:]
-    shares = [fresh[:mine]] + [rest[k::workers] for k in range(workers) if rest[k::workers]]
+    groups: dict[int, set] = collections.defaultdict(set)
+    for entry, *_ in waiting:
+      if type(entry) is Unbuilt:
+        out_size, gsize, _ = entry.program.at(entry.params, entry.values)
+        (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local)
+        if out_size: groups[id(entry.program)].add((local, whole > 65535))
+    compiles = {id(p): max(1, len(groups[id(p)])) for p in fresh}
+    shares, loads = [[] for _ in range(workers + 1)], [-starting * WORKER_START / KERNEL_SECONDS] + [0.0] * workers
+    for p in sorted(fresh, key=lambda p: -compiles[id(p)]):  # the heaviest first, each to the lightest share
+      k = min(range(workers + 1), key=loads.__getitem__)
+      shares[k].append(p)
+      loads[k] += compiles[id(p)]
+    if sum(loads[1:]) < MIN_SHARE: return []  # each share's build costs 0.2 s before its first kernel
+    shares = [shares[0]] + [share for share in shares[1:] if share]
     self.workers = [w for w in self.workers if w.alive()]
     while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(self.index))
     start = time.perf_counter()
