@@ -1251,13 +1251,12 @@ class Device:
     kernel that several sizes share (a model's parameter updates) runs at several."""
     starting = sum(1 for w in self.workers if not w.alive()) + self.build_workers - len(self.workers)
     n, workers = len(fresh), self.build_workers
-    groups: dict[int, set] = collections.defaultdict(set)
-    for entry, *_ in waiting:
-      if type(entry) is Unbuilt:
-        out_size, gsize, _ = entry.program.at(entry.params, entry.values)
-        (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local)
-        if out_size: groups[id(entry.program)].add((local, whole > 65535))
-    compiles = {id(p): max(1, len(groups[id(p)])) for p in fresh}
+    runs = self._warm_launches(waiting)
+
+    def compiled_for(gsize):  # what PoCL compiles a kernel for: its work-group size, and a grid above 65535 or not
+      (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local)
+      return local, whole > 65535
+    compiles = {id(p): max(1, len({compiled_for(g) for g in runs.get(id(p), {})})) for p in fresh}
     shares, loads = [[] for _ in range(workers + 1)], [-starting * WORKER_START / KERNEL_SECONDS] + [0.0] * workers
     for p in sorted(fresh, key=lambda p: -compiles[id(p)]):  # the heaviest first, each to the lightest share
       k = min(range(workers + 1), key=loads.__getitem__)
@@ -1269,14 +1268,15 @@ class Device:
     while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(self.index))
     start = time.perf_counter()
     texts = [batch_source([[p.src, p.name] for p in share]) for share in shares]
-    launches = [self._warm_launches(share, names, waiting) for share, (_, names) in zip(shares, texts)]
-    sent = [w.send(text, runs) for w, (text, _), runs in zip(self.workers, texts[1:], launches[1:])]
+    launches = [[[name, *run] for p, name in zip(share, names) for run in runs.get(id(p), {}).values()]
+                for share, (_, names) in zip(shares, texts)]
+    sent = [w.send(text, share_runs) for w, (text, _), share_runs in zip(self.workers, texts[1:], launches[1:])]
     try:
       try:
         with self.lock: compile_for_launches(self.ctx, self.queue, self.device, texts[0][0], launches[0])
       except self.cl.Error: pass  # built again by _build_batch, which names the kernel that fails
-      for w, ok, runs in zip(self.workers, sent, launches[1:]):
-        if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(runs) + 30)) and DEBUG >= 1:
+      for w, ok, share_runs in zip(self.workers, sent, launches[1:]):
+        if not (ok and w.done(WORKER_START + 2 * KERNEL_SECONDS * len(share_runs) + 30)) and DEBUG >= 1:
           print("lazygrad: a build worker failed; its kernels compile where they first run")
     except BaseException:  # Ctrl-C: a worker's answer must not be read as a later batch's
       for w in self.workers: w.proc.kill()
@@ -1284,18 +1284,18 @@ class Device:
     compile_progress.compiled(time.perf_counter() - start, n)
     return shares
 
-  def _warm_launches(self, share: list, names: list, waiting: list) -> list:
-    """compile_for_launches' list for a share's programs: one per program and number of work-items it waits to run
-    at (a dynamic kernel's work-group size follows its arguments), with that launch's buffer sizes and scalars."""
-    name_of = {id(p): name for p, name in zip(share, names)}
-    runs = {}
+  def _warm_launches(self, waiting: list) -> dict[int, dict]:
+    """What compile_for_launches runs of each program that waiting launches need built (by id): one run per number
+    of work-items it waits to run at (a dynamic kernel's work-group size follows its arguments), with that launch's
+    work-items, buffer sizes and scalars."""
+    runs: dict[int, dict] = {}
     for entry, buffers, *_ in waiting:
-      if type(entry) is not Unbuilt or id(entry.program) not in name_of: continue
+      if type(entry) is not Unbuilt: continue
       program, params, values, _ = entry
       out_size, gsize, args = program.at(params, values)
       scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]
-      if out_size: runs.setdefault((id(program), gsize), [name_of[id(program)], gsize, [b.nbytes for b in buffers], scalars])
-    return list(runs.values())
+      if out_size: runs.setdefault(id(program), {}).setdefault(gsize, [gsize, [b.nbytes for b in buffers], scalars])
+    return runs
 
   def _build_batch(self, sources: list, remember: bool = False, counted: bool = False):
     """Build [source, kernel name] pairs as one program (one alone keeps its name), filing each source's kernel

@@ -404,21 +404,22 @@ def view_as_complex(input: Tensor) -> ComplexTensor:
   return ComplexTensor._wrap(input)
 
 
+def _check_float32(op: str, **tensors):
+  for what, t in tensors.items():
+    if not isinstance(t, Tensor) or t.dtype is not float32:
+      raise TypeError(f"{op}: expected {what} to be a float32 tensor, got "
+                      f"{t.dtype.name if isinstance(t, Tensor) else type(t).__name__}")
+
+
 def complex(real: Tensor, imag: Tensor) -> ComplexTensor:  # noqa: A001  (torch's name)
   """real + i imag, from two float32 tensors (broadcast together)."""
-  for what, t in (("real", real), ("imag", imag)):
-    if not isinstance(t, Tensor) or t.dtype is not float32:
-      raise TypeError(f"complex: expected {what} to be a float32 tensor, got "
-                      f"{t.dtype.name if isinstance(t, Tensor) else type(t).__name__}")
+  _check_float32("complex", real=real, imag=imag)
   return from_parts(real, imag)
 
 
 def polar(abs: Tensor, angle: Tensor) -> ComplexTensor:  # noqa: A002  (torch's names)
   """abs * (cos(angle) + i sin(angle))."""
-  for what, t in (("abs", abs), ("angle", angle)):
-    if not isinstance(t, Tensor) or t.dtype is not float32:
-      raise TypeError(f"polar: expected {what} to be a float32 tensor, got "
-                      f"{t.dtype.name if isinstance(t, Tensor) else type(t).__name__}")
+  _check_float32("polar", abs=abs, angle=angle)
   return from_parts(abs * angle.cos(), abs * angle.sin())
 
 

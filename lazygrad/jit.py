@@ -55,6 +55,7 @@ class _Recording:
     self.outputs = outputs            # [(buffer, view)] of the returned tensors
     self.structure = structure        # how the returned tensors were packed: None, "tensor", "tuple", "list"
     self.replayers: dict = {}         # (resized buffers, whether numbers stay) -> the device's Replayer, see _replay
+    self.tries = 0                    # replays that asked the device for a Replayer (see make_replayer)
 
   def same_kernels(self, other: _Recording) -> bool:
     """Same kernels, and the same data copied from the host (a replay repeats the first recording's copies' data)."""
@@ -75,7 +76,7 @@ class _Recording:
     """The device's launcher of the whole plan (see Replayer in backends/opencl.py) once it can make one: None to ask
     again at the next replay (a kernel not yet built or not yet resolved for good), False to stop asking (another
     backend, several devices, or REPLAYER_TRIES replays asked)."""
-    self.tries = getattr(self, "tries", 0) + 1
+    self.tries += 1
     make = getattr(self.devices[0], "replayer", None) if len(self.devices) == 1 else None
     if make is None or self.tries > REPLAYER_TRIES: return False
     return make(plan, numbers)

@@ -343,18 +343,17 @@ def merge_dims(ast: KernelOp) -> KernelOp:
   (512, 512) parameter are then one structure over 401408 and 262144 elements, which can share a kernel whose size
   is an argument (see codegen/dynamic.py), and each element's index is one number instead of a division and a
   modulo. Nodes under a VIEW index a shape of their own and are left as they are."""
-  shape = ast.shape
-  if len(shape) < 2 or any(n.op in ReduceOps for n in ast.walk()): return ast  # a reduction's dims stay as they are
-  outer, stack, seen = [], [ast], set()
+  shape, nodes = ast.shape, ast.walk()
+  if len(shape) < 2 or any(n.op in ReduceOps for n in nodes): return ast  # a reduction's dims stay as they are
+  trackers, stack, seen = [], [ast], set()  # the views over the kernel's own dims, and the nodes in them
   while stack:
     node = stack.pop()
     if id(node) in seen: continue
     seen.add(id(node))
     if node.shape != shape or node.op is IndexOps.GATHER: return ast
-    outer.append(node)
+    if node.op is BufferOps.LOAD: trackers.append(node.arg[1])
+    elif node.op in (BufferOps.VIEW, BufferOps.STORE): trackers.append(node.arg)
     if node.op is not BufferOps.VIEW: stack.extend(node.src)
-  trackers = [n.arg[1] if n.op is BufferOps.LOAD else n.arg for n in outer
-              if n.op in (BufferOps.LOAD, BufferOps.VIEW, BufferOps.STORE)]
   groups = [[shape[0]]]
   for d in range(1, len(shape)):
     joined = shape[:d - 1] + (shape[d - 1] * shape[d],) + shape[d + 1:]
@@ -368,7 +367,7 @@ def merge_dims(ast: KernelOp) -> KernelOp:
     if view is None: return ast  # mergeable pair by pair but not as a whole (a mask): left as it is
     views[id(st)] = st._replace(view)
   made: dict[int, KernelOp] = {}
-  for node in ast.walk():  # sources first
+  for node in nodes:  # sources first
     if id(node) not in seen: continue  # under a VIEW
     arg = node.arg
     if node.op is BufferOps.LOAD: arg = (arg[0], views[id(arg[1])])

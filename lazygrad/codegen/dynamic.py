@@ -324,20 +324,22 @@ class Specializer:
       total_work = work_of(values, s.work_slots)
       big, wide = measure(total_work, buf_sizes)
       if wide or s.refused or not in_ranges(values, kinds): return specialized()
+      vector = s.vector_sized(values)
+      if promoted and vector: return specialized()  # a backend that renders it as scalar code
       # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
       # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
-      if promoted and s.vector_sized(values): return specialized()  # a backend that renders it as scalar code
-      if (big or promoted) and s.shape_changes(values) and not self.every_number and not s.vector_sized(values):
+      if (big or promoted) and s.shape_changes(values) and not self.every_number and not vector:
         s = s.sized(values, epoch)
         if s is None: return specialized()
+        vector = s.vector_sized(values)
       # the first numbers keep their specialized kernel (a constant trip count vectorizes); within one schedule, a
       # big kernel's other sizes (a training step's parameters) are each specialized, its other offsets (the time
       # steps of a recurrence) share one kernel
       shape = s.shape_changes(values)
       if (values == s.history[0] and not self.every_number) or s.refused or \
-         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape and not s.vector_sized(values)):
+         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape and not vector):
         return specialized()
-      if big and shape and not s.vector_sized(values): return specialized()  # every_number's big kernels
+      if big and shape and not vector: return specialized()  # every_number's big kernels
       args = s.arguments(values)
       if args is None:
         if numbers is not None: ast = self._made(ast, values)
