@@ -17,7 +17,7 @@ import time
 from typing import NamedTuple
 import numpy as np
 from lazygrad.codegen.dynamic import INT_MAX, Specializer, promotable
-from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
+from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, size, top
 from lazygrad import device as devices
 from lazygrad.device import Allocator, KernelCache, compile_progress
 from lazygrad.dtype import DType, bool_, float16, bfloat16, float32, float64
@@ -246,17 +246,26 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
-  # loops over arguments: one output per work-item, no tiles; but flat elementwise work whose size is known to fill
-  # whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE) keeps its vectors, each lane's index one number
-  if plan.sized_by_arguments and (plan.reduce is not None or len(plan.ast.shape) != 1 or not _fills(plan.out_size, LANES)):
-    return None
+  choice = _vector_choice_of(plan)
+  # loops over arguments keep vectors (and tiles) where the lanes still read neighbouring elements: a size that is an
+  # argument known to fill whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE), or an outer dim whose inner
+  # ones are numbers (a matrix product's rows). Lanes that divide by arguments to find their elements are scalar code
+  if choice is not None and plan.sized_by_arguments:
+    n, lane = choice
+    size = plan.out_size if lane == "gidx" else plan.red_size
+    loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
+    if any(_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) == "gather" for i in loads): return None
+  return choice
+
+
+def _vector_choice_of(plan: Plan):
   if plan.store is not None: return None  # a piece of a cat: a copy, written where its region lies
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
     return None
   wide = any(VECTOR_DTYPES[d.name] == "long" for d in [*plan.bufs, *(i.dtype for i in plan.instrs)])
-  if plan.reduce is not None and plan.red_size >= 16: return _reduction_vector_choice(plan, wide)
+  if _long_reduction(plan): return _reduction_vector_choice(plan, wide)
   options = [("ridx", plan.red_size)] if plan.reduce is not None else []
   options.append(("gidx", plan.out_size))
   best, best_score = None, -1
@@ -266,7 +275,6 @@ def _vector_choice(plan: Plan):
     if not _fills(size, n): continue
     loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
     kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
-    if plan.sized_by_arguments and "gather" in kinds: continue  # divisions by arguments in every lane: scalar code
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
     # elementwise work is vector code even when every load gathers (a transposing copy): the store is one vector
     # and the lanes' index math shares its divisions (2.5x faster on PoCL for a weight's copy to panels)
@@ -275,10 +283,21 @@ def _vector_choice(plan: Plan):
   return best
 
 
+def _long_reduction(plan: Plan) -> bool:
+  """Whether a kernel reduces over 16 or more elements per output, or over a number of them that is an argument: its
+  lanes and tiles are chosen as for a long loop whatever the AST that built it had (lanes along a loop of contiguous
+  loads keep several partial sums, which a long float32 sum needs)."""
+  return plan.reduce is not None and (isinstance(plan.red_size, Node) or plan.red_size >= 16)
+
+
 def _fills(size: int | Node, n: int) -> bool:
   """Whether `size` elements (a number, or a Node over a kernel's arguments) are whole vectors of n lanes."""
-  if isinstance(size, int): return size >= n and size % n == 0
-  return size.min >= n and size % n == Num(0)
+  return (size >= n if isinstance(size, int) else size.min >= n) and _divides(n, size)
+
+
+def _divides(n: int, size: int | Node) -> bool:
+  """Whether n divides `size` (a number, or a Node over a kernel's arguments: for every value they take)."""
+  return size % n == 0 if isinstance(size, int) else size % n == Num(0)
 
 
 def _reduction_vector_choice(plan: Plan, wide: bool):
@@ -288,10 +307,10 @@ def _reduction_vector_choice(plan: Plan, wide: bool):
   the lanes; lanes along the loop suit dot products (x @ w.T) and contiguous sums; 2 lanes suit odd widths (14)."""
   best, best_cost = None, None
   for n in (4, 2) if wide else (8, 4, 2):
-    if plan.out_size % n == 0:
+    if _divides(n, plan.out_size):
       cost = tile_options(plan, n, "gidx")[0][1][0] + 1 / n  # its best tile's (the one _tiling gives)
       if best_cost is None or cost < best_cost: best, best_cost = (n, "gidx"), cost
-    if plan.red_size % n == 0:
+    if _divides(n, plan.red_size):
       _, ra, rb, stride = _dot_tiling(plan, n)
       cost = (_dot_loads_per_output(plan, n, [(ra, rb)], stride)[0][0] + 1) / n
       if best_cost is None or cost < best_cost: best, best_cost = (n, "ridx"), cost
@@ -374,16 +393,16 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   itype = "long" if plan.big_index else "int"
   trows, cols, stride = _tiling(plan, LANES, lane)
   rows = trows * cols  # accumulators; j below counts them, row j // cols and column j % cols of the tile
-  slot = lambda j: Var("gidx", 0, plan.out_size - 1)  # the output a scalar row computes (lanes along ridx)
+  slot = lambda j: Var("gidx", 0, top(plan.out_size) - 1)  # the output a scalar row computes (lanes along ridx)
   if lane == "ridx":
-    rvec = Var("rvec", 0, max(plan.red_size // LANES - 1, 0))
+    rvec = Var("rvec", 0, max(top(plan.red_size) // LANES - 1, 0))
     at = lambda j, u: rvec * LANES + u
     rows, ra, rb, stride = _dot_tiling(plan, LANES)
     if rows > 1:  # ra x rb outputs per work-item: loads that depend on one of the two are shared by the others
-      mi, ni = Var("mi", 0, plan.out_size // (rows * stride // rb) - 1), Var("ni", 0, stride // rb - 1)
+      mi, ni = Var("mi", 0, top(plan.out_size) // (rows * stride // rb) - 1), Var("ni", 0, stride // rb - 1)
       slot = lambda j: (mi * ra + j // rb) * stride + ni * rb + j % rb
   elif rows > 1:
-    mi = Var("mi", 0, plan.out_size // (trows * stride) - 1)
+    mi = Var("mi", 0, top(plan.out_size) // (trows * stride) - 1)
     ni = Var("ni", 0, stride // (LANES * cols) - 1)
     at = lambda j, u: (mi * trows + j // cols) * stride + (ni * cols + j % cols) * LANES + u
   else:
@@ -406,7 +425,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   emitted: dict[tuple, str] = {}  # (region, type, expression) -> name: rows share what does not depend on the row
   # masks of loop loads that do not change along the innermost loop (a convolution's padding per tap): on a CPU the
   # loop is written twice, without them where they all hold, and with them elsewhere
-  dims = [d for d in plan.red_shape if d > 1]
+  dims = [d for d in plan.red_shape if isinstance(d, Node) or d > 1]
   inner = f"r{len(dims) - 1}" if len(dims) >= 2 else "ridx"
   invariant: dict[str, None] = {}
   assumed: set[str] = set()
@@ -492,7 +511,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     init = _bc(ident, r.dtype) if r.dtype is not bool_ else f"({_vt(r.dtype)})(0)"
     accs = [f"acc{j}" for j in range(rows)]
     lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
-    if lane == "ridx": heads, close = [f"  for ({itype} rvec = 0; rvec < {plan.red_size // LANES}; rvec++) {{"], "}"
+    if lane == "ridx": heads, close = [f"  for ({itype} rvec = 0; rvec < {text(plan.red_size // LANES)}; rvec++) {{"], "}"
     lines.extend(heads)
     body_start = len(lines)
     src = r.srcs[0]
@@ -552,9 +571,9 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
       elif out is bool_: stores.append(f"data0[{where}] = (uchar)({v});")
       else: stores.append(f"data0[{where}] = {v};")
     if rows > 1:
-      head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {plan.out_size // rows}) return;",
+      head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {text(plan.out_size // rows)}) return;",
               f"  {itype} mi = w / {stride // rb};", f"  {itype} ni = w % {stride // rb};"]
-    else: head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {plan.out_size}) return;"]
+    else: head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {text(plan.out_size)}) return;"]
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
                                                        for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
   body = "\n".join(lines)
@@ -591,11 +610,14 @@ def tile_options(plan: Plan, lanes: int, lane: str) -> list[tuple[tuple[int, int
 
 
 def _tile_options(plan: Plan, lanes: int, lane: str):
-  if not (lane == "gidx" and plan.reduce is not None and plan.red_size >= 16): return [((1, 1, plan.row_size), (0, 0))]
+  if not (lane == "gidx" and _long_reduction(plan)):
+    return [((1, 1, plan.row_size), (0, 0))]
   dims = [d for d in plan.ast.shape if d != 1]
-  strides = {math.prod(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
-  options = [(1, 1, plan.row_size)] + [(rows, cols, stride) for rows, cols in TILES for stride in sorted(strides)
-                                       if stride % (lanes * cols) == 0 and plan.out_size % (rows * stride) == 0
+  # rows at a stride that is a number (a dynamic kernel's outer dims may be arguments, its rows' inner ones not)
+  strides = {size(dims[k + 1:]) for k in range(len(dims) - 1)} | {plan.out_size}
+  options = [(1, 1, plan.row_size)] + [(rows, cols, stride) for rows, cols in TILES
+                                       for stride in sorted(x for x in strides if isinstance(x, int))
+                                       if stride % (lanes * cols) == 0 and _divides(rows * stride, plan.out_size)
                                        and (rows == 1) == (stride == plan.out_size)]
   # among equal counts: fewer elements moved (a matmul's rows down its left operand share one vector of the
   # right, where rows across the right operand's panels would load a vector each), more rows (fewer loaded columns
@@ -637,10 +659,11 @@ def _dot_tiling(plan: Plan, lanes: int) -> tuple[int, int, int, int]:
   as `x @ w.T` is): ra rows of rb consecutive outputs; the rows share the loads that depend only on the column and
   the columns those that depend only on the row."""
   stride = plan.row_size
-  if plan.reduce is None or plan.red_size < 16: return 1, 1, 1, stride
+  if not _long_reduction(plan): return 1, 1, 1, stride
   cache = plan.__dict__.setdefault("_dot_tilings", {})
-  if lanes not in cache:
-    options = [(1, 1)] + [(ra, rb) for ra, rb in DOT_TILES if stride % rb == 0 and (plan.out_size // stride) % ra == 0]
+  if lanes not in cache:  # rows at a stride that is a number (see _tile_options)
+    options = [(1, 1)] + [(ra, rb) for ra, rb in DOT_TILES
+                          if isinstance(stride, int) and stride % rb == 0 and _divides(ra * stride, plan.out_size)]
     ra, rb = min(zip(options, _dot_loads_per_output(plan, lanes, options, stride)), key=lambda oc: oc[1][0])[0]
     cache[lanes] = (ra * rb, ra, rb, stride)
   return cache[lanes]
@@ -652,8 +675,10 @@ def _dot_loads_per_output(plan: Plan, lanes: int, tiles, stride: int) -> list[tu
   def tile(ra: int, rb: int):
     if ra * rb == 1: slot = lambda p, j: p[0]
     else: slot = lambda p, j: (p[0] * ra + j // rb) * stride + p[1] * rb + j % rb
-    sizes = (plan.out_size,) if ra * rb == 1 else (plan.out_size // (ra * stride), stride // rb)
-    return ra * rb, _sample_points(sizes + (plan.red_size // lanes,)), lambda p, j, u: (slot(p, j), p[-1] * lanes + u)
+    out_size = plan.at_example(plan.out_size)
+    sizes = (out_size,) if ra * rb == 1 else (out_size // (ra * stride), stride // rb)
+    return ra * rb, _sample_points(sizes + (plan.at_example(plan.red_size) // lanes,)), \
+        lambda p, j, u: (slot(p, j), p[-1] * lanes + u)
   counts = _count_loads(plan, lanes, [tile(ra, rb) for ra, rb in tiles])
   return [(count / (ra * rb), elements / (ra * rb)) for (ra, rb), (count, elements) in zip(tiles, counts)]
 
@@ -662,11 +687,12 @@ def _loads_per_output(plan: Plan, lanes: int, tiles) -> list[tuple[float, float]
   """(memory instructions, elements moved) per output per reduce step, for each (rows, cols, stride) tile of rows x
   cols vectors (lanes along the outputs)."""
   def tile(rows: int, cols: int, stride: int):
-    if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (plan.out_size // lanes,)
+    out_size = plan.at_example(plan.out_size)
+    if rows * cols == 1: at, sizes = (lambda p, j, u: (p[0] * lanes + u, p[-1])), (out_size // lanes,)
     else:
       at = lambda p, j, u: ((p[0] * rows + j // cols) * stride + (p[1] * cols + j % cols) * lanes + u, p[-1])
-      sizes = (plan.out_size // (rows * stride), stride // (lanes * cols))
-    return rows * cols, _sample_points(sizes + (max(plan.red_size, 1),)), at
+      sizes = (out_size // (rows * stride), stride // (lanes * cols))
+    return rows * cols, _sample_points(sizes + (max(plan.at_example(plan.red_size), 1),)), at
   counts = _count_loads(plan, lanes, [tile(*t) for t in tiles])
   return [(count / (rows * cols * lanes), elements / (rows * cols * lanes))
           for (rows, cols, _), (count, elements) in zip(tiles, counts)]
@@ -686,8 +712,9 @@ def _count_loads(plan: Plan, lanes: int, tiles) -> list[tuple[int, int]]:
   lanes, `at(point, row, lane)` giving (gidx, ridx): a load's lane kind comes from row 0 (one instruction if its mask
   is uniform and its index uniform or contiguous, else one per lane), and rows whose index and mask agree at every
   point share one load."""
-  # a kernel's index arguments (offsets, bounds, strides) at 1: an estimate, the code itself holds for every value
-  arguments = {name: 1 for name, _ in plan.params}
+  # a kernel's index arguments (offsets, bounds, strides, sizes) as the AST that first built it had them (its
+  # scalars at 1): an estimate, the code itself holds for every value
+  arguments = {**{name: 1 for name, _ in plan.params}, **plan.example}
   # every tile's spots (each point's lanes of row 0, then its rows at lane 0) as one pair of NumPy arrays: each loop
   # load's index and mask are evaluated once for them all, instead of once a point, lane, row and tile (a GPT's first
   # step spent seconds on it)
@@ -1332,10 +1359,15 @@ class Device:
     built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
     program = self.programs.get(built)
     if program is None:
-      try: program = self._prepare(built, buffers, origin, params)
+      try: program = self._prepare(built, buffers, origin, params, values)
       except IndexTooLarge:  # its structure is specialized from now on
-        built, params, values = self.specializer.refuse(ast, numbers)
+        built, params, values = self.specializer.refuse(ast, built, numbers)
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
+      plan = program.plan
+      if plan is not None and plan.sized_by_arguments and vector_choice(plan) is None \
+         and self.specializer.slow(ast, built, numbers):  # a family's kernel as scalar code: ast resolves elsewhere
+        built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
+        program = self.programs.get(built) or self._prepare(built, buffers, origin, params, values)
       self.programs[built] = program
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
@@ -1376,7 +1408,7 @@ class Device:
         launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n, ast))
     return Replayer(self, launches)
 
-  def _prepare(self, ast, buffers, origin: str, params) -> "Program":
+  def _prepare(self, ast, buffers, origin: str, params, values=()) -> "Program":
     """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the
     parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this version of the
     code generator has written it before: lowering and rendering a big kernel takes longer than loading its binary,
@@ -1387,7 +1419,7 @@ class Device:
     plan = None
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
-      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params)
+      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params, values)
       tiles = measured_tiles(plan) if self.tune and not params else []
       if len(tiles) > 1: set_tiling(plan, self.choose_tile(plan, tiles, buffers, key))
       src, name = render(plan, self.cpu)

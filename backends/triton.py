@@ -792,7 +792,7 @@ class Device:
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
     self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> (plan, program, source, tile sizes)
-    self.specializer = Specializer()
+    self.specializer = Specializer(families=False)  # a family's kernel is never a tl.dot product (see matmul)
     self.tune = not self.interpret and getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' tiles (see choose)
     self.lock = threading.Lock()
 
@@ -877,11 +877,16 @@ class Device:
     env = {n: v for (n, _), v in zip(params, values)}
     program = self.programs.get(built)
     if program is None:
-      try: program = self._prepare(built, buffers, origin, params)
+      try: program = self._prepare(built, buffers, origin, params, values)
       except IndexTooLarge:  # its structure is specialized from now on
-        built, params, values = self.specializer.refuse(ast, numbers)
+        built, params, values = self.specializer.refuse(ast, built, numbers)
         env = {}
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
+      if program[0].sized_by_arguments and self.specializer.slow(ast, built, numbers):  # a family's kernel (see
+        # codegen/dynamic.py) sized by arguments is never a matrix product here: ast resolves elsewhere
+        built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
+        env = {n: v for (n, _), v in zip(params, values)}
+        program = self.programs.get(built) or self._prepare(built, buffers, origin, params, values)
       self.programs[built] = program
     plan, prog, src, sizes = program
     if self.interpret and plan.sized_by_arguments:  # the interpreter takes tile sizes as arguments: fit each call's sizes
@@ -890,9 +895,9 @@ class Device:
     return (plan, prog, src, sizes, programs, [arg_value(v, d) for (_, d), v in zip(params, values)],
             devices.epoch if numbers is None and plan.sized_by_arguments and promotable(ast) else None)
 
-  def _prepare(self, ast, buffers, origin: str, params) -> tuple:
+  def _prepare(self, ast, buffers, origin: str, params, values=()) -> tuple:
     """(plan, program, source, tile sizes) for an AST as built (specialized, or dynamic over `params`)."""
-    plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params)
+    plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params, values)
     src, name = render(plan)
     if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
     st = time.perf_counter()

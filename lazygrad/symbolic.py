@@ -316,9 +316,14 @@ def _merge_div_mod(terms: list[Node]) -> list[Node]:
   (y//c)*(c*k) + (y%c)*k -> y*k, and ((y//c)%m)*(c*k) + (y%c)*k -> (y%(c*m))*k."""
   for j, u in enumerate(terms):
     ubase, k = _split(u)
-    if not isinstance(ubase, Mod) or isinstance(ubase.b, Node) or ubase.a.min < 0: continue
+    if not isinstance(ubase, Mod) or ubase.a.min < 0: continue
     y, c = ubase.a, ubase.b
     quotient = make_div(y, c)
+    if isinstance(c, Node):  # by a kernel argument: (y//n)*n*k + (y%n)*k -> y*k
+      whole = make_mul(quotient, c)
+      i = next((i for i, t in enumerate(terms) if i != j and _split(t) == (whole, k)), None)
+      if i is not None: return _regroup([*(x for n, x in enumerate(terms) if n not in (i, j)), make_mul(y, k)])
+      continue
     for i, t in enumerate(terms):
       base, f = _split(t)
       if i == j or f != c * k: continue
@@ -340,6 +345,11 @@ def _by_variable(a: Node, b: Node, kind):
   if isinstance(a, Num) and a.v == 0: return Num(0)
   if a.min >= 0 and a.max < b.min: return Num(0) if kind is Div else a
   if isinstance(a, Mul) and a.b == b: return a.a if kind is Div else Num(0)  # (x*b) // b = x, (x*b) % b = 0
+  if _scaled(b) and a.min >= 0:  # by n*c: a // (n*c) = (a//c) // n; (A + r) % (n*c) = A % (n*c) + r for A a multiple
+    n, c = b.a, b.b                # of a divisor d of c and r in [0, d) (a vector's lanes past its first)
+    if kind is Div: return make_div(make_div(a, c), n)
+    split = _split_small(a.terms, c) if isinstance(a, Sum) else None
+    if split: return make_sum([make_mod(make_sum(split[0]), b), *split[1]])
   if isinstance(a, Sum) and all(t.min >= 0 for t in a.terms):
     # (x*b + y*b + r) // b = x + y and % b = r, for r in [0, b): r a remainder by b, or a loop index under b
     whole = [t for t in a.terms if isinstance(t, Mul) and t.b == b]

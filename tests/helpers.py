@@ -9,5 +9,5 @@ def forget_kernels(monkeypatch, dev, every_number: bool | str = False):
   monkeypatch.setattr(dev, "kernels", KernelCache())
   monkeypatch.setattr(dev, "programs", KernelCache())
   if hasattr(dev, "batches"): monkeypatch.setattr(dev, "batches", KernelCache())  # OpenCL's built programs by source
-  monkeypatch.setattr(dev, "specializer", Specializer(every_number=every_number))
+  monkeypatch.setattr(dev, "specializer", Specializer(every_number=every_number, families=dev.specializer.families))
   return dev

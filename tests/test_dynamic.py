@@ -223,14 +223,30 @@ def test_zero_and_nan_constants_keep_their_own_kernels(fresh):
       np.testing.assert_array_equal((x * 0 + c).reciprocal().numpy(), np.reciprocal(np.float32(0) * x.numpy() + np.float32(c)))
 
 
-def test_a_big_kernel_takes_changing_scalars_as_arguments_but_is_built_for_new_sizes(fresh):
-  """Above DYNAMIC_WORK (or a reduction of DYNAMIC_REDUCE), a kernel whose sizes changed is built for them (it keeps
-  its vector code and tiles); one whose scalars changed still takes them as arguments."""
+def test_a_big_kernel_takes_changing_scalars_as_arguments_and_new_sizes_share_a_vector_kernel(fresh):
+  """Above DYNAMIC_WORK (or a reduction of DYNAMIC_REDUCE), a kernel whose scalars changed takes them as arguments; new
+  sizes in later schedules share one kernel sized by arguments that keeps its vector code (a family, see
+  codegen/dynamic.py), where the backend writes one (OpenCL); elsewhere each new size is built for itself."""
   from lazygrad.codegen.dynamic import DYNAMIC_REDUCE
   xn = data(2 * DYNAMIC_REDUCE)
   x = lg.tensor(xn)
   assert builds(lambda s: (x * s).sum(), [0.5, 1.5, 2.5, 3.5], lambda s: (xn * np.float32(s)).sum()) == 1
-  assert builds(lambda n: x[:n].sum(), [DYNAMIC_REDUCE + k for k in (0, 8, 16)], lambda n: xn[:n].sum()) == 2
+  sizes = [DYNAMIC_REDUCE + k for k in (0, 8, 16, 24)]
+  assert builds(lambda n: x[:n].sum(), sizes, lambda n: xn[:n].sum()) == (1 if fresh.specializer.families else 3)
+  if fresh.specializer.families:
+    family = next(f for s in fresh.specializer.structures.values() for f in s.families)
+    assert family.ast is not None and "float8" in fresh.programs[family.ast].src
+
+
+def test_a_family_written_as_scalar_code_is_not_used(fresh):
+  """Row sums whose sizes fill no vectors (100 x 10001, after 128 x 8192) make a family that OpenCL would write as
+  scalar code, one accumulator a row (a long float32 sum 10 times further off than with a vector's partial sums): it
+  is not used, the sum gets a kernel of its own, and the structure makes no family again."""
+  for rows, cols in ((128, 8192), (100, 10001), (96, 12000)):
+    xn = data(rows, cols)
+    np.testing.assert_allclose(lg.tensor(xn).sum(1).numpy(), xn.sum(1, dtype=np.float64), rtol=1e-4, atol=1e-3)
+  if fresh.specializer.families:
+    assert [p.name for p in fresh.programs.values()] == ["r_128_8192", "r_100_10001", "r_96_12000"]
 
 
 def test_an_unrolled_recurrence_builds_its_step_once_for_any_length(fresh):

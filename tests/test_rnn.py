@@ -322,3 +322,41 @@ def test_a_new_sequence_length_builds_no_kernel_from_the_third(fresh, name):
   run(13)
   built = lg.compile_count() - before
   assert built == 0, f"{built} kernels built for a third length"
+
+
+def test_a_jitted_train_step_at_a_new_length_builds_no_kernel_from_the_third(fresh):
+  """A 2-layer batch-first LSTM's jitted train step (a head, MSE, Adam), three steps per length against torch's: the
+  second length builds the kernels whose sizes or strides change with T once more, sized by arguments and still
+  vector code (families, see codegen/dynamic.py); every later length builds nothing. (The sizes keep every length on
+  one side of the scheduler's thresholds: a product's right operand copied to panels from m*n*k = 2**18, a value
+  recomputed by its readers below 1024 elements; across one, kernels are of another structure.)"""
+  hidden, batch = 16, 16
+  lg.manual_seed(0)
+  lstm, head = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True), nn.Linear(hidden, 1)
+  params = [*lstm.parameters(), *head.parameters()]
+  opt = lg.optim.Adam(params, lr=1e-2)
+  tlstm, thead = torch.nn.LSTM(hidden, hidden, num_layers=2, batch_first=True), torch.nn.Linear(hidden, 1)
+  tparams = [*tlstm.parameters(), *thead.parameters()]
+  with torch.no_grad():
+    for p, q in zip(tparams, params): p.copy_(torch.from_numpy(q.numpy()))
+  topt = torch.optim.Adam(tparams, lr=1e-2)
+
+  @lg.jit
+  def step(x, y):
+    loss = ((head(lstm(x)[0]) - y) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+
+  rng = np.random.default_rng(0)
+  built = []
+  for steps in (12, 10, 8, 6):
+    before = lg.compile_count()
+    for _ in range(3):
+      x, y = rng.standard_normal((batch, steps, hidden), dtype=np.float32), rng.standard_normal((batch, steps, 1), dtype=np.float32)
+      loss = step(lg.Tensor(x), lg.Tensor(y)).item()
+      tloss = ((thead(tlstm(torch.from_numpy(x))[0]) - torch.from_numpy(y)) ** 2).mean()
+      topt.zero_grad(); tloss.backward(); topt.step()
+      assert abs(loss - tloss.item()) <= 1e-4 * abs(tloss.item()) + 1e-5, (steps, loss, tloss.item())
+    built.append(lg.compile_count() - before)
+  for p, q in zip(tparams, params): np.testing.assert_allclose(q.numpy(), p.detach().numpy(), rtol=1e-3, atol=1e-4)
+  if fresh.specializer.families: assert built[2:] == [0, 0], built  # Triton builds a kernel for each new size

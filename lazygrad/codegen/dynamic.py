@@ -6,12 +6,17 @@ structure comes back with other numbers in a later schedule, the slots that chan
 the kernel is built once more; every later AST of that structure whose unchanged slots still hold reuses that build,
 its numbers passed at launch. Slots that have always held equal values (a batch size in every node's shape) share one
 argument; an AST that breaks such an equality is built again with the split made; one that needs 64-bit index math
-is specialized. A big one (see DYNAMIC_WORK) never takes its sizes or strides as arguments: each new set of them is
-a structure of its own, whose offsets, bounds and scalars may still become arguments (a recurrence's time step at a
-new sequence length is built twice, not once per step).
+is specialized. A big one (see DYNAMIC_WORK) keeps its own kernel for each set of sizes and strides seen in the
+schedule that first showed its structure (a training step's products), whose offsets, bounds and scalars may still
+become arguments (a recurrence's time steps share one). Sizes and strides that are new in a later schedule (a
+sequence of another length, another batch size) go to a family: a kernel with the sizes and strides in which they
+differ from the nearest ones seen as arguments, which the next new ones reuse. A backend that cannot write a family's
+kernel as vector code with tiles says so (Specializer.slow), and each new size gets its own kernel instead.
 
-A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles):
-the backends give an AST that is launched a second time, with the same numbers, a specialized kernel of its own.
+A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles)
+unless its lanes still read neighbouring elements (OpenCL: an outer dim as an argument, or a size known to fill whole
+vectors, see VECTOR_MULTIPLE): the backends give an AST that ran on scalar code and is launched a second time a
+kernel for its sizes (a family's, or one of its own).
 Numbers that change every call (a position in a sequence, a slice's offset) cost no build; numbers that stay (every
 parameter's shape in a training step) get the fast kernel from their second step on. A kernel whose arguments are
 only offsets, mask bounds and scalars keeps its tiles and vectors: big or small, it is shared by every offset, the
@@ -34,7 +39,8 @@ SCALAR_DTYPES = (float32, float16, bfloat16, int32, int64)  # constants that may
 SHAPE_KINDS = ("size", "stride")  # as arguments, these make a kernel scalar code (see Plan.sized_by_arguments)
 # ...except a flat elementwise kernel's (one dim, no reduction: a parameter's update) when its sizes are multiples of
 # this: its argument then stands for the size over VECTOR_MULTIPLE, so the size is known to fill whole vectors, and
-# the kernel keeps its vector code (one build serves every parameter of a model)
+# the kernel keeps its vector code (one build serves every parameter of a model); a family's size arguments too, where
+# every size they stood for was a multiple (a product's T*B rows keep their register tiles of up to 8 rows)
 VECTOR_MULTIPLE = 8
 
 
@@ -129,6 +135,12 @@ class Structure:
     self.bindings: dict[tuple, tuple | None] = {}  # see Specializer.resolve's `numbers` with steps
     # a big kernel's ASTs with other sizes or strides: a structure of their own per sizes and strides (see `sized`)
     self.by_shape: OrderedDict[tuple, Structure] = OrderedDict()
+    # kernels whose sizes and strides are arguments, for new ones in a later schedule (see `family`)
+    self.families: list[Structure] = []
+    self.scaled = False  # a family: its size arguments stand for sizes over VECTOR_MULTIPLE where all of them allow
+    # a family's kernel could not be written as vector code (see Specializer.slow) or built: none is made again, its
+    # new sizes each get a kernel of their own
+    self.slow = False
 
   def sized(self, values: tuple, epoch: int) -> Structure | None:
     """The structure of the ASTs with these values' sizes and strides, None (and made) if it is new: within it only
@@ -141,6 +153,24 @@ class Structure:
     self.by_shape[shape] = Structure(values, self.kinds, epoch, self.work_slots)
     while len(self.by_shape) > SHAPES_KEPT: self.by_shape.popitem(last=False)
     return None
+
+  def family(self, values: tuple, epoch: int) -> Structure | None:
+    """The kernel for an AST whose sizes or strides are new in a later schedule (a sequence of another length, a new
+    batch size), when it is a big one or ran on scalar code: a family of this structure, a kernel over the sizes and
+    strides in which it differs from the sizes and strides seen nearest (fewest numbers apart), so that the next new
+    ones reuse it. A backend that writes a family's kernel as scalar code says so (see Specializer.slow).
+    None where these sizes and strides have been seen: they keep their own kernel."""
+    shape = self.shape_of(values)
+    if self.slow or epoch == self.epoch or shape == self.shape_of(self.history[0]) or shape in self.by_shape: return None
+    for f in self.families:
+      if f.ast is not None and f.arguments(values) is not None: return f
+    apart = lambda st: min(sum(a != b for a, b in zip(self.shape_of(h), shape)) for h in st.history)
+    nearest = min([*self.families, self, *self.by_shape.values()], key=apart)
+    if nearest in self.families: return nearest  # grown by one more set of numbers
+    made = Structure(nearest.history[0], self.kinds, epoch, self.work_slots)
+    made.scaled = True
+    self.families = [*self.families, made][-FAMILIES_KEPT:]
+    return made
 
   def shape_of(self, values: tuple) -> tuple:
     """The sizes and strides among these numbers (what keys `by_shape`)."""
@@ -204,11 +234,12 @@ class Structure:
       by_values.setdefault((family, *(h[k] for h in self.history)), []).append(k)
     self.groups, self.params, self.ranges, self.scales, slots = [], [], [], [], {}
     vector = self.vector_sized(values)
-    for (family, *_), group in by_values.items():
+    for (family, *seen), group in by_values.items():
       scale = 1
       if family == "index":
         lo, hi = max(RANGES[self.kinds[k]][0] for k in group), min(RANGES[self.kinds[k]][1] for k in group)
-        if vector and any(self.kinds[k] == "size" for k in group): scale, hi = VECTOR_MULTIPLE, hi // VECTOR_MULTIPLE
+        fills = vector or (self.scaled and all(v % VECTOR_MULTIPLE == 0 for v in seen))
+        if fills and any(self.kinds[k] == "size" for k in group): scale, hi = VECTOR_MULTIPLE, hi // VECTOR_MULTIPLE
         var, dtype, rng = Var(f"n{len(self.params)}", lo, hi), int32, (lo, hi)
       else:
         dtype = next(d for d in SCALAR_DTYPES if d.name == family)
@@ -235,6 +266,7 @@ DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
 # come back in a later one, get a kernel of their own (vector code, tiles).
 SMALL_WORK = 1 << 16
 SHAPES_KEPT = 64  # sizes and strides of one big kernel's structure with a structure of their own (see Structure.sized)
+FAMILIES_KEPT = 8  # families of one structure (see Structure.family)
 
 
 def work(ast: KernelOp) -> tuple[int, int]:
@@ -279,11 +311,13 @@ class Specializer:
   """Per device: which kernel an AST runs as. resolve(ast) -> (the AST to build, its parameters, their values):
   the AST itself with no parameters (specialized), or a structure's dynamic AST and this AST's numbers for it.
   `every_number` (for tests) makes every number of every AST an argument from its first build ("offsets": every
-  number but its sizes and strides, so the kernel keeps its tiles and vectors)."""
+  number but its sizes and strides, so the kernel keeps its tiles and vectors). `families`: whether big ASTs with new
+  sizes in a later schedule share a kernel sized by arguments (see Structure.family), for a backend that keeps its
+  vector code and tiles."""
 
-  def __init__(self, limit: int = 4096, every_number: bool | str = False):
+  def __init__(self, limit: int = 4096, every_number: bool | str = False, families: bool = True):
     self.structures: OrderedDict[str, Structure] = OrderedDict()
-    self.limit, self.every_number = limit, every_number
+    self.limit, self.every_number, self.families = limit, every_number, families
     self.lock = threading.Lock()
 
   def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0, numbers: tuple | None = None,
@@ -329,6 +363,11 @@ class Specializer:
       # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
       # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
       if (big or promoted) and s.shape_changes(values) and not self.every_number and not vector:
+        family = s.family(values, epoch) if self.families else None
+        if family is not None:  # new sizes or strides in a later schedule: sizes and strides as arguments
+          args = family.arguments(values)
+          if args is None: args = family.grow(ast if numbers is None else self._made(ast, values), values)
+          return family.ast, family.params, args
         s = s.sized(values, epoch)
         if s is None: return specialized()
         vector = s.vector_sized(values)
@@ -356,19 +395,31 @@ class Specializer:
       slots = s.bindings.get(steps) if s is not None and s.ast is built else None
     return slots
 
+  def slow(self, ast: KernelOp, built: KernelOp, numbers: tuple | None = None) -> bool:
+    """A backend writes `built`, the kernel resolve chose for ast (with `numbers`, see resolve), as scalar code: if
+    it is a family's (see Structure.family), ast's structure makes no family again, and True (resolve ast again)."""
+    key = template(ast)[0] if numbers is None else numbers[0]
+    with self.lock:
+      s = self.structures.get(key)
+      family = next((f for f in s.families if f.ast is built), None) if s is not None else None
+      if family is not None: s.slow, s.families = True, []
+    return family is not None
+
   @staticmethod
   def _made(ast: KernelOp, values: tuple) -> KernelOp:
     """ast's structure with these numbers."""
     return instantiate(ast, dict(enumerate(values)))
 
-  def refuse(self, ast: KernelOp, numbers: tuple | None = None) -> tuple[KernelOp, list, list]:
-    """The dynamic kernel of ast's structure cannot be built (its index math is too large, see lower.IndexTooLarge):
-    from now on every AST of the structure is specialized. Returns the resolution of ast (with `numbers`, see
-    resolve): itself."""
+  def refuse(self, ast: KernelOp, built: KernelOp, numbers: tuple | None = None) -> tuple[KernelOp, list, list]:
+    """The dynamic kernel `built` that resolve chose for ast cannot be built (its index math is too large, see
+    lower.IndexTooLarge): from now on every AST of its structure is specialized (a family's: the family is not used
+    again). Returns the resolution of ast (with `numbers`, see resolve): itself."""
     key, values = template(ast)[:2] if numbers is None else numbers[:2]
     with self.lock:
       s = self.structures.get(key)
-      if s is not None and s.by_shape:  # the structure of its sizes and strides, if it has one
+      family = next((f for f in s.families if f.ast is built), None) if s is not None else None
+      if family is not None: s.slow, s.families, s = True, [], family  # a family's kernel (see Structure.family)
+      elif s is not None and s.by_shape:  # the structure of its sizes and strides, if it has one
         s = s.by_shape.get(s.shape_of(values), s)
       if s is not None: s.refused, s.ast = True, None
     return (ast if numbers is None else self._made(ast, numbers[1])), [], []

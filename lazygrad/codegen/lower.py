@@ -44,6 +44,13 @@ class Plan:
   # where output gidx is written in buffer 0: None for gidx itself; an index over gidx for a kernel that writes one
   # region of its output (a piece of a cat, see BufferOps.STORE)
   store: Node | None = None
+  # a dynamic kernel's index arguments as the AST that first built it had them: what a backend's cost model (register
+  # tiles, loads per output) evaluates sizes at; the code itself holds for every value
+  example: dict = field(default_factory=dict)
+
+  def at_example(self, n: int | Node) -> int:
+    """A size (a number, or a Node over the kernel's arguments) at the example's values."""
+    return n.evaluate(self.example) if isinstance(n, Node) else n
 
   @property
   def dynamic(self) -> bool:
@@ -91,7 +98,8 @@ def size(shape) -> int | Node:
 def top(n: int | Node) -> int: return n.max if isinstance(n, Node) else n
 
 
-def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=()) -> Plan:
+def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), values=()) -> Plan:
+  """`params`: a dynamic kernel's arguments (see codegen/dynamic.py), `values` theirs in the AST being built."""
   out_size = size(ast.shape)
   reduces = [n for n in ast.walk() if n.op in ReduceOps]
   assert len(reduces) <= 1, "a kernel holds at most one reduction"
@@ -181,7 +189,9 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=()) -> 
   kind = "r" if reduces else "e"
   if isinstance(out_size, Node) or isinstance(red_size, Node): name = f"{kind}_dynamic"
   else: name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
-  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params), store)
+  example = {name: v for (name, dtype), v in zip(params, values) if dtype is int32 and name.startswith("n")}
+  plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params), store,
+              example)
   if CHECK_BOUNDS and not plan.dynamic: check_bounds(plan)
   return plan
 
