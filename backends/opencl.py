@@ -11,11 +11,13 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import threading
 import time
 from typing import NamedTuple
 import numpy as np
+from lazygrad.codegen import fastmath
 from lazygrad.codegen.dynamic import INT_MAX, Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower, top
 from lazygrad import device as devices
@@ -56,6 +58,31 @@ ROUND_HALF = ("float round_half(float x) { ushort t; vstore_half(x, 0, (__privat
               "return vload_half(0, (__private const half*)&t); }")
 
 
+def _f(v: float) -> str: return f"({v!r}f)" if v < 0 else f"{v!r}f"
+
+
+def fast_exp_source(name: str) -> str:
+  """The one-line C definition of a fast exp helper (see lazygrad/codegen/fastmath.py): `exp_f`, `exp2_f` on floats,
+  `exp_f8`, `exp2_f4`... on vectors. One line: batch_source declares a program's helper lines once."""
+  kind, width = name.split("_f")
+  t, i = f"float{width}", f"int{width}"
+  lo, hi = fastmath.EXP_RANGE if kind == "exp" else fastmath.EXP2_RANGE
+  fit = _f(fastmath.EXP_FIT[-1])
+  for c in reversed(fastmath.EXP_FIT[:-1]): fit = f"({fit} * r + {_f(c)})"
+  scaled = (f"xc * {_f(fastmath.LOG2E)} + {_f(fastmath.ROUNDER)}" if kind == "exp" else f"xc + {_f(fastmath.ROUNDER)}")
+  reduced = (f"(xc - n * {_f(fastmath.LN2_HI)}) - n * {_f(fastmath.LN2_LO)}" if kind == "exp" else
+             f"(xc - n) * {_f(fastmath.LN2)}")
+  return (f"{t} {name}({t} x) {{ {t} xc = select(x, ({t})({_f(lo)}), x < {_f(lo)}); "
+          f"xc = select(xc, ({t})({_f(hi)}), xc > {_f(hi)}); {t} m = {scaled}; {t} n = m - {_f(fastmath.ROUNDER)}; "
+          f"{i} k = as_{i}(m) - {fastmath.ROUNDER_BITS}; {t} r = {reduced}; {t} p = 1.0f + (r + r * r * {fit}); "
+          f"{i} h = k >> 1; return p * as_{t}((h + 127) << 23) * as_{t}((k - h + 127) << 23); }}")
+
+
+def math_helpers(body: str) -> list[str]:
+  """The definitions of the fast math helpers that `body` calls."""
+  return [fast_exp_source(name) for name in sorted(set(re.findall(r"\b(exp2?_f\d*)\(", body)))]
+
+
 def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   """One instruction's C expression. `dtype` is the result's, src_dtypes the operands'."""
   a = args[0]
@@ -63,11 +90,11 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   fl = src_dtypes[0].is_float
   if op is UnaryOps.NEG: return f"(!{a})" if src_dtypes[0] is bool_ else f"(-{a})"
   if op is UnaryOps.NOT: return f"(!{a})"
-  if op is UnaryOps.EXP2: return f"exp2({a})"
+  if op in (UnaryOps.EXP, UnaryOps.EXP2):  # float32 (and float16, computed in float): our own, see fast_exp_source
+    return f"{op.name.lower()}({a})" if dtype is float64 else f"{op.name.lower()}_f({a})"
   if op is UnaryOps.LOG2: return f"log2({a})"
   if op is UnaryOps.SIN: return f"sin({a})"
   if op is UnaryOps.COS: return f"cos({a})"
-  if op is UnaryOps.EXP: return f"exp({a})"
   if op is UnaryOps.SQRT: return f"sqrt({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})" if dtype is not float64 else f"(1.0/{a})"
   if op is UnaryOps.CAST:
@@ -206,6 +233,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
   if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):
     head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
   if "round_half" in "\n".join(lines): head.append(ROUND_HALF)
+  head += math_helpers("\n".join(lines))
   src = "\n".join(head + [
     f"__kernel void {plan.name}({', '.join(params)}) {{",
     f"  {itype} gidx = get_global_id(0);",
@@ -315,8 +343,8 @@ def valu(op, dtype, args: list[str], src_dtypes, LANES: int = LANES) -> str:
   mask = lambda expr, d: f"convert_int{LANES}({expr})" if wide(d) else expr  # comparisons of longs give long masks
   if op is UnaryOps.NEG: return f"(~{a})" if sd is bool_ else f"(-{a})"
   if op is UnaryOps.NOT: return f"(~{a})"
-  if op in (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT):
-    return f"{op.name.lower()}({a})"
+  if op in (UnaryOps.EXP, UnaryOps.EXP2): return f"{op.name.lower()}_f{LANES}({a})"  # float only: see alu
+  if op in (UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT): return f"{op.name.lower()}({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})"
   if op is UnaryOps.CAST:
     vt = _vtype(dtype, LANES)
@@ -560,6 +588,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   body = "\n".join(lines)
   helpers = list(typedefs.values())
   if "round_half(" in body: helpers.append(ROUND_HALF)
+  helpers += math_helpers(body)
   if f"round_half{LANES}(" in body:
     helpers.append(f"float{LANES} round_half{LANES}(float{LANES} x) {{ ushort{LANES} t; "
                    f"vstore_half{LANES}(x, 0, (__private half*)&t); return vload_half{LANES}(0, (__private const half*)&t); }}")
@@ -913,7 +942,7 @@ def device_ident(device) -> str:
 
 # the modules whose code decides a kernel's source: a change to any of them renders every kernel again
 CODEGEN_MODULES = ("lazygrad.ops", "lazygrad.dtype", "lazygrad.symbolic", "lazygrad.shape", "lazygrad.codegen.lower",
-                   "lazygrad.backends.opencl")
+                   "lazygrad.codegen.fastmath", "lazygrad.backends.opencl")
 # read once, as the code is loaded: a process that outlives an edit or an upgrade of these files must not file what
 # its older code renders under the newer code's key
 CODE_VERSION = code_version(*CODEGEN_MODULES)
