@@ -72,8 +72,10 @@ def fast_exp_source(name: str) -> str:
   scaled = (f"xc * {_f(fastmath.LOG2E)} + {_f(fastmath.ROUNDER)}" if kind == "exp" else f"xc + {_f(fastmath.ROUNDER)}")
   reduced = (f"(xc - n * {_f(fastmath.LN2_HI)}) - n * {_f(fastmath.LN2_LO)}" if kind == "exp" else
              f"(xc - n) * {_f(fastmath.LN2)}")
-  return (f"{t} {name}({t} x) {{ {t} xc = select(x, ({t})({_f(lo)}), x < {_f(lo)}); "
-          f"xc = select(xc, ({t})({_f(hi)}), xc > {_f(hi)}); {t} m = {scaled}; {t} n = m - {_f(fastmath.ROUNDER)}; "
+  # ?: rather than select: PoCL calls a library function for a scalar select, which keeps a scalar kernel from being
+  # vectorized across work-items (10x slower), and the vector ?: measured faster than the vector select too
+  clamp = f"{t} xc = x < {_f(lo)} ? ({t})({_f(lo)}) : x; xc = xc > {_f(hi)} ? ({t})({_f(hi)}) : xc;"
+  return (f"{t} {name}({t} x) {{ {clamp} {t} m = {scaled}; {t} n = m - {_f(fastmath.ROUNDER)}; "
           f"{i} k = as_{i}(m) - {fastmath.ROUNDER_BITS}; {t} r = {reduced}; {t} p = 1.0f + (r + r * r * {fit}); "
           f"{i} h = k >> 1; return p * as_{t}((h + 127) << 23) * as_{t}((k - h + 127) << 23); }}")
 
