@@ -465,3 +465,16 @@ def test_exp_fit_is_the_one_its_fit_gives_and_float16_float64_exp_are_right():
   half = lg.tensor(x, dtype=lg.float16).exp()
   assert half.dtype is lg.float16
   np.testing.assert_array_equal(half.numpy(), torch.tensor(x, dtype=torch.float16).exp().numpy())
+
+
+def test_max_lets_nan_win_in_vector_and_scalar_kernels_as_torch():
+  """amax along rows (a float8 loop for 1024, scalar code for 7) and maximum, with NaN in either operand's place."""
+  for cols in (1024, 7):
+    x = np.random.default_rng(0).standard_normal((6, cols)).astype(np.float32)
+    x[1, 0], x[2, cols - 1], x[3, cols // 2], x[4, :] = np.nan, np.nan, np.nan, -np.inf
+    np.testing.assert_array_equal(lg.tensor(x).amax(1).numpy(), torch.tensor(x).amax(1).numpy())
+  n = float("nan")
+  a, b = [n, 1.0, n, -1.0, 2.0, -0.5, 3.0, n], [1.0, n, n, -2.0, 5.0, n, 3.0, -1.0]
+  np.testing.assert_array_equal(lg.tensor(a).maximum(lg.tensor(b)).numpy(), torch.tensor(a).maximum(torch.tensor(b)).numpy())
+  np.testing.assert_array_equal(lg.tensor(a[:7]).maximum(lg.tensor(b[:7])).numpy(),
+                                torch.tensor(a[:7]).maximum(torch.tensor(b[:7])).numpy())
