@@ -80,9 +80,24 @@ def fast_exp_source(name: str) -> str:
           f"{i} h = k >> 1; return p * as_{t}((h + 127) << 23) * as_{t}((k - h + 127) << 23); }}")
 
 
+def fast_log2_source(name: str) -> str:
+  """The one-line C definition of `log2_f` (floats) or `log2_f8`... (vectors): see lazygrad/codegen/fastmath.py."""
+  width = name.split("_f")[1]
+  t, i = f"float{width}", f"int{width}"
+  fit = _f(fastmath.LOG2_FIT[-1])
+  for c in reversed(fastmath.LOG2_FIT[:-1]): fit = f"({fit} * f + {_f(c)})"
+  tiny, root2 = _f(fastmath.FLT_MIN), _f(fastmath.SQRT2)
+  return (f"{t} {name}({t} x) {{ {t} s = x < {tiny} ? x * 8388608.0f : x; {i} b = as_{i}(s); "
+          f"{t} m = as_{t}((b & 8388607) | 1065353216); "
+          f"{t} e = convert_{t}((b >> 23) - 127) - (x < {tiny} ? ({t})(23.0f) : ({t})(0.0f)); "
+          f"e = m > {root2} ? e + 1.0f : e; m = m > {root2} ? m * 0.5f : m; {t} f = m - 1.0f; {t} r = e + (f + f * {fit}); "
+          f"return ((x > 0.0f) & (x < INFINITY)) ? r : x == 0.0f ? ({t})(-INFINITY) : x < 0.0f ? ({t})(NAN) : x; }}")
+
+
 def math_helpers(body: str) -> list[str]:
   """The definitions of the fast math helpers that `body` calls."""
-  return [fast_exp_source(name) for name in sorted(set(re.findall(r"\b(exp2?_f\d*)\(", body)))]
+  names = sorted(set(re.findall(r"\b((?:exp2?|log2)_f\d*)\(", body)))
+  return [fast_log2_source(n) if n.startswith("log2") else fast_exp_source(n) for n in names]
 
 
 def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
@@ -94,7 +109,7 @@ def alu(op, dtype: DType, args: list[str], src_dtypes: list[DType]) -> str:
   if op is UnaryOps.NOT: return f"(!{a})"
   if op in (UnaryOps.EXP, UnaryOps.EXP2):  # float32 (and float16, computed in float): our own, see fast_exp_source
     return f"{op.name.lower()}({a})" if dtype is float64 else f"{op.name.lower()}_f({a})"
-  if op is UnaryOps.LOG2: return f"log2({a})"
+  if op is UnaryOps.LOG2: return f"log2({a})" if dtype is float64 else f"log2_f({a})"
   if op is UnaryOps.SIN: return f"sin({a})"
   if op is UnaryOps.COS: return f"cos({a})"
   if op is UnaryOps.SQRT: return f"sqrt({a})"
@@ -345,8 +360,8 @@ def valu(op, dtype, args: list[str], src_dtypes, LANES: int = LANES) -> str:
   mask = lambda expr, d: f"convert_int{LANES}({expr})" if wide(d) else expr  # comparisons of longs give long masks
   if op is UnaryOps.NEG: return f"(~{a})" if sd is bool_ else f"(-{a})"
   if op is UnaryOps.NOT: return f"(~{a})"
-  if op in (UnaryOps.EXP, UnaryOps.EXP2): return f"{op.name.lower()}_f{LANES}({a})"  # float only: see alu
-  if op in (UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT): return f"{op.name.lower()}({a})"
+  if op in (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2): return f"{op.name.lower()}_f{LANES}({a})"  # floats: see alu
+  if op in (UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT): return f"{op.name.lower()}({a})"
   if op is UnaryOps.RECIP: return f"(1.0f/{a})"
   if op is UnaryOps.CAST:
     vt = _vtype(dtype, LANES)

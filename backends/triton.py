@@ -177,7 +177,26 @@ def fast_{kind}(x):
     return p * ((h + 127) << 23).to(tl.float32, bitcast=True) * ((k - h + 127) << 23).to(tl.float32, bitcast=True)'''
 
 
-HELPERS.update(fast_exp=_fast_exp("exp"), fast_exp2=_fast_exp("exp2"))
+def _fast_log2() -> str:
+  """fast_log2: float32 log2 by the math of lazygrad/codegen/fastmath.py, as the OpenCL renderer writes it."""
+  f = fastmath
+  fit = repr(f.LOG2_FIT[-1])
+  for c in reversed(f.LOG2_FIT[:-1]): fit = f"({fit} * f + {c!r})"
+  return f'''@triton.jit
+def fast_log2(x):
+    s = tl.where(x < {f.FLT_MIN!r}, x * 8388608.0, x)  # a subnormal scaled into the normals
+    b = s.to(tl.int32, bitcast=True)
+    m = ((b & 8388607) | 1065353216).to(tl.float32, bitcast=True)
+    e = ((b >> 23) - 127).to(tl.float32) - tl.where(x < {f.FLT_MIN!r}, 23.0, 0.0)
+    e = tl.where(m > {f.SQRT2!r}, e + 1.0, e)
+    m = tl.where(m > {f.SQRT2!r}, m * 0.5, m)
+    f = m - 1.0
+    r = e + (f + f * {fit})
+    special = tl.where(x == 0.0, float("-inf"), tl.where(x < 0.0, float("nan"), x))
+    return tl.where((x > 0.0) & (x < float("inf")), r, special)'''
+
+
+HELPERS.update(fast_exp=_fast_exp("exp"), fast_exp2=_fast_exp("exp2"), fast_log2=_fast_log2())
 
 
 def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set) -> str:
@@ -187,7 +206,7 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   src = srcs[0].dtype
   if op is UnaryOps.NEG: return f"{a} == 0" if src is bool_ else f"-{a}"
   if op is UnaryOps.NOT: return f"{a} == 0"
-  if op in (UnaryOps.EXP, UnaryOps.EXP2) and dtype is not float64:
+  if op in (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2) and dtype is not float64:
     helpers.add(f"fast_{op.name.lower()}")
     return f"fast_{op.name.lower()}({a})"
   if op is UnaryOps.EXP2: return f"tl.exp2({a})"
