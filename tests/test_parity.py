@@ -497,3 +497,28 @@ def test_float32_log2_and_log_are_within_2_ulp_of_float64_everywhere():
   for name in ("log2", "log"):
     np.testing.assert_array_equal(getattr(lg.tensor(special), name)().numpy(),
                                   getattr(torch, name)(torch.tensor(special)).numpy(), err_msg=name)
+
+
+def test_opencl_renders_exp_exp2_log2_as_helpers_each_declared_once():
+  """float32 (and float16) kernels call our helpers, one C line each, declared once in a batched program; float64
+  keeps the library's functions."""
+  from lazygrad.backends import opencl
+  from lazygrad.codegen.lower import lower
+  from lazygrad.schedule import schedule
+
+  def source(t):
+    [item] = [si for si in schedule([t.lazydata.base]) if si.ast is not None]
+    plan = lower(item.ast, [item.out.dtype] + [i.dtype for i in item.inputs], [item.out.size] + [i.size for i in item.inputs])
+    return opencl.render(plan, cpu=True)
+
+  rows = lg.tensor(np.random.default_rng(0).uniform(0.5, 2, (64, 1024)).astype(np.float32))
+  vector, name = source((rows.exp() + rows.log2()).exp2())  # 8 lanes
+  for helper in ("float8 exp_f8(float8 x) {", "float8 exp2_f8(float8 x) {", "float8 log2_f8(float8 x) {"):
+    assert vector.count(helper) == 1, vector
+  assert not any(f" {f}(" in vector or f"({f}(" in vector for f in ("exp", "exp2", "log2"))
+  scalar, _ = source(lg.tensor([0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).exp())  # 7: one element per work-item
+  assert "float exp_f(float x) {" in scalar and "= exp_f(" in scalar
+  double, _ = source(lg.tensor([0.5, 1.0], dtype=lg.float64).log2())
+  assert "log2(" in double and "log2_f" not in double
+  program, _ = opencl.batch_source([(vector, name), source(rows.exp() * 2)])
+  assert program.count("float8 exp_f8(float8 x) {") == 1
