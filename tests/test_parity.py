@@ -341,7 +341,7 @@ def test_float32_sigmoid_is_within_4_ulp_of_float64_and_keeps_its_tails():
   x = x.astype(np.float32)
   got, want = lg.tensor(x).sigmoid().numpy(), 1 / (1 + np.exp(-x.astype(np.float64)))
   ulps = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
-  assert ulps.max() <= 4, (ulps.max(), x[ulps.argmax()])  # 2.7 on PoCL, 3.4 on Triton (exp is most of it)
+  assert ulps.max() <= 4, (ulps.max(), x[ulps.argmax()])  # 2.4 on both backends (their exp is one code)
   out = lg.tensor(np.array([np.nan, np.inf, -np.inf], np.float32)).sigmoid().numpy()
   assert np.isnan(out[0]) and out[1] == 1 and out[2] == 0
 
