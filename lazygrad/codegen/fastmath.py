@@ -31,14 +31,14 @@ ROUNDER_BITS = 0x4B400000     # its float's bits: bits(x + ROUNDER) - ROUNDER_BI
 # R for log2(1 + f) = f + f * R(f) on [sqrt(1/2) - 1, sqrt(2) - 1], lowest first (fit_log2): log2 within 1.0 ulp
 # of float64 evaluated in float32
 LOG2_FIT = (0.4426950514316559, -0.7213473320007324, 0.4808982312679291, -0.3606966435909271, 0.2885673940181732,
-            -0.23961740732192993, 0.20460063219070435, -0.1910627782344818, 0.1861748844385147, -0.10994941741228104)
+            -0.23961740732192993, 0.20460067689418793, -0.1910628378391266, 0.1861746609210968, -0.1099490076303482)
 SQRT2 = 1.4142135381698608    # sqrt(2) rounded to float32
 FLT_MIN = 1.1754943508222875e-38  # the least normal float32: below it, x is scaled by 2^23 before its bits are read
 EXP_RANGE = (-104.0, 89.0)    # exp is 0 below (under half of the least subnormal) and inf above
 EXP2_RANGE = (-151.0, 129.0)
 
 
-def _minimax(points, target, weight, degree: int, rounds: int = 200):
+def _minimax(points, target, weight, degree: int, rounds: int = 100):
   """A polynomial's coefficients, lowest first, rounded to float32: a weighted least-squares fit to `target` at
   `points` (Chebyshev nodes), reweighted toward the minimax of weight * error (Lawson's algorithm)."""
   import numpy as np
@@ -52,7 +52,7 @@ def _minimax(points, target, weight, degree: int, rounds: int = 200):
   return tuple(float(np.float32(c)) for c in coeffs)
 
 
-def _chebyshev(lo: float, hi: float, nodes: int = 4000):
+def _chebyshev(lo: float, hi: float, nodes: int = 1000):
   import numpy as np
   return (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes)
 
