@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import numpy as np
+from lazygrad.codegen import fastmath
 from lazygrad.codegen.dynamic import Specializer, promotable
 from lazygrad.codegen.lower import Plan, Instr, IndexTooLarge, lower
 from lazygrad import device as devices
@@ -63,7 +64,7 @@ if INTERPRET:
 
 # read once, as the code is loaded: a program's launch data (its name, warps, shared and scratch memory) comes from
 # this module's code, so an entry written by another version of it is never used
-CODE_VERSION = code_version("lazygrad.backends.triton")
+CODE_VERSION = code_version("lazygrad.backends.triton", "lazygrad.codegen.fastmath")
 
 
 class KernelError(RuntimeError):
@@ -154,6 +155,50 @@ def c_mod(a, b):
 }
 
 
+def _fast_exp(kind: str) -> str:
+  """fast_exp, fast_exp2: float32 exp and exp2 by the math of lazygrad/codegen/fastmath.py, which the OpenCL renderer
+  writes too, so the backends agree (and a GPU's approximate exp, which flushes subnormals, is not used)."""
+  f = fastmath
+  lo, hi = f.EXP_RANGE if kind == "exp" else f.EXP2_RANGE
+  fit = repr(f.EXP_FIT[-1])
+  for c in reversed(f.EXP_FIT[:-1]): fit = f"({fit} * r + {c!r})"
+  scaled, reduced = ((f"xc * {f.LOG2E!r} + {f.ROUNDER!r}", f"(xc - n * {f.LN2_HI!r}) - n * {f.LN2_LO!r}") if kind == "exp"
+                     else (f"xc + {f.ROUNDER!r}", f"(xc - n) * {f.LN2!r}"))
+  return f'''@triton.jit
+def fast_{kind}(x):
+    xc = tl.where(x < {lo!r}, {lo!r}, x)  # clamped where the result is 0 or inf already; NaN kept
+    xc = tl.where(xc > {hi!r}, {hi!r}, xc)
+    m = {scaled}
+    n = m - {f.ROUNDER!r}
+    k = m.to(tl.int32, bitcast=True) - {f.ROUNDER_BITS}
+    r = {reduced}
+    p = 1.0 + (r + r * r * {fit})
+    h = k >> 1
+    return p * ((h + 127) << 23).to(tl.float32, bitcast=True) * ((k - h + 127) << 23).to(tl.float32, bitcast=True)'''
+
+
+def _fast_log2() -> str:
+  """fast_log2: float32 log2 by the math of lazygrad/codegen/fastmath.py, as the OpenCL renderer writes it."""
+  f = fastmath
+  fit = repr(f.LOG2_FIT[-1])
+  for c in reversed(f.LOG2_FIT[:-1]): fit = f"({fit} * f + {c!r})"
+  return f'''@triton.jit
+def fast_log2(x):
+    s = tl.where(x < {f.FLT_MIN!r}, x * 8388608.0, x)  # a subnormal scaled into the normals
+    b = s.to(tl.int32, bitcast=True)
+    m = ((b & 8388607) | 1065353216).to(tl.float32, bitcast=True)
+    e = ((b >> 23) - 127).to(tl.float32) - tl.where(x < {f.FLT_MIN!r}, 23.0, 0.0)
+    e = tl.where(m > {f.SQRT2!r}, e + 1.0, e)
+    m = tl.where(m > {f.SQRT2!r}, m * 0.5, m)
+    f = m - 1.0
+    r = e + (f + f * {fit})
+    special = tl.where(x == 0.0, float("-inf"), tl.where(x < 0.0, float("nan"), x))
+    return tl.where((x > 0.0) & (x < float("inf")), r, special)'''
+
+
+HELPERS.update(fast_exp=_fast_exp("exp"), fast_exp2=_fast_exp("exp2"), fast_log2=_fast_log2())
+
+
 def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set) -> str:
   """One instruction's Triton expression. `dtype` is the result's; srcs are the operand instructions."""
   a = args[0]
@@ -161,6 +206,9 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   src = srcs[0].dtype
   if op is UnaryOps.NEG: return f"{a} == 0" if src is bool_ else f"-{a}"
   if op is UnaryOps.NOT: return f"{a} == 0"
+  if op in (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2) and dtype is not float64:
+    helpers.add(f"fast_{op.name.lower()}")
+    return f"fast_{op.name.lower()}({a})"
   if op is UnaryOps.EXP2: return f"tl.exp2({a})"
   if op is UnaryOps.LOG2: return f"tl.log2({a})"
   if op is UnaryOps.SIN: return f"tl.sin({a})"

@@ -341,7 +341,7 @@ def test_float32_sigmoid_is_within_4_ulp_of_float64_and_keeps_its_tails():
   x = x.astype(np.float32)
   got, want = lg.tensor(x).sigmoid().numpy(), 1 / (1 + np.exp(-x.astype(np.float64)))
   ulps = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
-  assert ulps.max() <= 4, (ulps.max(), x[ulps.argmax()])  # 2.7 on PoCL, 3.4 on Triton (exp is most of it)
+  assert ulps.max() <= 4, (ulps.max(), x[ulps.argmax()])  # 2.4 on both backends (their exp is one code)
   out = lg.tensor(np.array([np.nan, np.inf, -np.inf], np.float32)).sigmoid().numpy()
   assert np.isnan(out[0]) and out[1] == 1 and out[2] == 0
 
@@ -428,3 +428,97 @@ def test_inverse_and_hyperbolic_functions_against_float64():
   (torch.atan2(ta, tb) + torch.hypot(ta, tb) + torch.xlogy(ta, tb)).sum().backward()
   np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-5)
   np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-5)
+
+
+def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+  """|got - want| in float32 ulps of want (a float64), subnormal ulps included; 0 where want overflows float32 and
+  got is inf."""
+  with np.errstate(over="ignore"): want32 = want.astype(np.float32)
+  spacing = np.spacing(np.abs(want32)).astype(np.float64)
+  return np.where(np.isinf(want32) & (got == want32), 0.0, np.abs(got.astype(np.float64) - want) / spacing)
+
+
+@pytest.mark.parametrize("name, low, high, bound", [("exp", -110, 95, 1.0), ("exp2", -160, 135, 1.1)])
+def test_float32_exp_and_exp2_are_within_an_ulp_of_float64_everywhere(name, low, high, bound):
+  """Our own code on both backends (lazygrad/codegen/fastmath.py): the whole range, with the subnormal and overflow
+  tails, in a vector kernel and in a scalar one (an odd size), and torch's answers at the special values. Largest
+  errors measured here: 0.98 (exp) and 1.01 (exp2, whose (x - n) * ln2 is rounded) ulp, on PoCL and on Triton."""
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.uniform(low, high, 200000), rng.uniform(-2, 2, 50000), rng.uniform(low, low + 20, 50000),
+                      [0.0, -0.0, 1e-30, -1e-30, 88.72283, 88.7228, -103.97, -103.98, 127.99, 128.0, -149.0, -149.5]])
+  x = x.astype(np.float32)
+  for points in (x, x[:-1]):
+    got, want = getattr(lg.tensor(points), name)().numpy(), getattr(np, name)(points.astype(np.float64))
+    ulps = _ulps(got, want)
+    assert ulps.max() <= bound, (ulps.max(), points[ulps.argmax()])
+  special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.72283, 88.73, -87.3, -103.9, -104.0, -200.0, 128.0,
+                      -149.0, -150.0, 1e30, -1e30], np.float32)
+  np.testing.assert_array_equal(getattr(lg.tensor(special), name)().numpy(),
+                                getattr(torch, name)(torch.tensor(special)).numpy())
+
+
+def test_fits_are_the_ones_their_fits_give_and_float16_float64_exp_are_right():
+  from lazygrad.codegen import fastmath
+  assert fastmath.fit_exp() == fastmath.EXP_FIT and fastmath.fit_log2() == fastmath.LOG2_FIT
+  x = np.linspace(-20, 11, 1001)
+  np.testing.assert_allclose(lg.tensor(x, dtype=lg.float64).exp().numpy(), np.exp(x), rtol=1e-15)  # the library's
+  half = lg.tensor(x, dtype=lg.float16).exp()
+  assert half.dtype is lg.float16
+  np.testing.assert_array_equal(half.numpy(), torch.tensor(x, dtype=torch.float16).exp().numpy())
+
+
+def test_max_lets_nan_win_in_vector_and_scalar_kernels_as_torch():
+  """amax along rows (a float8 loop for 1024, scalar code for 7) and maximum, with NaN in either operand's place."""
+  for cols in (1024, 7):
+    x = np.random.default_rng(0).standard_normal((6, cols)).astype(np.float32)
+    x[1, 0], x[2, cols - 1], x[3, cols // 2], x[4, :] = np.nan, np.nan, np.nan, -np.inf
+    np.testing.assert_array_equal(lg.tensor(x).amax(1).numpy(), torch.tensor(x).amax(1).numpy())
+  n = float("nan")
+  a, b = [n, 1.0, n, -1.0, 2.0, -0.5, 3.0, n], [1.0, n, n, -2.0, 5.0, n, 3.0, -1.0]
+  np.testing.assert_array_equal(lg.tensor(a).maximum(lg.tensor(b)).numpy(), torch.tensor(a).maximum(torch.tensor(b)).numpy())
+  np.testing.assert_array_equal(lg.tensor(a[:7]).maximum(lg.tensor(b[:7])).numpy(),
+                                torch.tensor(a[:7]).maximum(torch.tensor(b[:7])).numpy())
+
+
+def test_float32_log2_and_log_are_within_2_ulp_of_float64_everywhere():
+  """Our own log2 on both backends (lazygrad/codegen/fastmath.py), and log = log2(x) * ln2: over every exponent, the
+  subnormals, both sides of the switch at sqrt(2), in vector and scalar kernels, and torch's special values. Largest
+  errors measured: 1.0 (log2) and 1.73 (log) ulp on PoCL, 1.11 and 1.68 on Triton's interpreter; PoCL's own log2 was
+  0.57 ulp and 2.4x slower."""
+  rng = np.random.default_rng(0)
+  x = np.concatenate([np.exp(rng.uniform(-103, 88.7, 200000)), rng.uniform(0.5, 2, 100000), rng.uniform(0, 1e-38, 20000),
+                      [1.0, 2.0, 0.5, 1.4142135, 1.4142137, np.nextafter(np.float32(1), np.float32(0))]]).astype(np.float32)
+  for points in (x, x[:-1]):
+    for name, bound in (("log2", 1.3), ("log", 2.0)):
+      got, want = getattr(lg.tensor(points), name)().numpy(), getattr(np, name)(points.astype(np.float64))
+      ulps = _ulps(got, want)
+      assert ulps.max() <= bound, (name, ulps.max(), points[ulps.argmax()])
+  special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, 1.0, 1e-45, 1e-40, 3.4e38, -1e-45], np.float32)
+  for name in ("log2", "log"):
+    np.testing.assert_array_equal(getattr(lg.tensor(special), name)().numpy(),
+                                  getattr(torch, name)(torch.tensor(special)).numpy(), err_msg=name)
+
+
+def test_opencl_renders_exp_exp2_log2_as_helpers_each_declared_once():
+  """float32 (and float16) kernels call our helpers, one C line each, declared once in a batched program; float64
+  keeps the library's functions."""
+  from lazygrad.backends import opencl
+  from lazygrad.codegen.lower import lower
+  from lazygrad.schedule import schedule
+
+  def source(t):
+    [item] = [si for si in schedule([t.lazydata.base]) if si.ast is not None]
+    plan = lower(item.ast, [item.out.dtype] + [i.dtype for i in item.inputs], [item.out.size] + [i.size for i in item.inputs])
+    return opencl.render(plan, cpu=True)
+
+  rows = lg.tensor(np.random.default_rng(0).uniform(0.5, 2, (64, 1024)).astype(np.float32))
+  vector, name = source((rows.exp() + rows.log2()).exp2())  # 8 lanes
+  for helper in ("float8 exp_f8(float8 x) {", "float8 exp2_f8(float8 x) {", "float8 log2_f8(float8 x) {"):
+    assert vector.count(helper) == 1, vector
+  assert not any(f" {f}(" in vector or f"({f}(" in vector for f in ("exp", "exp2", "log2"))
+  scalar, _ = source(lg.tensor([0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).exp())  # 7: one element per work-item
+  assert "float exp_f(float x) {" in scalar and "= exp_f(" in scalar
+  double, _ = source(lg.tensor([0.5, 1.0], dtype=lg.float64).log2())
+  assert "log2(" in double and "log2_f" not in double
+  program, _ = opencl.batch_source([(vector, name), source(rows.exp() * 2)])
+  assert program.count("float8 exp_f8(float8 x) {") == 1
