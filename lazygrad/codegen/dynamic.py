@@ -164,9 +164,13 @@ class Structure:
     if self.slow or epoch == self.epoch or shape == self.shape_of(self.history[0]) or shape in self.by_shape: return None
     for f in self.families:
       if f.ast is not None and f.arguments(values) is not None: return f
-    apart = lambda st: min(sum(a != b for a, b in zip(self.shape_of(h), shape)) for h in st.history)
-    nearest = min([*self.families, self, *self.by_shape.values()], key=apart)
-    if nearest in self.families: return nearest  # grown by one more set of numbers
+    for f in self.families:  # one whose arguments cover where these numbers differ: its groups are split
+      if f.ast is not None and all(k in f.dynamic for k, (v, w) in enumerate(zip(values, f.history[0])) if v != w):
+        return f
+    # else a new one from the sizes and strides seen nearest (not a family of another kernel of the structure: a
+    # panel copy 16 wide beside one 4 wide would take sizes that stay as arguments)
+    apart = lambda st: sum(a != b for a, b in zip(self.shape_of(st.history[0]), shape))
+    nearest = min([self, *self.by_shape.values()], key=apart)
     made = Structure(nearest.history[0], self.kinds, epoch, self.work_slots)
     made.scaled = True
     self.families = [*self.families, made][-FAMILIES_KEPT:]
@@ -375,8 +379,9 @@ class Specializer:
       # big kernel's other sizes (a training step's parameters) are each specialized, its other offsets (the time
       # steps of a recurrence) share one kernel
       shape = s.shape_changes(values)
-      if (values == s.history[0] and not self.every_number) or s.refused or \
-         (s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape and not vector):
+      if (values == s.history[0] and not self.every_number) or s.refused: return specialized()
+      if s.ast is None and s.epoch == epoch and total_work[0] >= SMALL_WORK and shape and not vector:
+        if not s.by_shape.get(s.shape_of(values)): s.sized(values, epoch)  # a seed for families (see family)
         return specialized()
       if big and shape and not vector: return specialized()  # every_number's big kernels
       args = s.arguments(values)
