@@ -328,6 +328,16 @@ def _vector_choice_of(plan: Plan):
   return best
 
 
+def _code_shape(plan: Plan) -> tuple:
+  """A plan's vector lanes and how many outputs each work-item computes (its register tile): two plans of one kernel
+  structure with equal code shapes run the same vector code, their index math aside."""
+  choice = vector_choice(plan)
+  if choice is None: return ()
+  if choice[1] == "ridx": return choice, _dot_tiling(plan, choice[0])[0]
+  rows, cols, _ = _tiling(plan, *choice)
+  return choice, rows * cols
+
+
 def _long_reduction(plan: Plan) -> bool:
   """Whether a kernel reduces over 16 or more elements per output, or over a number of them that is an argument: its
   lanes and tiles are chosen as for a long loop whatever the AST that built it had (lanes along a loop of contiguous
@@ -1410,12 +1420,16 @@ class Device:
       except IndexTooLarge:  # its structure is specialized from now on
         built, params, values = self.specializer.refuse(ast, built, numbers)
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
-      plan = program.plan
-      if plan is not None and plan.sized_by_arguments and vector_choice(plan) is None \
-         and self.specializer.slow(ast, built, numbers):  # a family's kernel as scalar code: ast resolves elsewhere
+      self.programs[built] = program
+    if params and numbers is None and self.specializer.is_family(built):
+      # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
+      scalar = vector_choice(program.plan) is None
+      if (scalar or _code_shape(program.plan) != _code_shape(lower(ast, [b.dtype for b in buffers], buf_sizes))) \
+         and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
+        if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params, values)
-      self.programs[built] = program
+        self.programs[built] = program
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)

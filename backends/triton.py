@@ -930,7 +930,7 @@ class Device:
         built, params, values = self.specializer.refuse(ast, built, numbers)
         env = {}
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
-      if program[0].sized_by_arguments and self.specializer.slow(ast, built, numbers):  # a family's kernel (see
+      if program[0].sized_by_arguments and self.specializer.leave_family(ast, built, numbers, devices.epoch, True):  # a family's kernel (see
         # codegen/dynamic.py) sized by arguments is never a matrix product here: ast resolves elsewhere
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
         env = {n: v for (n, _), v in zip(params, values)}

@@ -11,7 +11,8 @@ schedule that first showed its structure (a training step's products), whose off
 become arguments (a recurrence's time steps share one). Sizes and strides that are new in a later schedule (a
 sequence of another length, another batch size) go to a family: a kernel with the sizes and strides in which they
 differ from the nearest ones seen as arguments, which the next new ones reuse. A backend that cannot write a family's
-kernel as vector code with tiles says so (Specializer.slow), and each new size gets its own kernel instead.
+kernel as the vector code and tiles an AST's own kernel would have says so (Specializer.leave_family), and that AST
+gets a kernel of its own instead (and seeds the next family).
 
 A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles)
 unless its lanes still read neighbouring elements (OpenCL: an outer dim as an argument, or a size known to fill whole
@@ -138,9 +139,7 @@ class Structure:
     # kernels whose sizes and strides are arguments, for new ones in a later schedule (see `family`)
     self.families: list[Structure] = []
     self.scaled = False  # a family: its size arguments stand for sizes over VECTOR_MULTIPLE where all of them allow
-    # a family's kernel could not be written as vector code (see Specializer.slow) or built: none is made again, its
-    # new sizes each get a kernel of their own
-    self.slow = False
+    self.slow = False  # a family's kernel could not be built (see Specializer.refuse): none is made again
 
   def sized(self, values: tuple, epoch: int) -> Structure | None:
     """The structure of the ASTs with these values' sizes and strides, None (and made) if it is new: within it only
@@ -158,7 +157,7 @@ class Structure:
     """The kernel for an AST whose sizes or strides are new in a later schedule (a sequence of another length, a new
     batch size), when it is a big one or ran on scalar code: a family of this structure, a kernel over the sizes and
     strides in which it differs from the sizes and strides seen nearest (fewest numbers apart), so that the next new
-    ones reuse it. A backend that writes a family's kernel as scalar code says so (see Specializer.slow).
+    ones reuse it. A backend that would write it worse than an AST's own kernel says so (see Specializer.leave_family).
     None where these sizes and strides have been seen: they keep their own kernel."""
     shape = self.shape_of(values)
     if self.slow or epoch == self.epoch or shape == self.shape_of(self.history[0]) or shape in self.by_shape: return None
@@ -271,6 +270,7 @@ DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
 SMALL_WORK = 1 << 16
 SHAPES_KEPT = 64  # sizes and strides of one big kernel's structure with a structure of their own (see Structure.sized)
 FAMILIES_KEPT = 8  # families of one structure (see Structure.family)
+FAMILY_ASTS_KEPT = 4096  # family kernels a Specializer tells apart (see is_family) before it starts again
 
 
 def work(ast: KernelOp) -> tuple[int, int]:
@@ -322,6 +322,7 @@ class Specializer:
   def __init__(self, limit: int = 4096, every_number: bool | str = False, families: bool = True):
     self.structures: OrderedDict[str, Structure] = OrderedDict()
     self.limit, self.every_number, self.families = limit, every_number, families
+    self.family_asts: dict[int, KernelOp] = {}  # id -> a family's kernel AST (see is_family), kept alive here
     self.lock = threading.Lock()
 
   def resolve(self, ast: KernelOp, buf_sizes: list[int], epoch: int = 0, numbers: tuple | None = None,
@@ -370,7 +371,10 @@ class Specializer:
         family = s.family(values, epoch) if self.families else None
         if family is not None:  # new sizes or strides in a later schedule: sizes and strides as arguments
           args = family.arguments(values)
-          if args is None: args = family.grow(ast if numbers is None else self._made(ast, values), values)
+          if args is None:
+            args = family.grow(ast if numbers is None else self._made(ast, values), values)
+            if len(self.family_asts) >= FAMILY_ASTS_KEPT: self.family_asts.clear()
+            self.family_asts[id(family.ast)] = family.ast
           return family.ast, family.params, args
         s = s.sized(values, epoch)
         if s is None: return specialized()
@@ -400,15 +404,22 @@ class Specializer:
       slots = s.bindings.get(steps) if s is not None and s.ast is built else None
     return slots
 
-  def slow(self, ast: KernelOp, built: KernelOp, numbers: tuple | None = None) -> bool:
-    """A backend writes `built`, the kernel resolve chose for ast (with `numbers`, see resolve), as scalar code: if
-    it is a family's (see Structure.family), ast's structure makes no family again, and True (resolve ast again)."""
-    key = template(ast)[0] if numbers is None else numbers[0]
+  def is_family(self, built: KernelOp) -> bool:
+    """Whether `built`, a kernel resolve chose, is a family's (see Structure.family)."""
+    return id(built) in self.family_asts
+
+  def leave_family(self, ast: KernelOp, built: KernelOp, numbers: tuple | None, epoch: int, scalar: bool) -> bool:
+    """ast does not run on `built`, the family's kernel resolve chose for it (with `numbers`, see resolve), as a
+    backend would write it worse than ast's own kernel (fewer vector lanes or accumulators; `scalar`: as scalar
+    code, and the family is dropped): ast's sizes and strides get a kernel of their own from schedule `epoch` on,
+    and seed the next family. True if built was a family's: resolve ast again."""
+    key, values = template(ast)[:2] if numbers is None else numbers[:2]
     with self.lock:
       s = self.structures.get(key)
-      family = next((f for f in s.families if f.ast is built), None) if s is not None else None
-      if family is not None: s.slow, s.families = True, []
-    return family is not None
+      if s is None or not any(f.ast is built for f in s.families): return False
+      if scalar: s.families = [f for f in s.families if f.ast is not built]
+      s.sized(values, epoch)
+    return True
 
   @staticmethod
   def _made(ast: KernelOp, values: tuple) -> KernelOp:
