@@ -1150,7 +1150,9 @@ class Device:
     self.ident = device_ident(self.device)
     self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
-    self.specializer = Specializer()
+    # families (see codegen/dynamic.py) on request: their kernels run a step at up to 1.6x the time of kernels of
+    # their own, so a process that trains a second model at other sizes would run it slower for good
+    self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 0) != 0)
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels

@@ -3,6 +3,13 @@ from lazygrad.codegen.dynamic import Specializer
 from lazygrad.device import KernelCache
 
 
+def with_families(dev) -> bool:
+  """Families on for the device's specializer where its backend writes them (OpenCL; see codegen/dynamic.py): whether
+  it does."""
+  dev.specializer.families = type(dev).__module__.endswith("opencl")
+  return dev.specializer.families
+
+
 def forget_kernels(monkeypatch, dev, every_number: bool | str = False):
   """The device as in a new process: no kernel compiled in memory, no kernel structure seen (`every_number`: each
   kernel built with all its numbers as arguments, or "offsets": all but sizes and strides, see codegen/dynamic.py)."""

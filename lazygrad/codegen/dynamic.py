@@ -9,7 +9,8 @@ argument; an AST that breaks such an equality is built again with the split made
 is specialized. A big one (see DYNAMIC_WORK) keeps its own kernel for each set of sizes and strides seen in the
 schedule that first showed its structure (a training step's products), whose offsets, bounds and scalars may still
 become arguments (a recurrence's time steps share one). Sizes and strides that are new in a later schedule (a
-sequence of another length, another batch size) go to a family: a kernel with the sizes and strides in which they
+sequence of another length, another batch size) go to a family, where the backend asks for them (OpenCL with
+LAZYGRAD_FAMILIES=1): a kernel with the sizes and strides in which they
 differ from the nearest ones seen as arguments, which the next new ones reuse. A backend that cannot write a family's
 kernel as the vector code and tiles an AST's own kernel would have says so (Specializer.leave_family), and that AST
 gets a kernel of its own instead (and seeds the next family).
@@ -170,6 +171,9 @@ class Structure:
     # panel copy 16 wide beside one 4 wide would take sizes that stay as arguments)
     apart = lambda st: sum(a != b for a, b in zip(self.shape_of(st.history[0]), shape))
     nearest = min([self, *self.by_shape.values()], key=apart)
+    # only for sizes that are mostly those of a kernel seen (a sequence length, a batch size): a family of another
+    # model's product took arguments for most of its sizes and strides, and ran a training step at half speed
+    if apart(nearest) * FAMILY_APART > len(shape): return None
     made = Structure(nearest.history[0], self.kinds, epoch, self.work_slots)
     made.scaled = True
     self.families = [*self.families, made][-FAMILIES_KEPT:]
@@ -270,6 +274,7 @@ DYNAMIC_REDUCE = 1 << 12  # reduced elements per output
 SMALL_WORK = 1 << 16
 SHAPES_KEPT = 64  # sizes and strides of one big kernel's structure with a structure of their own (see Structure.sized)
 FAMILIES_KEPT = 8  # families of one structure (see Structure.family)
+FAMILY_APART = 2  # a family is made for sizes and strides of which at most 1/this differ from ones seen
 FAMILY_ASTS_KEPT = 4096  # family kernels a Specializer tells apart (see is_family) before it starts again
 
 
