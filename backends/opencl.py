@@ -67,8 +67,7 @@ def fast_exp_source(name: str) -> str:
   kind, width = name.split("_f")
   t, i = f"float{width}", f"int{width}"
   lo, hi = fastmath.EXP_RANGE if kind == "exp" else fastmath.EXP2_RANGE
-  fit = _f(fastmath.EXP_FIT[-1])
-  for c in reversed(fastmath.EXP_FIT[:-1]): fit = f"({fit} * r + {_f(c)})"
+  fit = fastmath.horner(fastmath.EXP_FIT, "r", _f)
   scaled = (f"xc * {_f(fastmath.LOG2E)} + {_f(fastmath.ROUNDER)}" if kind == "exp" else f"xc + {_f(fastmath.ROUNDER)}")
   reduced = (f"(xc - n * {_f(fastmath.LN2_HI)}) - n * {_f(fastmath.LN2_LO)}" if kind == "exp" else
              f"(xc - n) * {_f(fastmath.LN2)}")
@@ -84,8 +83,7 @@ def fast_log2_source(name: str) -> str:
   """The one-line C definition of `log2_f` (floats) or `log2_f8`... (vectors): see lazygrad/codegen/fastmath.py."""
   width = name.split("_f")[1]
   t, i = f"float{width}", f"int{width}"
-  fit = _f(fastmath.LOG2_FIT[-1])
-  for c in reversed(fastmath.LOG2_FIT[:-1]): fit = f"({fit} * f + {_f(c)})"
+  fit = fastmath.horner(fastmath.LOG2_FIT, "f", _f)
   tiny, root2 = _f(fastmath.FLT_MIN), _f(fastmath.SQRT2)
   return (f"{t} {name}({t} x) {{ {t} s = x < {tiny} ? x * 8388608.0f : x; {i} b = as_{i}(s); "
           f"{t} m = as_{t}((b & 8388607) | 1065353216); "

@@ -160,8 +160,7 @@ def _fast_exp(kind: str) -> str:
   writes too, so the backends agree (and a GPU's approximate exp, which flushes subnormals, is not used)."""
   f = fastmath
   lo, hi = f.EXP_RANGE if kind == "exp" else f.EXP2_RANGE
-  fit = repr(f.EXP_FIT[-1])
-  for c in reversed(f.EXP_FIT[:-1]): fit = f"({fit} * r + {c!r})"
+  fit = f.horner(f.EXP_FIT, "r")
   scaled, reduced = ((f"xc * {f.LOG2E!r} + {f.ROUNDER!r}", f"(xc - n * {f.LN2_HI!r}) - n * {f.LN2_LO!r}") if kind == "exp"
                      else (f"xc + {f.ROUNDER!r}", f"(xc - n) * {f.LN2!r}"))
   return f'''@triton.jit
@@ -180,8 +179,7 @@ def fast_{kind}(x):
 def _fast_log2() -> str:
   """fast_log2: float32 log2 by the math of lazygrad/codegen/fastmath.py, as the OpenCL renderer writes it."""
   f = fastmath
-  fit = repr(f.LOG2_FIT[-1])
-  for c in reversed(f.LOG2_FIT[:-1]): fit = f"({fit} * f + {c!r})"
+  fit = f.horner(f.LOG2_FIT, "f")
   return f'''@triton.jit
 def fast_log2(x):
     s = tl.where(x < {f.FLT_MIN!r}, x * 8388608.0, x)  # a subnormal scaled into the normals
@@ -840,7 +838,7 @@ class Device:
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
     self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> (plan, program, source, tile sizes)
-    self.specializer = Specializer(families=False)  # a family's kernel is never a tl.dot product (see matmul)
+    self.specializer = Specializer()  # no families (see codegen/dynamic.py): one sized by arguments is never tl.dot
     self.tune = not self.interpret and getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' tiles (see choose)
     self.lock = threading.Lock()
 
@@ -930,11 +928,6 @@ class Device:
         built, params, values = self.specializer.refuse(ast, built, numbers)
         env = {}
         program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
-      if program[0].sized_by_arguments and self.specializer.leave_family(ast, built, numbers, devices.epoch, True):  # a family's kernel (see
-        # codegen/dynamic.py) sized by arguments is never a matrix product here: ast resolves elsewhere
-        built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
-        env = {n: v for (n, _), v in zip(params, values)}
-        program = self.programs.get(built) or self._prepare(built, buffers, origin, params, values)
       self.programs[built] = program
     plan, prog, src, sizes = program
     if self.interpret and plan.sized_by_arguments:  # the interpreter takes tile sizes as arguments: fit each call's sizes

@@ -10,8 +10,8 @@ is specialized. A big one (see DYNAMIC_WORK) keeps its own kernel for each set o
 schedule that first showed its structure (a training step's products), whose offsets, bounds and scalars may still
 become arguments (a recurrence's time steps share one). Sizes and strides that are new in a later schedule (a
 sequence of another length, another batch size) go to a family, where the backend asks for them (OpenCL with
-LAZYGRAD_FAMILIES=1): a kernel with the sizes and strides in which they
-differ from the nearest ones seen as arguments, which the next new ones reuse. A backend that cannot write a family's
+LAZYGRAD_FAMILIES=1): a kernel with the sizes and strides in which they differ from the nearest ones seen as
+arguments, which the next new ones reuse. A backend that cannot write a family's
 kernel as the vector code and tiles an AST's own kernel would have says so (Specializer.leave_family), and that AST
 gets a kernel of its own instead (and seeds the next family).
 
@@ -140,7 +140,7 @@ class Structure:
     # kernels whose sizes and strides are arguments, for new ones in a later schedule (see `family`)
     self.families: list[Structure] = []
     self.scaled = False  # a family: its size arguments stand for sizes over VECTOR_MULTIPLE where all of them allow
-    self.slow = False  # a family's kernel could not be built (see Specializer.refuse): none is made again
+    self.no_families = False  # a family's kernel could not be built (see Specializer.refuse): none is made again
 
   def sized(self, values: tuple, epoch: int) -> Structure | None:
     """The structure of the ASTs with these values' sizes and strides, None (and made) if it is new: within it only
@@ -161,7 +161,7 @@ class Structure:
     ones reuse it. A backend that would write it worse than an AST's own kernel says so (see Specializer.leave_family).
     None where these sizes and strides have been seen: they keep their own kernel."""
     shape = self.shape_of(values)
-    if self.slow or epoch == self.epoch or shape == self.shape_of(self.history[0]) or shape in self.by_shape: return None
+    if self.no_families or epoch == self.epoch or shape == self.shape_of(self.history[0]) or shape in self.by_shape: return None
     for f in self.families:
       if f.ast is not None and f.arguments(values) is not None: return f
     for f in self.families:  # one whose arguments cover where these numbers differ: its groups are split
@@ -324,7 +324,7 @@ class Specializer:
   sizes in a later schedule share a kernel sized by arguments (see Structure.family), for a backend that keeps its
   vector code and tiles."""
 
-  def __init__(self, limit: int = 4096, every_number: bool | str = False, families: bool = True):
+  def __init__(self, limit: int = 4096, every_number: bool | str = False, families: bool = False):
     self.structures: OrderedDict[str, Structure] = OrderedDict()
     self.limit, self.every_number, self.families = limit, every_number, families
     self.family_asts: dict[int, KernelOp] = {}  # id -> a family's kernel AST (see is_family), kept alive here
@@ -439,7 +439,7 @@ class Specializer:
     with self.lock:
       s = self.structures.get(key)
       family = next((f for f in s.families if f.ast is built), None) if s is not None else None
-      if family is not None: s.slow, s.families, s = True, [], family  # a family's kernel (see Structure.family)
+      if family is not None: s.no_families, s.families, s = True, [], family  # a family's kernel (see Structure.family)
       elif s is not None and s.by_shape:  # the structure of its sizes and strides, if it has one
         s = s.by_shape.get(s.shape_of(values), s)
       if s is not None: s.refused, s.ast = True, None

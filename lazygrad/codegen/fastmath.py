@@ -38,6 +38,14 @@ EXP_RANGE = (-104.0, 89.0)    # exp is 0 below (under half of the least subnorma
 EXP2_RANGE = (-151.0, 129.0)
 
 
+def horner(coeffs, var: str, literal=repr) -> str:
+  """A polynomial (coefficients lowest first) as nested multiply-adds in `var`, each coefficient written by
+  `literal`: the expression both renderers put in their exp and log2 code."""
+  out = literal(coeffs[-1])
+  for c in reversed(coeffs[:-1]): out = f"({out} * {var} + {literal(c)})"
+  return out
+
+
 def _minimax(points, target, weight, degree: int, rounds: int = 100):
   """A polynomial's coefficients, lowest first, rounded to float32: a weighted least-squares fit to `target` at
   `points` (Chebyshev nodes), reweighted toward the minimax of weight * error (Lawson's algorithm)."""
