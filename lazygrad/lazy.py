@@ -31,10 +31,12 @@ class ThreadState(threading.local):
     # thread, because realizing a node changes it in place (a constant's, shared by every graph that uses it, too)
     # while another thread's scheduler may be reading it
     self.nodes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-    # tensors written in place (x[i] = v, x.add_(1)) since the last realize: their new values are stored by the next
-    # one, so a loop of writes that is never read whole (a KV cache) does not grow one graph, and new kernels, per
-    # write (by id: a Tensor's == is elementwise, so it cannot sit in a set)
-    self.written: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+    # tensors the next realize on their device computes too (by id: a Tensor's == is elementwise, so it cannot sit in
+    # a set): ones written in place (x[i] = v, x.add_(1)), so a loop of writes that is never read whole (a KV cache)
+    # does not grow one graph, and new kernels, per write; and a loss that backward ran from, which the user reads
+    # after the step (loss.item()): computed in the step's schedule, from values it computes anyway, instead of in a
+    # realize of its own that computes some of them again (and, in a model's first step, builds its kernels apart)
+    self.realize_next: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
     # while lazygrad.jit records a call: every launch as (device, kernel AST, buffers, origin), every host-to-device
     # copy as (its buffer, the data), and a hook told of each tensor the call updates (see Tensor.assign)
     self.capture: list | None = None
@@ -245,11 +247,11 @@ def realize(*lbs: LazyBuffer):
   since the last realize on the same device."""
   todo = [lb.base for lb in lbs if lb.base.realized is None]
   if not todo: return
-  written = this_thread.written
-  for key, t in list(written.items()):
+  realize_next = this_thread.realize_next
+  for key, t in list(realize_next.items()):
     b = t.lazydata.base
     if b.device == todo[0].device:
-      written.pop(key, None)
+      realize_next.pop(key, None)
       if b.realized is None and all(b is not x for x in todo): todo.append(b)
   start = time.perf_counter() if DEBUG >= 1 else 0
   items = schedule(todo)

@@ -354,12 +354,12 @@ def schedule_graph(what, path) -> str:
 
 
 def _pending(tensors) -> list:
-  """The bases a realize of `tensors` computes, with the in-place writes it stores (see lazy.realize)."""
+  """The bases a realize of `tensors` computes, with the tensors it computes too (see lazy.realize)."""
   from lazygrad import lazy
   tensors = [tensors] if not isinstance(tensors, (list, tuple)) else list(tensors)
   todo = [t.lazydata.base for t in tensors if t.lazydata.base.realized is None]
   device = todo[0].device if todo else None
-  for t in list(lazy.this_thread.written.values()):  # as realize does, without taking them off the list
+  for t in list(lazy.this_thread.realize_next.values()):  # as realize does, without taking them off the list
     b = t.lazydata.base
     if b.realized is None and b.device == device and all(b is not x for x in todo): todo.append(b)
   return todo

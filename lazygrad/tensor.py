@@ -254,7 +254,7 @@ class Tensor:
     kinds = "biuf"  # bool, then ints, then floats: a result of a later kind has values this tensor cannot hold
     if kinds.index(value.dtype.kind) > kinds.index(self.dtype.kind) and not (value.dtype.is_int and self.dtype.is_int):
       raise RuntimeError(f"{name}: result type {value.dtype.name} can't be cast to the tensor's dtype {self.dtype.name}")
-    this_thread.written[id(self)] = self
+    this_thread.realize_next[id(self)] = self
     return self.assign(value)
 
   # ---- dtype and device
@@ -475,6 +475,7 @@ class Tensor:
         pg = _sum_gradients(pgs) if create_graph else _sum_gradients(pgs).detach()
         p.grad = pg if p.grad is None else (p.grad + pg if create_graph else (p.grad.detach() + pg).detach())
         p._run_post_accumulate_grad_hooks()
+    if self.lazydata.base.realized is None: this_thread.realize_next[id(self)] = self  # read after the step: see ThreadState
     return None
 
   def register_post_accumulate_grad_hook(self, hook) -> _RemovableHandle:
@@ -2135,7 +2136,7 @@ class Tensor:
     hook = this_thread.assign_hook
     if hook is not None: hook(self)  # a jitted call's replay updates this tensor too
     self.lazydata, self._ctx, self.requires_grad = new.lazydata, new._ctx, new.requires_grad or self.requires_grad
-    this_thread.written[id(self)] = self
+    this_thread.realize_next[id(self)] = self
 
   def _stride(self, strides) -> Tensor:
     """Every strides[d]-th element along each dim, starting at the first: a pad, reshape and shrink of views."""

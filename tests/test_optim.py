@@ -114,6 +114,22 @@ def test_adam_step_kernel_count():
     assert counts[0] == counts[1] == counts[2] <= 20
 
 
+
+def test_the_loss_is_computed_by_the_steps_schedule():
+    """A loss that backward ran from is computed with the step's update, from values the step computes anyway: reading
+    it after opt.step() launches no kernel (it used to be a realize of its own, whose kernels a model's first step
+    built in a second batch)."""
+    ours, theirs = models()
+    opt, topt = optim.SGD(ours.parameters(), lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad(); topt.zero_grad()
+        loss, tloss = lg_loss(ours), torch_loss(theirs)
+        loss.backward(); tloss.backward()
+        opt.step(); topt.step()
+        before = lg.kernel_count()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-6)
+        assert lg.kernel_count() == before
+
 def jitted_step(model, opt):
     """One training step on (x, y) under lazygrad.jit: forward, backward, optimizer update."""
     @lg.jit
