@@ -806,12 +806,12 @@ KERNEL_SECONDS, WORKER_START = 0.1, 1.0  # PoCL's machine code for a kernel, and
 
 class Program:
   """A kernel's source and what its launches need; `kernel` is None until flush() builds it. `source_key` is the
-  disk-cache key its source is filed under once it builds."""
-  __slots__ = ("name", "out_size", "gsize", "src", "plan", "source_key", "kernel", "most")
+  disk-cache key its source is filed under once it builds; `built` the kernel AST it is the source of."""
+  __slots__ = ("name", "out_size", "gsize", "src", "plan", "source_key", "built", "kernel", "most")
 
-  def __init__(self, name, out_size, gsize, src, plan, source_key):
+  def __init__(self, name, out_size, gsize, src, plan, source_key, built):
     self.name, self.out_size, self.gsize, self.src, self.plan, self.source_key = name, out_size, gsize, src, plan, source_key
-    self.kernel = self.most = None
+    self.built, self.kernel, self.most = built, None, None
 
   def at(self, params: list, values: list) -> tuple[int, int, list]:
     """(outputs, work-items, launch arguments) with these values of its parameters (a dynamic kernel's)."""
@@ -1167,7 +1167,9 @@ class Device:
     # PoCL keeps the programs it builds in its own disk cache (POCL_CACHE_DIR, see _pick_device)
     self.pocl = "Portable Computing Language" in self.device.platform.name
     self.batch_lock = threading.RLock()
-    self.waiting: list = []  # (entry or Unbuilt, buffers, origin, AST) of launches held back until flush()
+    # (entry or Unbuilt, buffers, origin, AST, whether the AST is the launch's own: not a jit's template of other
+    # numbers) of launches held back until flush()
+    self.waiting: list = []
     self.unbuilt: dict[int, Program] = {}  # id -> a program that waiting launches need built (two may share a source)
     self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
     self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
@@ -1233,7 +1235,7 @@ class Device:
       self._launch(entry, buffers, origin, ast)           # launches need not come before this thread's)
       return
     with self.batch_lock:
-      self.waiting.append((entry, buffers, origin, ast))
+      self.waiting.append((entry, buffers, origin, ast, numbers is None))
       if len(self.unbuilt) < BATCH_KERNELS: return
     self.flush()
 
@@ -1294,11 +1296,28 @@ class Device:
       # the list stays non-empty until its launches are sent: a launch whose kernel is built goes straight to the
       # queue only while nothing waits (see exec), and another thread's would otherwise overtake its own waiting ones
       try:
+        self._settle()
         unbuilt, self.unbuilt = self.unbuilt, {}
         self._build(list(unbuilt.values()), self.waiting)
-        for entry, buffers, origin, ast in self.waiting:
+        for entry, buffers, origin, ast, _ in self.waiting:
           self._launch(self._bind(*entry) if type(entry) is Unbuilt else entry, buffers, origin, ast)
       finally: self.waiting = []  # sent, or failed to build: none is sent later
+
+  def _settle(self):
+    """Before waiting launches' kernels are built: a launch whose structure's dynamic kernel now serves it better
+    (see Specializer.settled) runs on that one, and the kernel it was resolved to is not built unless another launch
+    needs it. A model's first step built the panel copy of each of its products' operands as the first one's kernel,
+    then one dynamic kernel for each later size that made more numbers arguments, only the last of which runs later."""
+    for n, (entry, buffers, origin, ast, own) in enumerate(self.waiting):
+      if type(entry) is not Unbuilt or not own: continue
+      better = self.specializer.settled(ast, entry.program.built, [b.size for b in buffers])
+      if better is None: continue
+      built, params, values = better
+      program = self.programs.get(built)
+      if program is None: program = self.programs[built] = self._prepare(built, buffers, origin, params, values)
+      entry = self.kernels[ast] = self._bind(program, params, values, self._promotion_epoch(ast, program))
+      self.waiting[n] = (entry, buffers, origin, ast, own)
+    self.unbuilt = {id(e.program): e.program for e, *_ in self.waiting if type(e) is Unbuilt}
 
   def _build(self, programs: list, waiting: list):
     """Build programs' sources in batches: PoCL's front end takes 0.2 to 0.3 s a program however small it is, and
@@ -1433,10 +1452,15 @@ class Device:
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
+    return self._bind(program, params, values, self._promotion_epoch(ast, program) if numbers is None else None)
+
+  @staticmethod
+  def _promotion_epoch(ast, program) -> int | None:
+    """The epoch an AST that runs on `program` gets a kernel of its own after (see Specializer.resolve's `promoted`):
+    this one where program is scalar code sized by arguments and ast is big enough to pay for a build, else None."""
     plan = program.plan
-    return self._bind(program, params, values,
-                      devices.epoch if numbers is None and plan is not None and plan.sized_by_arguments and vector_choice(plan) is None
-                      and promotable(ast) else None)
+    if plan is not None and plan.sized_by_arguments and vector_choice(plan) is None and promotable(ast): return devices.epoch
+    return None
 
   def _bind(self, program, params, values, epoch=None):
     """The entry (see _entry) that launches a program with these values of its parameters; Unbuilt until the program
@@ -1486,7 +1510,7 @@ class Device:
       src, name = render(plan, self.cpu)
       out_size, gsize = plan.out_size, global_size(plan)
     if DEBUG >= 4: print(f"--- {name}{' for ' + origin if origin else ''} ---\n{src}")
-    return Program(name, out_size, gsize, src, plan, key if cached is None and not params else None)
+    return Program(name, out_size, gsize, src, plan, key if cached is None and not params else None, ast)
 
   def _kernel(self, prg, name: str, plan: Plan | None = None):
     """A built program's kernel and its largest work-group; a dynamic plan's kernel is told its arguments' types."""

@@ -133,6 +133,7 @@ class Structure:
     self.ranges: list[tuple[int, int] | None] = []
     self.dynamic: set[int] = set()
     self.ast: KernelOp | None = None
+    self.outgrown: list[KernelOp] = []  # its earlier dynamic kernels, which grow replaced (see Specializer.settled)
     self.refused = False  # its dynamic kernel could not be built: always specialized
     self.bindings: dict[tuple, tuple | None] = {}  # see Specializer.resolve's `numbers` with steps
     # a big kernel's ASTs with other sizes or strides: a structure of their own per sizes and strides (see `sized`)
@@ -253,6 +254,7 @@ class Structure:
         var, rng = Var(f"c{len(self.params)}", 0, 0), None  # a scalar's range is never used in index math
       self.groups.append(group); self.params.append((var.name, dtype)); self.ranges.append(rng); self.scales.append(scale)
       slots.update((k, var * scale if scale != 1 else var) for k in group)
+    if self.ast is not None: self.outgrown.append(self.ast)
     self.ast = instantiate(ast, slots)
     if DEBUG >= 1:
       what = ", ".join(f"{name}{f'*{scale}' if scale != 1 else ''} ({self.kinds[g[0]]}: "
@@ -398,6 +400,24 @@ class Specializer:
         if numbers is not None: ast = self._made(ast, values)
         args = s.grow(ast, values)
       return s.ast, s.params, args
+
+  def settled(self, ast: KernelOp, built: KernelOp, buf_sizes: list[int]) -> tuple[KernelOp, list, list] | None:
+    """Before the kernels a schedule needs are built: the resolution of ast, resolved to `built`, if its structure's
+    dynamic kernel now serves it better, else None. Its structure's later ASTs in the schedule may have grown the kernel
+    built was (more numbers as arguments): the grown one serves ast too, and built need not be built. And the first AST
+    of a structure, specialized as first, runs on the dynamic kernel where that is what a later AST of its numbers
+    would run on for good (small, or vector code): one build, not two."""
+    key, values, _, work_slots = _template(ast)
+    with self.lock:
+      s = self.structures.get(key)
+      if s is None or s.ast is None or s.ast is built or s.refused or self.every_number: return None
+      if built is ast:  # specialized: as first of its structure, and only that?
+        big, wide = measure(work_of(values, work_slots), buf_sizes)
+        if values != s.history[0] or big or wide or not (work_of(values, work_slots)[0] < SMALL_WORK or s.vector_sized(values)):
+          return None
+      elif not any(built is old for old in s.outgrown): return None
+      args = s.arguments(values)
+      return None if args is None else (s.ast, s.params, args)
 
   def bound(self, numbers: tuple, built: KernelOp) -> tuple | None:
     """After resolve(ast, .., numbers) chose `built`: the slot each of its arguments is read from, when that holds for
