@@ -801,7 +801,10 @@ def _count_loads(plan: Plan, lanes: int, tiles) -> list[tuple[int, int]]:
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
 SCRATCH_BYTES = 256 << 20  # the most memory compile_for_launches takes to run a kernel on
 MIN_SHARE = 4  # the fewest compiles worth a build worker's share
-KERNEL_SECONDS, WORKER_START = 0.1, 1.0  # PoCL's machine code for a kernel, and a build worker's start (see _compile_shares)
+# PoCL's machine code for a kernel, a build worker's start to its first kernel, and what a process's first build costs
+# more than the next (see _compile_shares)
+KERNEL_SECONDS, WORKER_START, FIRST_BUILD = 0.07, 0.8, 0.3
+EARLY_START = 2 * MIN_SHARE  # new kernels, none of them on disk, that start the build workers (see Device._bind)
 
 
 class Program:
@@ -1039,6 +1042,11 @@ def compile_for_launches(ctx, queue, device, text: str, launches: list):
   queue.finish()
 
 
+# what a build worker builds as it starts, while the process that started it lowers the kernels it will be sent: a
+# process's first build loads PoCL's compiler and its kernel library (FIRST_BUILD, see _serve_builds)
+WARM_UP = ("__kernel void warm_up(__global float* a) { a[0] = 0.0f; }", [["warm_up", 1, [4], []]])
+
+
 class BuildWorker:
   """A process that runs compile_for_launches for batches it is sent, one at a time (`python -m
   lazygrad.backends.opencl --build-worker N`): PoCL compiles within a process one kernel at a time, so a new model's
@@ -1049,6 +1057,11 @@ class BuildWorker:
     import subprocess
     self.proc = subprocess.Popen([sys.executable, "-m", "lazygrad.backends.opencl", "--build-worker", str(index)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    self.started = time.perf_counter()
+
+  def head_start(self) -> float:
+    """The seconds it may still take to be ready for a batch (see _serve_builds)."""
+    return max(0.0, WORKER_START - (time.perf_counter() - self.started))
 
   def send(self, text: str, launches: list) -> bool:
     try:
@@ -1077,6 +1090,7 @@ def _serve_builds(index: int):
   device = _pick_device(index)
   ctx = cl.Context([device])
   queue = cl.CommandQueue(ctx)
+  compile_for_launches(ctx, queue, device, *WARM_UP)  # before a batch comes
   for line in sys.stdin:
     try:
       compile_for_launches(ctx, queue, device, *json.loads(line))
@@ -1172,7 +1186,9 @@ class Device:
     self.waiting: list = []
     self.unbuilt: dict[int, Program] = {}  # id -> a program that waiting launches need built (two may share a source)
     self.batches = KernelCache()  # source -> (the built program holding its kernel, the kernel's name there)
-    self.workers: list[BuildWorker] = []  # started when a realize first has enough new kernels (see _compile_shares)
+    # started when a schedule first needs enough new kernels (see _bind), while this process lowers the rest
+    self.workers: list[BuildWorker] = []
+    self.fresh_waiting = 0  # programs waiting to be built whose source no cache holds, until the workers start
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     self.build_workers = getenv("LAZYGRAD_BUILD_WORKERS", cores - 1) if self.cpu else 0
     # PoCL's binaries are made by a helper process (see BinaryMaker), started when first needed; no helper processes
@@ -1236,7 +1252,8 @@ class Device:
       return
     with self.batch_lock:
       self.waiting.append((entry, buffers, origin, ast, numbers is None))
-      if len(self.unbuilt) < BATCH_KERNELS: return
+      # a program per process building (see _compile_shares): a schedule's new kernels in one round, on every core
+      if len(self.unbuilt) < BATCH_KERNELS * (1 + self.build_workers): return
     self.flush()
 
   def _launch(self, entry, buffers, origin: str, ast=None):
@@ -1346,28 +1363,42 @@ class Device:
         disk_cache_put("opencl-source", p.source_key, json.dumps([p.name, p.out_size, p.gsize, p.src]).encode())
         p.source_key = None
 
+  def _start_workers(self, program):
+    """Start the build workers once EARLY_START programs whose sources no cache holds wait to be built: they start
+    (WORKER_START) while this process lowers the schedule's other kernels. A process that builds none starts none."""
+    if program.src in self.batches or disk_cache_get("opencl-batch", self.ident + "\n" + program.src) is not None: return
+    self.fresh_waiting += 1
+    if self.fresh_waiting < EARLY_START: return
+    self.workers = [w for w in self.workers if w.alive()]
+    try:
+      while len(self.workers) < self.build_workers: self.workers.append(BuildWorker(self.index))
+    except OSError: self.build_workers = len(self.workers)  # no process can be started here: build in this one
+
   def _compile_shares(self, fresh: list, waiting: list) -> list[list]:
     """Split new programs into shares, one for this process and one for each build worker, and compile each share
     for the launches waiting on it (see compile_for_launches); returns the shares, [] if too few to pay for it. A
-    worker costs WORKER_START seconds to start, paid once per process, so a first share here is larger. Shares are
-    balanced by compiles, not programs: PoCL compiles a kernel once per work-group size it runs at, and a dynamic
-    kernel that several sizes share (a model's parameter updates) runs at several."""
-    starting = sum(1 for w in self.workers if not w.alive()) + self.build_workers - len(self.workers)
+    worker takes WORKER_START seconds to start, once per process, so a share here is larger while one is starting.
+    Shares are balanced by compiles, not programs: PoCL compiles a kernel once per work-group size it runs at, and a
+    dynamic kernel that several sizes share (a model's parameter updates) runs at several."""
+    self.workers = [w for w in self.workers if w.alive()]
     n, workers = len(fresh), self.build_workers
+    # each share's head start, in compiles: this process's first build (see WARM_UP) if it has built none, a worker's
+    # what it has left of its start, or all of it for one not started yet
+    ahead = [(FIRST_BUILD if not self.batches else 0.0) / KERNEL_SECONDS] + [(w.head_start() if k < len(self.workers) else WORKER_START) / KERNEL_SECONDS
+                     for k, w in enumerate(self.workers + [None] * (workers - len(self.workers)))]
     runs = self._warm_launches(waiting)
 
     def compiled_for(gsize):  # what PoCL compiles a kernel for: its work-group size, and a grid above 65535 or not
       (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local)
       return local, whole > 65535
     compiles = {id(p): max(1, len({compiled_for(g) for g in runs.get(id(p), {})})) for p in fresh}
-    shares, loads = [[] for _ in range(workers + 1)], [-starting * WORKER_START / KERNEL_SECONDS] + [0.0] * workers
+    shares, loads = [[] for _ in range(workers + 1)], list(ahead)
     for p in sorted(fresh, key=lambda p: -compiles[id(p)]):  # the heaviest first, each to the lightest share
       k = min(range(workers + 1), key=loads.__getitem__)
       shares[k].append(p)
       loads[k] += compiles[id(p)]
-    if sum(loads[1:]) < MIN_SHARE: return []  # each share's build costs 0.2 s before its first kernel
+    if sum(loads[1:]) - sum(ahead[1:]) < MIN_SHARE: return []  # each share's build costs 0.2 s before its first kernel
     shares = [shares[0]] + [share for share in shares[1:] if share]
-    self.workers = [w for w in self.workers if w.alive()]
     while len(self.workers) < len(shares) - 1: self.workers.append(BuildWorker(self.index))
     start = time.perf_counter()
     texts = [batch_source([[p.src, p.name] for p in share]) for share in shares]
@@ -1468,6 +1499,8 @@ class Device:
     if program.kernel is None:
       with self.batch_lock:
         if program.kernel is None:
+          if id(program) not in self.unbuilt and len(self.workers) < self.build_workers and self.pocl:
+            self._start_workers(program)
           self.unbuilt[id(program)] = program
           return Unbuilt(program, params, values, epoch)
     out_size, gsize, args = program.at(params, values)

@@ -171,6 +171,7 @@ def workers(builds, monkeypatch):
   dev = devices.get("OPENCL")
   monkeypatch.setattr(dev, "build_workers", 1)
   monkeypatch.setattr(opencl, "WORKER_START", 0.0)
+  monkeypatch.setattr(opencl, "FIRST_BUILD", 0.0)
   monkeypatch.setattr(opencl, "MIN_SHARE", 1)
   sent, send = [], opencl.BuildWorker.send
   monkeypatch.setattr(opencl.BuildWorker, "send", lambda self, text, launches: sent.append(text) or send(self, text, launches))
@@ -187,6 +188,23 @@ def test_a_build_worker_compiles_a_share_of_a_realizes_new_kernels(builds, worke
   assert sorted(len(kernel_names(src)) for src, _ in builds) == [2, 3] and text in [src for src, _ in builds]
   assert devices.get("OPENCL").workers[0].alive()  # it waits for the next realize's
 
+
+def test_build_workers_start_while_the_schedule_is_lowered(builds, workers, monkeypatch):
+  """Once EARLY_START new kernels that no cache holds wait to be built, the worker starts, while this process lowers
+  the schedule's other kernels: it is running when the kernels are handed out."""
+  dev = devices.get("OPENCL")
+  for w in dev.workers: w.proc.kill()
+  monkeypatch.setattr(dev, "workers", [])
+  monkeypatch.setattr(dev, "fresh_waiting", 0)
+  monkeypatch.setattr(opencl, "EARLY_START", 2)
+  running, shares = [], opencl.Device._compile_shares
+  monkeypatch.setattr(opencl.Device, "_compile_shares",
+                      lambda self, *a: running.append([w.alive() for w in self.workers]) or shares(self, *a))
+  parts, expected = five_kernels(0.0357)
+  total = parts[0]
+  for p in parts[1:]: total = total + p
+  np.testing.assert_allclose(total.numpy(), expected, rtol=1e-5)
+  assert running == [[True]] and len(workers) == 1
 
 def test_a_build_worker_that_dies_costs_only_time(builds, workers, monkeypatch):
   monkeypatch.setattr(opencl.BuildWorker, "done", lambda self, timeout: self.proc.kill() or False)
