@@ -291,7 +291,8 @@ def test_a_big_step_of_a_recurrence_is_built_twice_for_a_new_length_not_once_per
 def test_a_kernel_grown_twice_in_one_schedule_is_built_once(fresh, capsys, monkeypatch):
   """Small transposes of three shapes in one schedule: the second makes its sizes and strides arguments, the third,
   whose other size differs too, grows that kernel again. OpenCL, which builds a schedule's kernels together, builds
-  only the last, and runs all three on it (Triton builds each as it is first launched: three)."""
+  only the last for both (the first keeps its own: scalar code would run it slower); Triton builds each as it is
+  first launched: three."""
   from lazygrad.codegen import dynamic
   monkeypatch.setattr(dynamic, "DEBUG", 1)
   xs = [data(5, 3, seed=0), data(7, 3, seed=1), data(7, 4, seed=2)]
@@ -299,7 +300,7 @@ def test_a_kernel_grown_twice_in_one_schedule_is_built_once(fresh, capsys, monke
   before = lg.compile_count()
   lg.realize(*outs)
   assert capsys.readouterr().out.count("kernel rebuilt as dynamic") == 2
-  assert lg.compile_count() - before == (1 if devices.default_device().startswith("OPENCL") else 3)
+  assert lg.compile_count() - before == (2 if devices.default_device().startswith("OPENCL") else 3)
   for o, x in zip(outs, xs): np.testing.assert_array_equal(o.numpy(), x.T * 2)
   before = lg.compile_count()  # and a later schedule runs them on it too
   np.testing.assert_array_equal((lg.tensor(xs[0]).T * 2).contiguous().numpy(), xs[0].T * 2)
