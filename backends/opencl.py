@@ -879,7 +879,7 @@ class Replayer:
             handles = [b.handle for b in buffers]
             for k, i in swaps: handles[k] = mapping.get(i, buffers[k]).handle
             kernel.set_args(*handles, *args)
-            sizes = dev.launch_sizes(gsize, program.most)
+            sizes = dev.launch_sizes(gsize, program.most, True)
           else:
             for k, i in swaps: kernel.set_arg(k, mapping.get(i, buffers[k]).handle)
           event = enqueue(queue, kernel, *sizes)
@@ -1005,15 +1005,20 @@ CODE_VERSION = code_version(*CODEGEN_MODULES)
 
 
 WORK_GROUPS_PER_CORE = 32  # on a CPU: enough that a core slowed by a neighbour's load does not hold up the kernel
+DYNAMIC_LOCAL = 256  # a dynamic kernel's work-group on a CPU (see cpu_launch_sizes)
 
 
-def cpu_launch_sizes(work: int, most: int | None, cores: int, max_local: int) -> tuple[tuple[int], tuple[int]]:
+def cpu_launch_sizes(work: int, most: int | None, cores: int, max_local: int,
+                     dynamic: bool = False) -> tuple[tuple[int], tuple[int]]:
   """(global, local) sizes for `work` work-items on a CPU. PoCL picks the largest work-group that divides the work,
   as few as 7 for a convolution's 25088 items on 2 cores: one core then runs 4 of them while the other waits after
   3. Work-groups of a power of two, at least WORK_GROUPS_PER_CORE per core, balance the cores (the kernels return
-  early past the work's end, so the global size may round up); `most` is the kernel's largest work-group."""
+  early past the work's end, so the global size may round up); `most` is the kernel's largest work-group. A `dynamic`
+  kernel (sizes as arguments) runs at DYNAMIC_LOCAL whatever its work: PoCL compiles a kernel for each work-group
+  size it runs at, and one kernel serving a model's parameter updates ran at 3 or 4."""
   limit = min(most or max_local, max_local)  # the kernel's own limit can be below the device's
-  local = min(1 << max(0, (work // (WORK_GROUPS_PER_CORE * cores)).bit_length() - 1), 1 << (limit.bit_length() - 1))
+  wanted = DYNAMIC_LOCAL if dynamic else 1 << max(0, (work // (WORK_GROUPS_PER_CORE * cores)).bit_length() - 1)
+  local = min(wanted, 1 << (limit.bit_length() - 1))
   return (-(-work // local) * local,), (local,)
 
 
@@ -1022,7 +1027,8 @@ def compile_for_launches(ctx, queue, device, text: str, launches: list):
   machine code for the work-group size it runs at (about 0.1 s a kernel, one at a time within a process) and files
   it in its disk cache, where a process building the same text finds it: build workers do this for a share of a
   realize's new kernels while the realizing process does its own. `launches`: [kernel name, work-items, the bytes of
-  each buffer argument, [NumPy type, value] of each scalar argument]."""
+  each buffer argument, [NumPy type, value] of each scalar argument] (with a scalar, a dynamic kernel: see
+  cpu_launch_sizes)."""
   import pyopencl as cl
   prg = cl.Program(ctx, text).build(options=["-w"])
   scratch, size = None, 0
@@ -1030,7 +1036,7 @@ def compile_for_launches(ctx, queue, device, text: str, launches: list):
     if max(nbytes) > SCRATCH_BYTES: continue  # compiled where it first runs instead
     kernel = cl.Kernel(prg, name)
     most = kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
-    sizes = cpu_launch_sizes(work, most, device.max_compute_units, device.max_work_group_size)
+    sizes = cpu_launch_sizes(work, most, device.max_compute_units, device.max_work_group_size, bool(scalars))
     if max(nbytes) > size:
       size = max(nbytes)
       scratch = cl.Buffer(ctx, cl.mem_flags.READ_WRITE, size)
@@ -1384,14 +1390,14 @@ class Device:
     n, workers = len(fresh), self.build_workers
     # each share's head start, in compiles: this process's first build (see WARM_UP) if it has built none, a worker's
     # what it has left of its start, or all of it for one not started yet
-    ahead = [(FIRST_BUILD if not self.batches else 0.0) / KERNEL_SECONDS] + [(w.head_start() if k < len(self.workers) else WORKER_START) / KERNEL_SECONDS
-                     for k, w in enumerate(self.workers + [None] * (workers - len(self.workers)))]
+    ahead = [FIRST_BUILD if not self.batches else 0.0] + [w.head_start() for w in self.workers]
+    ahead = [seconds / KERNEL_SECONDS for seconds in ahead + [WORKER_START] * (workers - len(self.workers))]
     runs = self._warm_launches(waiting)
 
-    def compiled_for(gsize):  # what PoCL compiles a kernel for: its work-group size, and a grid above 65535 or not
-      (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local)
+    def compiled_for(gsize, scalars):  # what PoCL compiles a kernel for: its work-group size, and a grid above 65535
+      (whole,), (local,) = cpu_launch_sizes(gsize, None, self.cores, self.max_local, bool(scalars))
       return local, whole > 65535
-    compiles = {id(p): max(1, len({compiled_for(g) for g in runs.get(id(p), {})})) for p in fresh}
+    compiles = {id(p): max(1, len({compiled_for(g, run[2]) for g, run in runs.get(id(p), {}).items()})) for p in fresh}
     shares, loads = [[] for _ in range(workers + 1)], list(ahead)
     for p in sorted(fresh, key=lambda p: -compiles[id(p)]):  # the heaviest first, each to the lightest share
       k = min(range(workers + 1), key=loads.__getitem__)
@@ -1504,7 +1510,8 @@ class Device:
           self.unbuilt[id(program)] = program
           return Unbuilt(program, params, values, epoch)
     out_size, gsize, args = program.at(params, values)
-    return program.name, program.kernel, program.src, self.launch_sizes(gsize, program.most) if out_size else None, \
+    return program.name, program.kernel, program.src, \
+        self.launch_sizes(gsize, program.most, bool(params)) if out_size else None, \
         args, epoch, program
 
   def replayer(self, plan: list, numbers: list | None) -> Replayer | None:
@@ -1573,12 +1580,13 @@ class Device:
       return min(times[1:])
     return tuned("opencl-tune", key, tiles, measure, plan.name)
 
-  def launch_sizes(self, work: int, most: int | None = None) -> tuple[tuple[int], tuple[int] | None]:
+  def launch_sizes(self, work: int, most: int | None = None, dynamic: bool = False) -> tuple[tuple[int], tuple[int] | None]:
     """(global, local) sizes for `work` work-items (see cpu_launch_sizes); a GPU's driver picks its own work-groups.
     `most` is the kernel's largest work-group."""
     if not self.cpu: return (work,), None
-    sizes = self.sizes_seen.get((work, most))
-    if sizes is None: sizes = self.sizes_seen[(work, most)] = cpu_launch_sizes(work, most, self.cores, self.max_local)
+    sizes = self.sizes_seen.get((work, most, dynamic))
+    if sizes is None:
+      sizes = self.sizes_seen[(work, most, dynamic)] = cpu_launch_sizes(work, most, self.cores, self.max_local, dynamic)
     return sizes
 
   def synchronize(self):

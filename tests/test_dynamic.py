@@ -327,9 +327,13 @@ def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys,
   assert re.fullmatch(r"lazygrad: kernel rebuilt as dynamic, with n0\*8 \(size: \d+ -> \d+\) as arguments\n",
                       capsys.readouterr().out)
   if opencl:
+    from lazygrad.backends.opencl import DYNAMIC_LOCAL
     dev = devices.get(devices.default_device())
     assert any(p.name == "e_dynamic" and "float8" in p.src for p in dev.programs.values())
   # the next step (a later schedule) runs on the same kernels: none is promoted to a build of its own
   before = lg.compile_count()
   lg.realize(*[(lg.tensor(p) * 0.9 - lg.tensor(g) * 0.01).exp() for p, g in zip(ps, gs)])
   assert lg.compile_count() == before
+  if opencl:  # at one work-group size for every size: PoCL compiles a kernel once per work-group size
+    shared = [e for e in dev.kernels.values() if type(e) is tuple and e[0] == "e_dynamic"]
+    assert len(shared) >= 4 and {e[3][1] for e in shared} == {(DYNAMIC_LOCAL,)}
