@@ -243,8 +243,8 @@ class LazyBuffer:
 
 
 def realize(*lbs: LazyBuffer):
-  """Schedule and run every kernel needed to give these buffers' bases device memory, and the in-place writes made
-  since the last realize on the same device."""
+  """Schedule and run every kernel needed to give these buffers' bases device memory, with the tensors this thread
+  left for the next realize on the same device (in-place writes, a loss: see ThreadState.realize_next)."""
   todo = [lb.base for lb in lbs if lb.base.realized is None]
   if not todo: return
   realize_next = this_thread.realize_next
