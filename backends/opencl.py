@@ -295,10 +295,14 @@ def _vector_choice(plan: Plan):
   # ones are numbers (a matrix product's rows). Lanes that divide by arguments to find their elements are scalar code
   if choice is not None and plan.sized_by_arguments:
     n, lane = choice
-    size = plan.out_size if lane == "gidx" else plan.red_size
-    loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
-    if any(_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) == "gather" for i in loads): return None
+    if "gather" in _load_kinds(plan, lane, plan.out_size if lane == "gidx" else plan.red_size, n): return None
   return choice
+
+
+def _load_kinds(plan: Plan, lane: str, size, n: int) -> list[str]:
+  """The lane kind (see _lane_kind) of each load that n lanes along `lane` (of `size` elements) would make."""
+  loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
+  return [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
 
 
 def _vector_choice_of(plan: Plan):
@@ -316,12 +320,11 @@ def _vector_choice_of(plan: Plan):
   widths = (LANES,) if wide or plan.reduce is not None else (8, LANES)
   for (lane, size), n in ((o, n) for o in options for n in widths):
     if not _fills(size, n): continue
-    loads = [i for i in plan.instrs if i.op == "load" and (lane == "gidx" or i.region == "loop")]
-    kinds = [_lane_kind(_lane_exprs(i.arg[1], lane, size, n)) for i in loads]
+    kinds = _load_kinds(plan, lane, size, n)
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
     # elementwise work is vector code even when every load gathers (a transposing copy): the store is one vector
     # and the lanes' index math shares its divisions (2.5x faster on PoCL for a weight's copy to panels)
-    if plan.reduce is None: score += len(loads)
+    if plan.reduce is None: score += len(kinds)
     if score > best_score: best, best_score = (n, lane), score
   return best
 
@@ -1336,8 +1339,7 @@ class Device:
       better = self.specializer.settled(ast, entry.program.built, [b.size for b in buffers])
       if better is None: continue
       built, params, values = better
-      program = self.programs.get(built)
-      if program is None: program = self.programs[built] = self._prepare(built, buffers, origin, params, values)
+      program = self._program(built, buffers, origin, params, values)
       entry = self.kernels[ast] = self._bind(program, params, values, self._promotion_epoch(ast, program))
       self.waiting[n] = (entry, buffers, origin, ast, own)
     self.unbuilt = {id(e.program): e.program for e, *_ in self.waiting if type(e) is Unbuilt}
@@ -1470,13 +1472,10 @@ class Device:
     (see Specializer.resolve's `promoted`)."""
     buf_sizes = [b.size for b in buffers]
     built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
-    program = self.programs.get(built)
-    if program is None:
-      try: program = self._prepare(built, buffers, origin, params, values)
-      except IndexTooLarge:  # its structure is specialized from now on
-        built, params, values = self.specializer.refuse(ast, built, numbers)
-        program = self.programs.get(built) or self._prepare(built, buffers, origin, params)
-      self.programs[built] = program
+    try: program = self._program(built, buffers, origin, params, values)
+    except IndexTooLarge:  # its structure is specialized from now on
+      built, params, values = self.specializer.refuse(ast, built, numbers)
+      program = self._program(built, buffers, origin, params)
     if params and numbers is None and self.specializer.is_family(built):
       # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
       scalar = vector_choice(program.plan) is None
@@ -1484,8 +1483,7 @@ class Device:
          and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
         if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
-        program = self.programs.get(built) or self._prepare(built, buffers, origin, params, values)
-        self.programs[built] = program
+        program = self._program(built, buffers, origin, params, values)
     if numbers is not None and len(numbers) == 4 and params:
       slots = self.specializer.bound(numbers, built)
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
@@ -1532,6 +1530,12 @@ class Device:
       if entry[3] is not None:
         launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n, ast))
     return Replayer(self, launches)
+
+  def _program(self, built, buffers, origin: str, params, values=()) -> "Program":
+    """The Program of `built`, a kernel AST as resolve chose it: the one prepared before, or one prepared now."""
+    program = self.programs.get(built)
+    if program is None: program = self.programs[built] = self._prepare(built, buffers, origin, params, values)
+    return program
 
   def _prepare(self, ast, buffers, origin: str, params, values=()) -> "Program":
     """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the

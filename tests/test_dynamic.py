@@ -287,7 +287,6 @@ def test_a_big_step_of_a_recurrence_is_built_twice_for_a_new_length_not_once_per
   assert counts[1] <= 3 and counts[2] <= 3, counts  # 17 and 23 before
 
 
-
 def test_a_kernel_grown_twice_in_one_schedule_is_built_once(fresh, capsys, monkeypatch):
   """Small transposes of three shapes in one schedule: the second makes its sizes and strides arguments, the third,
   whose other size differs too, grows that kernel again. OpenCL, which builds a schedule's kernels together, builds
@@ -305,6 +304,7 @@ def test_a_kernel_grown_twice_in_one_schedule_is_built_once(fresh, capsys, monke
   before = lg.compile_count()  # and a later schedule runs them on it too
   np.testing.assert_array_equal((lg.tensor(xs[0]).T * 2).contiguous().numpy(), xs[0].T * 2)
   assert lg.compile_count() == before
+
 
 def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys, monkeypatch):
   """An update over each parameter (an elementwise kernel, one dim once its contiguous dims merge) is one structure:
@@ -327,7 +327,6 @@ def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys,
   assert re.fullmatch(r"lazygrad: kernel rebuilt as dynamic, with n0\*8 \(size: \d+ -> \d+\) as arguments\n",
                       capsys.readouterr().out)
   if opencl:
-    from lazygrad.backends.opencl import DYNAMIC_LOCAL
     dev = devices.get(devices.default_device())
     assert any(p.name == "e_dynamic" and "float8" in p.src for p in dev.programs.values())
   # the next step (a later schedule) runs on the same kernels: none is promoted to a build of its own
@@ -335,5 +334,6 @@ def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys,
   lg.realize(*[(lg.tensor(p) * 0.9 - lg.tensor(g) * 0.01).exp() for p, g in zip(ps, gs)])
   assert lg.compile_count() == before
   if opencl:  # at one work-group size for every size: PoCL compiles a kernel once per work-group size
+    from lazygrad.backends.opencl import DYNAMIC_LOCAL
     shared = [e for e in dev.kernels.values() if type(e) is tuple and e[0] == "e_dynamic"]
     assert len(shared) >= 4 and {e[3][1] for e in shared} == {(DYNAMIC_LOCAL,)}
