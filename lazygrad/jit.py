@@ -228,8 +228,8 @@ def _signature(args) -> tuple[tuple, tuple]:
   int's place; the ints' values, which an affine model may follow)."""
   signature, ints = [], []
   for a in args:
-    if isinstance(a, Tensor) and a.is_complex(): raise TypeError(_COMPLEX)
-    if isinstance(a, Tensor): signature.append((a.shape, a.dtype.name, a.device))
+    if isinstance(a, Tensor):  # the kernels read an argument through its view (a transpose, an expand): part of them
+      signature.append((a.shape, a.dtype.name, a.device, a.lazydata.base.shape, a.lazydata.st.key))
     elif type(a) is int:
       signature.append("int")
       ints.append(a)
@@ -269,9 +269,10 @@ class jit:
 
   def __call__(self, *args, **kwargs):
     if kwargs: raise TypeError("lazygrad.jit: pass tensors as positional arguments")
-    signature = _signature(args)
     tensors = [a for a in args if isinstance(a, Tensor)]
+    if any(t.is_complex() for t in tensors): raise TypeError(_COMPLEX)
     if tensors: realize(*tensors)
+    signature = _signature(args)  # after realize: how each argument views its buffer is part of it
     model = self.models.get(signature[0])
     if model is not None and signature != self.signature:
       numbers = model.numbers(signature[1])

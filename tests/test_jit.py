@@ -90,6 +90,19 @@ def test_new_shapes_record_once_then_replay():
   assert len(ran) == 4
 
 
+def test_an_argument_seen_through_another_view_is_recorded_again():
+  # the kernels read an argument through its view: a transpose replayed for a plain tensor of its shape read it
+  # transposed (a wrong result, and no error)
+  @lg.jit
+  def double(x): return x * 2
+  a = np.arange(6, dtype=np.float32).reshape(2, 3)
+  for _ in range(4): np.testing.assert_array_equal(double(lg.Tensor(a).T).numpy(), a.T * 2)
+  b = np.arange(6, dtype=np.float32).reshape(3, 2)
+  np.testing.assert_array_equal(double(lg.Tensor(b)).numpy(), b * 2)
+  row = np.array([[1.0, 5.0]], dtype=np.float32)
+  np.testing.assert_array_equal(double(lg.Tensor(row).expand(3, 2)).numpy(), np.broadcast_to(row, (3, 2)) * 2)
+
+
 def test_batch_sizes_and_python_numbers_that_change_are_recorded_once_and_replayed():
   """A training step at a DataLoader's short last batch, and at a learning rate passed as a Python float: each new
   signature runs normally once (its new numbers are kernel arguments: nothing is built for them but a dynamic kernel
