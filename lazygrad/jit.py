@@ -56,6 +56,28 @@ class _Recording:
     self.structure = structure        # how the returned tensors were packed: None, "tensor", "tuple", "list"
     self.replayers: dict = {}         # (resized buffers, whether numbers stay) -> the device's Replayer, see _replay
     self.tries = 0                    # replays that asked the device for a Replayer (see make_replayer)
+    self._stand_in()
+
+  def _stand_in(self):
+    """Put a _StandIn in place of every recorded buffer that a replay swaps for another (arguments, updated tensors'
+    state before and after the call, returned tensors): kept, they held a training step's parameters, optimizer state
+    and gradients twice over for as long as the recording lived (13x the parameters' memory for an Adam MLP step,
+    against 3.6x without the jit)."""
+    swapped = {*self.arg_bufs, *(before for _, before, _, _ in self.assigned if before is not None),
+               *(id(after) for _, _, after, _ in self.assigned), *(id(buf) for buf, _ in self.outputs)}
+    stand_ins: dict[int, _StandIn] = {}
+
+    def stand_in(buf):
+      if id(buf) not in swapped: return buf
+      if id(buf) not in stand_ins: stand_ins[id(buf)] = _StandIn(buf.device, buf.size, buf.dtype)
+      return stand_ins[id(buf)]
+    self.launches = [(dev, ast, [stand_in(b) for b in bufs], origin) for dev, ast, bufs, origin in self.launches]
+    new_id = lambda i: id(stand_ins[i]) if i in stand_ins else i  # a buffer no launch reads keeps its (unused) id
+    self.arg_bufs = {new_id(i): n for i, n in self.arg_bufs.items()}
+    self.assigned = [(t, None if before is None else new_id(before), stand_in(after), view)
+                     for t, before, after, view in self.assigned]
+    self.outputs = [(stand_in(buf), view) for buf, view in self.outputs]
+    self.stand_ins = list(stand_ins.values())  # alive with the recording: their ids stay unique
 
   def same_kernels(self, other: _Recording) -> bool:
     """Same kernels, and the same data copied from the host (a replay repeats the first recording's copies' data)."""
@@ -235,6 +257,18 @@ def _signature(args) -> tuple[tuple, tuple]:
       ints.append(a)
     else: signature.append(("py", repr(a)))
   return tuple(signature), tuple(ints)
+
+
+class _StandIn:
+  """What a recording keeps of a buffer a replay swaps for another: its device, size and dtype, no memory (a launch
+  reads the buffer put in its place; a kernel's arguments are set to None until then)."""
+  handle = None
+  mirror = None
+
+  def __init__(self, device: str, size: int, dtype):
+    self.device, self.size, self.dtype, self.nbytes = device, size, dtype, size * dtype.itemsize
+
+  def __repr__(self): return f"<stand-in for a Buffer {self.device} {self.size} {self.dtype.name}>"
 
 
 def _base_buffer(t: Tensor) -> Buffer:

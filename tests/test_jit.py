@@ -1,4 +1,5 @@
 """lazygrad.jit: replayed calls give the same numbers as plain calls, launch the same kernels, and never replay wrong."""
+import gc
 import warnings
 import numpy as np
 import pytest
@@ -251,3 +252,18 @@ def test_two_ints_that_change_together_run_normally():
   assert ran == list(range(5))
   for n in range(5, 9): assert f(lg.Tensor(x), 2, n).item() == x[2:n].sum()  # one moves: followed after three
   assert ran == list(range(5)) + [2, 2, 2]
+
+
+def test_a_recording_keeps_no_memory_of_the_buffers_a_replay_swaps():
+  # a recording kept the arguments and the updated tensors' buffers before and after its call: a jitted train step
+  # held its parameters, optimizer state and gradients twice over
+  lg.synchronize(); gc.collect()
+  base, n = lg.device.memory_stats()["in_use"], 1 << 20
+  p, g = lg.Tensor(np.ones(n, np.float32)), lg.Tensor(np.full(n, 2.0, np.float32))
+
+  @lg.jit
+  def update(grad): p.assign(p * 0.5 + grad)
+  for _ in range(6): update(g)
+  np.testing.assert_array_equal(p.numpy()[:3], [4 - 3 / 64] * 3)  # 1, 2.5, 3.25, ...: 4 - 3 / 2**k
+  gc.collect()
+  assert lg.device.memory_stats()["in_use"] - base <= 2 * 4 * n  # p and g, nothing else (it held 4 * 4 * n)
