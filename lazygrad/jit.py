@@ -278,11 +278,16 @@ def _base_buffer(t: Tensor) -> Buffer:
 class jit:
   """Decorator: `@lazygrad.jit def step(x, y): ...`."""
 
-  def __init__(self, fn):
-    self.fn = fn
+  def __init__(self, fn, *, warn: bool = True):
+    self.fn, self.warn = fn, warn  # warn: say so when the function is found not replayable
     self.reset()
     self.models: OrderedDict[tuple, _Affine] = OrderedDict()  # trusted affine models of recent signatures
     functools.update_wrapper(self, fn)
+
+  @staticmethod
+  def recording() -> bool:
+    """Whether this thread is in a call that a jit records: what runs in it is recorded with it."""
+    return lazy.this_thread.capture is not None
 
   def reset(self):
     self.calls, self.signature, self.recordings, self.replayable = 0, None, [], None
@@ -325,7 +330,7 @@ class jit:
     if self.trusted: self.replayable = True
     elif len(self.recordings) == 2:
       self.replayable = self.trusted = self.recordings[0].same_kernels(self.recordings[1])
-      if not self.replayable:
+      if not self.replayable and self.warn:
         warnings.warn(f"lazygrad.jit: {getattr(self.fn, '__name__', 'function')} launched different kernels in two "
                       f"calls (a Python number that changes each call, in a kernel or copied from the host?); running it without replay")
       self.recordings = self.recordings[1:]

@@ -391,3 +391,51 @@ def test_adam_builds_its_bias_corrections_once_per_step_counter(monkeypatch):
     train(ours, theirs, opt, topt, 3)
     assert len(built) == 2 * 3
     assert_params_close(ours, theirs)
+
+
+def test_an_eager_step_replays_its_update_once_it_repeats(monkeypatch):
+    """Eager steps build the same update every step: from the fifth it is replayed (see lazygrad.jit), without its
+    Python. A learning rate a scheduler sets still reaches it; a hyperparameter that changes the update's math
+    (weight decay turned on) and state loaded mid-run (new state tensors) build it again; every step matches torch."""
+    built = []
+    real = optim.Optimizer._build_update
+    monkeypatch.setattr(optim.Optimizer, "_build_update", lambda self, *a: built.append(1) or real(self, *a))
+    ours, theirs = models()
+    opt, topt = optim.Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    sched, tsched = lr_scheduler.StepLR(opt, 2, 0.5), torch.optim.lr_scheduler.StepLR(topt, 2, 0.5)
+    train(ours, theirs, opt, topt, 8, [(sched, tsched)])
+    assert len(built) == 4  # in the first 4 steps only
+    assert_params_close(ours, theirs)
+    for g in (*opt.param_groups, *topt.param_groups): g["weight_decay"] = 0.1
+    train(ours, theirs, opt, topt, 6)
+    assert len(built) == 4 + 3  # a warm-up and two recordings
+    assert_params_close(ours, theirs)
+    opt.load_state_dict(opt.state_dict())  # the same values in new state tensors
+    train(ours, theirs, opt, topt, 6)
+    assert_params_close(ours, theirs)
+    for lp, tp in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(opt.state[lp]["exp_avg_sq"].numpy(), topt.state[tp]["exp_avg_sq"].numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_an_optimizer_of_ones_own_update_is_not_replayed(monkeypatch):
+    """A subclass's _update may read Python numbers that change (its kernels would be replayed with stale ones)."""
+    class Halving(optim.SGD):
+        steps = 0
+
+        def step(self, closure=None):
+            self.steps += 1
+            return super().step(closure)
+
+        def _update(self, group, p, grad, state, s):
+            p.assign(p - grad * (0.5 ** self.steps))  # a new constant each step
+            return [p]
+    ours, _ = models()
+    opt = Halving(ours.parameters(), lr=0.1)
+    w = [p.numpy() for p in ours.parameters()]
+    for step in range(1, 7):
+        opt.zero_grad()
+        lg_loss(ours).backward()
+        grads = [p.grad.numpy() for p in ours.parameters()]
+        opt.step()
+        w = [x - g * 0.5 ** step for x, g in zip(w, grads)]
+    for p, x in zip(ours.parameters(), w): np.testing.assert_allclose(p.numpy(), x, rtol=1e-5, atol=1e-6)

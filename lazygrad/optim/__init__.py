@@ -13,11 +13,12 @@ Nothing a kernel reads changes on the host from step to step, so the kernels are
 """
 from __future__ import annotations
 import copy
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 import math
 from typing import Callable
 import weakref
 import numpy as np
+from lazygrad.jit import jit
 from lazygrad.tensor import Tensor, no_grad, enable_grad, realize
 from lazygrad.dtype import float32, float64
 
@@ -29,6 +30,9 @@ class _Required:
 
 
 required = _Required()
+
+
+UPDATE_REPLAYS = 2  # update recordings an optimizer keeps (see Optimizer._replay_key): the first step's, the others'
 
 
 def _as_state_tensor(value, like: Tensor) -> Tensor:
@@ -157,23 +161,59 @@ class Optimizer:
     loss = None
     if closure is not None:
       with enable_grad(): loss = closure()
+    active = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+    grads = [p.grad.detach() for ps in active for p in ps]
+    with no_grad():
+      key = self._replay_key(active)
+      if key is None: realize(*self._build_update(active, grads))
+      else:
+        replays = self.__dict__.setdefault("_replays", OrderedDict())
+        if key not in replays: replays[key] = jit(lambda *grads: self._build_update(active, grads) and None, warn=False)
+        replays.move_to_end(key)
+        while len(replays) > UPDATE_REPLAYS: replays.popitem(last=False)
+        replays[key](*grads)
+    return loss
+
+  def _build_update(self, active: list[list[Tensor]], grads) -> list[Tensor]:
+    """The step's update of every parameter in `active` (per group) from its gradient in `grads` (in that order), as
+    lazy Tensor math assigned to the parameters and their state; returns the tensors it assigns."""
     updated: list[Tensor] = []
     self._shared = {}  # values the parameters of one step share (Adam's bias corrections from one step counter)
-    with no_grad():
-      for index, group in enumerate(self.param_groups):
-        active = [p for p in group["params"] if p.grad is not None]
-        for p in active:
-          state = self.state[p]
-          if not state:
-            if self._counts_steps: state["step"] = None  # first, as in torch's layout; set by _advance_steps
-            self._init_state(group, p, state)
-        if self._counts_steps: updated += self._advance_steps(group, active)
-        for p in active:
-          hyper = self._hyper(index, group, p)
-          updated += self._update(group, p, p.grad.detach(), self.state[p], hyper)
+    grads = iter(grads)
+    for index, (group, params) in enumerate(zip(self.param_groups, active)):
+      for p in params:
+        state = self.state[p]
+        if not state:
+          if self._counts_steps: state["step"] = None  # first, as in torch's layout; set by _advance_steps
+          self._init_state(group, p, state)
+      if self._counts_steps: updated += self._advance_steps(group, params)
+      for p in params:
+        hyper = self._hyper(index, group, p)
+        updated += self._update(group, p, next(grads), self.state[p], hyper)
     self._shared = {}
-    if updated: realize(*updated)
-    return loss
+    return updated
+
+  # hyperparameters that reach the update only through the vector on the device (see _hyper), never a Python branch
+  _device_only = frozenset({"lr", "eps", "dampening"})
+
+  def _replay_key(self, active: list[list[Tensor]]) -> tuple | None:
+    """What the update's kernels depend on beyond its gradients (see jit), when it may be replayed: an eager training
+    loop builds the same update every step, 26 Tensor ops a parameter for Adam, most of an eager MLP step's Python.
+    The parameters and their state tensors by identity, and every hyperparameter that steers the update's Python (a
+    changed one builds it anew; `lr`, set by schedulers, is read from the device). None, never replayed: an optimizer
+    whose update is not lazygrad's own (a subclass's _update may bake Python numbers in), or a step inside a jit's
+    recording (which records the update itself)."""
+    cls = type(self)
+    if any(getattr(cls, name).__module__ != __name__ for name in ("_update", "_init_state", "_hyperparameters", "_start")):
+      return None
+    if jit.recording(): return None
+    groups = tuple(tuple(sorted((k, repr(v)) for k, v in group.items() if k not in self._device_only and k != "params"))
+                   for group in self.param_groups)
+    params = tuple(tuple((id(p), p.shape, p.dtype.name, p.device,
+                          tuple((k, id(v) if isinstance(v, Tensor) else repr(v)) for k, v in self.state.get(p, {}).items()))
+                         for p in ps) for ps in active)
+    uploads = tuple((k, id(entry[0])) for k, entry in self.__dict__.get("_uploads", {}).items())
+    return groups, params, uploads
 
   _counts_steps = True  # keeps state["step"], a float32 device tensor as in torch
 
