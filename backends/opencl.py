@@ -802,6 +802,11 @@ def _count_loads(plan: Plan, lanes: int, tiles) -> list[tuple[int, int]]:
 
 
 BATCH_KERNELS = 64  # the most kernels built as one program (see Device._build)
+# schedules an AST runs on a shared kernel (a family's, see codegen/dynamic.py, or scalar code sized by arguments)
+# before it gets a kernel of its own: a sequence length or batch size that keeps coming back gets kernels as fast as
+# the first one's (a family's kernel ran a later model's train step at half speed when it was kept for good), and
+# one seen for a few steps builds nothing
+SHARED_RUNS = 4
 SCRATCH_BYTES = 256 << 20  # the most memory compile_for_launches takes to run a kernel on
 MIN_SHARE = 4  # the fewest compiles worth a build worker's share
 # PoCL's machine code for a kernel, a build worker's start to its first kernel, and what a process's first build costs
@@ -1173,7 +1178,8 @@ class Device:
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
     # families (see codegen/dynamic.py) on request: their kernels run a step at up to 1.6x the time of kernels of
     # their own, so a process that trains a second model at other sizes would run it slower for good
-    self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 0) != 0)
+    self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 1) != 0)
+    self.shared_runs = KernelCache()  # AST -> the schedules it has run on a shared kernel in (see exec)
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels
@@ -1254,8 +1260,11 @@ class Device:
       entry = self.kernels.get(ast)
       if type(entry) is Unbuilt: entry = self.kernels[ast] = self._bind(*entry)  # built by now, perhaps
       if entry is None or (type(entry) is not Unbuilt and entry[5] not in (None, devices.epoch)):
-        # a dynamic kernel's AST again in a later schedule
-        entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+        # an AST that runs on a shared kernel (scalar code or a family's, see _promotion_epoch), in a later schedule:
+        # it gets a kernel of its own in its SHARED_RUNS-th
+        if entry is not None and self._shared_runs(ast) < SHARED_RUNS:
+          entry = self.kernels[ast] = (*entry[:5], devices.epoch, entry[6])
+        else: entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
     if type(entry) is not Unbuilt and not self.waiting:  # as almost always: no lock (another thread's waiting
       self._launch(entry, buffers, origin, ast)           # launches need not come before this thread's)
       return
@@ -1489,13 +1498,19 @@ class Device:
       if slots is not None: self.bound[(ast, numbers[3])] = (program, params, slots)
     return self._bind(program, params, values, self._promotion_epoch(ast, program) if numbers is None else None)
 
-  @staticmethod
-  def _promotion_epoch(ast, program) -> int | None:
-    """The epoch an AST that runs on `program` gets a kernel of its own after (see Specializer.resolve's `promoted`):
-    this one where program is scalar code sized by arguments and ast is big enough to pay for a build, else None."""
+  def _promotion_epoch(self, ast, program) -> int | None:
+    """The epoch of an AST's first schedule on `program`, where the AST gets a kernel of its own once it keeps coming
+    back (SHARED_RUNS schedules, see exec and Specializer.resolve's `promoted`): program is scalar code sized by
+    arguments and ast is big enough to pay for a build, or program is a family's; else None."""
     plan = program.plan
     if plan is not None and plan.sized_by_arguments and vector_choice(plan) is None and promotable(ast): return devices.epoch
+    if self.specializer.is_family(program.built): return devices.epoch
     return None
+
+  def _shared_runs(self, ast) -> int:
+    """Count one more schedule AST runs on a shared kernel in (see exec): the count, the first schedule's included."""
+    runs = self.shared_runs[ast] = self.shared_runs.get(ast, 1) + 1
+    return runs
 
   def _bind(self, program, params, values, epoch=None):
     """The entry (see _entry) that launches a program with these values of its parameters; Unbuilt until the program

@@ -4,8 +4,8 @@ from lazygrad.device import KernelCache
 
 
 def with_families(dev) -> bool:
-  """Families on for the device's specializer where its backend writes them (OpenCL; see codegen/dynamic.py): whether
-  it does."""
+  """Families on for the device's specializer where its backend writes them (OpenCL, by default; see
+  codegen/dynamic.py), whatever LAZYGRAD_FAMILIES says: whether it does."""
   dev.specializer.families = type(dev).__module__.endswith("opencl")
   return dev.specializer.families
 

@@ -239,6 +239,29 @@ def test_a_big_kernel_takes_changing_scalars_as_arguments_and_new_sizes_share_a_
     assert family.ast is not None and "float8" in fresh.programs[family.ast].src
 
 
+def test_sizes_that_keep_coming_back_leave_the_family_for_a_kernel_of_their_own(fresh):
+  """New sizes run on a family's kernel at once, which is slower than a kernel of their own (a later model's train
+  step ran at half speed): sizes that keep coming back get one in their SHARED_RUNS-th schedule, and the family
+  stays for the next new sizes."""
+  if not with_families(fresh): pytest.skip("families are OpenCL's")
+  from lazygrad.backends.opencl import SHARED_RUNS
+  from lazygrad.codegen.dynamic import DYNAMIC_REDUCE
+  xn = data(2 * DYNAMIC_REDUCE)
+  x = lg.tensor(xn)
+  sizes = [DYNAMIC_REDUCE + k for k in (0, 8, 16)]
+  assert builds(lambda n: x[:n].sum(), sizes[:2], lambda n: xn[:n].sum()) == 1  # the family, for the second size
+  programs = lambda: sorted(p.name for p in fresh.programs.values() if p.kernel is not None)
+  assert programs() == ["r_1_4096", "r_dynamic"]
+  counts = []
+  for _ in range(SHARED_RUNS):  # its second schedule on
+    before = lg.compile_count()
+    np.testing.assert_allclose(x[:sizes[1]].sum().numpy(), xn[:sizes[1]].sum(), rtol=1e-5, atol=1e-6)
+    counts.append(lg.compile_count() - before)
+  assert counts == [0] * (SHARED_RUNS - 2) + [1, 0], counts
+  assert programs() == ["r_1_4096", "r_1_4104", "r_dynamic"]
+  assert builds(lambda n: x[:n].sum(), sizes[1:], lambda n: xn[:n].sum()) == 0  # a new size: the family's kernel
+
+
 def test_a_family_written_as_scalar_code_is_not_used(fresh):
   """Row sums of a length that fills no vectors (128 x 8193, after 128 x 8192) make a family that OpenCL would write
   as scalar code, one accumulator a row (a long float32 sum 10 times further off than with a vector's partial sums):

@@ -9,11 +9,12 @@ argument; an AST that breaks such an equality is built again with the split made
 is specialized. A big one (see DYNAMIC_WORK) keeps its own kernel for each set of sizes and strides seen in the
 schedule that first showed its structure (a training step's products), whose offsets, bounds and scalars may still
 become arguments (a recurrence's time steps share one). Sizes and strides that are new in a later schedule (a
-sequence of another length, another batch size) go to a family, where the backend asks for them (OpenCL with
-LAZYGRAD_FAMILIES=1): a kernel with the sizes and strides in which they differ from the nearest ones seen as
+sequence of another length, another batch size) go to a family, where the backend asks for them (OpenCL, unless
+LAZYGRAD_FAMILIES=0): a kernel with the sizes and strides in which they differ from the nearest ones seen as
 arguments, which the next new ones reuse. A backend that cannot write a family's
 kernel as the vector code and tiles an AST's own kernel would have says so (Specializer.leave_family), and that AST
-gets a kernel of its own instead (and seeds the next family).
+gets a kernel of its own instead (and seeds the next family). A family's kernel runs slower than an AST's own: the
+backend gives an AST that keeps coming back to it a kernel of its own (resolve's `promoted`; OpenCL's SHARED_RUNS).
 
 A dynamic kernel whose sizes are arguments is written as scalar code (one output per work-item, no register tiles)
 unless its lanes still read neighbouring elements (OpenCL: an outer dim as an argument, or a size known to fill whole
@@ -340,9 +341,9 @@ class Specializer:
     (key, values, kinds) of ast's structure with other values (a jit's replay, see jit.py), stands for the AST with
     those numbers without making it: a specialized resolution then makes it. A fourth item, the (slot, step) pairs
     of the numbers that move from call to call, lets the checks be made once for all their values. `promoted`: an AST
-    that ran on its structure's kernel sized by arguments (scalar code), back in a later schedule: its sizes and
-    strides get a kernel of their own, as a big kernel's do, whose offsets may still be arguments (the time steps of
-    a recurrence share it; each was built on its own before)."""
+    that ran on its structure's kernel sized by arguments (scalar code, or a family's), back in a later schedule: its
+    sizes and strides get a kernel of their own, as a big kernel's do, whose offsets may still be arguments (the time
+    steps of a recurrence share it; each was built on its own before)."""
     if numbers is None: key, values, kinds, work_slots = _template(ast)
     else: (key, values, kinds, *steps), work_slots = numbers, None
     specialized = lambda: (ast if numbers is None else self._made(ast, values), [], [])  # ast with its own numbers
@@ -375,7 +376,7 @@ class Specializer:
       # a big kernel keeps its vector code: ASTs with other sizes or strides make a structure of their own, where
       # only offsets, bounds and scalars may become arguments (a recurrence's time steps at a new sequence length)
       if (big or promoted) and s.shape_changes(values) and not self.every_number and not vector:
-        family = s.family(values, epoch) if self.families else None
+        family = s.family(values, epoch) if self.families and not promoted else None
         if family is not None:  # new sizes or strides in a later schedule: sizes and strides as arguments
           args = family.arguments(values)
           if args is None:
