@@ -22,32 +22,59 @@ except ImportError:  # the table shows lazygrad and NumPy only
   torch = None
 
 
-def median_time(fn, runs: int, sync=None) -> float:
-  fn()  # warm-up: compiles, caches
-  if sync: sync()
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
+WARM_CALLS, WARM_SECONDS, MOST_WARM_CALLS = 3, 0.5, 20
+# untimed calls at the start of each framework's turn: NumPy's OpenBLAS threads and torch's OpenMP threads spin for a
+# while after a call, on the cores the next one needs (lazygrad's 1024^3 matmul took 26 ms right after NumPy's,
+# 13 ms alone). Not a pause: the bench MLP's jitted step took 11 ms for 30 ms after 0.2 s of idle, 6.5 ms otherwise.
+SETTLE = 0.1
+
+
+def warm(fn, sync=None, calls: int = WARM_CALLS, seconds: float = WARM_SECONDS):
+  """Call fn into its steady state: at least `calls` calls and `seconds`, at most MOST_WARM_CALLS (a jitted step
+  replays from its fourth call, and its first replays still allocate the memory later ones reuse)."""
+  start, done = time.perf_counter(), 0
+  while done < calls or (done < MOST_WARM_CALLS and time.perf_counter() - start < seconds):
     fn()
     if sync: sync()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    done += 1
 
 
-BOUNDS: list[str] = []  # what bounded each lazygrad measurement of the workload running (see lg_time)
+BOUNDS: list[str] = []  # what bounded each lazygrad measurement of the workload running (see compare)
 
 
-def lg_time(fn, runs: int) -> float:
-  """median_time of a lazygrad function, then one more call under lazygrad.profiler: what bounds it (bandwidth, flops
-  or launch overhead, from the profiler's roofline) goes in BOUNDS for main to print under the workload's row."""
-  from lazygrad import profiler
-  seconds = median_time(fn, runs, lg.synchronize)
-  with profiler.profile() as prof:
-    fn()
-    lg.synchronize()
-  bound, why = prof.bound(seconds)
-  BOUNDS.append(f"bound by {bound} ({why})")
+def compare(fns: dict, runs: int) -> dict[str, float]:
+  """Median seconds of a call of each framework's function ({name: fn, or (fn, sync)}; lazygrad's is synchronized),
+  after each is warmed up. Their timed runs alternate, so every framework sees the machine of the same minutes (a
+  shared machine's speed moves by 30% from minute to minute), and each turn starts with SETTLE seconds of untimed calls
+  (at least one). Then lazygrad's function once more under lazygrad.profiler: what bounds it (bandwidth, flops or
+  launch overhead, from the profiler's roofline) goes in BOUNDS for main to print under the workload's row."""
+  fns = {name: f if isinstance(f, tuple) else (f, lg.synchronize if name == "lazygrad" else None) for name, f in fns.items()}
+  for fn, sync in fns.values(): warm(fn, sync)
+  times: dict[str, list] = {name: [] for name in fns}
+  names = list(fns)
+  for r in range(runs):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      fn, sync = fns[name]
+      if len(fns) > 1: warm(fn, sync, 1, SETTLE)
+      start = time.perf_counter()
+      fn()
+      if sync: sync()
+      times[name].append(time.perf_counter() - start)
+  seconds = {name: statistics.median(t) for name, t in times.items()}
+  if "lazygrad" in fns:
+    from lazygrad import profiler
+    fn, sync = fns["lazygrad"]
+    with profiler.profile() as prof:
+      fn()
+      sync()
+    bound, why = prof.bound(seconds["lazygrad"])
+    BOUNDS.append(f"bound by {bound} ({why})")
   return seconds
+
+
+def rates(amount: float, seconds: dict) -> dict[str, float]:
+  """Each framework's amount per second (GB/s, GFLOP/s, steps/s) from compare's seconds."""
+  return {name: amount / t for name, t in seconds.items()}
 
 
 def close(actual, reference, rtol=1e-3, atol=1e-3) -> bool:
@@ -63,11 +90,11 @@ def ew_chain(runs, n=2**24):
   gb = 3 * n * 4 / 1e9
   lx, lb = lg.Tensor(x).realize(), lg.Tensor(b).realize()
   fn_lg = lambda: ((lx * 1.5 + lb).relu() * 0.5).exp().sub(lx).realize()
-  out = {"lazygrad": gb / lg_time(fn_lg, runs),
-         "numpy": gb / median_time(lambda: np.exp(np.maximum(x * 1.5 + b, 0) * 0.5) - x, runs)}
+  fns = {"lazygrad": fn_lg, "numpy": lambda: np.exp(np.maximum(x * 1.5 + b, 0) * 0.5) - x}
   if torch is not None:
     tx, tb = torch.from_numpy(x), torch.from_numpy(b)
-    out["torch"] = gb / median_time(lambda: torch.exp(torch.relu(tx * 1.5 + tb) * 0.5) - tx, runs)
+    fns["torch"] = lambda: torch.exp(torch.relu(tx * 1.5 + tb) * 0.5) - tx
+  out = rates(gb, compare(fns, runs))
   return [("ew_chain", "GB/s", out, close(fn_lg().numpy(), ref))]
 
 
@@ -76,10 +103,11 @@ def reduce_sum(runs, n=2**24):
   gb = n * 4 / 1e9
   lx = lg.Tensor(x).realize()
   fn_lg = lambda: lx.sum().realize()
-  out = {"lazygrad": gb / lg_time(fn_lg, runs), "numpy": gb / median_time(lambda: x.sum(), runs)}
+  fns = {"lazygrad": fn_lg, "numpy": lambda: x.sum()}
   if torch is not None:
     tx = torch.from_numpy(x)
-    out["torch"] = gb / median_time(lambda: tx.sum(), runs)
+    fns["torch"] = lambda: tx.sum()
+  out = rates(gb, compare(fns, runs))
   return [("reduce_sum", "GB/s", out, close(fn_lg().item(), x.astype(np.float64).sum(), rtol=1e-4, atol=1e-1))]
 
 
@@ -92,10 +120,11 @@ def softmax(runs, shape=(4096, 1024)):
   def np_softmax():
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-  out = {"lazygrad": gb / lg_time(fn_lg, runs), "numpy": gb / median_time(np_softmax, runs)}
+  fns = {"lazygrad": fn_lg, "numpy": np_softmax}
   if torch is not None:
     tx = torch.from_numpy(x)
-    out["torch"] = gb / median_time(lambda: torch.softmax(tx, -1), runs)
+    fns["torch"] = lambda: torch.softmax(tx, -1)
+  out = rates(gb, compare(fns, runs))
   x64 = x.astype(np.float64)
   ref = np.exp(x64 - x64.max(-1, keepdims=True)); ref /= ref.sum(-1, keepdims=True)
   return [("softmax", "GB/s", out, close(fn_lg().numpy(), ref, atol=1e-6))]
@@ -107,10 +136,11 @@ def matmul(runs, n=1024):
   gflop = 2 * n ** 3 / 1e9
   la, lb = lg.Tensor(a).realize(), lg.Tensor(b).realize()
   fn_lg = lambda: (la @ lb).realize()
-  out = {"lazygrad": gflop / lg_time(fn_lg, runs), "numpy": gflop / median_time(lambda: a @ b, runs)}
+  fns = {"lazygrad": fn_lg, "numpy": lambda: a @ b}
   if torch is not None:
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    out["torch"] = gflop / median_time(lambda: ta @ tb, runs)
+    fns["torch"] = lambda: ta @ tb
+  out = rates(gflop, compare(fns, runs))
   return [("matmul", "GFLOP/s", out, close(fn_lg().numpy(), a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2))]
 
 
@@ -127,11 +157,11 @@ def conv2d(runs):
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     cols = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # N C H W kh kw
     return np.einsum("nchwij,ocij->nohw", cols, w, optimize=True)
-  out = {"lazygrad": gflop / lg_time(fn_lg, runs), "numpy": gflop / median_time(np_conv, runs)}
-  checked = True
+  fns = {"lazygrad": fn_lg, "numpy": np_conv}
   if torch is not None:
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-    out["torch"] = gflop / median_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), runs)
+    fns["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, padding=1)
+  out = rates(gflop, compare(fns, runs))
   checked = close(fn_lg().numpy(), np_conv().astype(np.float64), rtol=1e-3, atol=1e-2)
   return [("conv2d", "GFLOP/s", out, checked)]
 
@@ -148,16 +178,16 @@ def onnx_resnet50(runs):
   x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
   model = load(path)
   step, lx = lg.jit(model.forward), lg.Tensor(x).realize()
-  out = {"lazygrad": 1 / median_time(lambda: step(lx).numpy(), runs)}
-  checked = True
+  fns, checked = {"lazygrad": lambda: step(lx).numpy()}, True
   try:
     import onnxruntime as ort
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     feed = {model.input_names[0]: x}
-    out["onnxruntime"] = 1 / median_time(lambda: sess.run(None, feed), runs)
+    fns["onnxruntime"] = lambda: sess.run(None, feed)
     checked = close(step(lx).numpy(), sess.run(None, feed)[0].astype(np.float64), rtol=1e-3, atol=1e-6)
   except ImportError:
     pass
+  out = rates(1, compare(fns, runs))
   return [("onnx_resnet50", "img/s", out, checked)]
 
 
@@ -177,8 +207,7 @@ def mlp_train_step(runs, batch=256, jit=True):
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
   if jit: step = lg.jit(step)
-  for _ in range(3): step(lx, ly)
-  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), runs)}
+  fns = {"lazygrad": lambda: step(lx, ly).realize()}
   if torch is not None:
     tm = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
                              torch.nn.Linear(512, 10))
@@ -188,7 +217,8 @@ def mlp_train_step(runs, batch=256, jit=True):
     def tstep():
       loss = torch.nn.functional.cross_entropy(tm(tx), ty)
       topt.zero_grad(); loss.backward(); topt.step()
-    out["torch"] = 1 / median_time(tstep, runs)
+    fns["torch"] = tstep
+  out = rates(1, compare(fns, runs))
   return [("mlp_train_step" if jit else "mlp_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
@@ -208,8 +238,7 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
     loss = F.cross_entropy(model(xb).reshape(-1, 256), yb.reshape(-1))
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
-  for _ in range(3): step(lx, ly)
-  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), max(2, runs // 2))}
+  fns = {"lazygrad": lambda: step(lx, ly).realize()}
   if torch is not None:
     torch.manual_seed(0)
     dev = torch.device(torch_device)
@@ -226,8 +255,8 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
       for b in blocks: h = b(h, src_mask=mask, is_causal=True)
       loss = torch.nn.functional.cross_entropy(head(h).reshape(-1, 256), ty.reshape(-1))
       topt.zero_grad(); loss.backward(); topt.step()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    out["torch"] = 1 / median_time(tstep, max(2, runs // 2), sync)
+    fns["torch"] = (tstep, torch.cuda.synchronize if dev.type == "cuda" else None)
+  out = rates(1, compare(fns, max(2, runs // 2)))
   return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
@@ -258,8 +287,7 @@ def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_devic
   weights = [p.numpy() for p in params]
   lx, ly = lg.Tensor(x), lg.Tensor(y)
   first = step(lx, ly).item()
-  for _ in range(2): step(lx, ly)
-  out = {"lazygrad": 1 / lg_time(lambda: step(lx, ly).realize(), max(2, runs // 2))}
+  fns = {"lazygrad": lambda: step(lx, ly).realize()}
   ok = bool(np.isfinite(first))
   if torch is not None:
     dev = torch.device(torch_device)
@@ -276,8 +304,8 @@ def lstm_train_step(runs, batch=32, steps=100, hidden=256, layers=2, torch_devic
       topt.zero_grad(); loss.backward(); topt.step()
       return loss
     ok = ok and abs(tstep().item() - first) < 1e-4 * max(1.0, abs(first))  # the first step's loss, same weights
-    sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    out["torch"] = 1 / median_time(tstep, max(2, runs // 2), sync)
+    fns["torch"] = (tstep, torch.cuda.synchronize if dev.type == "cuda" else None)
+  out = rates(1, compare(fns, max(2, runs // 2)))
   return [("lstm_train_step", "steps/s", out, ok)]
 
 
@@ -290,9 +318,8 @@ def generate(runs, tokens=100, torch_device: str = "cpu"):
   lg.manual_seed(0)
   model = GPT(256, 128, 4, 4, 128)
   prompt = np.random.default_rng(0).integers(0, 256, 16)
-  for _ in range(2): got = model.generate(prompt, tokens, temperature=0)  # warm-up: compiles, records its jit
-  out = {"lazygrad": tokens / lg_time(lambda: model.generate(prompt, tokens, temperature=0), runs)}
-  same = True
+  got = model.generate(prompt, tokens, temperature=0)
+  fns, same = {"lazygrad": lambda: model.generate(prompt, tokens, temperature=0)}, True
   if torch is not None:
     dev = torch.device(torch_device)
     tmodel = torch_gpt(model).to(dev)
@@ -305,8 +332,9 @@ def generate(runs, tokens=100, torch_device: str = "cpu"):
         picked.append(token)
         token = tmodel(token, caches, pos)[:, -1].argmax(-1, keepdim=True)
       return [int(t) for t in picked + [token]]
-    out["torch"] = tokens / median_time(tgenerate, runs)
+    fns["torch"] = tgenerate
     same = list(got[len(prompt):]) == tgenerate()
+  out = rates(tokens, compare(fns, runs))
   return [("generate", "tokens/s", out, same)]
 
 
