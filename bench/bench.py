@@ -222,8 +222,9 @@ def mlp_train_step(runs, batch=256, jit=True):
   return [("mlp_train_step" if jit else "mlp_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
-def gpt_train_step(runs, torch_device: str = "cpu"):
-  """GPT: vocab 256, context 128, 4 layers, 4 heads, width 128, batch 16, AdamW: steps/s (torch on `torch_device`)."""
+def gpt_train_step(runs, torch_device: str = "cpu", jit: bool = True):
+  """GPT: vocab 256, context 128, 4 layers, 4 heads, width 128, batch 16, AdamW: steps/s (torch on `torch_device`),
+  with `@lg.jit` or eagerly (graph building, scheduling and launching every step)."""
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
   from gpt import GPT
   import lazygrad.nn.functional as F
@@ -233,11 +234,11 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
   opt = lg.optim.AdamW(model.parameters(), lr=1e-3)
   lx, ly = lg.Tensor(x), lg.Tensor(y)
 
-  @lg.jit
   def step(xb, yb):
     loss = F.cross_entropy(model(xb).reshape(-1, 256), yb.reshape(-1))
     opt.zero_grad(); loss.backward(); opt.step()
     return loss
+  if jit: step = lg.jit(step)
   fns = {"lazygrad": lambda: step(lx, ly).realize()}
   if torch is not None:
     torch.manual_seed(0)
@@ -257,7 +258,7 @@ def gpt_train_step(runs, torch_device: str = "cpu"):
       topt.zero_grad(); loss.backward(); topt.step()
     fns["torch"] = (tstep, torch.cuda.synchronize if dev.type == "cuda" else None)
   out = rates(1, compare(fns, max(2, runs // 2)))
-  return [("gpt_train_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
+  return [("gpt_train_step" if jit else "gpt_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
 
 def lstm_step(hidden: int = 256, layers: int = 2):
@@ -510,7 +511,8 @@ def first_step_cold(runs):
 
 WORKLOADS = {"ew_chain": ew_chain, "reduce_sum": reduce_sum, "softmax": softmax, "matmul": matmul, "conv2d": conv2d,
              "mlp_train_step": mlp_train_step, "mlp_eager_step": lambda runs: mlp_train_step(runs, jit=False),
-             "gpt_train_step": gpt_train_step, "lstm_train_step": lstm_train_step, "generate": generate,
+             "gpt_train_step": gpt_train_step, "gpt_eager_step": lambda runs: gpt_train_step(runs, jit=False),
+             "lstm_train_step": lstm_train_step, "generate": generate,
              "onnx_resnet50": onnx_resnet50, "first_call": first_call, "first_step_cold": first_step_cold}
 
 
