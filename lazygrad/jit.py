@@ -36,6 +36,7 @@ import numpy as np
 from lazygrad import lazy
 from lazygrad.codegen.dynamic import RANGES, template
 from lazygrad.device import Buffer, count_kernel, next_epoch
+from lazygrad.helpers import gc_paused
 from lazygrad.lazy import LazyBuffer
 from lazygrad.tensor import Tensor, realize
 
@@ -360,7 +361,7 @@ class jit:
     state = lazy.this_thread  # only this thread's launches, copies and updates are the call's
     state.capture, state.uploads, state.assign_hook = launches, uploads, on_assign
     try:
-      out = self.fn(*args)
+      with gc_paused(): out = self.fn(*args)  # a recorded call builds a whole step's graph (see helpers.gc_paused)
       outs = [] if out is None else [out] if isinstance(out, Tensor) else list(out)
       if not all(isinstance(o, Tensor) for o in outs):
         raise TypeError("lazygrad.jit: the function must return a Tensor, a tuple or list of Tensors, or None")

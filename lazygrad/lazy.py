@@ -13,7 +13,7 @@ from math import prod
 import numpy as np
 from lazygrad import device as devices
 from lazygrad.dtype import DType, bool_
-from lazygrad.helpers import DEBUG
+from lazygrad.helpers import DEBUG, gc_paused
 from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, LoadOps, BufferOps, ELEMENTWISE, reduce_identity
 from lazygrad.schedule import schedule
 from lazygrad.shape import ShapeTracker
@@ -254,8 +254,9 @@ def realize(*lbs: LazyBuffer):
       realize_next.pop(key, None)
       if b.realized is None and all(b is not x for x in todo): todo.append(b)
   start = time.perf_counter() if DEBUG >= 1 else 0
-  items = schedule(todo)
-  launched = run_schedule(items)
+  with gc_paused():
+    items = schedule(todo)
+    launched = run_schedule(items)
   if DEBUG >= 1:
     devices.get(todo[0].device).synchronize()
     print(f"realize: {launched} kernel(s) in {(time.perf_counter() - start) * 1e3:.2f} ms")

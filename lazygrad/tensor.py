@@ -12,7 +12,7 @@ from lazygrad.function import grad_enabled, no_grad, enable_grad, columns_are_st
 from lazygrad import device as devices
 from lazygrad.dtype import (DType, to_dtype, result_type, default_float, default_int, bool_, float16, float32, float64,
                             int32, int64, uint8, promote_types, complex64)
-from lazygrad.helpers import argsort, normalize_dim, prod
+from lazygrad.helpers import argsort, gc_paused, normalize_dim, prod
 from lazygrad.lazy import LazyBuffer, realize as realize_lazy, this_thread
 
 
@@ -454,7 +454,7 @@ class Tensor:
       return None
     grads: dict[int, list[Tensor]] = {id(self): [gradient]}  # each tensor's gradients, summed when it is reached
     leaves: dict[int, tuple[Tensor, list[Tensor]]] = {}
-    with F._GradMode(create_graph):
+    with F._GradMode(create_graph), gc_paused():
       for t in reversed(self._toposort()):
         g = grads.pop(id(t), None)
         if g is None or t._ctx is None: continue

@@ -82,3 +82,23 @@ def test_a_loop_that_never_reads_its_loss_runs_under_glibc_malloc_checks():
                        capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stdout + run.stderr
   assert "(flat)" in run.stdout
+
+
+def test_the_garbage_collector_is_paused_while_a_graph_is_scheduled_and_left_as_it_was(monkeypatch):
+  # a big graph's scheduling made hundreds of thousands of objects, and the collections they set off walked every
+  # object alive: a new sequence length of the bench LSTM's jitted step took up to 2x as long
+  import gc
+  from lazygrad import lazy
+  seen = []
+  real = lazy.schedule
+  monkeypatch.setattr(lazy, "schedule", lambda outs: seen.append(gc.isenabled()) or real(outs))
+  was = gc.isenabled()
+  try:
+    for enabled in (True, False):
+      (gc.enable if enabled else gc.disable)()
+      x = lg.Tensor(np.arange(4, dtype=np.float32), requires_grad=True)
+      (x * x).sum().backward()
+      np.testing.assert_array_equal(x.grad.numpy(), [0, 2, 4, 6])
+      assert gc.isenabled() == enabled
+  finally: (gc.enable if was else gc.disable)()
+  assert seen and not any(seen)
