@@ -22,7 +22,7 @@ except ImportError:  # the table shows lazygrad and NumPy only
   torch = None
 
 
-WARM_CALLS, WARM_SECONDS, MOST_WARM_CALLS = 3, 0.5, 20
+WARM_CALLS, WARM_SECONDS, MOST_WARM_CALLS = 8, 0.5, 20
 # untimed calls at the start of each framework's turn: NumPy's OpenBLAS threads and torch's OpenMP threads spin for a
 # while after a call, on the cores the next one needs (lazygrad's 1024^3 matmul took 26 ms right after NumPy's,
 # 13 ms alone). Not a pause: the bench MLP's jitted step took 11 ms for 30 ms after 0.2 s of idle, 6.5 ms otherwise.
@@ -30,8 +30,9 @@ SETTLE = 0.1
 
 
 def warm(fn, sync=None, calls: int = WARM_CALLS, seconds: float = WARM_SECONDS):
-  """Call fn into its steady state: at least `calls` calls and `seconds`, at most MOST_WARM_CALLS (a jitted step
-  replays from its fourth call, and its first replays still allocate the memory later ones reuse)."""
+  """Call fn into its steady state: at least `calls` calls and `seconds`, at most MOST_WARM_CALLS. A jitted step
+  replays from its fourth call, and its first replays still allocate the memory later ones reuse; an eager step's
+  optimizer update is replayed from its fifth, and kernels that ran on shared code get their own in the fourth."""
   start, done = time.perf_counter(), 0
   while done < calls or (done < MOST_WARM_CALLS and time.perf_counter() - start < seconds):
     fn()

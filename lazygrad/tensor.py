@@ -718,13 +718,13 @@ class Tensor:
     def value(x):
       u = x + 1
       return (u == 1).where(x, (u == math.inf).where(u, u.log() * (x / (u - 1))))  # inf / inf would give NaN
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (x + 1))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (x + 1), key="log1p")
   def expm1(self):
     """exp(x) - 1, exact for tiny x too: Kahan's (u - 1) * x / log(u) with u = exp(x)."""
     def value(x):
       u = x.exp()
       return (u == 1).where(x, (u - 1 == -1).where(-1.0, (u == math.inf).where(u, (u - 1) * (x / u.log()))))
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp())
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * x.exp(), key="expm1")
   def _erfc_positive(x):
     """erfc for x >= 0: a Chebyshev fit (relative error below 1.2e-7, tail included)."""
     t, acc = Tensor._erfc_fit(x)
@@ -745,10 +745,12 @@ class Tensor:
       series = x * (2 / math.sqrt(math.pi)) * (1 + x2 * (-1 / 3 + x2 * (1 / 10 + x2 * (-1 / 42 + x2 * (1 / 216 + x2 * (-1 / 1320 + x2 / 9360))))))
       far = 1 - Tensor._erfc_positive(z)
       return (z < 0.5).where(series, (x >= 0).where(far, -far))
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (2 / math.sqrt(math.pi)) * (-x * x).exp())
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (2 / math.sqrt(math.pi)) * (-x * x).exp(),
+                            key="erf")
   def erfc(self):
     def value(x): return (x >= 0.5).where(Tensor._erfc_positive(x.maximum(0.5)), 1 - x.erf())
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: -g * (2 / math.sqrt(math.pi)) * (-x * x).exp())
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: -g * (2 / math.sqrt(math.pi)) * (-x * x).exp(),
+                            key="erfc")
   def sqrt(self): return F.Sqrt.apply(self._float())
   def rsqrt(self): return self.sqrt().reciprocal()
   def sin(self): return F.Sin.apply(self._float())
@@ -936,7 +938,7 @@ class Tensor:
       poly = (((8.05374449538e-2 * zz - 1.38776856032e-1) * zz + 1.99777106478e-1) * zz - 3.33329491539e-1) * zz * z + z
       y = big.where(math.pi / 2, mid.where(math.pi / 4, 0.0)) + poly
       return (x < 0).where(-y, y)
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (1 + x * x))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g / (1 + x * x), key="atan")
   arctan = atan
 
   def atan2(self, other):
@@ -1036,7 +1038,7 @@ class Tensor:
         return (a < 0.625).where(x * (1 + z * fit), (x < 0).where(-big, big))  # x times: tanh(-0.0) is -0.0
       t = (x.abs() * -2).expm1()
       return (x < 0).where(t / (t + 2), -t / (t + 2))
-    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (1 - x.tanh().square()))
+    return F.CustomGrad.apply(self._float(), value=value, grad=lambda x, g: g * (1 - x.tanh().square()), key="tanh")
   def abs(self):
     if self.dtype is bool_: return self
     return self.relu() + (-self).relu() if self.dtype.is_float else (self < 0).where(-self, self)

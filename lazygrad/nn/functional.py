@@ -84,7 +84,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
       # its relative accuracy (1 + erf(x) lost digits there), so erf's small-argument series, half its work, goes
       half_tail = Tensor._erfc_positive((x * math.sqrt(0.5)).abs()) * 0.5
       return (x >= 0).where(1 - half_tail, half_tail)
-    return CustomGrad.apply(x, value=lambda x: x * phi(x),
+    return CustomGrad.apply(x, value=lambda x: x * phi(x), key="gelu",
                             grad=lambda x, g: g * (phi(x) + x * (-0.5 * x * x).exp() * (1 / math.sqrt(2 * math.pi))))
   if approximate == "tanh":  # 1 + tanh(y) = 2 sigmoid(2y)
     return x * (2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).sigmoid()
