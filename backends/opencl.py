@@ -4,6 +4,7 @@ One work-item computes one output element; a reduction loops inside it. float16 
 float through vload_half/vstore_half, which OpenCL has without the cl_khr_fp16 extension.
 """
 from __future__ import annotations
+import atexit
 import collections
 import functools
 import hashlib
@@ -1054,6 +1055,7 @@ def compile_for_launches(ctx, queue, device, text: str, launches: list):
     cl.enqueue_fill_buffer(queue, scratch, np.uint8(1), 0, size)
     kernel(queue, *sizes, *[scratch] * len(nbytes), *[np.dtype(t).type(v) for t, v in scalars])
   queue.finish()
+  return prg
 
 
 # what a build worker builds as it starts, while the process that started it lowers the kernels it will be sent: a
@@ -1180,6 +1182,11 @@ class Device:
     # their own, so a process that trains a second model at other sizes would run it slower for good
     self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 1) != 0)
     self.shared_runs = KernelCache()  # AST -> the schedules it has run on a shared kernel in (see exec)
+    # ASTs whose own kernel a thread builds (see _promote): AST -> (future, Program, its parameters and values, kernel
+    # name, start time)
+    self.promoting = KernelCache()
+    self.promoter = None  # that thread's executor, made when first needed
+    self.background = getenv("LAZYGRAD_BACKGROUND_BUILDS", 1) != 0
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels
@@ -1261,10 +1268,13 @@ class Device:
       if type(entry) is Unbuilt: entry = self.kernels[ast] = self._bind(*entry)  # built by now, perhaps
       if entry is None or (type(entry) is not Unbuilt and entry[5] not in (None, devices.epoch)):
         # an AST that runs on a shared kernel (scalar code or a family's, see _promotion_epoch), in a later schedule:
-        # it gets a kernel of its own in its SHARED_RUNS-th
-        if entry is not None and self._shared_runs(ast) < SHARED_RUNS:
-          entry = self.kernels[ast] = (*entry[:5], devices.epoch, entry[6])
-        else: entry = self.kernels[ast] = self._entry(ast, buffers, origin, entry is not None)
+        # it gets a kernel of its own from its SHARED_RUNS-th, built in the background where it can be (see _promote)
+        if entry is None: entry = self.kernels[ast] = self._entry(ast, buffers, origin)
+        else:
+          own = None
+          if self._shared_runs(ast) >= SHARED_RUNS:
+            own = self._promote(ast, buffers, origin) if self.background else self._entry(ast, buffers, origin, True)
+          entry = self.kernels[ast] = own if own is not None else (*entry[:5], devices.epoch, entry[6])
     if type(entry) is not Unbuilt and not self.waiting:  # as almost always: no lock (another thread's waiting
       self._launch(entry, buffers, origin, ast)           # launches need not come before this thread's)
       return
@@ -1507,6 +1517,47 @@ class Device:
     if self.specializer.is_family(program.built): return devices.epoch
     return None
 
+  def _promote(self, ast, buffers, origin: str):
+    """The entry of ast's own kernel (see exec) once a build worker thread has built it, else None: it is started
+    now, and ast runs on its shared kernel meanwhile. A step then waits for no build: a sequence length back for a
+    4th step built the bench LSTM's 20 kernels before running it (1 to 2 s on 2 cores)."""
+    pending = self.promoting.get(ast)
+    if pending is None:
+      built, params, values = self.specializer.resolve(ast, [b.size for b in buffers], devices.epoch, promoted=True)
+      program = self._program(built, buffers, origin, params, values, tune=False)  # the model's tile: no compiles here
+      if program.kernel is not None: return self._bind(program, params, values)
+      out_size, gsize, args = program.at(params, values)
+      scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]
+      text, names = batch_source([[program.src, program.name]])
+      if self.promoter is None:
+        import concurrent.futures
+        self.promoter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lazygrad-promote")
+        # at exit: the build under way finishes (cut off, it could take the interpreter down), the queued ones go
+        atexit.register(functools.partial(self.promoter.shutdown, wait=True, cancel_futures=True))
+      future = self.promoter.submit(self._build_alone, text, [[names[0], gsize, [b.nbytes for b in buffers], scalars]])
+      self.promoting[ast] = (future, program, params, values, names[0], time.perf_counter())
+      return None
+    future, program, params, values, name, start = pending
+    if not future.done(): return None
+    del self.promoting[ast]
+    try: prg = future.result()
+    except Exception: return self._entry(ast, buffers, origin, True)  # built here, where a failure names the kernel
+    if program.kernel is None:
+      program.kernel, program.most = self._kernel(prg, name, program.plan)
+      self.batches[program.src] = (prg, name)
+      compile_progress.compiled(time.perf_counter() - start, 1)
+    return self._bind(program, params, values)
+
+  def _build_alone(self, text: str, launches: list):
+    """A program built (and run once at its launch's sizes, see compile_for_launches) on a queue of its own, in the
+    promotion thread (see _promote)."""
+    return compile_for_launches(self.ctx, self.cl.CommandQueue(self.ctx), self.device, text, launches)
+
+  @property
+  def promotions_pending(self) -> bool:
+    """Whether kernels of their own are being built in the background for ASTs that run on shared ones (see _promote)."""
+    return bool(self.promoting)
+
   def _shared_runs(self, ast) -> int:
     """Count one more schedule AST runs on a shared kernel in (see exec): the count, the first schedule's included."""
     runs = self.shared_runs[ast] = self.shared_runs.get(ast, 1) + 1
@@ -1546,25 +1597,27 @@ class Device:
         launches.append(ReplayLaunch(entry[6], buffers, swaps, None, None, entry[3], entry[4], origin, n, ast))
     return Replayer(self, launches)
 
-  def _program(self, built, buffers, origin: str, params, values=()) -> "Program":
-    """The Program of `built`, a kernel AST as resolve chose it: the one prepared before, or one prepared now."""
+  def _program(self, built, buffers, origin: str, params, values=(), tune: bool = True) -> "Program":
+    """The Program of `built`, a kernel AST as resolve chose it: the one prepared before, or one prepared now (`tune`:
+    big kernels' register tiles measured, see _prepare)."""
     program = self.programs.get(built)
-    if program is None: program = self.programs[built] = self._prepare(built, buffers, origin, params, values)
+    if program is None: program = self.programs[built] = self._prepare(built, buffers, origin, params, values, tune)
     return program
 
-  def _prepare(self, ast, buffers, origin: str, params, values=()) -> "Program":
+  def _prepare(self, ast, buffers, origin: str, params, values=(), tune: bool = True) -> "Program":
     """The Program for an AST, its kernel built later (see flush); its outputs and work-items are Nodes over the
     parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this version of the
     code generator has written it before: lowering and rendering a big kernel takes longer than loading its binary,
     and a model's first step would pay it for every kernel."""
+    tune = self.tune and tune  # measuring tiles compiles each: not while a step waits, nor for a background build
     key = json.dumps([CODE_VERSION, self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
-                      [b.size for b in buffers], self.tune])  # a measured tile or the model's: not one for the other
+                      [b.size for b in buffers], tune])  # a measured tile or the model's: not one for the other
     cached = disk_cache_get("opencl-source", key) if not params else None
     plan = None
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
       plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params, values)
-      tiles = measured_tiles(plan) if self.tune and not params else []
+      tiles = measured_tiles(plan) if tune and not params else []
       if len(tiles) > 1: set_tiling(plan, self.choose_tile(plan, tiles, buffers, key))
       src, name = render(plan, self.cpu)
       out_size, gsize = plan.out_size, global_size(plan)

@@ -99,7 +99,7 @@ class _Recording:
     """The device's launcher of the whole plan (see Replayer in backends/opencl.py) once it can make one: None to ask
     again at the next replay (a kernel not yet built or not yet resolved for good), False to stop asking (another
     backend, several devices, or REPLAYER_TRIES replays asked)."""
-    self.tries += 1
+    if not getattr(self.devices[0], "promotions_pending", False): self.tries += 1  # not while kernels are built for it
     make = getattr(self.devices[0], "replayer", None) if len(self.devices) == 1 else None
     if make is None or self.tries > REPLAYER_TRIES: return False
     return make(plan, numbers)

@@ -10,6 +10,8 @@ Nothing a kernel reads changes on the host from step to step, so the kernels are
 - hyperparameters (lr, betas, eps, ...) reach the kernels through a small vector per group on the device, never
   baked into the kernel source as literals; setting one (a scheduler does) overwrites the vector in place at once, so
   the new value reaches even a step that lazygrad.jit replays without running step().
+So step() replays its own update through lazygrad.jit once it repeats (see Optimizer._replay_key): an eager training
+loop does not build the same 26 ops per parameter every step.
 """
 from __future__ import annotations
 import copy
