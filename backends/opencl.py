@@ -1178,12 +1178,12 @@ class Device:
     self.ident = device_ident(self.device)
     self.kernels = KernelCache()  # kernel AST -> (name, cl.Kernel, source, launch sizes, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> see _prepare
-    # families (see codegen/dynamic.py) on request: their kernels run a step at up to 1.6x the time of kernels of
-    # their own, so a process that trains a second model at other sizes would run it slower for good
+    # families (see codegen/dynamic.py) unless asked not to: their kernels run a step at up to 1.6x the time of
+    # kernels of their own, which ASTs that keep coming back get (see SHARED_RUNS)
     self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 1) != 0)
     self.shared_runs = KernelCache()  # AST -> the schedules it has run on a shared kernel in (see exec)
     # ASTs whose own kernel a thread builds (see _promote): AST -> (future, Program, its parameters and values, kernel
-    # name, start time)
+    # name)
     self.promoting = KernelCache()
     self.promoter = None  # that thread's executor, made when first needed
     self.background = getenv("LAZYGRAD_BACKGROUND_BUILDS", 1) != 0
@@ -1386,9 +1386,14 @@ class Device:
     for p in programs:
       prg, name = self.batches[p.src]
       p.kernel, p.most = self._kernel(prg, name, p.plan)
-      if p.source_key is not None:  # only once it builds
-        disk_cache_put("opencl-source", p.source_key, json.dumps([p.name, p.out_size, p.gsize, p.src]).encode())
-        p.source_key = None
+      self._file_source(p)
+
+  @staticmethod
+  def _file_source(p: Program):
+    """File a built program's source on disk under its source key (see _prepare), once."""
+    if p.source_key is not None:
+      disk_cache_put("opencl-source", p.source_key, json.dumps([p.name, p.out_size, p.gsize, p.src]).encode())
+      p.source_key = None
 
   def _start_workers(self, program):
     """Start the build workers once EARLY_START programs whose sources no cache holds wait to be built: they start
@@ -1470,10 +1475,14 @@ class Device:
       for src, name in sources: self.compile(src, name)  # the kernel that fails raises with its own source
       raise
     for (src, _), name in zip(sources, names): self.batches[src] = (prg, name)
-    if remember:
-      key = self.batch_key(text)
-      disk_cache_put("opencl-batch-sources", key, json.dumps(sources).encode())
-      for src, _ in sources: disk_cache_put("opencl-batch", self.ident + "\n" + src, key.encode())
+    if remember: self._file_batch(text, sources)
+
+  def _file_batch(self, text: str, sources: list):
+    """File a built batch on disk: its [source, kernel name] pairs under its text's digest, and that digest under
+    each source, so the next process builds the same text (which the driver's cache, or ours, holds)."""
+    key = self.batch_key(text)
+    disk_cache_put("opencl-batch-sources", key, json.dumps(sources).encode())
+    for src, _ in sources: disk_cache_put("opencl-batch", self.ident + "\n" + src, key.encode())
 
   def _bound_entry(self, ast, buffers, numbers):
     """A jit replay's launch whose numbers move along a line (see Specializer.bound): its program, parameters and the
@@ -1518,8 +1527,8 @@ class Device:
     return None
 
   def _promote(self, ast, buffers, origin: str):
-    """The entry of ast's own kernel (see exec) once a build worker thread has built it, else None: it is started
-    now, and ast runs on its shared kernel meanwhile. A step then waits for no build: a sequence length back for a
+    """The entry of ast's own kernel (see exec) once the promotion thread has built it, else None: its build is
+    started now, and ast runs on its shared kernel meanwhile. A step then waits for no build: a sequence length back for a
     4th step built the bench LSTM's 20 kernels before running it (1 to 2 s on 2 cores)."""
     pending = self.promoting.get(ast)
     if pending is None:
@@ -1535,9 +1544,9 @@ class Device:
         # at exit: the build under way finishes (cut off, it could take the interpreter down), the queued ones go
         atexit.register(functools.partial(self.promoter.shutdown, wait=True, cancel_futures=True))
       future = self.promoter.submit(self._build_alone, text, [[names[0], gsize, [b.nbytes for b in buffers], scalars]])
-      self.promoting[ast] = (future, program, params, values, names[0], time.perf_counter())
+      self.promoting[ast] = (future, program, params, values, names[0])
       return None
-    future, program, params, values, name, start = pending
+    future, program, params, values, name = pending
     if not future.done(): return None
     del self.promoting[ast]
     try: prg = future.result()
@@ -1545,7 +1554,9 @@ class Device:
     if program.kernel is None:
       program.kernel, program.most = self._kernel(prg, name, program.plan)
       self.batches[program.src] = (prg, name)
-      compile_progress.compiled(time.perf_counter() - start, 1)
+      self._file_batch(batch_source([[program.src, program.name]])[0], [[program.src, program.name]])
+      self._file_source(program)
+      compile_progress.compiled(0.0, 1)  # counted as built; no step waited for it (see CompileProgress)
     return self._bind(program, params, values)
 
   def _build_alone(self, text: str, launches: list):
@@ -1609,7 +1620,7 @@ class Device:
     parameters of a dynamic one. A specialized kernel's source comes from the disk cache when this version of the
     code generator has written it before: lowering and rendering a big kernel takes longer than loading its binary,
     and a model's first step would pay it for every kernel."""
-    tune = self.tune and tune  # measuring tiles compiles each: not while a step waits, nor for a background build
+    tune = self.tune and tune  # measuring tiles compiles each one here: not for a build in the background
     key = json.dumps([CODE_VERSION, self.ident, kernel_text(ast), [b.dtype.name for b in buffers],
                       [b.size for b in buffers], tune])  # a measured tile or the model's: not one for the other
     cached = disk_cache_get("opencl-source", key) if not params else None

@@ -285,7 +285,9 @@ class _Trace:
   make(inputs) makes them again (as LazyBuffer.e does, shortcuts already taken) for new inputs of the same shapes and
   dtypes, through any view of theirs."""
 
-  def __init__(self, nodes: list): self.nodes = nodes
+  def __init__(self, nodes: list):
+    self.nodes = nodes
+    self.consts: dict = {}  # a constant (see _const) -> its broadcast node, made once (a trace is of one shape)
 
   @staticmethod
   def of(value, xs, tensor_type) -> _Trace | None:
@@ -327,10 +329,18 @@ class _Trace:
   def make(self, xs) -> LazyBuffer:
     device, shape, made = xs[0].device, xs[0].shape, []
     for op, dtype, arg, sources in self.nodes:
-      srcs = tuple(xs[s[1]] if s[0] == "in" else made[s[1]] if s[0] == "node" else LazyBuffer.const(s[1], s[2], device, shape)
+      srcs = tuple(xs[s[1]] if s[0] == "in" else made[s[1]] if s[0] == "node" else self._const(s[1], s[2], device, shape)
                    for s in sources)
       made.append(LazyBuffer.new(device, shape, dtype, op, srcs, arg))
     return made[-1]
+
+  def _const(self, value, dtype: DType, device: str, shape) -> LazyBuffer:
+    """A constant's node is never changed in place (a realized one still holds its value): one per trace serves
+    every graph made from it."""
+    key = (type(value), repr(value), dtype, device)  # repr: -0.0 is not 0.0 here
+    c = self.consts.get(key)
+    if c is None: c = self.consts[key] = LazyBuffer.const(value, dtype, device, shape)
+    return c
 
 
 # ---- movement
