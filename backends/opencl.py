@@ -1560,9 +1560,9 @@ class Device:
     return self._bind(program, params, values)
 
   def _build_alone(self, text: str, launches: list):
-    """A program built (and run once at its launch's sizes, see compile_for_launches) on a queue of its own, in the
-    promotion thread (see _promote)."""
-    return compile_for_launches(self.ctx, self.cl.CommandQueue(self.ctx), self.device, text, launches)
+    """A program built on a queue of its own, in the promotion thread (see _promote); on PoCL also run once at its
+    launch's sizes, for which it makes the machine code (see compile_for_launches)."""
+    return compile_for_launches(self.ctx, self.cl.CommandQueue(self.ctx), self.device, text, launches if self.pocl else [])
 
   @property
   def promotions_pending(self) -> bool:
