@@ -262,6 +262,30 @@ def test_sizes_that_keep_coming_back_leave_the_family_for_a_kernel_of_their_own(
   assert builds(lambda n: x[:n].sum(), sizes[1:], lambda n: xn[:n].sum()) == 0  # a new size: the family's kernel
 
 
+def test_a_jitted_call_at_sizes_that_keep_coming_back_is_replayed_on_kernels_of_their_own(fresh, monkeypatch):
+  """Arguments of three lengths, then in turn: the later two run on a family's kernel, get kernels of their own in
+  the background (held up here for many replays), and every length ends up replayed whole: its Replayer is made, the
+  replays that waited for those builds not counted against it (see jit's REPLAYER_TRIES). NumPy's results throughout."""
+  if not with_families(fresh): pytest.skip("families are OpenCL's")
+  import threading
+  release, build = threading.Event(), fresh._build_alone
+  monkeypatch.setattr(fresh, "_build_alone", lambda *a: release.wait(60) and build(*a))
+  xn, wn = data(1040, 64), data(64, 64, seed=1)
+  x, w = lg.tensor(xn), lg.tensor(wn)
+  product = lg.jit(lambda rows: rows @ w)  # 2^22 multiply-adds and more: a big kernel
+  sizes = (1024, 1032, 1040)
+  for n in [n for n in sizes for _ in range(4)] + list(sizes) * 8:  # each length a few times, then in turn
+    np.testing.assert_allclose(product(x[:n]).numpy(), xn[:n] @ wn, rtol=1e-4, atol=1e-4)
+  assert len(fresh.promoting) == 2
+  release.set()
+  for future, *_ in list(fresh.promoting.values()): future.result()
+  for n in list(sizes) * 2:
+    np.testing.assert_allclose(product(x[:n]).numpy(), xn[:n] @ wn, rtol=1e-4, atol=1e-4)
+  assert not fresh.promoting
+  recordings = [*product.known.values(), *product.recordings]
+  assert len(recordings) == 3 and all(any(rec.replayers.values()) for rec in recordings)
+
+
 def test_a_family_written_as_scalar_code_is_not_used(fresh):
   """Row sums of a length that fills no vectors (128 x 8193, after 128 x 8192) make a family that OpenCL would write
   as scalar code, one accumulator a row (a long float32 sum 10 times further off than with a vector's partial sums):
