@@ -262,6 +262,24 @@ def test_sizes_that_keep_coming_back_leave_the_family_for_a_kernel_of_their_own(
   assert builds(lambda n: x[:n].sum(), sizes[1:], lambda n: xn[:n].sum()) == 0  # a new size: the family's kernel
 
 
+def test_a_promotion_whose_background_build_fails_is_built_in_its_step(fresh, monkeypatch):
+  """A background build that raises (a driver's failure) leaves the AST to be built in a later step as any kernel is,
+  where a kernel that does not build names itself: here it builds, and the results stay NumPy's."""
+  if not with_families(fresh): pytest.skip("families are OpenCL's")
+  from lazygrad.backends.opencl import SHARED_RUNS
+  from lazygrad.codegen.dynamic import DYNAMIC_REDUCE
+  monkeypatch.setattr(fresh, "_build_alone", lambda *a: 1 / 0)
+  xn = data(2 * DYNAMIC_REDUCE)
+  x = lg.tensor(xn)
+  n = DYNAMIC_REDUCE + 8
+  builds(lambda n: x[:n].sum(), [DYNAMIC_REDUCE, n], lambda n: xn[:n].sum())
+  before = lg.compile_count()
+  for _ in range(SHARED_RUNS + 1):
+    np.testing.assert_allclose(x[:n].sum().numpy(), xn[:n].sum(), rtol=1e-5, atol=1e-6)
+    for future, *_ in list(fresh.promoting.values()): future.exception()  # done, failed
+  assert lg.compile_count() - before == 1 and not fresh.promoting
+
+
 def test_a_jitted_call_at_sizes_that_keep_coming_back_is_replayed_on_kernels_of_their_own(fresh, monkeypatch):
   """Arguments of three lengths, then in turn: the later two run on a family's kernel, get kernels of their own in
   the background (held up here for many replays), and every length ends up replayed whole: its Replayer is made, the
