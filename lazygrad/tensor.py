@@ -504,10 +504,13 @@ class Tensor:
   def _broadcasted(self, other, op: str, reverse: bool = False, dtype: DType | None = None) -> tuple[Tensor, Tensor]:
     other = self._operand(other, op)
     out_dtype = dtype or result_type(self, other)
-    if not isinstance(other, Tensor): other = Tensor._const(other, out_dtype, self.device)
+    # a Python number is made a constant of self's shape directly: no graph node to broadcast it (most of the cost
+    # of `x * 2`), and no gradient to carry back
+    if not isinstance(other, Tensor): other = Tensor._const(other, out_dtype, self.device, self.shape)
     x, y = self.cast(out_dtype), other.cast(out_dtype)
-    shape = broadcast_shape(x.shape, y.shape, op=op)
-    x, y = x._broadcast_to(shape), y._broadcast_to(shape)
+    if x.shape != y.shape:
+      shape = broadcast_shape(x.shape, y.shape, op=op)
+      x, y = x._broadcast_to(shape), y._broadcast_to(shape)
     return (y, x) if reverse else (x, y)
 
   def _broadcast_to(self, shape) -> Tensor:
