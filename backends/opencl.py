@@ -307,7 +307,15 @@ def _load_kinds(plan: Plan, lane: str, size, n: int) -> list[str]:
 
 
 def _vector_choice_of(plan: Plan):
-  if plan.store is not None: return None  # a piece of a cat: a copy, written where its region lies
+  if plan.store is not None:  # a piece of a cat, written where its region lies: vector code where lanes store in a row
+    choice = _lanes_for_work(plan) if plan.reduce is None else None
+    if choice is None or _lane_kind(_lane_exprs(plan.store, "gidx", plan.out_size, choice[0])) != "contiguous": return None
+    return choice
+  return _lanes_for_work(plan)
+
+
+def _lanes_for_work(plan: Plan):
+  """_vector_choice_of, where the kernel writes its outputs in order."""
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
@@ -615,7 +623,9 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   stores = []
   if lane == "gidx":
     for j in range(rows):
-      v, where = use(plan.value, j, True), f"data0 + {at(j, 0).render()}"
+      # a piece of a cat stores where its region lies (its lanes' places in a row: see _vector_choice_of)
+      first = at(j, 0) if plan.store is None else substituted(plan.store, j, 0)
+      v, where = use(plan.value, j, True), f"data0 + {first.render()}"
       if out is float16: stores.append(f"vstore_half{LANES}({v}, 0, {where});")
       elif out is bool_: stores.append(vstore("uchar", f"convert_uchar{LANES}(-({v}))", where))
       else: stores.append(vstore(STORAGE[out.name], v, where))
