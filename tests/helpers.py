@@ -16,5 +16,7 @@ def forget_kernels(monkeypatch, dev, every_number: bool | str = False):
   monkeypatch.setattr(dev, "kernels", KernelCache())
   monkeypatch.setattr(dev, "programs", KernelCache())
   if hasattr(dev, "batches"): monkeypatch.setattr(dev, "batches", KernelCache())  # OpenCL's built programs by source
+  for name in ("shared_runs", "promoting"):  # OpenCL's promotions (see Device._promote): none counted or under way
+    if hasattr(dev, name): monkeypatch.setattr(dev, name, KernelCache())
   monkeypatch.setattr(dev, "specializer", Specializer(every_number=every_number, families=dev.specializer.families))
   return dev
