@@ -841,6 +841,13 @@ class Program:
     env = {n: v for (n, _), v in zip(params, values)}
     return value(self.out_size, env), value(self.gsize, env), param_values(self.plan, values)
 
+  def warm_run(self, params: list, values: list, buffers) -> list | None:
+    """What compile_for_launches runs of it for a launch with these values on these buffers: [work-items, the bytes
+    of each buffer, [NumPy type, value] of each scalar argument]; None for a launch with no outputs."""
+    out_size, gsize, args = self.at(params, values)
+    if not out_size: return None
+    return [gsize, [b.nbytes for b in buffers], [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]]
+
 
 class ReplayLaunch(NamedTuple):
   """One launch of a Replayer: its program, the buffers as recorded, the [(place, id of a recorded buffer)] a replay
@@ -1192,8 +1199,8 @@ class Device:
     # kernels of their own, which ASTs that keep coming back get (see SHARED_RUNS)
     self.specializer = Specializer(families=getenv("LAZYGRAD_FAMILIES", 1) != 0)
     self.shared_runs = KernelCache()  # AST -> the schedules it has run on a shared kernel in (see exec)
-    # ASTs whose own kernel a thread builds (see _promote): AST -> (future, Program, its parameters and values, kernel
-    # name)
+    # ASTs whose own kernel a thread builds (see _promote): AST -> (future, Program, its parameters and values, the
+    # program's text and the kernel's name in it)
     self.promoting = KernelCache()
     self.promoter = None  # that thread's executor, made when first needed
     self.background = getenv("LAZYGRAD_BACKGROUND_BUILDS", 1) != 0
@@ -1468,9 +1475,8 @@ class Device:
     for entry, buffers, *_ in waiting:
       if type(entry) is not Unbuilt: continue
       program, params, values, _ = entry
-      out_size, gsize, args = program.at(params, values)
-      scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]
-      if out_size: runs.setdefault(id(program), {}).setdefault(gsize, [gsize, [b.nbytes for b in buffers], scalars])
+      run = program.warm_run(params, values, buffers)
+      if run is not None: runs.setdefault(id(program), {}).setdefault(run[0], run)
     return runs
 
   def _build_batch(self, sources: list, remember: bool = False, counted: bool = False):
@@ -1545,18 +1551,17 @@ class Device:
       built, params, values = self.specializer.resolve(ast, [b.size for b in buffers], devices.epoch, promoted=True)
       program = self._program(built, buffers, origin, params, values, tune=False)  # the model's tile: no compiles here
       if program.kernel is not None: return self._bind(program, params, values)
-      out_size, gsize, args = program.at(params, values)
-      scalars = [[COMPUTE_NP[d.name].__name__, v] for (_, d), v in zip(params, args)]
+      run = program.warm_run(params, values, buffers)
       text, names = batch_source([[program.src, program.name]])
       if self.promoter is None:
         import concurrent.futures
         self.promoter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lazygrad-promote")
         # at exit: the build under way finishes (cut off, it could take the interpreter down), the queued ones go
         atexit.register(functools.partial(self.promoter.shutdown, wait=True, cancel_futures=True))
-      future = self.promoter.submit(self._build_alone, text, [[names[0], gsize, [b.nbytes for b in buffers], scalars]])
-      self.promoting[ast] = (future, program, params, values, names[0])
+      future = self.promoter.submit(self._build_alone, text, [[names[0], *run]] if run is not None else [])
+      self.promoting[ast] = (future, program, params, values, text, names[0])
       return None
-    future, program, params, values, name = pending
+    future, program, params, values, text, name = pending
     if not future.done(): return None
     del self.promoting[ast]
     try: prg = future.result()
@@ -1564,7 +1569,7 @@ class Device:
     if program.kernel is None:
       program.kernel, program.most = self._kernel(prg, name, program.plan)
       self.batches[program.src] = (prg, name)
-      self._file_batch(batch_source([[program.src, program.name]])[0], [[program.src, program.name]])
+      self._file_batch(text, [[program.src, program.name]])
       self._file_source(program)
       compile_progress.compiled(0.0, 1)  # counted as built; no step waited for it (see CompileProgress)
     return self._bind(program, params, values)

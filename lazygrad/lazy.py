@@ -242,17 +242,25 @@ class LazyBuffer:
     return host.reshape(self.shape)
 
 
-def realize(*lbs: LazyBuffer):
-  """Schedule and run every kernel needed to give these buffers' bases device memory, with the tensors this thread
-  left for the next realize on the same device (in-place writes, a loss: see ThreadState.realize_next)."""
+def pending(lbs) -> tuple[list[LazyBuffer], list[int]]:
+  """The bases a realize of these buffers computes: theirs that are not realized, and those of the tensors this thread
+  left for the next realize on the same device (in-place writes, a loss: see ThreadState.realize_next), with those
+  tensors' keys in realize_next."""
   todo = [lb.base for lb in lbs if lb.base.realized is None]
-  if not todo: return
-  realize_next = this_thread.realize_next
-  for key, t in list(realize_next.items()):
+  keys = []
+  for key, t in list(this_thread.realize_next.items()) if todo else ():
     b = t.lazydata.base
     if b.device == todo[0].device:
-      realize_next.pop(key, None)
+      keys.append(key)
       if b.realized is None and all(b is not x for x in todo): todo.append(b)
+  return todo, keys
+
+
+def realize(*lbs: LazyBuffer):
+  """Schedule and run every kernel needed to give these buffers' bases device memory (see pending)."""
+  todo, keys = pending(lbs)
+  if not todo: return
+  for key in keys: this_thread.realize_next.pop(key, None)
   start = time.perf_counter() if DEBUG >= 1 else 0
   with gc_paused():
     items = schedule(todo)

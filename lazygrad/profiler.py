@@ -354,15 +354,10 @@ def schedule_graph(what, path) -> str:
 
 
 def _pending(tensors) -> list:
-  """The bases a realize of `tensors` computes, with the tensors it computes too (see lazy.realize)."""
+  """The bases a realize of `tensors` computes (see lazy.pending), leaving this thread's realize_next as it is."""
   from lazygrad import lazy
   tensors = [tensors] if not isinstance(tensors, (list, tuple)) else list(tensors)
-  todo = [t.lazydata.base for t in tensors if t.lazydata.base.realized is None]
-  device = todo[0].device if todo else None
-  for t in list(lazy.this_thread.realize_next.values()):  # as realize does, without taking them off the list
-    b = t.lazydata.base
-    if b.realized is None and b.device == device and all(b is not x for x in todo): todo.append(b)
-  return todo
+  return lazy.pending([t.lazydata for t in tensors])[0]
 
 
 def _drawing_schedules(fn, graph: _Dot):
