@@ -212,6 +212,7 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
   if op is UnaryOps.SIN: return f"tl.sin({a})"
   if op is UnaryOps.COS: return f"tl.cos({a})"
   if op is UnaryOps.EXP: return f"tl.exp({a})"
+  if op is UnaryOps.ABS: return f"tl.abs({a})"
   if op is UnaryOps.SQRT:  # float32 tl.sqrt is an approximation on a GPU
     return f"tl.sqrt({a})" if dtype is float64 else f"tl.sqrt_rn({a})"
   if op is UnaryOps.RECIP: return f"1.0 / {a}" if dtype is float64 else f"tl.div_rn(1.0, {a})"
@@ -235,6 +236,7 @@ def alu(op, dtype: DType, args: list[str], srcs: tuple[Instr, ...], helpers: set
     if src.is_float: return f"tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)"  # NaN wins, as torch.maximum
     return f"tl.maximum({a}, {b})"
   if op is BinaryOps.CMPLT: return f"{a} < {b}"
+  if op is BinaryOps.CMPLE: return f"{a} <= {b}"
   if op is BinaryOps.CMPEQ: return f"{a} == {b}"
   if op is BinaryOps.AND: return f"{a} & {b}"  # on int1 the bitwise ops are the logical ones
   if op is BinaryOps.OR: return f"{a} | {b}"

@@ -13,6 +13,7 @@ class UnaryOps(Enum):
   # exp2(x * log2(e)) the rounding of the product (65 ulp at x = 88)
   COS = auto(); EXP = auto()
   NOT = auto()  # logical not, on bool
+  ABS = auto()  # made by lowering only (see codegen/lower.py's rewrites), never a lazy graph's node
 
 
 class BinaryOps(Enum):
@@ -20,6 +21,7 @@ class BinaryOps(Enum):
   IDIV = auto()  # integer division truncating toward zero, as C does
   MOD = auto()   # remainder with the sign of the dividend, as C does (fmod for floats: exact)
   AND = auto(); OR = auto(); XOR = auto()
+  CMPLE = auto()  # made by lowering only (see codegen/lower.py's rewrites), never a lazy graph's node
 
 
 class TernaryOps(Enum):

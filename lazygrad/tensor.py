@@ -737,7 +737,7 @@ class Tensor:
     the same without the -x^2)."""
     t = 1 / (1 + 0.5 * x)
     coeffs = (1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-    acc = t * 0 + coeffs[-1]
+    acc = t.full_like(coeffs[-1])
     for c in reversed(coeffs[:-1]): acc = acc * t + c
     return t, acc
   def erf(self):

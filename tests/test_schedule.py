@@ -363,3 +363,34 @@ def test_an_elementwise_custom_value_is_made_again_from_its_trace(monkeypatch):
     (first.sum() + again.sum()).backward()
     (tfn(tx[:, 8:]).sum() * 2).backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _lowered(t):
+  """The Plan of the one kernel that computes t."""
+  from lazygrad.codegen.lower import lower
+  [item] = [si for si in schedule([t.lazydata.base]) if si.ast is not None]
+  return lower(item.ast, [item.out.dtype] + [i.dtype for i in item.inputs], [item.out.size] + [i.size for i in item.inputs])
+
+
+def test_abs_and_at_most_are_one_instruction_each_with_torchs_values():
+  """Tensor.abs (two NaN-propagating maxes) and <= on floats ((a < b) | (a == b)) are written as one instruction
+  each: |x| and a <= b. NaN, -0.0 and infinities as torch gives them."""
+  from lazygrad.ops import BinaryOps
+  xs = np.array([-2.5, -0.0, 0.0, 1.5, np.nan, np.inf, -np.inf, 3.0], dtype=np.float32)
+  ys = np.array([-2.5, 0.0, -0.0, 2.0, 1.0, np.inf, 0.0, np.nan], dtype=np.float32)
+  x, y = lg.tensor(xs), lg.tensor(ys)
+  tx, ty = torch.from_numpy(xs), torch.from_numpy(ys)
+  for t, ref in ((x.abs(), tx.abs()), (x <= y, tx <= ty), (x >= y, tx >= ty), ((x >= 0).where(x.abs(), -x), None)):
+    ops = [i.arg for i in _lowered(t).instrs if i.op == "alu"]
+    assert BinaryOps.OR not in ops and BinaryOps.MAX not in ops, ops
+    assert UnaryOps.ABS in ops or BinaryOps.CMPLE in ops, ops
+    if ref is not None: np.testing.assert_array_equal(t.numpy(), ref.numpy())
+  np.testing.assert_array_equal(np.signbit(x.abs().numpy()), np.zeros(8, bool))  # |-0.0| is +0.0
+
+
+def test_opencl_fuses_a_multiply_and_an_add_across_instructions():
+  """x * x - y is one multiply-add on OpenCL, rounded once: with x = 1 + 2^-12 and y = 1 + 2^-11 it is 2^-24, as
+  float64 gives, where rounding x * x first gives 0."""
+  x, y = lg.tensor([1 + 2.0**-12] * 8), lg.tensor([1 + 2.0**-11] * 8)
+  if not type(lg.device.get(x.device)).__module__.endswith("opencl"): pytest.skip("OpenCL's rendering")
+  np.testing.assert_array_equal((x * x - y).numpy(), np.full(8, 2.0**-24, np.float32))
