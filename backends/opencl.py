@@ -153,6 +153,7 @@ def render(plan: Plan, cpu: bool = False) -> tuple[str, str]:
   calls that spill every register around them (a matmul tile ran at half speed)."""
   for d in plan.bufs:
     if d is bfloat16: raise TypeError("OpenCL backend: bfloat16 is not supported; use float16 or float32")
+  if plan.rows: return render_rows(plan, cpu)
   choice = vector_choice(plan)
   return render_vector(plan, *choice, cpu) if choice else render_scalar(plan)
 
@@ -299,6 +300,7 @@ def vector_choice(plan: Plan):
 
 
 def _vector_choice(plan: Plan):
+  if plan.rows: return None  # its own vector code (see render_rows), no register tiles
   choice = _vector_choice_of(plan)
   # loops over arguments keep vectors (and tiles) where the lanes still read neighbouring elements: a size that is an
   # argument known to fill whole vectors (see codegen/dynamic.py's VECTOR_MULTIPLE), or an outer dim whose inner
@@ -663,6 +665,157 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     helpers.append(f"float{LANES} round_half{LANES}(float{LANES} x) {{ ushort{LANES} t; "
                    f"vstore_half{LANES}(x, 0, (__private half*)&t); return vload_half{LANES}(0, (__private const half*)&t); }}")
   src = "\n".join(helpers + [f"__kernel void {plan.name}({', '.join(params)}) {{", *head, *lines, *(f"  {x}" for x in stores), "}"])
+  return src, plan.name
+
+
+ROW_LANES = 8
+
+
+def _row_lanes(plan: Plan) -> int:
+  """A row kernel's vector lanes along its row: ROW_LANES where the row fills whole vectors and every load that varies
+  along it reads neighbouring elements (or one element) under one mask per vector, else 1 (scalar code)."""
+  n = ROW_LANES
+  if not _fills(plan.red_size, n) or plan.big_index: return 1
+  if any(i.dtype.name not in VECTOR_DTYPES or VECTOR_DTYPES[i.dtype.name] == "long" or i.dtype is float16
+         for i in plan.instrs): return 1  # half loads and 64-bit lanes: scalar code
+  for i in plan.instrs:
+    if i.op != "load": continue
+    if i.srcs or _lane_kind(_lane_exprs(i.arg[1], "ridx", plan.red_size, n)) == "gather": return 1
+    if _lane_kind(_lane_exprs(i.arg[2], "ridx", plan.red_size, n)) != "uniform": return 1
+  return n
+
+
+def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
+  """A row kernel (see codegen/lower.py): a work-item per row, a loop along the row per reduction, each computing
+  the instructions that vary along the row which it needs (vectors of ROW_LANES), the per-row values between the
+  loops, and a last loop that stores the row. The costliest value that the last loop shares with an earlier one (a
+  softmax's exp(x - max)) is written to the output in the earlier loop and read back in the last, not computed twice."""
+  n = _row_lanes(plan)
+  itype = "long" if plan.big_index else "int"
+  typedefs: dict[str, str] = {}
+  vtype = lambda d: COMPUTE[d.name] if n == 1 else _vtype(d, n)
+  row = f"gidx*{text(plan.red_size)} + " + ("rvec*" + str(n) if n > 1 else "ridx")
+
+  def vload(ctype: str, base: str) -> str:
+    if not cpu: return f"vload{n}(0, {base})"
+    name, typedefs[ctype] = unaligned_vector(ctype, n)
+    return f"(*(__global const {name}*)({base}))"
+
+  def store_row(value: str) -> str:
+    if n == 1: return f"data0[{row}] = {value};"
+    if not cpu: return f"vstore{n}({value}, 0, data0 + {row});"
+    name, typedefs["float"] = unaligned_vector("float", n)
+    return f"*(__global {name}*)(data0 + {row}) = {value};"
+
+  varies: dict[int, bool] = {}  # along the row: reads ridx, or computes from what does
+  for i in plan.instrs:
+    nodes = [i.arg[1], i.arg[2]] if i.op == "load" else [i.arg] if i.op == "index" else []
+    varies[id(i)] = i.op != "reduce" and (any("ridx" in x.vars() for x in nodes) or any(varies[id(s)] for s in i.srcs))
+
+  def needs(root: Instr, stop: Instr | None = None) -> list[Instr]:
+    """The instructions that vary along the row which root needs (not those only `stop` needs), in plan order."""
+    seen, stack = set(), [root]
+    while stack:
+      i = stack.pop()
+      if id(i) in seen or not varies[id(i)]: continue
+      seen.add(id(i))
+      if i is not stop: stack.extend(i.srcs)
+    return [i for i in plan.instrs if id(i) in seen]
+
+  costly = (UnaryOps.EXP, UnaryOps.EXP2, UnaryOps.LOG2, UnaryOps.SIN, UnaryOps.COS, UnaryOps.SQRT, BinaryOps.DIV)
+  cost = lambda i: sum(j.op == "alu" and j.arg in costly for j in needs(i))
+  bodies = [needs(r.srcs[0]) for r in plan.reduces]
+  last = needs(plan.value)
+  out = plan.bufs[0]
+  shared = [i for body in bodies for i in body if i in last and i.dtype is float32 and out is float32]
+  stash = max(shared, key=cost, default=None)
+  if stash is not None and cost(stash) == 0: stash = None
+  stash_loop = next((k for k, body in enumerate(bodies) if stash in body), None) if stash is not None else None
+  if stash is not None: last = needs(plan.value, stop=stash)
+  lines: list[str] = []
+  names: dict[int, str] = {}
+
+  def name_of(s: Instr, vector: bool) -> str:
+    """An operand: a per-row value is broadcast where a vector instruction reads it."""
+    return _broadcast(names[id(s)], s.dtype, n) if vector and n > 1 and not varies[id(s)] else names[id(s)]
+
+  def emit(i: Instr, indent: str, read_stash: bool = False):
+    if i.op == "const": names[id(i)] = literal(i.arg, i.dtype); return
+    if i.op == "param": names[id(i)] = i.arg; return
+    vector = varies[id(i)]
+    ctype = vtype(i.dtype) if vector else COMPUTE[i.dtype.name]
+    if read_stash: expr = vload("float", f"data0 + {row}") if n > 1 else f"data0[{row}]"
+    elif i.op == "index":
+      conds = _lane_exprs(i.arg, "ridx", plan.red_size, n) if vector and n > 1 else [i.arg]
+      if len(conds) == 1: expr = conds[0].render()
+      elif _lane_kind(conds) == "uniform": expr = _broadcast(conds[0].render(), bool_, n)
+      else: expr = f"({_vtype(bool_, n)})({', '.join(f'-(int)({c.render()})' for c in conds)})"
+    elif i.op == "load":
+      bufno, idx, valid = i.arg
+      if vector and n > 1:  # neighbouring elements, or one, under one mask (see _row_lanes)
+        idxs, valid = _lane_exprs(idx, "ridx", plan.red_size, n), _lane_exprs(valid, "ridx", plan.red_size, n)[0]
+        if _lane_kind(idxs) == "uniform": expr = _broadcast(_read(bufno, idxs[0].render(), valid, i.dtype), i.dtype, n)
+        else:
+          base = f"data{bufno} + {idxs[0].render()}"
+          expr = f"(convert_int{n}({vload('uchar', base)})!=({_vtype(bool_, n)})(0))" if i.dtype is bool_ else \
+            vload(STORAGE[i.dtype.name], base)
+          if valid.min != 1: expr = f"({valid.render()}?{expr}:{_broadcast(literal(0, i.dtype), i.dtype, n)})"
+      else: expr = _read(bufno, idx.render(), valid, i.dtype)
+    elif i.arg is BinaryOps.DIV and vector and i.dtype is float32 and not varies[id(i.srcs[1])]:
+      # a division by a per-row value (a softmax's sum) multiplies by its reciprocal, made once per row where the
+      # compiler hoists it, as torch's softmax does (one rounding more): the softmax's kernel took 2.60 ms on one
+      # thread, 2.85 with a division per element
+      inverse = f"(1.0f/{names[id(i.srcs[1])]})"
+      expr = f"({name_of(i.srcs[0], True)}*{_broadcast(inverse, float32, n) if n > 1 else inverse})"
+    else:
+      srcs = [name_of(s, vector) for s in i.srcs]
+      dtypes = [s.dtype for s in i.srcs]
+      expr = valu(i.arg, i.dtype, srcs, dtypes, n) if vector and n > 1 else alu(i.arg, i.dtype, srcs, dtypes)
+    lines.append(f"{indent}{ctype} {i.name} = {expr};")
+    names[id(i)] = i.name
+
+  def per_row():
+    """The per-row instructions whose operands are all written by now."""
+    for i in plan.instrs:
+      if id(i) not in names and not varies[id(i)] and i.op != "reduce" and all(id(s) in names for s in i.srcs):
+        emit(i, "  ")
+
+  var, steps = ("rvec", plan.red_size // n) if n > 1 else ("ridx", plan.red_size)
+  loop = f"for ({itype} {var} = 0; {var} < {text(steps)}; {var}++) {{"
+  # a reduction's loop keeps `unroll` accumulators, each a step in turn: one would wait on the last update every
+  # step (a max's NaN test and select are four dependent instructions: the softmax's max took 1.2 of its 3.2 ms)
+  unroll = next(u for u in (4, 2, 1) if isinstance(steps, int) and steps % u == 0 or u == 1)
+  op = lambda combine, dtype, args: valu(combine, dtype, args, [dtype] * 2, n) if n > 1 else alu(combine, dtype, args, [dtype] * 2)
+  for k, (r, body) in enumerate(zip(plan.reduces, bodies)):
+    per_row()
+    combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
+    ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
+    accs = [f"acc{k}_{u}" for u in range(unroll)]
+    lines += [f"  {vtype(r.dtype)} {a} = {_broadcast(ident, r.dtype, n) if n > 1 else ident};" for a in accs]
+    lines.append(f"  for ({itype} step = 0; step < {text(steps)}; step += {unroll}) {{")
+    for u, a in enumerate(accs):
+      lines.append(f"    {{ {itype} {var} = step + {u};")  # the loop variable the index math reads, this step's
+      for i in body: emit(i, "    ")
+      if k == stash_loop: lines.append(f"    {store_row(names[id(stash)])}")
+      lines.append(f"    {a} = {op(combine, r.dtype, [a, name_of(r.srcs[0], True)])}; }}")
+      for i in body: del names[id(i)]  # values of the step's own: the next step, and later loops, make their own
+    lines.append("  }")
+    lines.append(f"  {vtype(r.dtype)} acc{k} = {accs[0]};")
+    lines += [f"  acc{k} = {op(combine, r.dtype, [f'acc{k}', a])};" for a in accs[1:]]
+    if n > 1:
+      lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k}.s0;")
+      lines += [f"  red{k} = {alu(combine, r.dtype, [f'red{k}', f'acc{k}.s{u:x}'], [r.dtype] * 2)};" for u in range(1, n)]
+    else: lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k};")
+    names[id(r)] = f"red{k}"
+  per_row()
+  lines.append(f"  {loop}")
+  for i in last: emit(i, "    ", read_stash=i is stash)
+  lines += [f"    {store_row(name_of(plan.value, True))}", "  }"]
+  params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{k}"
+                                                       for k, d in enumerate(plan.bufs) if k > 0] + scalar_params(plan)
+  body = "\n".join(lines)
+  src = "\n".join([CONTRACT, *typedefs.values(), *math_helpers(body), f"__kernel void {plan.name}({', '.join(params)}) {{",
+                   f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {text(plan.out_size)}) return;", *lines, "}"])
   return src, plan.name
 
 
@@ -1217,6 +1370,7 @@ class Device:
     self.background = getenv("LAZYGRAD_BACKGROUND_BUILDS", 1) != 0
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
+    self.row_kernels = getenv("LAZYGRAD_ROW_KERNELS", 1) != 0  # see schedule.py's row rule and render_rows
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels
     self.cpu = bool(self.device.type & cl.device_type.CPU)
     self.matmul_panel = 16 if self.cpu else 0

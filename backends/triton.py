@@ -838,6 +838,7 @@ class Device:
     self.name = f"TRITON:{index}"
     self.matmul_panel = 0
     self.row_major_matmul_operand = False  # tl.dot loads a transposed operand as well as a row-major one
+    self.row_kernels = False  # see schedule.py's row rule: not written here
     self.kernels = KernelCache()  # kernel AST -> (plan, program, source, tile sizes, grid, arguments): see _entry
     self.programs = KernelCache()  # kernel AST as built (specialized or dynamic) -> (plan, program, source, tile sizes)
     self.specializer = Specializer()  # no families (see codegen/dynamic.py): one sized by arguments is never tl.dot

@@ -10,7 +10,11 @@ Rules, in order:
 - a reduction whose only reader is elementwise work, through a view that reads each element at most once and
   everywhere (a reshape, permute, shrink or flip; not an expand or a pad), is not stored: that work runs in the reduction's kernel, after its
   loop ("elementwise after a reduction fuses into it"), up to a stored node, or up to the last node before a
-  broadcast or a second reader, which is stored instead of the reduction.
+  broadcast or a second reader, which is stored instead of the reduction;
+- where the backend writes row kernels (OpenCL): reductions over a row's last axis whose results are read back
+  across the row, by elementwise work that ends in one node of the row's shape, are that node's kernel, a row per
+  work-item (a softmax, a layer norm, and their gradients: one kernel where there were three, which read the input
+  three times and computed exp twice). See _row_kernel.
 """
 from __future__ import annotations
 import threading
@@ -18,6 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING
+from lazygrad import device as devices
+from lazygrad.dtype import float32
 from lazygrad.helpers import getenv
 from lazygrad.ops import KernelOp, kernel_op, BufferOps, ReduceOps, LoadOps, IndexOps, ELEMENTWISE
 from lazygrad.shape import ShapeTracker
@@ -126,11 +132,20 @@ def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) ->
   # buffer, rather than being recomputed for every use inside a reduction's loop
   _store_expensive_expanded(order, readers, stored)
   _store_shared(order, readers, stored)
+  in_rows: set[int] = set()  # reductions in a row kernel (see _row_kernel)
+  out_ids = {id(o) for o in outs}
+  for r in order:
+    if r.op in ReduceOps and id(r) not in out_ids and id(r) not in in_rows and devices.get(r.device).row_kernels:
+      found = _row_kernel(r, readers, stored, out_ids)
+      if found is None: continue
+      sink, reduces = found
+      for q in reduces: stored.discard(id(q)); in_rows.add(id(q))
+      stored.add(id(sink))
 
   # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
   fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
   for r in order:
-    if r.op not in ReduceOps or id(r) in {id(o) for o in outs}: continue
+    if r.op not in ReduceOps or id(r) in {id(o) for o in outs} or id(r) in in_rows: continue
     node, ok = r, True
     while True:
       rs = readers.get(node, [])
@@ -276,6 +291,49 @@ def _single_sink(start: LazyBuffer, readers: dict, stored: set) -> LazyBuffer | 
         region.add(id(r))
         frontier.append(r)
   return next(iter(sinks.values())) if len(sinks) == 1 else None
+
+
+ROW_MAX = 1 << 14  # the longest row a row kernel takes: its loops read it again from the cache (64 KiB of float32)
+
+
+def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tuple[LazyBuffer, list[LazyBuffer]] | None:
+  """A row kernel starting at a reduction over the last axis of its source's shape S (kept as 1): (its sink, its
+  reductions), or None. From the reduction, per-row values (shape S[:-1] + (1,)) are read by elementwise work of
+  that shape, or broadcast back across the row to elementwise work of shape S; work of shape S is read element for
+  element, or reduced over the last axis again (a softmax's sum of exp(x - max)). All of it must end in one node of
+  shape S, which is stored, and nothing else may read into the middle of it. `outs`: the ids of the nodes asked for."""
+  row = first.srcs[0].shape
+  last = len(row) - 1
+  per_row = row[:-1] + (1,)
+  float_reduce = lambda n: n.op in ReduceOps and n.arg == (last,) and n.dtype is float32 and n.srcs[0].shape == row
+  if not float_reduce(first) or not 2 <= row[-1] <= ROW_MAX: return None
+  broadcast = ShapeTracker.from_shape(per_row).expand(row).views
+  region, frontier, reduces, sinks = {id(first)}, [first], [first], {}
+
+  def inside(n: LazyBuffer, reader: LazyBuffer, via: LazyBuffer) -> bool:
+    same = via is n or (via.shape == n.shape and via.st.contiguous)
+    if n.shape == per_row and _is_elementwise(reader):
+      return (reader.shape == per_row and same) or (reader.shape == row and via.st.views == broadcast)
+    if n.shape == row:
+      return same and ((_is_elementwise(reader) and reader.shape == row) or float_reduce(reader))
+    return False
+
+  while frontier:
+    n = frontier.pop()
+    rs = readers.get(n, [])
+    kept = id(n) in outs if n.op in ReduceOps else id(n) in stored  # every reduction is in stored until here
+    if n is not first and (kept or not rs or not all(inside(n, r, via) for r, via in rs)):
+      if n.shape != row or not _is_elementwise(n) or n.dtype is not float32: return None  # a per-row value read outside
+      sinks[id(n)] = n
+      continue
+    if not all(inside(n, r, via) for r, via in rs): return None
+    for r, _ in rs:
+      if id(r) not in region:
+        region.add(id(r))
+        frontier.append(r)
+        if r.op in ReduceOps: reduces.append(r)
+  if len(sinks) != 1: return None
+  return next(iter(sinks.values())), reduces
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:

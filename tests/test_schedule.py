@@ -87,10 +87,15 @@ def test_work_under_a_pad_reads_only_inside_its_buffer(x):
   np.testing.assert_allclose(out.numpy(), np.pad(np.exp(x.numpy()), ((0, 16), (0, 0))) * 2, rtol=1e-6)
 
 
-def test_softmax_is_three_kernels(x):
-  # max, sum of exp(x - max), and exp(x - max) / sum
+def rows_here(t) -> bool:
+  """Whether t's backend writes row kernels (see schedule.py's row rule)."""
+  return lg.device.get(t.device).row_kernels
+
+
+def test_softmax_is_one_row_kernel_or_three(x):
+  # a row kernel where the backend writes them; else max, sum of exp(x - max), and exp(x - max) / sum
   out = x.softmax(-1)
-  assert kernels(out.realize) == 3
+  assert kernels(out.realize) == (1 if rows_here(x) else 3)
   np.testing.assert_allclose(out.numpy(), torch.softmax(torch.tensor(x.numpy()), -1).numpy(), rtol=1e-5, atol=1e-7)
 
 
@@ -125,10 +130,16 @@ def test_work_after_a_reduction_runs_once_per_output_before_a_broadcast():
   from lazygrad.schedule import schedule
   xt = torch.randn(64, 100)
   out = lg.Tensor(xt.numpy()).log_softmax(-1)
-  asts = [si.ast for si in schedule([out.lazydata.base]) if si.ast is not None]
-  logs = [sum(n.op is UnaryOps.LOG2 for n in ast.walk()) for ast in asts]
-  sums = [any(n.op is ReduceOps.SUM for n in ast.walk()) for ast in asts]
-  assert len(asts) == 3 and logs == [0, 1, 0] and sums == [False, True, False]  # max; sum and log; x - m - log
+  if rows_here(out):  # one row kernel: the log is a per-row value, written between the sum's loop and the last loop
+    plan = _lowered(out)
+    [log] = [i for i in plan.instrs if i.op == "alu" and i.arg is UnaryOps.LOG2]
+    assert len(plan.reduces) == 2 and not any("ridx" in j.arg[1].vars() for j in _needed(log) if j.op == "load")
+    assert log in _needed(plan.value) and log not in _needed(plan.reduces[1])
+  else:
+    asts = [si.ast for si in schedule([out.lazydata.base]) if si.ast is not None]
+    logs = [sum(n.op is UnaryOps.LOG2 for n in ast.walk()) for ast in asts]
+    sums = [any(n.op is ReduceOps.SUM for n in ast.walk()) for ast in asts]
+    assert len(asts) == 3 and logs == [0, 1, 0] and sums == [False, True, False]  # max; sum and log; x - m - log
   np.testing.assert_allclose(out.numpy(), torch.log_softmax(xt, -1).numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -372,6 +383,17 @@ def _lowered(t):
   return lower(item.ast, [item.out.dtype] + [i.dtype for i in item.inputs], [item.out.size] + [i.size for i in item.inputs])
 
 
+def _needed(root) -> list:
+  """The instructions root computes from, itself included, up to the reductions it reads (not their loops)."""
+  seen, stack = [], [root]
+  while stack:
+    i = stack.pop()
+    if any(i is j for j in seen): continue
+    seen.append(i)
+    if i.op != "reduce" or i is root: stack.extend(i.srcs)
+  return seen
+
+
 def test_abs_and_at_most_are_one_instruction_each_with_torchs_values():
   """Tensor.abs (two NaN-propagating maxes) and <= on floats ((a < b) | (a == b)) are written as one instruction
   each: |x| and a <= b. NaN, -0.0 and infinities as torch gives them."""
@@ -394,3 +416,57 @@ def test_opencl_fuses_a_multiply_and_an_add_across_instructions():
   x, y = lg.tensor([1 + 2.0**-12] * 8), lg.tensor([1 + 2.0**-11] * 8)
   if not type(lg.device.get(x.device)).__module__.endswith("opencl"): pytest.skip("OpenCL's rendering")
   np.testing.assert_array_equal((x * x - y).numpy(), np.full(8, 2.0**-24, np.float32))
+
+
+@pytest.mark.parametrize("cols", [1024, 13])  # vector lanes along the row; scalar code (13 fills no vector)
+def test_layer_norm_softmax_and_cross_entropy_match_torch_as_row_kernels(cols):
+  """Reductions over a row read back across it (layer norm's mean and variance, softmax's max and sum) are one row
+  kernel with the work that reads them, where the backend writes row kernels: forward and gradients as torch's."""
+  rng = np.random.default_rng(cols)
+  xn, g = rng.standard_normal((6, cols)).astype(np.float32), rng.standard_normal((6, cols)).astype(np.float32)
+  wn, bn = rng.standard_normal(cols).astype(np.float32), rng.standard_normal(cols).astype(np.float32)
+  x, w, b = (lg.Tensor(a, requires_grad=True) for a in (xn, wn, bn))
+  tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (xn, wn, bn))
+  out = lg.nn.functional.layer_norm(x, (cols,), w, b)
+  assert kernels(out.realize) == (1 if rows_here(x) else 3)
+  tout = torch.nn.functional.layer_norm(tx, (cols,), tw, tb)
+  (out * lg.Tensor(g)).sum().backward()
+  (tout * torch.tensor(g)).sum().backward()
+  for ours, theirs in ((out, tout), (x.grad, tx.grad), (w.grad, tw.grad), (b.grad, tb.grad)):
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-5, atol=1e-5)
+  x, tx = lg.Tensor(xn, requires_grad=True), torch.tensor(xn, requires_grad=True)
+  s, ts = x.softmax(-1).realize(), tx.softmax(-1)
+  s.backward(lg.Tensor(g).realize())
+  ts.backward(torch.tensor(g))
+  assert kernels(x.grad.realize) == 1 if rows_here(x) else True  # s * (g - sum(g * s)): one row kernel
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+  y = rng.integers(0, cols, 6)
+  x, tx = lg.Tensor(xn, requires_grad=True), torch.tensor(xn, requires_grad=True)
+  loss, tloss = lg.nn.functional.cross_entropy(x, lg.Tensor(y)), torch.nn.functional.cross_entropy(tx, torch.tensor(y))
+  loss.backward()
+  tloss.backward()
+  np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-6)
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_a_masked_softmax_in_a_row_kernel_keeps_torchs_infinities_and_nans():
+  """A causal mask's -inf, a row that is all -inf (NaN, as torch), a NaN in a row (its row NaN), huge values."""
+  xn = np.random.default_rng(3).standard_normal((4, 3, 16, 16)).astype(np.float32) * 30
+  xn[0, 0, 0, 5], xn[1, 2, 3] = np.nan, -np.inf
+  xn[2, 1, 4, 7] = 1e30
+  mask = np.triu(np.ones((16, 16), bool), 1)
+  x, tx = lg.Tensor(xn), torch.tensor(xn)
+  out = x.masked_fill(lg.Tensor(mask), float("-inf")).softmax(-1)
+  np.testing.assert_allclose(out.numpy(), tx.masked_fill(torch.tensor(mask), float("-inf")).softmax(-1).numpy(),
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_a_softmax_row_kernel_computes_exp_once_per_element():
+  """The sum's loop writes exp(x - max) to the output, and the last loop reads it back to divide: one exp per
+  element, where the three kernels computed it twice."""
+  x = lg.randn(8, 256).realize()
+  if not rows_here(x): pytest.skip("a backend that writes row kernels")
+  from lazygrad.backends import opencl
+  src, _ = opencl.render(_lowered(x.softmax(-1)), cpu=True)
+  *loops, last = src[src.index("__kernel"):].split("for (")
+  assert "exp_f8(" in loops[-1] and "exp_f8(" not in last and "data0 +" in loops[-1], src

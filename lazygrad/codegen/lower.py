@@ -3,6 +3,12 @@
 A kernel computes one output element per flat index `gidx`; if it reduces, a loop over the flat reduce index `ridx`
 runs inside. Each instruction belongs to a region: "pre" (needs neither the loop nor its result), "loop" (depends on
 `ridx`) or "post" (depends on the reduction's result). Renderers emit pre, then the loop, then post.
+
+A row kernel (`Plan.rows`, see schedule.py's row rule) computes a whole row of its output per `gidx`: reductions
+over the row's last axis, one loop each, whose results the later loops and a last loop over the row, which stores
+it, read (a softmax: the row's max, the sum of exp(x - max), then exp(x - max) / sum). There `ridx` is the column
+in every loop; regions are left to the renderer (an instruction that varies along the row is computed in each loop
+that needs it).
 """
 from __future__ import annotations
 from dataclasses import dataclass, field
@@ -47,10 +53,17 @@ class Plan:
   # a dynamic kernel's index arguments as the AST that first built it had them: what a backend's cost model (register
   # tiles, loads per output) evaluates sizes at; the code itself holds for every value
   example: dict = field(default_factory=dict)
+  # a row kernel's reductions, in the order their loops run (see the module's docstring); empty otherwise
+  reduces: list = field(default_factory=list)
 
   def at_example(self, n: int | Node) -> int:
     """A size (a number, or a Node over the kernel's arguments) at the example's values."""
     return n.evaluate(self.example) if isinstance(n, Node) else n
+
+  @property
+  def rows(self) -> bool:
+    """Whether it is a row kernel: gidx a row, out_size the rows, red_size the row's length."""
+    return bool(self.reduces)
 
   @property
   def dynamic(self) -> bool:
@@ -100,10 +113,11 @@ def top(n: int | Node) -> int: return n.max if isinstance(n, Node) else n
 
 def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), values=()) -> Plan:
   """`params`: a dynamic kernel's arguments (see codegen/dynamic.py), `values` theirs in the AST being built."""
-  out_size = size(ast.shape)
   reduces = [n for n in ast.walk() if n.op in ReduceOps]
-  assert len(reduces) <= 1, "a kernel holds at most one reduction"
-  red_shape = [reduces[0].src[0].shape[a] for a in reduces[0].arg] if reduces else []
+  rows = is_row_kernel(ast, reduces)
+  assert rows or len(reduces) <= 1, "a kernel holds at most one reduction, unless it is a row kernel"
+  out_size = size(ast.shape[:-1] if rows else ast.shape)
+  red_shape = [ast.shape[-1]] if rows else [reduces[0].src[0].shape[a] for a in reduces[0].arg] if reduces else []
   red_size = size(red_shape) if reduces else 0
   gidx = Var("gidx", 0, max(top(out_size) - 1, 0))
   ridx = Var("ridx", 0, max(top(red_size) - 1, 0), red_size if isinstance(red_size, Node) else None)
@@ -185,17 +199,27 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), val
     store, _ = ast.arg.expr(unravel(ast.shape, gidx))
     if params and store.size > INDEX_NODES: raise IndexTooLarge(ast)
     ast = ast.src[0]
-  value = lo(ast, unravel(ast.shape, gidx))
+  value = lo(ast, unravel(ast.shape[:-1], gidx) + [ridx] if rows else unravel(ast.shape, gidx))
   instrs = live(instrs, value)
   reduce = next((i for i in instrs if i.op == "reduce"), None)
-  kind = "r" if reduces else "e"
+  row_reduces = [i for i in instrs if i.op == "reduce"] if rows else []
+  kind = "w" if rows else "r" if reduces else "e"
   if isinstance(out_size, Node) or isinstance(red_size, Node): name = f"{kind}_dynamic"
   else: name = f"{kind}_{out_size}" + (f"_{red_size}" if reduces else "")
   example = {name: v for (name, dtype), v in zip(params, values) if dtype is int32 and name.startswith("n")}
   plan = Plan(name, bufs, buf_sizes, out_size, red_size, list(red_shape), instrs, reduce, value, ast, list(params), store,
-              example)
+              example, row_reduces)
   if CHECK_BOUNDS and not plan.dynamic: check_bounds(plan)
   return plan
+
+
+def is_row_kernel(ast: KernelOp, reduces: list[KernelOp]) -> bool:
+  """Whether an AST is a row kernel's: its output has the shape its reductions reduce (over the last axis, keeping it
+  as 1), which they are read back into through a broadcast. Elsewhere a reduction's kernel outputs its reduced
+  shape."""
+  if not reduces or ast.op is BufferOps.STORE or len(ast.shape) == 0: return False
+  last = len(ast.shape) - 1
+  return all(r.arg == (last,) and r.src[0].shape == ast.shape for r in reduces)
 
 
 def _is_zero(i: Instr) -> bool: return i.op == "const" and i.arg == 0
