@@ -128,19 +128,24 @@ def _schedule(outs: list[LazyBuffer], order: list[LazyBuffer], readers: dict) ->
   # a gather reads its source at data-dependent places: the source must be a real buffer
   stored |= {id(n.srcs[0].base) for n in order if n.op is IndexOps.GATHER and n.srcs[0].base.realized is None}
 
-  # expensive elementwise work read through an expand (each value used many times, as a matmul's operand is) gets a
-  # buffer, rather than being recomputed for every use inside a reduction's loop
-  _store_expensive_expanded(order, readers, stored)
-  _store_shared(order, readers, stored)
-  in_rows: set[int] = set()  # reductions in a row kernel (see _row_kernel)
+  # row kernels first: the work inside one (a softmax's exp(x - max), read by the sum and by the division) is then
+  # read by one kernel, and the passes below leave it inlined
+  in_rows: set[int] = set()  # the reductions and the work inside row kernels (see _row_kernel)
   out_ids = {id(o) for o in outs}
   for r in order:
     if r.op in ReduceOps and id(r) not in out_ids and id(r) not in in_rows and devices.get(r.device).row_kernels:
       found = _row_kernel(r, readers, stored, out_ids)
       if found is None: continue
-      sink, reduces = found
-      for q in reduces: stored.discard(id(q)); in_rows.add(id(q))
+      sink, inside = found
+      for q in inside:
+        stored.discard(id(q))
+        in_rows.add(id(q))
       stored.add(id(sink))
+
+  # expensive elementwise work read through an expand (each value used many times, as a matmul's operand is) gets a
+  # buffer, rather than being recomputed for every use inside a reduction's loop
+  _store_expensive_expanded(order, readers, stored, in_rows)
+  _store_shared(order, readers, stored, in_rows)
 
   # a reduction fuses forward into a single elementwise reader chain that ends at a stored elementwise node
   fused_into: dict[int, LazyBuffer] = {}  # id(stored root) -> the reduction inlined into it
@@ -192,7 +197,7 @@ REUSED = 8      # an expanded read that repeats each element at least this often
 BROADCAST = 1 << 16  # a small expensive value (under 1024 elements) read this often gets a buffer
 
 
-def _store_expensive_expanded(order, readers, stored: set):
+def _store_expensive_expanded(order, readers, stored: set, inlined: set):
   """Elementwise work read through an expand is recomputed for every repeat. It gets a buffer when that is costly:
   when it is long, or when the repeats run inside a reduction's loop (a matmul's operand after a bias and a ReLU is
   otherwise recomputed once per output column, and its ops slow the inner loop)."""
@@ -205,7 +210,7 @@ def _store_expensive_expanded(order, readers, stored: set):
     feeds[id(n)] = any(r.op in ReduceOps or (id(r) not in stored and _is_elementwise(r) and feeds.get(id(r), False))
                        for r, _ in readers.get(n, []))
   for n in order:
-    if id(n) in stored or cost.get(id(n), 0) == 0: continue
+    if id(n) in stored or cost.get(id(n), 0) == 0 or id(n) in inlined: continue  # `inlined`: inside a row kernel
     for reader, via in readers.get(n, []):
       repeats = _repeats(via)
       if n.size < 1024:
@@ -229,7 +234,7 @@ def _inlined(n: LazyBuffer, stored: set) -> bool:
   return id(n) not in stored and (_is_elementwise(n) or n.op is IndexOps.GATHER)
 
 
-def _store_shared(order, readers, stored: set):
+def _store_shared(order, readers, stored: set, inlined: set):
   """Inlined work is recomputed in every kernel that reads it. Where several kernels read a value whose recomputation
   reads many buffers, it gets a buffer of its own: a transformer's residual stream (the embeddings plus every block's
   output so far) was otherwise re-read from all of them, through gathers, by each of the next block's kernels; a
@@ -239,7 +244,7 @@ def _store_shared(order, readers, stored: set):
     if not _inlined(n, stored): kernels[id(n)] = frozenset((id(n),)); continue
     into = frozenset().union(*(kernels[id(r)] for r, _ in readers.get(n, [])))
     need = SHARED_LOADS if n.size >= SHARED_SIZE else SHARED_SMALL_LOADS
-    if len(into) >= 2 and _loads(n, stored, need) >= need:
+    if len(into) >= 2 and id(n) not in inlined and _loads(n, stored, need) >= need:  # `inlined`: in a row kernel
       stored.add(id(n))
       into = frozenset((id(n),))
     kernels[id(n)] = into
@@ -297,8 +302,8 @@ ROW_MAX = 1 << 14  # the longest row a row kernel takes: its loops read it again
 
 
 def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tuple[LazyBuffer, list[LazyBuffer]] | None:
-  """A row kernel starting at a reduction over the last axis of its source's shape S (kept as 1): (its sink, its
-  reductions), or None. From the reduction, per-row values (shape S[:-1] + (1,)) are read by elementwise work of
+  """A row kernel starting at a reduction over the last axis of its source's shape S (kept as 1): (its sink, the
+  reductions and work inside it), or None. From the reduction, per-row values (shape S[:-1] + (1,)) are read by elementwise work of
   that shape, or broadcast back across the row to elementwise work of shape S; work of shape S is read element for
   element, or reduced over the last axis again (a softmax's sum of exp(x - max)). All of it must end in one node of
   shape S, which is stored, and nothing else may read into the middle of it. `outs`: the ids of the nodes asked for."""
@@ -308,7 +313,7 @@ def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tup
   float_reduce = lambda n: n.op in ReduceOps and n.arg == (last,) and n.dtype is float32 and n.srcs[0].shape == row
   if not float_reduce(first) or not 2 <= row[-1] <= ROW_MAX: return None
   broadcast = ShapeTracker.from_shape(per_row).expand(row).views
-  region, frontier, reduces, sinks = {id(first)}, [first], [first], {}
+  region, frontier, members, sinks = {id(first)}, [first], [first], {}
 
   def inside(n: LazyBuffer, reader: LazyBuffer, via: LazyBuffer) -> bool:
     same = via is n or (via.shape == n.shape and via.st.contiguous)
@@ -331,9 +336,10 @@ def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tup
       if id(r) not in region:
         region.add(id(r))
         frontier.append(r)
-        if r.op in ReduceOps: reduces.append(r)
+        members.append(r)
   if len(sinks) != 1: return None
-  return next(iter(sinks.values())), reduces
+  sink = next(iter(sinks.values()))
+  return sink, [n for n in members if n is not sink]
 
 
 def _reads_reduce(root: LazyBuffer, allowed: LazyBuffer, stored: set) -> bool:

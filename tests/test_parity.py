@@ -171,6 +171,8 @@ def test_einsum_errors_name_what_was_passed():
   ("exp log", lambda x, y: (x.exp() * y.abs().log()).sum()),
   ("matmul", lambda x, y: ((x @ y.T).tanh() ** 2).sum()),
   ("sigmoid div", lambda x, y: (x.sigmoid() / (y * y + 1)).sum()),
+  ("softmax", lambda x, y: (x.softmax(-1) * y).sum()),  # its gradient reads its output: differentiated again here
+  ("log_softmax", lambda x, y: (x.log_softmax(-1) * y * y).sum()),
 ])
 def test_second_order_gradients(name, fn):
   """The gradient of a gradient, against torch.autograd.grad(create_graph=True)."""
