@@ -318,15 +318,15 @@ def _load_kinds(plan: Plan, lane: str, size, n: int) -> list[str]:
 
 
 def _vector_choice_of(plan: Plan):
-  if plan.store is not None:  # a piece of a cat, written where its region lies: vector code where lanes store in a row
-    choice = _lanes_for_work(plan) if plan.reduce is None else None
-    if choice is None or _lane_kind(_lane_exprs(plan.store, "gidx", plan.out_size, choice[0])) != "contiguous": return None
-    return choice
+  if plan.store is not None:  # a piece of a cat, or a copy walked in its input's order (see lower.input_order_of),
+    # written where its outputs lie: vector code where lanes store in a row
+    return _lanes_for_work(plan, stored_in_a_row=True) if plan.reduce is None else None
   return _lanes_for_work(plan)
 
 
-def _lanes_for_work(plan: Plan):
-  """_vector_choice_of, where the kernel writes its outputs in order."""
+def _lanes_for_work(plan: Plan, stored_in_a_row: bool = False):
+  """_vector_choice_of: lanes along the outputs or the loop (`stored_in_a_row`: only lanes that store next to each
+  other where plan.store puts them)."""
   if any(i.op == "alu" and i.arg in (BinaryOps.IDIV, BinaryOps.MOD) for i in plan.instrs): return None
   if any(i.op == "load" and i.srcs for i in plan.instrs): return None  # gathers index with computed values
   if any(d.name not in VECTOR_DTYPES for d in plan.bufs) or any(i.dtype.name not in VECTOR_DTYPES for i in plan.instrs):
@@ -340,6 +340,7 @@ def _lanes_for_work(plan: Plan):
   widths = (LANES,) if wide or plan.reduce is not None else (8, LANES)
   for (lane, size), n in ((o, n) for o in options for n in widths):
     if not _fills(size, n): continue
+    if stored_in_a_row and _lane_kind(_lane_exprs(plan.store, "gidx", plan.out_size, n)) != "contiguous": continue
     kinds = _load_kinds(plan, lane, size, n)
     score = kinds.count("contiguous") - kinds.count("gather")  # a gather is four scalar loads
     # elementwise work is vector code even when every load gathers (a transposing copy): the store is one vector
@@ -1688,7 +1689,7 @@ class Device:
     if params and numbers is None and self.specializer.is_family(built):
       # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
       scalar = vector_choice(program.plan) is None
-      if (scalar or _code_shape(program.plan) != _code_shape(lower(ast, [b.dtype for b in buffers], buf_sizes))) \
+      if (scalar or _code_shape(program.plan) != _code_shape(lower(ast, [b.dtype for b in buffers], buf_sizes, input_order=True))) \
          and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
         if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
@@ -1807,7 +1808,7 @@ class Device:
     plan = None
     if cached is not None: name, out_size, gsize, src = json.loads(cached)
     else:
-      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params, values)
+      plan = lower(ast, [b.dtype for b in buffers], [b.size for b in buffers], params, values, input_order=True)
       tiles = measured_tiles(plan) if tune and not params else []
       if len(tiles) > 1: set_tiling(plan, self.choose_tile(plan, tiles, buffers, key))
       src, name = render(plan, self.cpu)

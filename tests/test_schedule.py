@@ -6,6 +6,7 @@ import lazygrad as lg
 from lazygrad.ops import LoadOps, UnaryOps
 from lazygrad.schedule import schedule
 from lazygrad.tensor import matmul_panel
+from tests.helpers import forget_kernels
 
 
 def kernels(fn) -> int:
@@ -471,3 +472,20 @@ def test_a_softmax_row_kernel_computes_exp_once_per_element():
   src, _ = opencl.render(_lowered(x.softmax(-1)), cpu=True)
   *loops, last = src[src.index("__kernel"):].split("for (")
   assert "exp_f8(" in loops[-1] and "exp_f8(" not in last and "data0 +" in loops[-1], src
+
+
+@pytest.mark.parametrize("width, walked", [(1024, True), (512, False)])
+def test_a_transposing_copy_walks_its_input_in_order_where_its_rows_are_4_kib_apart(width, walked, monkeypatch):
+  """A copy to panels of 4 columns (a weight gradient's transposed operand) reads 16 bytes of each row in turn: with
+  rows 4 KiB apart (1024 float32), the cache sets alias, so OpenCL walks the copy in its input's order and stores
+  where each output lies; 2 KiB apart, it keeps the output's order."""
+  from lazygrad.codegen.lower import input_order_of
+  x = np.random.default_rng(0).standard_normal((64, width)).astype(np.float32)
+  out = lg.Tensor(x).T.reshape(width // 4, 4, 64).permute(0, 2, 1).contiguous()
+  dev = forget_kernels(monkeypatch, lg.device.get(out.device))  # its own kernel, not one sized by arguments
+  [item] = [si for si in schedule([out.lazydata.base]) if si.ast is not None]
+  assert (input_order_of(item.ast) is not None) == walked
+  np.testing.assert_array_equal(out.numpy(), x.T.reshape(width // 4, 4, 64).transpose(0, 2, 1))
+  if type(dev).__module__.endswith("opencl"):  # its program: stores where outputs lie, 4 at a time
+    [src] = [p.src for p in dev.programs.values() if p.built is item.ast]
+    assert ("(data0 + (gvec*4))" not in src) == walked and "float4" in src, src
