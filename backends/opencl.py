@@ -350,9 +350,15 @@ def _lanes_for_work(plan: Plan, stored_in_a_row: bool = False):
   return best
 
 
+def _scalar_code(plan: Plan) -> bool:
+  """Whether a plan renders as scalar code (one element a lane)."""
+  return _row_lanes(plan) == 1 if plan.rows else vector_choice(plan) is None
+
+
 def _code_shape(plan: Plan) -> tuple:
   """A plan's vector lanes and how many outputs each work-item computes (its register tile): two plans of one kernel
   structure with equal code shapes run the same vector code, their index math aside."""
+  if plan.rows: return "rows", _row_lanes(plan)
   choice = vector_choice(plan)
   if choice is None: return ()
   if choice[1] == "ridx": return choice, _dot_tiling(plan, choice[0])[0]
@@ -1688,7 +1694,7 @@ class Device:
       program = self._program(built, buffers, origin, params)
     if params and numbers is None and self.specializer.is_family(built):
       # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
-      scalar = vector_choice(program.plan) is None
+      scalar = _scalar_code(program.plan)
       if (scalar or _code_shape(program.plan) != _code_shape(lower(ast, [b.dtype for b in buffers], buf_sizes, input_order=True))) \
          and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
         if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
@@ -1704,7 +1710,7 @@ class Device:
     back (SHARED_RUNS schedules, see exec and Specializer.resolve's `promoted`): program is scalar code sized by
     arguments and ast is big enough to pay for a build, or program is a family's; else None."""
     plan = program.plan
-    if plan is not None and plan.sized_by_arguments and vector_choice(plan) is None and promotable(ast): return devices.epoch
+    if plan is not None and plan.sized_by_arguments and _scalar_code(plan) and promotable(ast): return devices.epoch
     if self.specializer.is_family(program.built): return devices.epoch
     return None
 
