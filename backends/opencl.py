@@ -792,7 +792,8 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
   # a reduction's loop keeps `unroll` accumulators, each a step in turn: one would wait on the last update every
   # step (a max's NaN test and select are four dependent instructions: the softmax's max took 1.2 of its 3.2 ms)
   unroll = next(u for u in (4, 2, 1) if isinstance(steps, int) and steps % u == 0 or u == 1)
-  op = lambda combine, dtype, args: valu(combine, dtype, args, [dtype] * 2, n) if n > 1 else alu(combine, dtype, args, [dtype] * 2)
+  op = lambda combine, dtype, args: (valu(combine, dtype, args, [dtype] * 2, n) if n > 1 else
+                                     alu(combine, dtype, args, [dtype] * 2))
   for k, (r, body) in enumerate(zip(plan.reduces, bodies)):
     per_row()
     combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
@@ -811,7 +812,8 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
     lines += [f"  acc{k} = {op(combine, r.dtype, [f'acc{k}', a])};" for a in accs[1:]]
     if n > 1:
       lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k}.s0;")
-      lines += [f"  red{k} = {alu(combine, r.dtype, [f'red{k}', f'acc{k}.s{u:x}'], [r.dtype] * 2)};" for u in range(1, n)]
+      fold = lambda u: alu(combine, r.dtype, [f"red{k}", f"acc{k}.s{u:x}"], [r.dtype] * 2)
+      lines += [f"  red{k} = {fold(u)};" for u in range(1, n)]
     else: lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k};")
     names[id(r)] = f"red{k}"
   per_row()
@@ -821,8 +823,9 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
   params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{k}"
                                                        for k, d in enumerate(plan.bufs) if k > 0] + scalar_params(plan)
   body = "\n".join(lines)
-  src = "\n".join([CONTRACT, *typedefs.values(), *math_helpers(body), f"__kernel void {plan.name}({', '.join(params)}) {{",
-                   f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {text(plan.out_size)}) return;", *lines, "}"])
+  head = [f"__kernel void {plan.name}({', '.join(params)}) {{", f"  {itype} gidx = get_global_id(0);",
+          f"  if (gidx >= {text(plan.out_size)}) return;"]
+  src = "\n".join([CONTRACT, *typedefs.values(), *math_helpers(body), *head, *lines, "}"])
   return src, plan.name
 
 
@@ -1695,7 +1698,8 @@ class Device:
     if params and numbers is None and self.specializer.is_family(built):
       # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
       scalar = _scalar_code(program.plan)
-      if (scalar or _code_shape(program.plan) != _code_shape(lower(ast, [b.dtype for b in buffers], buf_sizes, input_order=True))) \
+      own = lambda: lower(ast, [b.dtype for b in buffers], buf_sizes, input_order=True)  # ast's own kernel's plan
+      if (scalar or _code_shape(program.plan) != _code_shape(own())) \
          and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
         if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)

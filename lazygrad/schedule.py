@@ -303,10 +303,11 @@ ROW_MAX = 1 << 14  # the longest row a row kernel takes: its loops read it again
 
 def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tuple[LazyBuffer, list[LazyBuffer]] | None:
   """A row kernel starting at a reduction over the last axis of its source's shape S (kept as 1): (its sink, the
-  reductions and work inside it), or None. From the reduction, per-row values (shape S[:-1] + (1,)) are read by elementwise work of
-  that shape, or broadcast back across the row to elementwise work of shape S; work of shape S is read element for
-  element, or reduced over the last axis again (a softmax's sum of exp(x - max)). All of it must end in one node of
-  shape S, which is stored, and nothing else may read into the middle of it. `outs`: the ids of the nodes asked for."""
+  reductions and work inside it), or None. From the reduction, per-row values (shape S[:-1] + (1,)) are read by
+  elementwise work of that shape, or broadcast back across the row to elementwise work of shape S; work of shape S is
+  read element for element, or reduced over the last axis again (a softmax's sum of exp(x - max)). All of it must end
+  in one node of shape S, which is stored, and nothing else may read into the middle of it. `outs`: the ids of the
+  nodes asked for."""
   row = first.srcs[0].shape
   last = len(row) - 1
   per_row = row[:-1] + (1,)

@@ -111,7 +111,8 @@ def size(shape) -> int | Node:
 def top(n: int | Node) -> int: return n.max if isinstance(n, Node) else n
 
 
-def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), values=(), input_order: bool = False) -> Plan:
+def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), values=(),
+          input_order: bool = False) -> Plan:
   """`params`: a dynamic kernel's arguments (see codegen/dynamic.py), `values` theirs in the AST being built.
   `input_order`: a copy whose input runs in short pieces along its output (a transpose) walks its outputs in its
   input's order instead (see input_order_of), for a backend on which that is faster."""
@@ -228,12 +229,13 @@ def input_order_of(ast: KernelOp) -> list[int] | None:
   """For a copy (one load of one view, no mask or broadcast, sizes and strides numbers) that, walked in its output's
   order, steps through its input a multiple of ALIAS bytes apart: its input's order of dims (strides largest first),
   where that steps through its output otherwise and still stores 4 outputs or more next to each other. A transposing
-  copy to panels of 4 columns, rows of 4 KiB apart, re-read its input's cache lines from memory four times (sets
-  alias), and ran 2.3-2.7x slower walked in its output's order (2.2-2.5 against 0.93-0.97 ms on PoCL); where rows are not 4 KiB
-  apart, the output's order was as fast or faster (a transformer's panels of 128 to 512 columns)."""
+  copy to panels of 4 columns, rows 4 KiB apart, re-read its input's cache lines from memory four times (sets alias):
+  walked in its output's order it took 2.2-2.5 ms, in its input's 0.93-0.97 (PoCL). Where rows are not 4 KiB apart,
+  the output's order was as fast or faster (a transformer's panels of 128 to 512 columns)."""
   nodes = ast.walk()
   loads = [n for n in nodes if n.op is BufferOps.LOAD]
-  if ast.op is BufferOps.STORE or len(loads) != 1 or any(n.op in (BufferOps.VIEW, IndexOps.GATHER) for n in nodes): return None
+  if ast.op is BufferOps.STORE or len(loads) != 1 or any(n.op in (BufferOps.VIEW, IndexOps.GATHER) for n in nodes):
+    return None
   st = loads[0].arg[1]
   if len(st.views) != 1 or len(ast.shape) < 2: return None
   view = st.views[0]
@@ -279,7 +281,8 @@ def rewrite(srcs: tuple, op) -> tuple[tuple, Any]:
                                                      for s in srcs):
     a, b = srcs[0].srcs[0], srcs[1].srcs[0]
     for x, neg in ((a, b), (b, a)):
-      if x.dtype.is_float and neg.op == "alu" and neg.arg is UnaryOps.NEG and neg.srcs[0] is x: return (x,), UnaryOps.ABS
+      if x.dtype.is_float and neg.op == "alu" and neg.arg is UnaryOps.NEG and neg.srcs[0] is x:
+        return (x,), UnaryOps.ABS
   return srcs, op
 
 
