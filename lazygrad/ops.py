@@ -116,3 +116,12 @@ def kernel_op(op: Op, src: tuple[KernelOp, ...], dtype: DType, shape: tuple[int,
     node = KernelOp(op, src, dtype, shape, arg)
     _interned[key] = node
   return node
+
+
+def is_row_kernel(ast: KernelOp, reduces: list[KernelOp]) -> bool:
+  """Whether a kernel AST (with these reductions) is a row kernel's (see schedule.py's row rule): its output has the
+  shape its reductions reduce (over the last axis, keeping it as 1), which they are read back into through a
+  broadcast, a row per work-item. Elsewhere a reduction's kernel outputs its reduced shape."""
+  if not reduces or ast.op is BufferOps.STORE or len(ast.shape) == 0: return False
+  last = len(ast.shape) - 1
+  return all(r.arg == (last,) and r.src[0].shape == ast.shape for r in reduces)

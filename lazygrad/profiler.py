@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from math import prod
 from lazygrad import device as devices
 from lazygrad.helpers import atomic_write, cache_dir
-from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, BufferOps, IndexOps, KernelOp, ELEMENTWISE
+from lazygrad.ops import UnaryOps, BinaryOps, TernaryOps, ReduceOps, BufferOps, IndexOps, KernelOp, ELEMENTWISE, is_row_kernel
 from lazygrad.schedule import schedule
 
 __all__ = ["profile", "Profile", "Launch", "kernel_flops", "kernel_label", "roofline", "schedule_graph"]
@@ -36,13 +36,15 @@ __all__ = ["profile", "Profile", "Launch", "kernel_flops", "kernel_label", "roof
 
 def _evaluations(ast: KernelOp) -> dict[KernelOp, float]:
   """How many times each node's whole shape is computed in one launch: once, except below a VIEW that broadcasts an
-  inlined value, which the kernel recomputes for every element that reads it (a shrink computes less)."""
+  inlined value, which the kernel recomputes for every element that reads it (a shrink computes less); a row kernel
+  computes its per-row values once (see ops.is_row_kernel)."""
   order = ast.walk()
+  rows = is_row_kernel(ast, [n for n in order if isinstance(n.op, ReduceOps)])
   times = {ast: 1.0}
   for node in reversed(order):  # users before their sources
     t = times.get(node, 0.0)
     for s in node.src:
-      each = t * prod(node.shape) / max(prod(s.shape), 1) if node.op is BufferOps.VIEW else t
+      each = t * prod(node.shape) / max(prod(s.shape), 1) if node.op is BufferOps.VIEW and not rows else t
       times[s] = max(times.get(s, 0.0), each)  # a value two users read at the same index is computed once
   return times
 

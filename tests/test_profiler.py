@@ -41,6 +41,16 @@ def test_elementwise_chain_flops_and_label():
   assert profiler.kernel_label(ast) == "mul+add+sqrt+sub+cast"
 
 
+def test_a_row_kernel_counts_its_per_row_values_once():
+  """A softmax's row kernel (OpenCL) computes each row's max and sum once, not once per element that reads them:
+  max, sub, exp, sum and div, 5 flops an element."""
+  x = tensor(8, 64)
+  if not devices.get(x.device).row_kernels: pytest.skip("a backend that writes row kernels")
+  ast = only_kernel(x.softmax(-1))
+  assert profiler.kernel_flops(ast) == 5 * 8 * 64
+  assert profiler.kernel_label(ast) == "max+sub+exp+sum+div"
+
+
 def test_broadcast_work_counted_where_recomputed():
   # an inlined (4, 1) product read through an expand to (4, 6) is computed for each of the 24 elements
   x, y = tensor(4, 1), tensor(4, 6, seed=1)

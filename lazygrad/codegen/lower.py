@@ -16,7 +16,7 @@ from typing import Any
 from lazygrad.dtype import DType, bool_
 from lazygrad.dtype import int32, int64
 from lazygrad.helpers import getenv
-from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps, IndexOps
+from lazygrad.ops import KernelOp, BufferOps, ReduceOps, UnaryOps, BinaryOps, TernaryOps, IndexOps, is_row_kernel
 from lazygrad.shape import contiguous_strides, unravel
 from lazygrad.symbolic import Node, Num, Var, make_and, make_sum
 
@@ -253,15 +253,6 @@ def input_order_of(ast: KernelOp) -> list[int] | None:
   stores, store_step = walk(order, contiguous_strides(view.shape))
   if not aliased(walk(range(len(view.shape)), view.strides)[1]) or aliased(store_step) or stores < 4: return None
   return order
-
-
-def is_row_kernel(ast: KernelOp, reduces: list[KernelOp]) -> bool:
-  """Whether an AST is a row kernel's: its output has the shape its reductions reduce (over the last axis, keeping it
-  as 1), which they are read back into through a broadcast. Elsewhere a reduction's kernel outputs its reduced
-  shape."""
-  if not reduces or ast.op is BufferOps.STORE or len(ast.shape) == 0: return False
-  last = len(ast.shape) - 1
-  return all(r.arg == (last,) and r.src[0].shape == ast.shape for r in reduces)
 
 
 def _is_zero(i: Instr) -> bool: return i.op == "const" and i.arg == 0
