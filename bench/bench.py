@@ -1,5 +1,6 @@
 """Benchmarks: each workload run by lazygrad, NumPy and PyTorch in one process, checked against NumPy float64,
-reported as medians and ratios. `python bench/bench.py [--json out.json] [--only name,name] [--runs N]`."""
+reported as medians and ratios, with torch.compile beside torch eager where it runs here.
+`python bench/bench.py [--json out.json] [--only name,name] [--runs N] [--no-compile]`."""
 from __future__ import annotations
 import argparse
 import gc
@@ -84,6 +85,26 @@ def close(actual, reference, rtol=1e-3, atol=1e-3) -> bool:
 
 # each workload returns rows: (workload, unit, {peer: value}, checked)
 
+# torch.compile beside torch eager (inductor's C++ and OpenMP code on a CPU): `--no-compile` leaves it out, a minute
+# or two of compiling fewer
+COMPILE = True
+
+
+def with_compiled(fns: dict, step=None) -> dict:
+  """fns with "torch.compile": torch.compile(fns["torch"]), or `step` (a training step whose model a caller made with
+  torch.compile, as its users do: the backward and the optimizer stay eager), compiled by a first call here, outside
+  the timing; fns as they are where torch is missing, --no-compile was given, or torch.compile fails on this machine
+  (it needs a C++ compiler), which is said."""
+  if torch is None or not COMPILE or "torch" not in fns: return fns
+  eager, sync = fns["torch"] if isinstance(fns["torch"], tuple) else (fns["torch"], None)
+  fn = step if step is not None else torch.compile(eager)
+  try: fn()
+  except Exception as e:  # noqa: BLE001 -- any failure of inductor's: the row goes on without it
+    print(f"  (torch.compile failed here: {type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    return fns
+  return {**fns, "torch.compile": (fn, sync) if sync else fn}
+
+
 def ew_chain(runs, n=2**24):
   rng = np.random.default_rng(0)
   x, b = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
@@ -95,7 +116,7 @@ def ew_chain(runs, n=2**24):
   if torch is not None:
     tx, tb = torch.from_numpy(x), torch.from_numpy(b)
     fns["torch"] = lambda: torch.exp(torch.relu(tx * 1.5 + tb) * 0.5) - tx
-  out = rates(gb, compare(fns, runs))
+  out = rates(gb, compare(with_compiled(fns), runs))
   return [("ew_chain", "GB/s", out, close(fn_lg().numpy(), ref))]
 
 
@@ -108,7 +129,7 @@ def reduce_sum(runs, n=2**24):
   if torch is not None:
     tx = torch.from_numpy(x)
     fns["torch"] = lambda: tx.sum()
-  out = rates(gb, compare(fns, runs))
+  out = rates(gb, compare(with_compiled(fns), runs))
   return [("reduce_sum", "GB/s", out, close(fn_lg().item(), x.astype(np.float64).sum(), rtol=1e-4, atol=1e-1))]
 
 
@@ -125,7 +146,7 @@ def softmax(runs, shape=(4096, 1024)):
   if torch is not None:
     tx = torch.from_numpy(x)
     fns["torch"] = lambda: torch.softmax(tx, -1)
-  out = rates(gb, compare(fns, runs))
+  out = rates(gb, compare(with_compiled(fns), runs))
   x64 = x.astype(np.float64)
   ref = np.exp(x64 - x64.max(-1, keepdims=True)); ref /= ref.sum(-1, keepdims=True)
   return [("softmax", "GB/s", out, close(fn_lg().numpy(), ref, atol=1e-6))]
@@ -141,7 +162,7 @@ def matmul(runs, n=1024):
   if torch is not None:
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     fns["torch"] = lambda: ta @ tb
-  out = rates(gflop, compare(fns, runs))
+  out = rates(gflop, compare(with_compiled(fns), runs))
   return [("matmul", "GFLOP/s", out, close(fn_lg().numpy(), a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2))]
 
 
@@ -162,7 +183,7 @@ def conv2d(runs):
   if torch is not None:
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
     fns["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, padding=1)
-  out = rates(gflop, compare(fns, runs))
+  out = rates(gflop, compare(with_compiled(fns), runs))
   checked = close(fn_lg().numpy(), np_conv().astype(np.float64), rtol=1e-3, atol=1e-2)
   return [("conv2d", "GFLOP/s", out, checked)]
 
@@ -215,10 +236,13 @@ def mlp_train_step(runs, batch=256, jit=True):
     topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
-    def tstep():
-      loss = torch.nn.functional.cross_entropy(tm(tx), ty)
+    def tstep(model=tm):
+      loss = torch.nn.functional.cross_entropy(model(tx), ty)
       topt.zero_grad(); loss.backward(); topt.step()
     fns["torch"] = tstep
+    if jit:  # beside lazygrad's jitted step: the model under torch.compile
+      compiled = torch.compile(tm) if COMPILE else None
+      fns = with_compiled(fns, lambda: tstep(compiled))
   out = rates(1, compare(fns, runs))
   return [("mlp_train_step" if jit else "mlp_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
@@ -252,12 +276,18 @@ def gpt_train_step(runs, torch_device: str = "cpu", jit: bool = True):
     tx, ty, positions = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev), torch.arange(128, device=dev)
     mask = torch.nn.Transformer.generate_square_subsequent_mask(128, device=dev)
 
-    def tstep():
+    def loss_of():
       h = tok(tx) + pos(positions)
       for b in blocks: h = b(h, src_mask=mask, is_causal=True)
-      loss = torch.nn.functional.cross_entropy(head(h).reshape(-1, 256), ty.reshape(-1))
+      return torch.nn.functional.cross_entropy(head(h).reshape(-1, 256), ty.reshape(-1))
+
+    def tstep(loss_fn=loss_of):
+      loss = loss_fn()
       topt.zero_grad(); loss.backward(); topt.step()
     fns["torch"] = (tstep, torch.cuda.synchronize if dev.type == "cuda" else None)
+    if jit:  # beside lazygrad's jitted step: the forward and loss under torch.compile
+      compiled = torch.compile(loss_of) if COMPILE else None
+      fns = with_compiled(fns, lambda: tstep(compiled))
   out = rates(1, compare(fns, max(2, runs // 2)))
   return [("gpt_train_step" if jit else "gpt_eager_step", "steps/s", out, bool(np.isfinite(step(lx, ly).item())))]
 
@@ -522,7 +552,10 @@ def main():
   ap.add_argument("--json", help="write the figures to this file")
   ap.add_argument("--only", help="comma-separated workload names")
   ap.add_argument("--runs", type=int, default=5)
+  ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out of the steady-state rows")
   args = ap.parse_args()
+  global COMPILE
+  COMPILE = not args.no_compile
   names = args.only.split(",") if args.only else list(WORKLOADS)
   rows = []
   print(f"lazygrad on {lg.Tensor([0]).device}; {args.runs} timed runs after a warm-up; higher is better except rows in"
