@@ -489,3 +489,19 @@ def test_a_transposing_copy_walks_its_input_in_order_where_its_rows_are_4_kib_ap
   if type(dev).__module__.endswith("opencl"):  # its program: stores where outputs lie, 4 at a time
     [src] = [p.src for p in dev.programs.values() if p.built is item.ast]
     assert ("(data0 + (gvec*4))" not in src) == walked and "float4" in src, src
+
+
+@pytest.mark.parametrize("cols", [64, 13])
+def test_row_kernels_with_padding_per_row_inputs_and_strides_match_torch(cols):
+  """Row kernels whose loads are masked along the row (a padded softmax: scalar code), read a per-row input (one value
+  a row) or a strided slice, and an RMS norm: torch's values."""
+  rng = np.random.default_rng(cols)
+  xn, bn = rng.standard_normal((2, 3, cols)).astype(np.float32) * 4, rng.standard_normal((2, 3, 1)).astype(np.float32)
+  x, b, tx, tb = lg.Tensor(xn), lg.Tensor(bn), torch.tensor(xn), torch.tensor(bn)
+  pairs = [(lg.nn.functional.pad(x, (1, 2)).softmax(-1), torch.nn.functional.pad(tx, (1, 2)).softmax(-1)),
+           ((x + b).softmax(-1), (tx + tb).softmax(-1)),
+           (x[..., ::2].log_softmax(-1), tx[..., ::2].log_softmax(-1)),
+           (x * (x.square().mean(-1, keepdim=True) + 1e-6).rsqrt(), tx * (tx.square().mean(-1, keepdim=True) + 1e-6).rsqrt())]
+  for ours, theirs in pairs:
+    if rows_here(x): assert kernels(ours.realize) == 1
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
