@@ -1697,9 +1697,11 @@ class Device:
       program = self._program(built, buffers, origin, params)
     if params and numbers is None and self.specializer.is_family(built):
       # a family's kernel (see codegen/dynamic.py) runs ast only as the same vector code as ast's own kernel would be
-      scalar = _scalar_code(program.plan)
+      plan, scalar = program.plan, _scalar_code(program.plan)
       own = lambda: lower(ast, [b.dtype for b in buffers], buf_sizes, input_order=True)  # ast's own kernel's plan
-      if (scalar or _code_shape(program.plan) != _code_shape(own())) \
+      differs = lambda: _code_shape(plan) != _code_shape(own())
+      # a row kernel's scalar code (a gather along its rows) is its own kernel's too: it leaves only where they differ
+      if (differs() if plan.rows else scalar or differs()) \
          and self.specializer.leave_family(ast, built, numbers, devices.epoch, scalar):
         if scalar: self.programs.pop(built, None)  # the family is dropped: never launched
         built, params, values = self.specializer.resolve(ast, buf_sizes, devices.epoch, numbers, promoted=again)
