@@ -402,3 +402,22 @@ def test_parameter_updates_of_every_shape_share_one_vector_kernel(fresh, capsys,
     from lazygrad.backends.opencl import DYNAMIC_LOCAL
     shared = [e for e in dev.kernels.values() if type(e) is tuple and e[0] == "e_dynamic"]
     assert len(shared) >= 4 and {e[3][1] for e in shared} == {(DYNAMIC_LOCAL,)}
+
+
+@pytest.mark.parametrize("gather", [False, True])
+def test_row_kernels_at_new_lengths_share_a_family(fresh, gather):
+  """A softmax's row kernel over a new number of rows (a cross-entropy's batch times sequence length) runs on one
+  family from the third length on, vector code or (with a gather along the rows, scalar code, as its own kernel's
+  is) alike."""
+  if not with_families(fresh) or not fresh.row_kernels: pytest.skip("families and row kernels are OpenCL's")
+  xn = data(512 * 256).reshape(512, 256)
+  order = np.random.default_rng(1).permutation(256)
+  x, idx = lg.tensor(xn), lg.tensor(order)
+  run = lambda n: (x[:n][:, idx] if gather else x[:n]).softmax(-1)
+
+  def expected(n):
+    rows = xn[:n][:, order] if gather else xn[:n]
+    e = np.exp(rows - rows.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  assert builds(run, [512, 448], expected) >= 1  # the family, for the second length
+  assert builds(run, [448, 384, 320, 256], expected) == 0
