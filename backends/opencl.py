@@ -1380,9 +1380,11 @@ class Device:
     self.background = getenv("LAZYGRAD_BACKGROUND_BUILDS", 1) != 0
     # matmul's right operand as a row-major buffer: its register tiles share a row's load across rows of outputs
     self.row_major_matmul_operand = True
-    self.row_kernels = getenv("LAZYGRAD_ROW_KERNELS", 1) != 0  # see schedule.py's row rule and render_rows
     # kernels rendered for a CPU compiler (see render), whose tiles want matmul operands in panels
     self.cpu = bool(self.device.type & cl.device_type.CPU)
+    # a row per work-item (see schedule.py's row rule and render_rows) suits a CPU's few cores; a GPU wants its rows
+    # spread over many threads, which the three kernels a softmax is made of there give it
+    self.row_kernels = self.cpu and getenv("LAZYGRAD_ROW_KERNELS", 1) != 0
     self.matmul_panel = 16 if self.cpu else 0
     self.cores, self.max_local = self.device.max_compute_units, self.device.max_work_group_size
     self.tune = getenv("LAZYGRAD_TUNE", 1) != 0  # measure big kernels' register tiles (see choose_tile)
