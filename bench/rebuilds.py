@@ -1,8 +1,8 @@
 """Kernels built when numbers change: each row runs a first call, then 10 more with other numbers (Python scalars,
 slice offsets and lengths, batch sizes), and counts the kernels built from source for those 10, with their wall time
-beside torch eager's for the same calls. Then greedy decoding with a KV cache, a GPT's first training step, and the
-bench's LSTM train step at new sequence lengths. Every row starts from an empty kernel cache.
-`python bench/rebuilds.py [--tokens N] [--lengths 100,90,80,70]`."""
+beside torch eager's for the same calls. Then greedy decoding with a KV cache, a GPT's first training step, a GPT's
+and the bench's LSTM's train steps at new sequence lengths. Every row starts from an empty kernel cache.
+`python bench/rebuilds.py [--tokens N] [--gpt-lengths 64,56,48,40,32] [--lengths 100,90,80,70]`."""
 from __future__ import annotations
 import argparse
 import os
@@ -116,6 +116,25 @@ def gpt_first_step():
         f"{lg.kernel_count() - launched} launches")
 
 
+def gpt_lengths(lengths: list[int]):
+  """A 2-layer GPT (width 128, 4 heads, batch 8, AdamW) trained eagerly for three steps at each sequence length: the
+  kernels built per length (its attention's rows, the cross-entropy's and the layer norms' change with it)."""
+  from gpt import GPT
+  lg.manual_seed(0)
+  model = GPT(256, max(lengths), 2, 4, 128)
+  opt = lg.optim.AdamW(model.parameters(), lr=1e-3)
+  rng = np.random.default_rng(0)
+  for steps in lengths:
+    x, y = lg.Tensor(rng.integers(0, 256, (8, steps))), lg.Tensor(rng.integers(0, 256, (8, steps)))
+    before, start, ok = builds(), time.perf_counter(), True
+    for _ in range(3):
+      loss = F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1))
+      opt.zero_grad(); loss.backward(); opt.step()
+      ok &= bool(np.isfinite(loss.item()))
+    print(f"{'GPT train step x3, ' + str(steps) + ' tokens':<44}{builds() - before:>7}"
+          f"{time.perf_counter() - start:>9.2f} s  {'':11}  {'ok' if ok else 'WRONG'}")
+
+
 def lstm_lengths(lengths: list[int]):
   """The bench's jitted LSTM train step (2 layers of 256, batch 32, a linear head, MSE, Adam), three steps at each
   sequence length: the kernels built and the seconds taken per length, promotions in the later steps included."""
@@ -136,6 +155,7 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--tokens", type=int, default=43)
   ap.add_argument("--lengths", default="100,90,80,70", help="the LSTM's sequence lengths, in order ('' skips it)")
+  ap.add_argument("--gpt-lengths", default="64,56,48,40,32", help="the GPT's sequence lengths, in order ('' skips it)")
   args = ap.parse_args()
   print(f"lazygrad on {lg.Tensor([0]).device}; kernels built for the 10 calls after a first one, their time, torch eager's")
   print(f"{'what':<44}{'built':>7}{'time':>9}    {'torch':>8}")
@@ -165,6 +185,7 @@ def main():
       lambda b, got: close(got, np.maximum(batch[b] @ w1.T + b1, 0) @ w2.T + b2))
   decode(args.tokens)
   gpt_first_step()
+  if args.gpt_lengths: gpt_lengths([int(t) for t in args.gpt_lengths.split(",")])
   if args.lengths: lstm_lengths([int(t) for t in args.lengths.split(",")])
 
 
