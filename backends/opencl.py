@@ -163,6 +163,41 @@ def scalar_params(plan: Plan) -> list[str]:
   return [f"{COMPUTE[d.name]} {name}" for name, d in plan.params]
 
 
+def kernel_params(plan: Plan) -> list[str]:
+  """A kernel's parameter list: its output buffer, its input buffers (restrict: no kernel writes what it reads) and
+  its scalar arguments."""
+  return ([f"__global {STORAGE[plan.bufs[0].name]}* data0"] +
+          [f"__global const {STORAGE[d.name]}* restrict data{n}" for n, d in enumerate(plan.bufs) if n > 0] +
+          scalar_params(plan))
+
+
+def reduce_combine(op: ReduceOps) -> BinaryOps:
+  """The binary op that folds one more element into a reduction's accumulator."""
+  return BinaryOps.ADD if op is ReduceOps.SUM else BinaryOps.MAX
+
+
+def vector_load(ctype: str, base: str, n: int, cpu: bool, typedefs: dict) -> str:
+  """n elements from `base` as a vector: through an element-aligned vector pointer on a CPU (see render), whose typedef
+  goes in `typedefs`; vloadN elsewhere."""
+  if not cpu: return f"vload{n}(0, {base})"
+  name, typedefs[ctype] = unaligned_vector(ctype, n)
+  return f"(*(__global const {name}*)({base}))"
+
+
+def vector_store(ctype: str, value: str, base: str, n: int, cpu: bool, typedefs: dict) -> str:
+  """The statement that stores a vector of n elements at `base` (see vector_load)."""
+  if not cpu: return f"vstore{n}({value}, 0, {base});"
+  name, typedefs[ctype] = unaligned_vector(ctype, n)
+  return f"*(__global {name}*)({base}) = {value};"
+
+
+def fold_lanes(red: str, acc: str, op: ReduceOps, dtype: DType, n: int) -> list[str]:
+  """The statements that fold the n lanes of vector accumulator `acc` into the scalar `red`."""
+  combine = reduce_combine(op)
+  return [f"  {COMPUTE[dtype.name]} {red} = {acc}.s0;",
+          *(f"  {red} = {alu(combine, dtype, [red, f'{acc}.s{u:x}'], [dtype, dtype])};" for u in range(1, n))]
+
+
 def param_values(plan: Plan, values: list) -> list:
   """Launch arguments for the plan's parameters, as Python numbers: the kernel's invoker knows their types (see
   Device._kernel), and converts them faster than a NumPy scalar is passed to an untyped one (5 against 35 us)."""
@@ -242,7 +277,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
     for i in plan.instrs:
       if i.region == "loop": line(i, "    ")
     x = val(r.srcs[0])
-    upd = alu(BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX, r.dtype, ["acc", x], [r.dtype, r.dtype])
+    upd = alu(reduce_combine(r.arg), r.dtype, ["acc", x], [r.dtype, r.dtype])
     lines.append(f"    acc = {upd};")
     lines.append("  " + close)
   for i in plan.instrs:
@@ -253,8 +288,7 @@ def render_scalar(plan: Plan) -> tuple[str, str]:
   if out is float16: store = f"vstore_half({v}, {at}, data0);"
   elif out is bool_: store = f"data0[{at}] = (uchar)({v});"
   else: store = f"data0[{at}] = {v};"
-  params = [f"__global {STORAGE[plan.bufs[0].name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
-                                                     for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
+  params = kernel_params(plan)
   head = [CONTRACT]
   if any(d is float64 for d in plan.bufs) or any(i.dtype is float64 for i in plan.instrs):
     head.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
@@ -464,15 +498,8 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   """LANES outputs per work-item ("gidx"), or LANES reduce positions per loop step ("ridx"), as vector code."""
   typedefs: dict[str, str] = {}
 
-  def vload(ctype: str, base: str) -> str:
-    if not cpu: return f"vload{LANES}(0, {base})"
-    name, typedefs[ctype] = unaligned_vector(ctype, LANES)
-    return f"(*(__global const {name}*)({base}))"
-
-  def vstore(ctype: str, value: str, base: str) -> str:
-    if not cpu: return f"vstore{LANES}({value}, 0, {base});"
-    name, typedefs[ctype] = unaligned_vector(ctype, LANES)
-    return f"*(__global {name}*)({base}) = {value};"
+  vload = lambda ctype, base: vector_load(ctype, base, LANES, cpu, typedefs)
+  vstore = lambda ctype, value, base: vector_store(ctype, value, base, LANES, cpu, typedefs)
 
   _vt = lambda d: _vtype(d, LANES)
   _bc = lambda x, d: _broadcast(x, d, LANES)
@@ -593,7 +620,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
   if plan.reduce is not None:
     r = plan.reduce
     ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
-    combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
+    combine = reduce_combine(r.arg)
     init = _bc(ident, r.dtype) if r.dtype is not bool_ else f"({_vt(r.dtype)})(0)"
     accs = [f"acc{j}" for j in range(rows)]
     lines.extend(f"  {_vt(r.dtype)} {a} = {init};" for a in accs)
@@ -632,10 +659,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
     if lane == "ridx":  # fold each accumulator's lanes into one value
       for j in range(rows):
         if r.dtype is bool_: lines.append(f"  bool red{j} = ({'|'.join(f'acc{j}.s{u}' for u in range(LANES))})!=0;")
-        else:
-          lines.append(f"  {COMPUTE[r.dtype.name]} red{j} = acc{j}.s0;")
-          lines.extend(f"  red{j} = {alu(combine, r.dtype, [f'red{j}', f'acc{j}.s{u}'], [r.dtype, r.dtype])};"
-                       for u in range(1, LANES))
+        else: lines += fold_lanes(f"red{j}", f"acc{j}", r.arg, r.dtype, LANES)
   for i in plan.instrs:
     if i.region == "post": line(i, "  ")
 
@@ -662,8 +686,7 @@ def render_vector(plan: Plan, LANES: int, lane: str, cpu: bool = False) -> tuple
       head = [f"  {itype} w = get_global_id(0);", f"  if (w >= {text(plan.out_size // rows)}) return;",
               f"  {itype} mi = w / {stride // rb};", f"  {itype} ni = w % {stride // rb};"]
     else: head = [f"  {itype} gidx = get_global_id(0);", f"  if (gidx >= {text(plan.out_size)}) return;"]
-  params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{n}"
-                                                       for n, d in enumerate(plan.bufs) if n > 0] + scalar_params(plan)
+  params = kernel_params(plan)
   body = "\n".join(lines)
   helpers = [CONTRACT, *typedefs.values()]
   if "round_half(" in body: helpers.append(ROUND_HALF)
@@ -703,16 +726,9 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
   vtype = lambda d: COMPUTE[d.name] if n == 1 else _vtype(d, n)
   row = f"gidx*{text(plan.red_size)} + " + ("rvec*" + str(n) if n > 1 else "ridx")
 
-  def vload(ctype: str, base: str) -> str:
-    if not cpu: return f"vload{n}(0, {base})"
-    name, typedefs[ctype] = unaligned_vector(ctype, n)
-    return f"(*(__global const {name}*)({base}))"
-
-  def store_row(value: str) -> str:
-    if n == 1: return f"data0[{row}] = {value};"
-    if not cpu: return f"vstore{n}({value}, 0, data0 + {row});"
-    name, typedefs["float"] = unaligned_vector("float", n)
-    return f"*(__global {name}*)(data0 + {row}) = {value};"
+  vload = lambda ctype, base: vector_load(ctype, base, n, cpu, typedefs)
+  store_row = lambda value: (f"data0[{row}] = {value};" if n == 1 else
+                             vector_store("float", value, f"data0 + {row}", n, cpu, typedefs))
 
   varies: dict[int, bool] = {}  # along the row: reads ridx, or computes from what does
   for i in plan.instrs:
@@ -796,7 +812,7 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
                                      alu(combine, dtype, args, [dtype] * 2))
   for k, (r, body) in enumerate(zip(plan.reduces, bodies)):
     per_row()
-    combine = BinaryOps.ADD if r.arg is ReduceOps.SUM else BinaryOps.MAX
+    combine = reduce_combine(r.arg)
     ident = literal(reduce_identity(r.arg, r.dtype), r.dtype)
     accs = [f"acc{k}_{u}" for u in range(unroll)]
     lines += [f"  {vtype(r.dtype)} {a} = {_broadcast(ident, r.dtype, n) if n > 1 else ident};" for a in accs]
@@ -810,20 +826,15 @@ def render_rows(plan: Plan, cpu: bool = False) -> tuple[str, str]:
     lines.append("  }")
     lines.append(f"  {vtype(r.dtype)} acc{k} = {accs[0]};")
     lines += [f"  acc{k} = {op(combine, r.dtype, [f'acc{k}', a])};" for a in accs[1:]]
-    if n > 1:
-      lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k}.s0;")
-      fold = lambda u: alu(combine, r.dtype, [f"red{k}", f"acc{k}.s{u:x}"], [r.dtype] * 2)
-      lines += [f"  red{k} = {fold(u)};" for u in range(1, n)]
+    if n > 1: lines += fold_lanes(f"red{k}", f"acc{k}", r.arg, r.dtype, n)
     else: lines.append(f"  {COMPUTE[r.dtype.name]} red{k} = acc{k};")
     names[id(r)] = f"red{k}"
   per_row()
   lines.append(f"  {loop}")
   for i in last: emit(i, "    ", read_stash=i is stash)
   lines += [f"    {store_row(name_of(plan.value, True))}", "  }"]
-  params = [f"__global {STORAGE[out.name]}* data0"] + [f"__global const {STORAGE[d.name]}* restrict data{k}"
-                                                       for k, d in enumerate(plan.bufs) if k > 0] + scalar_params(plan)
   body = "\n".join(lines)
-  head = [f"__kernel void {plan.name}({', '.join(params)}) {{", f"  {itype} gidx = get_global_id(0);",
+  head = [f"__kernel void {plan.name}({', '.join(kernel_params(plan))}) {{", f"  {itype} gidx = get_global_id(0);",
           f"  if (gidx >= {text(plan.out_size)}) return;"]
   src = "\n".join([CONTRACT, *typedefs.values(), *math_helpers(body), *head, *lines, "}"])
   return src, plan.name

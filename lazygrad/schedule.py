@@ -328,11 +328,12 @@ def _row_kernel(first: LazyBuffer, readers: dict, stored: set, outs: set) -> tup
     n = frontier.pop()
     rs = readers.get(n, [])
     kept = id(n) in outs if n.op in ReduceOps else id(n) in stored  # every reduction is in stored until here
-    if n is not first and (kept or not rs or not all(inside(n, r, via) for r, via in rs)):
+    read_inside = all(inside(n, r, via) for r, via in rs)
+    if n is not first and (kept or not rs or not read_inside):
       if n.shape != row or not _is_elementwise(n) or n.dtype is not float32: return None  # a per-row value read outside
       sinks[id(n)] = n
       continue
-    if not all(inside(n, r, via) for r, via in rs): return None
+    if not read_inside: return None
     for r, _ in rs:
       if id(r) not in region:
         region.add(id(r))

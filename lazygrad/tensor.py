@@ -1605,32 +1605,32 @@ class Tensor:
     dim = normalize_dim(dim, self.ndim, "softmax")
     x = self.cast(dtype) if dtype is not None else self._float()
     if x.numel() == 0: return x
-    kept = []  # the output, which the gradient reads (as torch's does): nothing of the forward's inside, so the
-               # forward stays one row kernel (see schedule.py) and the gradient is one too
-
     def value(x):
       e = (x - x.amax(dim, keepdim=True)).exp()
-      kept.append(e / e.sum(dim, keepdim=True))
-      return kept[0]
-    def grad(x, g):
-      s = x.softmax(dim) if grad_enabled() else kept[0]  # a graph of gradients (create_graph) differentiates s too
-      return s * (g - (g * s).sum(dim, keepdim=True))
-    return F.CustomGrad.apply(x, value=value, grad=grad)
+      return e / e.sum(dim, keepdim=True)
+    return Tensor._output_grad(x, value, lambda s, g: s * (g - (g * s).sum(dim, keepdim=True)), lambda x: x.softmax(dim))
 
   def log_softmax(self, dim=-1, dtype=None) -> Tensor:
     dim = normalize_dim(dim, self.ndim, "log_softmax")
     x = self.cast(dtype) if dtype is not None else self._float()
     if x.numel() == 0: return x
-    kept = []  # the output, which the gradient reads (see softmax)
-
     def value(x):
       shifted = x - x.amax(dim, keepdim=True)
-      kept.append(shifted - shifted.exp().sum(dim, keepdim=True).log())
+      return shifted - shifted.exp().sum(dim, keepdim=True).log()
+    return Tensor._output_grad(x, value, lambda out, g: g - out.exp() * g.sum(dim, keepdim=True),
+                               lambda x: x.log_softmax(dim))
+
+  @staticmethod
+  def _output_grad(x: Tensor, value, grad, again) -> Tensor:
+    """value(x), whose gradient grad(output, g) reads only its output (as torch's softmax's does): nothing of the
+    forward's inside, so a softmax's forward stays one row kernel (see schedule.py) and its gradient is one too.
+    Under create_graph the output is made again from x, `again(x)`, so that it is differentiated too."""
+    kept = []
+
+    def forward(x):
+      kept.append(value(x))
       return kept[0]
-    def grad(x, g):
-      out = x.log_softmax(dim) if grad_enabled() else kept[0]  # see softmax
-      return g - out.exp() * g.sum(dim, keepdim=True)
-    return F.CustomGrad.apply(x, value=value, grad=grad)
+    return F.CustomGrad.apply(x, value=forward, grad=lambda x, g: grad(again(x) if grad_enabled() else kept[0], g))
 
   def argmax(self, dim=None, keepdim=False) -> Tensor:
     """The first index of the maximum (NaN counts as the maximum, as in torch)."""

@@ -29,7 +29,6 @@ class Instr:
   arg: Any
   region: str = "pre"
   name: str = ""
-  uses: int = 0
 
 
 @dataclass
@@ -141,7 +140,6 @@ def lower(ast: KernelOp, bufs: list[DType], buf_sizes: list[int], params=(), val
     elif any(s.region == "loop" for s in srcs) or any("ridx" in n.vars() for n in nodes): region = "loop"
     else: region = "pre"
     ins = Instr(op, dtype, tuple(srcs), arg, region, f"v{len(instrs)}")
-    for s in srcs: s.uses += 1
     instrs.append(ins)
     cse[key] = ins
     return ins
@@ -278,16 +276,12 @@ def rewrite(srcs: tuple, op) -> tuple[tuple, Any]:
 
 
 def live(instrs: list[Instr], value: Instr) -> list[Instr]:
-  """The instructions `value` needs, in order, with their uses counted again (rewrite leaves some unused)."""
+  """The instructions `value` needs, in order (rewrite leaves some unused)."""
   needed, stack = {id(value)}, [value]
   while stack:
     for s in stack.pop().srcs:
       if id(s) not in needed: needed.add(id(s)); stack.append(s)
-  kept = [i for i in instrs if id(i) in needed]
-  for i in kept: i.uses = 0
-  for i in kept:
-    for s in i.srcs: s.uses += 1
-  return kept
+  return [i for i in instrs if id(i) in needed]
 
 
 CHECK_BOUNDS = getenv("LAZYGRAD_CHECK_BOUNDS", 0)  # the test suite turns it on
